@@ -1,0 +1,24 @@
+"""Database: tables, engines and migrations. Only core packages import from here."""
+
+from __future__ import annotations
+
+from crowdsky.db.engine import (
+    DatabaseUnavailable,
+    create_db_engine,
+    is_sqlite,
+    make_session_factory,
+    normalize_url,
+)
+from crowdsky.db.migrate import upgrade_database
+from crowdsky.db.types import UTCDateTime, utcnow
+
+__all__ = [
+    "DatabaseUnavailable",
+    "UTCDateTime",
+    "create_db_engine",
+    "is_sqlite",
+    "make_session_factory",
+    "normalize_url",
+    "upgrade_database",
+    "utcnow",
+]

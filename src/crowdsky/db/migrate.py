@@ -1,0 +1,48 @@
+"""Run Alembic migrations programmatically (``crowdsky db upgrade``, SQLite auto-migrate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+from crowdsky.db.engine import create_db_engine, normalize_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic configuration pointing at our migrations and the given database."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # ConfigParser interpolation would choke on '%' in passwords.
+    config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
+    return config
+
+
+def upgrade_database(url: str, revision: str = "head", *, engine: Engine | None = None) -> None:
+    """Migrate the database at ``url`` to ``revision`` (default: the newest).
+
+    A given ``engine`` is reused (its connection runs the migration), which matters for
+    SQLite in-memory databases and keeps connection settings identical.
+    """
+    config = alembic_config(url)
+    own_engine = engine is None
+    engine = engine or create_db_engine(url)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if own_engine:
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,253 @@
+"""SQLAlchemy tables: the original system's five plus what its fixes need.
+
+The original's tables keep their names and meanings (``users``, ``upload_sessions``,
+``raw_files``, ``stacking_jobs``, ``stacked_frames``). Differences, each fixing a bug
+listed in ``original-system.md`` §14:
+
+- every time is timezone-aware UTC with full precision (bugs 9, 11);
+- paths are stored relative to the data dir and never sent to workers (bug 37);
+- ``raw_files.stacking_job_id`` ties a file to its job, so a job can never look for
+  files by a chunk key that matches nothing (bug 7);
+- ``stacking_jobs`` carries a lease (token, expiry), a not-before time for backoff and
+  the attempt count (bugs 1, 4, 5); ``job_attempts`` keeps every attempt's error (bug 6);
+- ``stacked_frames.stacking_job_id`` is unique, which makes completion idempotent (bug 31);
+- the unused tier/quota/api_token columns are gone (bug 47); API keys and worker tokens
+  have their own tables, storing only hashes (bugs 34, 40).
+
+ORM rows never leave ``db``, ``queue``, ``ingest`` and ``accounts``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from crowdsky.db.types import UTCDateTime, utcnow
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a deterministic constraint naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    """A CrowdSky account."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A named per-user API key; only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class WorkerToken(Base):
+    """A per-worker API token; only its SHA-256 is stored."""
+
+    __tablename__ = "worker_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class UploadSession(Base):
+    """One upload batch: files arrive, then finalize turns them into jobs."""
+
+    __tablename__ = "upload_sessions"
+    __table_args__ = (Index(None, "user_id", "status"), Index(None, "status", "last_activity_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_token: Mapped[str] = mapped_column(String(64), unique=True)
+    object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ra_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dec_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    total_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # uploading -> complete (finalize) | expired (cleanup); see ingest.sessions
+    status: Mapped[str] = mapped_column(String(16), default="uploading")
+    storage_path: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class RawFile(Base):
+    """One uploaded raw sub-frame and what its FITS header says."""
+
+    __tablename__ = "raw_files"
+    __table_args__ = (
+        UniqueConstraint("upload_session_id", "sha256"),
+        Index(None, "upload_session_id", "chunk_key"),
+        Index(None, "stacking_job_id"),
+        Index(None, "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_session_id: Mapped[int] = mapped_column(
+        ForeignKey("upload_sessions.id", ondelete="CASCADE")
+    )
+    stacking_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stacking_jobs.id", ondelete="SET NULL"), nullable=True
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    storage_path: Mapped[str] = mapped_column(String(512))
+    file_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    fits_date_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    fits_object: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    fits_exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_ra: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_dec: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_filter: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fits_telescop: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fits_instrume: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    fits_gain: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_ccd_temp: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_bayerpat: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    fits_eqmode: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fits_sitelat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_sitelong: Mapped[float | None] = mapped_column(Float, nullable=True)
+    image_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    chunk_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StackingJob(Base):
+    """A unit of work: stack one chunk of one upload session. Status moves only in queue."""
+
+    __tablename__ = "stacking_jobs"
+    __table_args__ = (
+        Index(None, "status", "created_at", "id"),
+        Index(None, "status", "lease_expires_at"),
+        Index(None, "upload_session_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    upload_session_id: Mapped[int] = mapped_column(
+        ForeignKey("upload_sessions.id", ondelete="CASCADE")
+    )
+    chunk_key: Mapped[str] = mapped_column(String(32))
+    object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    telescope: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filter_name: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    frame_count: Mapped[int] = mapped_column(Integer, default=0)
+    # pending -> processing -> completed | retry -> processing ... | failed; see queue.states
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class JobAttempt(Base):
+    """One claim of a job and how it ended: the error history the original overwrote."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (UniqueConstraint("stacking_job_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stacking_job_id: Mapped[int] = mapped_column(
+        ForeignKey("stacking_jobs.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # completed | failed | lease_expired
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class StackedFrame(Base):
+    """The result of one completed job: where the stack is and what it contains."""
+
+    __tablename__ = "stacked_frames"
+    __table_args__ = (
+        Index(None, "user_id", "object_name"),
+        Index(None, "user_id", "date_obs_start"),
+        Index(None, "user_id", "chunk_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stacking_job_id: Mapped[int] = mapped_column(
+        ForeignKey("stacking_jobs.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    chunk_key: Mapped[str] = mapped_column(String(32))
+    telescope: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filter_name: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    ucloud_path: Mapped[str] = mapped_column(String(512))
+    thumbnail_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    n_frames_input: Mapped[int] = mapped_column(Integer)
+    n_frames_aligned: Mapped[int] = mapped_column(Integer)
+    total_exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    date_obs_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    date_obs_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ra_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dec_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    file_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    n_stars_detected: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

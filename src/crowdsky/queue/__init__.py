@@ -1,0 +1,71 @@
+"""The job queue: statuses, transitions (claim, lease, complete, fail, reap) and records."""
+
+from __future__ import annotations
+
+from crowdsky.queue.errors import (
+    AlreadyCompleted,
+    HeldByOtherWorker,
+    JobNotFound,
+    QueueError,
+    RawFileNotFound,
+    WrongState,
+)
+from crowdsky.queue.records import (
+    ClaimedJob,
+    Completion,
+    CompletionOutcome,
+    FailureOutcome,
+    JobFileEntry,
+    JobFiles,
+    JobSnapshot,
+    LeaseRenewal,
+    NewJob,
+    RawFileLocation,
+)
+from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
+from crowdsky.queue.transitions import (
+    claim_next_job,
+    complete_job,
+    count_jobs_by_status,
+    enqueue_jobs,
+    extend_lease,
+    fail_job,
+    get_job,
+    list_job_files,
+    list_jobs,
+    locate_raw_file,
+    reap_expired_leases,
+)
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "AlreadyCompleted",
+    "AttemptOutcome",
+    "ClaimedJob",
+    "Completion",
+    "CompletionOutcome",
+    "FailureOutcome",
+    "HeldByOtherWorker",
+    "JobFileEntry",
+    "JobFiles",
+    "JobNotFound",
+    "JobSnapshot",
+    "JobStatus",
+    "LeaseRenewal",
+    "NewJob",
+    "QueueError",
+    "RawFileLocation",
+    "RawFileNotFound",
+    "WrongState",
+    "claim_next_job",
+    "complete_job",
+    "count_jobs_by_status",
+    "enqueue_jobs",
+    "extend_lease",
+    "fail_job",
+    "get_job",
+    "list_job_files",
+    "list_jobs",
+    "locate_raw_file",
+    "reap_expired_leases",
+]

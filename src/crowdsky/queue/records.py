@@ -1,0 +1,142 @@
+"""Frozen records the queue hands out: ORM rows never leave the core."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from crowdsky.queue.states import JobStatus
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue: one chunk of one upload session and its raw files."""
+
+    user_id: int
+    upload_session_id: int
+    chunk_key: str
+    raw_file_ids: tuple[int, ...]
+    object_name: str | None = None
+    telescope: str | None = None
+    filter_name: str | None = None
+    exptime: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a worker receives when it claims a job."""
+
+    job_id: int
+    user_id: int
+    upload_session_id: int
+    chunk_key: str
+    object_name: str | None
+    frame_count: int
+    session_path: str
+    worker_id: str
+    lease_token: str
+    lease_expires_at: datetime
+    lease_seconds: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobFileEntry:
+    """One raw file of a job, as listed for the worker."""
+
+    id: int
+    filename: str
+    storage_path: str
+    file_size_bytes: int
+    date_obs: datetime | None
+    exptime: float | None
+    ra_deg: float | None
+    dec_deg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFiles:
+    """The raw files a job needs."""
+
+    job_id: int
+    chunk_key: str
+    files: tuple[JobFileEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawFileLocation:
+    """Where a downloadable raw file lives (relative to the uploads dir)."""
+
+    id: int
+    filename: str
+    storage_path: str
+    file_size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A worker's report of a finished stack (the spec's complete_job body)."""
+
+    job_id: int
+    ucloud_path: str
+    thumbnail_path: str | None = None
+    n_frames_input: int | None = None
+    n_frames_aligned: int | None = None
+    total_exptime: float | None = None
+    date_obs_start: datetime | None = None
+    date_obs_end: datetime | None = None
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    file_size_bytes: int = 0
+    n_stars_detected: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionOutcome:
+    """Result of complete_job; ``repeated`` is True for an identical repeat."""
+
+    job_id: int
+    stacked_frame_id: int
+    repeated: bool
+    deleted_files: int = 0
+    removed_session_dir: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FailureOutcome:
+    """Result of fail_job or of a reaped lease."""
+
+    job_id: int
+    status: JobStatus
+    failed_attempts: int
+    not_before: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRenewal:
+    """Result of a heartbeat."""
+
+    job_id: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A read-only view of a job for status pages, tests and the demo."""
+
+    job_id: int
+    user_id: int
+    upload_session_id: int
+    chunk_key: str
+    object_name: str | None
+    frame_count: int
+    status: JobStatus
+    worker_id: str | None
+    attempts: int
+    retry_count: int
+    error_message: str | None
+    progress: float | None
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    errors: tuple[str, ...] = field(default=())

@@ -1,0 +1,609 @@
+"""The job state machine: every change of a job's status happens here, one function each.
+
+Each transition takes a session and an explicit ``now``, runs exactly one transaction and
+returns a frozen record. Every write is compare-and-set (``WHERE id = :id AND status =
+:expected`` with a row-count check), so a late or repeated call changes nothing and
+says why. Claims lock their candidate with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+MariaDB; on SQLite the engine starts every transaction with ``BEGIN IMMEDIATE``, which
+serializes claims. No ``UPDATE ... RETURNING`` (MariaDB lacks it).
+
+Files are never deleted inside a transaction: ``complete_job`` deletes a job's raw
+files after its ``stacked_frames`` row is committed.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob, UploadSession
+from crowdsky.queue import errors
+from crowdsky.queue.records import (
+    ClaimedJob,
+    Completion,
+    CompletionOutcome,
+    FailureOutcome,
+    JobFileEntry,
+    JobFiles,
+    JobSnapshot,
+    LeaseRenewal,
+    NewJob,
+    RawFileLocation,
+)
+from crowdsky.queue.states import (
+    MAX_ERROR_MESSAGE_CHARS,
+    AttemptOutcome,
+    JobStatus,
+    retry_delay_seconds,
+    status_after_failure,
+)
+from crowdsky.storage.raw_store import RawStore
+
+CLAIM_RACE_RETRIES = 5
+DEFAULT_ERROR_MESSAGE = "Unknown error"
+LEASE_EXPIRED_MESSAGE = "lease expired: worker {worker} stopped sending heartbeats"
+
+
+def enqueue_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> list[int]:
+    """Create ``pending`` jobs and attach their raw files; returns the new job ids in order.
+
+    Raises
+    ------
+    ValueError
+        When a job has no raw files (a job that cannot find its files must never exist).
+    """
+    job_ids: list[int] = []
+    with session.begin():
+        for new in jobs:
+            if not new.raw_file_ids:
+                raise ValueError(f"job for chunk {new.chunk_key!r} has no raw files")
+            job = StackingJob(
+                user_id=new.user_id,
+                upload_session_id=new.upload_session_id,
+                chunk_key=new.chunk_key,
+                object_name=new.object_name,
+                telescope=new.telescope,
+                filter_name=new.filter_name,
+                exptime=new.exptime,
+                frame_count=len(new.raw_file_ids),
+                status=JobStatus.PENDING,
+                created_at=now,
+            )
+            session.add(job)
+            session.flush()
+            attached = session.execute(
+                update(RawFile)
+                .where(RawFile.id.in_(new.raw_file_ids), RawFile.is_deleted.is_(False))
+                .values(stacking_job_id=job.id)
+            ).rowcount
+            if attached != len(new.raw_file_ids):
+                raise ValueError(
+                    f"chunk {new.chunk_key!r}: {len(new.raw_file_ids) - attached} raw files "
+                    "are missing or deleted"
+                )
+            job_ids.append(job.id)
+    return job_ids
+
+
+def claim_next_job(
+    session: Session, now: datetime, *, worker_id: str, lease_seconds: int
+) -> ClaimedJob | None:
+    """Claim the oldest ``pending`` job, else the oldest ``retry`` job that is due.
+
+    Returns None when nothing is claimable. The claim carries a lease that expires after
+    ``lease_seconds`` unless the worker renews it (:func:`extend_lease`).
+    """
+    for _ in range(CLAIM_RACE_RETRIES):
+        with session.begin():
+            job_id, expected = _pick_candidate(session, now)
+            if job_id is None:
+                return None
+            token = secrets.token_hex(16)
+            expires = now + timedelta(seconds=lease_seconds)
+            claimed = session.execute(
+                update(StackingJob)
+                .where(StackingJob.id == job_id, StackingJob.status == expected)
+                .values(
+                    status=JobStatus.PROCESSING,
+                    worker_id=worker_id,
+                    lease_token=token,
+                    lease_expires_at=expires,
+                    started_at=now,
+                    heartbeat_at=now,
+                    attempts=StackingJob.attempts + 1,
+                    progress=None,
+                    progress_message=None,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if claimed != 1:
+                continue  # another claimer won a race the lock did not prevent; pick again
+            row = session.execute(
+                select(
+                    StackingJob.user_id,
+                    StackingJob.upload_session_id,
+                    StackingJob.chunk_key,
+                    StackingJob.object_name,
+                    StackingJob.frame_count,
+                    StackingJob.attempts,
+                    UploadSession.storage_path,
+                )
+                .join(UploadSession, UploadSession.id == StackingJob.upload_session_id)
+                .where(StackingJob.id == job_id)
+            ).one()
+            return ClaimedJob(
+                job_id=job_id,
+                user_id=row.user_id,
+                upload_session_id=row.upload_session_id,
+                chunk_key=row.chunk_key,
+                object_name=row.object_name,
+                frame_count=row.frame_count,
+                session_path=row.storage_path,
+                worker_id=worker_id,
+                lease_token=token,
+                lease_expires_at=expires,
+                lease_seconds=lease_seconds,
+                attempt=row.attempts,
+            )
+    return None
+
+
+def _pick_candidate(session: Session, now: datetime) -> tuple[int | None, JobStatus]:
+    """Lock the next claimable job: pending before retry, oldest first."""
+    pending = session.execute(
+        select(StackingJob.id)
+        .where(StackingJob.status == JobStatus.PENDING)
+        .order_by(StackingJob.created_at, StackingJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    if pending is not None:
+        return pending, JobStatus.PENDING
+    due_retry = session.execute(
+        select(StackingJob.id)
+        .where(
+            StackingJob.status == JobStatus.RETRY,
+            or_(StackingJob.not_before.is_(None), StackingJob.not_before <= now),
+        )
+        .order_by(StackingJob.created_at, StackingJob.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).scalar_one_or_none()
+    return due_retry, JobStatus.RETRY
+
+
+def extend_lease(
+    session: Session,
+    now: datetime,
+    *,
+    job_id: int,
+    lease_seconds: int,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+    progress: float | None = None,
+    message: str | None = None,
+) -> LeaseRenewal:
+    """Renew the lease of a job the caller holds (a heartbeat), recording progress.
+
+    Raises
+    ------
+    JobNotFound, WrongState, HeldByOtherWorker
+        The caller must stop working on the job for the latter two.
+    """
+    with session.begin():
+        job = _load_job_for_update(session, job_id)
+        _require_holder(job, worker_id, lease_token)
+        expires = now + timedelta(seconds=lease_seconds)
+        values: dict[str, object] = {"lease_expires_at": expires, "heartbeat_at": now}
+        if progress is not None:
+            values["progress"] = min(max(float(progress), 0.0), 1.0)
+        if message is not None:
+            values["progress_message"] = message[:255]
+        _guarded_update(session, job, JobStatus.PROCESSING, values)
+    return LeaseRenewal(job_id=job_id, lease_expires_at=expires)
+
+
+def list_job_files(
+    session: Session, *, job_id: int, worker_id: str | None = None, lease_token: str | None = None
+) -> JobFiles:
+    """The raw files of a job being processed, in DATE-OBS order.
+
+    Only a job in ``processing`` lists its inputs; when the caller names itself
+    (``worker_id`` or ``lease_token``) it must be the holder.
+    """
+    with session.begin():
+        job = session.get(StackingJob, job_id)
+        if job is None:
+            raise errors.JobNotFound(f"job {job_id} does not exist")
+        _require_holder(job, worker_id, lease_token)
+        rows = session.execute(
+            select(RawFile)
+            .where(RawFile.stacking_job_id == job_id, RawFile.is_deleted.is_(False))
+            .order_by(RawFile.fits_date_obs, RawFile.id)
+        ).scalars()
+        files = tuple(
+            JobFileEntry(
+                id=raw.id,
+                filename=raw.filename,
+                storage_path=raw.storage_path,
+                file_size_bytes=raw.file_size_bytes,
+                date_obs=raw.fits_date_obs,
+                exptime=raw.fits_exptime,
+                ra_deg=raw.fits_ra,
+                dec_deg=raw.fits_dec,
+            )
+            for raw in rows
+        )
+        return JobFiles(job_id=job_id, chunk_key=job.chunk_key, files=files)
+
+
+def locate_raw_file(session: Session, *, file_id: int) -> RawFileLocation:
+    """A raw file a worker may download: not deleted, and its job is being processed."""
+    with session.begin():
+        row = session.execute(
+            select(RawFile, StackingJob.status)
+            .join(StackingJob, StackingJob.id == RawFile.stacking_job_id)
+            .where(RawFile.id == file_id)
+        ).one_or_none()
+        if row is None or row[0].is_deleted:
+            raise errors.RawFileNotFound(f"raw file {file_id} does not exist or was deleted")
+        raw, status = row
+        if status != JobStatus.PROCESSING:
+            raise errors.WrongState(
+                f"raw file {file_id} belongs to job {raw.stacking_job_id}, which is {status}, "
+                "not processing; claim the job first"
+            )
+        return RawFileLocation(
+            id=raw.id,
+            filename=raw.filename,
+            storage_path=raw.storage_path,
+            file_size_bytes=raw.file_size_bytes,
+        )
+
+
+def complete_job(
+    session: Session,
+    now: datetime,
+    completion: Completion,
+    *,
+    raw_store: RawStore,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+) -> CompletionOutcome:
+    """Record a finished stack, mark the job ``completed``, then delete its raw files.
+
+    The ``stacked_frames`` row and the status change commit together; the job's raw
+    files are marked deleted in the same transaction and unlinked only after the commit.
+    An identical repeat (a retry after a lost response) is answered with ``repeated=True``
+    and changes nothing.
+
+    Raises
+    ------
+    JobNotFound, WrongState, HeldByOtherWorker, AlreadyCompleted
+    """
+    with session.begin():
+        job = _load_job_for_update(session, completion.job_id)
+        if job.status == JobStatus.COMPLETED:
+            existing = session.execute(
+                select(StackedFrame).where(StackedFrame.stacking_job_id == job.id)
+            ).scalar_one()
+            if _same_result(existing, completion, job):
+                return CompletionOutcome(job.id, existing.id, repeated=True)
+            raise errors.AlreadyCompleted(
+                f"job {job.id} was already completed with a different result "
+                f"({existing.ucloud_path})"
+            )
+        _require_holder(job, worker_id, lease_token)
+        frame = StackedFrame(
+            stacking_job_id=job.id,
+            user_id=job.user_id,
+            object_name=job.object_name,
+            chunk_key=job.chunk_key,
+            telescope=job.telescope,
+            filter_name=job.filter_name,
+            ucloud_path=completion.ucloud_path,
+            thumbnail_path=completion.thumbnail_path,
+            n_frames_input=_or(completion.n_frames_input, job.frame_count),
+            n_frames_aligned=_or(completion.n_frames_aligned, 0),
+            total_exptime=completion.total_exptime,
+            date_obs_start=completion.date_obs_start,
+            date_obs_end=completion.date_obs_end,
+            ra_deg=completion.ra_deg,
+            dec_deg=completion.dec_deg,
+            file_size_bytes=completion.file_size_bytes,
+            n_stars_detected=completion.n_stars_detected,
+            worker_id=job.worker_id,
+            created_at=now,
+        )
+        session.add(frame)
+        _record_attempt(session, job, now, AttemptOutcome.COMPLETED, None)
+        _guarded_update(
+            session,
+            job,
+            JobStatus.PROCESSING,
+            {
+                "status": JobStatus.COMPLETED,
+                "completed_at": now,
+                "lease_token": None,
+                "lease_expires_at": None,
+                "progress": 1.0,
+            },
+        )
+        session.flush()
+        frame_id = frame.id
+        doomed = list(
+            session.execute(
+                select(RawFile.storage_path).where(
+                    RawFile.stacking_job_id == job.id, RawFile.is_deleted.is_(False)
+                )
+            ).scalars()
+        )
+        session.execute(
+            update(RawFile)
+            .where(RawFile.stacking_job_id == job.id)
+            .values(is_deleted=True)
+            .execution_options(synchronize_session=False)
+        )
+        session_dir = _finished_session_dir(session, job.upload_session_id)
+    # Committed: only now may the files go.
+    deleted = raw_store.delete_files(doomed)
+    removed_dir = raw_store.remove_dir_if_empty(session_dir) if session_dir else False
+    return CompletionOutcome(
+        job.id, frame_id, repeated=False, deleted_files=deleted, removed_session_dir=removed_dir
+    )
+
+
+def fail_job(
+    session: Session,
+    now: datetime,
+    *,
+    job_id: int,
+    error_message: str | None,
+    backoff_seconds: float,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+) -> FailureOutcome:
+    """Record a failed attempt: ``retry`` after a backoff, or ``failed`` after the last one.
+
+    Raises
+    ------
+    JobNotFound, WrongState, HeldByOtherWorker
+    """
+    message = (error_message or "").strip() or DEFAULT_ERROR_MESSAGE
+    with session.begin():
+        job = _load_job_for_update(session, job_id)
+        _require_holder(job, worker_id, lease_token)
+        return _fail_locked(session, job, now, message, backoff_seconds, AttemptOutcome.FAILED)
+
+
+def reap_expired_leases(
+    session: Session, now: datetime, *, backoff_seconds: float, limit: int = 100
+) -> list[FailureOutcome]:
+    """Return jobs whose lease expired to the queue, each counting as a failed attempt."""
+    outcomes: list[FailureOutcome] = []
+    with session.begin():
+        expired = session.execute(
+            select(StackingJob)
+            .where(
+                StackingJob.status == JobStatus.PROCESSING,
+                StackingJob.lease_expires_at < now,
+            )
+            .order_by(StackingJob.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+        for job in list(expired):
+            message = LEASE_EXPIRED_MESSAGE.format(worker=job.worker_id or "?")
+            outcomes.append(
+                _fail_locked(
+                    session, job, now, message, backoff_seconds, AttemptOutcome.LEASE_EXPIRED
+                )
+            )
+    return outcomes
+
+
+def get_job(session: Session, job_id: int) -> JobSnapshot:
+    """A read-only snapshot of one job with its error history."""
+    with session.begin():
+        job = session.get(StackingJob, job_id)
+        if job is None:
+            raise errors.JobNotFound(f"job {job_id} does not exist")
+        history = session.execute(
+            select(JobAttempt.error_message)
+            .where(JobAttempt.stacking_job_id == job_id, JobAttempt.error_message.is_not(None))
+            .order_by(JobAttempt.attempt)
+        ).scalars()
+        return _snapshot(job, tuple(m for m in history if m))
+
+
+def list_jobs(
+    session: Session, *, upload_session_id: int | None = None, user_id: int | None = None
+) -> list[JobSnapshot]:
+    """Snapshots of jobs, oldest first, optionally filtered by upload session or user."""
+    with session.begin():
+        query = select(StackingJob).order_by(StackingJob.created_at, StackingJob.id)
+        if upload_session_id is not None:
+            query = query.where(StackingJob.upload_session_id == upload_session_id)
+        if user_id is not None:
+            query = query.where(StackingJob.user_id == user_id)
+        return [_snapshot(job, ()) for job in session.execute(query).scalars()]
+
+
+def count_jobs_by_status(session: Session) -> dict[JobStatus, int]:
+    """How many jobs are in each status (for health checks and benchmarks)."""
+    with session.begin():
+        rows = session.execute(
+            select(StackingJob.status, func.count()).group_by(StackingJob.status)
+        ).all()
+    counts = {status: 0 for status in JobStatus}
+    for status, count in rows:
+        counts[JobStatus(status)] = count
+    return counts
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+def _load_job_for_update(session: Session, job_id: int) -> StackingJob:
+    job = session.execute(
+        select(StackingJob).where(StackingJob.id == job_id).with_for_update()
+    ).scalar_one_or_none()
+    if job is None:
+        raise errors.JobNotFound(f"job {job_id} does not exist")
+    return job
+
+
+def _require_holder(job: StackingJob, worker_id: str | None, lease_token: str | None) -> None:
+    """The job must be processing and, when the caller names itself, held by the caller."""
+    if job.status != JobStatus.PROCESSING:
+        raise errors.WrongState(f"job {job.id} is {job.status}, not processing")
+    if worker_id is not None and job.worker_id != worker_id:
+        raise errors.HeldByOtherWorker(
+            f"job {job.id} is held by worker {job.worker_id!r}, not {worker_id!r}"
+        )
+    if lease_token is not None and not secrets.compare_digest(
+        job.lease_token or "", lease_token
+    ):
+        raise errors.HeldByOtherWorker(
+            f"job {job.id}: the lease token does not match; the lease was lost "
+            "(it expired and the job was handed to another claim)"
+        )
+
+
+def _guarded_update(
+    session: Session, job: StackingJob, expected: JobStatus, values: dict[str, object]
+) -> None:
+    """Compare-and-set on (id, status); the row is locked, so a miss is a bug."""
+    changed = session.execute(
+        update(StackingJob)
+        .where(and_(StackingJob.id == job.id, StackingJob.status == expected))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        raise errors.WrongState(f"job {job.id} changed state concurrently")
+    for key, value in values.items():
+        setattr(job, key, value)
+
+
+def _fail_locked(
+    session: Session,
+    job: StackingJob,
+    now: datetime,
+    message: str,
+    backoff_seconds: float,
+    outcome: AttemptOutcome,
+) -> FailureOutcome:
+    message = message[:MAX_ERROR_MESSAGE_CHARS]
+    failed_attempts = job.retry_count + 1
+    status = status_after_failure(failed_attempts)
+    delay = retry_delay_seconds(failed_attempts, backoff_seconds)
+    not_before = now + timedelta(seconds=delay) if status == JobStatus.RETRY else None
+    _record_attempt(session, job, now, outcome, message)
+    _guarded_update(
+        session,
+        job,
+        JobStatus.PROCESSING,
+        {
+            "status": status,
+            "retry_count": failed_attempts,
+            "error_message": message,
+            "not_before": not_before,
+            "completed_at": now if status == JobStatus.FAILED else None,
+            "lease_token": None,
+            "lease_expires_at": None,
+        },
+    )
+    return FailureOutcome(job.id, status, failed_attempts, not_before)
+
+
+def _record_attempt(
+    session: Session,
+    job: StackingJob,
+    now: datetime,
+    outcome: AttemptOutcome,
+    message: str | None,
+) -> None:
+    session.add(
+        JobAttempt(
+            stacking_job_id=job.id,
+            attempt=job.attempts,
+            worker_id=job.worker_id,
+            started_at=job.started_at,
+            ended_at=now,
+            outcome=outcome,
+            error_message=message,
+        )
+    )
+
+
+def _finished_session_dir(session: Session, upload_session_id: int) -> str | None:
+    """The session's folder if the session is finalized and none of its jobs is active."""
+    upload = session.get(UploadSession, upload_session_id)
+    if upload is None or upload.status != "complete":
+        return None
+    active = session.execute(
+        select(func.count())
+        .select_from(StackingJob)
+        .where(
+            StackingJob.upload_session_id == upload_session_id,
+            StackingJob.status.in_(
+                [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRY]
+            ),
+        )
+    ).scalar_one()
+    return None if active else upload.storage_path
+
+
+def _same_result(existing: StackedFrame, completion: Completion, job: StackingJob) -> bool:
+    """Whether a repeated completion reports the same stack as the recorded one."""
+    pairs_exact = (
+        (existing.ucloud_path, completion.ucloud_path),
+        (existing.thumbnail_path, completion.thumbnail_path),
+        (existing.n_frames_input, _or(completion.n_frames_input, job.frame_count)),
+        (existing.n_frames_aligned, _or(completion.n_frames_aligned, 0)),
+        (existing.file_size_bytes, completion.file_size_bytes),
+        (existing.n_stars_detected, completion.n_stars_detected),
+    )
+    if any(a != b for a, b in pairs_exact):
+        return False
+    pairs_float = (
+        (existing.total_exptime, completion.total_exptime),
+        (existing.ra_deg, completion.ra_deg),
+        (existing.dec_deg, completion.dec_deg),
+    )
+    return all(
+        (a is None and b is None)
+        or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9))
+        for a, b in pairs_float
+    )
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _snapshot(job: StackingJob, errors_history: tuple[str, ...]) -> JobSnapshot:
+    return JobSnapshot(
+        job_id=job.id,
+        user_id=job.user_id,
+        upload_session_id=job.upload_session_id,
+        chunk_key=job.chunk_key,
+        object_name=job.object_name,
+        frame_count=job.frame_count,
+        status=JobStatus(job.status),
+        worker_id=job.worker_id,
+        attempts=job.attempts,
+        retry_count=job.retry_count,
+        error_message=job.error_message,
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        errors=errors_history,
+    )

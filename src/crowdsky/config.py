@@ -79,6 +79,14 @@ class ServerSettings(BaseSettings):
         ),
         description="Raw files of terminally failed jobs are kept this long for inspection.",
     )
+    cleanup_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "CROWDSKY_CLEANUP_INTERVAL_SECONDS", "cleanup_interval_seconds"
+        ),
+        description="The server runs cleanup this often by itself (0 disables).",
+    )
     max_upload_bytes: int = Field(
         default=DEFAULT_MAX_UPLOAD_BYTES,
         gt=0,

@@ -54,7 +54,8 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if is_sqlite(url):
         engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+            url,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
             **kwargs,
         )
         _configure_sqlite(engine)

@@ -207,9 +207,7 @@ class JobAttempt(Base):
     __table_args__ = (UniqueConstraint("stacking_job_id", "attempt"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    stacking_job_id: Mapped[int] = mapped_column(
-        ForeignKey("stacking_jobs.id", ondelete="CASCADE")
-    )
+    stacking_job_id: Mapped[int] = mapped_column(ForeignKey("stacking_jobs.id", ondelete="CASCADE"))
     attempt: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -466,9 +466,7 @@ def _require_holder(job: StackingJob, worker_id: str | None, lease_token: str | 
         raise errors.HeldByOtherWorker(
             f"job {job.id} is held by worker {job.worker_id!r}, not {worker_id!r}"
         )
-    if lease_token is not None and not secrets.compare_digest(
-        job.lease_token or "", lease_token
-    ):
+    if lease_token is not None and not secrets.compare_digest(job.lease_token or "", lease_token):
         raise errors.HeldByOtherWorker(
             f"job {job.id}: the lease token does not match; the lease was lost "
             "(it expired and the job was handed to another claim)"
@@ -552,9 +550,7 @@ def _finished_session_dir(session: Session, upload_session_id: int) -> str | Non
         .select_from(StackingJob)
         .where(
             StackingJob.upload_session_id == upload_session_id,
-            StackingJob.status.in_(
-                [JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRY]
-            ),
+            StackingJob.status.in_([JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRY]),
         )
     ).scalar_one()
     return None if active else upload.storage_path

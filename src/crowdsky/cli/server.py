@@ -1,0 +1,98 @@
+"""`crowdsky server`, `crowdsky db upgrade` and `crowdsky cleanup`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crowdsky.cli.common import db_session, fail, server_settings
+
+db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server commands."""
+    app.command("server")(serve)
+    app.command("cleanup")(cleanup)
+    app.add_typer(db_app, name="db")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (not for SQLite).")] = 1,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Overrides CROWDSKY_DATA_DIR.", show_default=False)
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the worker and upload APIs (uvicorn). SQLite databases are migrated on start."""
+    import uvicorn
+
+    from crowdsky.db import is_sqlite
+    from crowdsky.logs import configure_logging
+
+    settings = server_settings(data_dir=data_dir)
+    if workers > 1 and is_sqlite(settings.resolved_database_url):
+        raise fail("several server processes need PostgreSQL or MariaDB, not SQLite")
+    configure_logging(log_level)
+    if workers > 1:
+        # uvicorn re-imports the factory in each process; settings come from the environment.
+        uvicorn.run(
+            "crowdsky.server.asgi:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            log_level=log_level,
+        )
+        return
+    from crowdsky.server import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, log_level=log_level)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Migrate the configured database (CROWDSKY_DATABASE_URL) to the newest schema."""
+    from crowdsky.db import upgrade_database
+
+    settings = server_settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        upgrade_database(url, revision)
+    except Exception as exc:  # report driver errors (unreachable DB, bad credentials) plainly
+        raise fail(f"could not migrate {_safe_url(url)}: {exc}") from exc
+    typer.echo(f"database {_safe_url(url)} is at revision {revision}")
+
+
+def cleanup() -> None:
+    """Expire abandoned uploads, reap expired leases and delete raws no job needs."""
+    from crowdsky.cleanup import run_cleanup
+    from crowdsky.db.types import utcnow
+    from crowdsky.storage.raw_store import RawStore
+
+    settings = server_settings()
+    with db_session(settings) as session:
+        report = run_cleanup(
+            session,
+            utcnow(),
+            raw_store=RawStore(settings.uploads_dir),
+            upload_expiry_hours=settings.upload_expiry_hours,
+            failed_raw_retention_hours=settings.failed_raw_retention_hours,
+            backoff_seconds=settings.retry_backoff_seconds,
+        )
+    typer.echo(report.summary())
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,107 @@
+"""The FastAPI application factory, used alike by ``crowdsky server`` and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from crowdsky import __version__
+from crowdsky.cleanup import CleanupReport, run_cleanup
+from crowdsky.config import ServerSettings
+from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgrade_database
+from crowdsky.db.types import utcnow
+from crowdsky.server.body_limit import BodyLimitMiddleware
+from crowdsky.server.errors import install_error_handlers
+from crowdsky.server.routes import health, worker_api
+from crowdsky.server.state import ServerState
+from crowdsky.storage.raw_store import RawStore
+
+log = structlog.get_logger(__name__)
+
+#: Paths that stream large bodies and enforce their own limits.
+STREAMING_UPLOAD_PREFIXES = ("/api/raw_upload",)
+
+
+def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> FastAPI:
+    """Build the CrowdSky server.
+
+    Parameters
+    ----------
+    settings
+        Server configuration; the database engine is created in the lifespan.
+    migrate_sqlite
+        Migrate an SQLite database to the newest schema on start (the embedded
+        default needs no separate step); server databases use ``crowdsky db upgrade``.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = settings.resolved_database_url
+        if is_sqlite(url):
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_db_engine(url)
+        if migrate_sqlite and is_sqlite(url):
+            await run_in_threadpool(upgrade_database, url, engine=engine)
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        state = ServerState(
+            settings=settings,
+            engine=engine,
+            session_factory=make_session_factory(engine),
+            raw_store=RawStore(settings.uploads_dir),
+        )
+        app.state.crowdsky = state
+        housekeeping = asyncio.create_task(_housekeeping_loop(state))
+        log.info("server_started", database=engine.url.get_backend_name(), version=__version__)
+        try:
+            yield
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            engine.dispose()
+
+    app = FastAPI(
+        title="CrowdSky",
+        version=__version__,
+        summary="Crowd-sourced stacking of smart-telescope frames: worker and upload APIs.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimitMiddleware, exempt_prefixes=STREAMING_UPLOAD_PREFIXES)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(worker_api.router)
+    return app
+
+
+async def _housekeeping_loop(state: ServerState) -> None:
+    """Run cleanup periodically so expired leases and uploads never need a cron job."""
+    interval = state.settings.cleanup_interval_seconds
+    if interval <= 0:
+        return
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await run_in_threadpool(_cleanup_once, state)
+        except Exception as exc:  # housekeeping must never take the server down
+            log.exception("cleanup_failed", error=str(exc))
+            continue
+        if report.reaped_jobs or report.expired_sessions or report.deleted_files:
+            log.info("cleanup", summary=report.summary())
+
+
+def _cleanup_once(state: ServerState) -> CleanupReport:
+    settings = state.settings
+    with state.session_factory() as session:
+        return run_cleanup(
+            session,
+            utcnow(),
+            raw_store=state.raw_store,
+            upload_expiry_hours=settings.upload_expiry_hours,
+            failed_raw_retention_hours=settings.failed_raw_retention_hours,
+            backoff_seconds=settings.retry_backoff_seconds,
+        )

@@ -1,0 +1,68 @@
+"""Worker authentication: the shared WORKER_API_KEY (as in the spec) or a per-worker token.
+
+Keys travel only in the ``Authorization: Bearer`` header, except for cleanup, which the
+spec also allows with ``?key=`` for cron jobs. Comparison with the shared key is
+constant-time; per-worker tokens are looked up by hash.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from crowdsky.accounts import authenticate_worker_token
+
+
+class NotAuthenticated(Exception):
+    """Unauthorized."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPrincipal:
+    """Who is calling the worker API: the shared key, or a named per-worker token."""
+
+    token_name: str | None
+
+    @property
+    def is_shared_key(self) -> bool:
+        """True for the shared WORKER_API_KEY."""
+        return self.token_name is None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def check_worker_secret(request: Request, secret: str | None) -> WorkerPrincipal:
+    """Validate a presented secret against the shared key, then per-worker tokens."""
+    if not secret:
+        raise NotAuthenticated()
+    state = request.app.state.crowdsky
+    shared = state.settings.worker_api_key
+    if shared is not None and hmac.compare_digest(
+        secret.encode("utf-8"), shared.get_secret_value().encode("utf-8")
+    ):
+        return WorkerPrincipal(token_name=None)
+    with state.session_factory() as session:
+        name = authenticate_worker_token(session, secret)
+    if name is None:
+        raise NotAuthenticated()
+    return WorkerPrincipal(token_name=name)
+
+
+def require_worker(request: Request) -> WorkerPrincipal:
+    """Dependency: a valid worker credential in the Authorization header."""
+    return check_worker_secret(request, bearer_token(request))
+
+
+def require_worker_or_query_key(request: Request) -> WorkerPrincipal:
+    """Dependency for cleanup only: the header, or ``?key=`` as the spec's cron example."""
+    secret = bearer_token(request) or request.query_params.get("key")
+    return check_worker_secret(request, secret)

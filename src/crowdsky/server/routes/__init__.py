@@ -1,0 +1,3 @@
+"""One router per API surface."""
+
+from __future__ import annotations

@@ -1,0 +1,275 @@
+"""The worker API of ``worker-api-reference.md``: same paths, methods, codes and shapes.
+
+Each endpoint is served at the spec's ``.php`` path and at a clean alias without it.
+Handlers parse, authorise (a dependency), call one queue function and shape the reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import FileResponse, PlainTextResponse
+
+from crowdsky import queue
+from crowdsky.cleanup import run_cleanup
+from crowdsky.db.types import utcnow
+from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
+from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
+from crowdsky.server.schemas.worker_api import (
+    CompleteJobRequest,
+    ErrorResponse,
+    FailJobRequest,
+    FailJobResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    JobFileItem,
+    JobFilesResponse,
+    JobId,
+    NextJobResponse,
+    OkResponse,
+    WorkerId,
+)
+
+router = APIRouter(tags=["worker API"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed request"},
+    401: {"model": ErrorResponse, "description": "Missing or wrong worker key"},
+}
+JOB_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    404: {"model": ErrorResponse, "description": "No such job"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Job in the wrong state or held by another worker",
+    },
+}
+
+
+def _route(path: str, method: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+    """Register a handler at ``/api/<path>.php`` and at the alias ``/api/<path>``."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        for url in (f"/api/{path}.php", f"/api/{path}"):
+            router.add_api_route(url, func, methods=[method], **kwargs)
+        return func
+
+    return decorator
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _number_text(value: float | None) -> str | None:
+    """A float as PHP printed it: ``10.0`` -> ``"10"``, ``83.633`` -> ``"83.633"``."""
+    if value is None:
+        return None
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _worker_name(given: str | None, principal: WorkerPrincipal) -> str:
+    """The worker id recorded on a claim: as given, else the token's name, else 'default'."""
+    return given or principal.token_name or "default"
+
+
+@_route(
+    "next_job",
+    "GET",
+    response_model=NextJobResponse,
+    responses={**ERRORS, 204: {"description": "No job available (empty body)"}},
+    summary="Claim the next job",
+)
+def next_job(
+    state: State,
+    session: DbSession,
+    principal: AuthenticatedWorker,
+    worker_id: Annotated[WorkerId | None, Query(description="Identifier of this worker")] = None,
+) -> Any:
+    """Claim the oldest pending job, else the oldest due retry; 204 when there is none."""
+    now = utcnow()
+    state.maybe_reap(now)
+    claimed = queue.claim_next_job(
+        session,
+        now,
+        worker_id=_worker_name(worker_id, principal),
+        lease_seconds=state.settings.job_lease_seconds,
+    )
+    if claimed is None:
+        return Response(status_code=204)
+    return NextJobResponse(
+        job_id=claimed.job_id,
+        user_id=claimed.user_id,
+        upload_session_id=claimed.upload_session_id,
+        chunk_key=claimed.chunk_key,
+        object_name=claimed.object_name,
+        frame_count=claimed.frame_count,
+        session_ucloud_path=claimed.session_path,
+        lease_token=claimed.lease_token,
+        lease_expires_at=_iso(claimed.lease_expires_at),
+        lease_seconds=claimed.lease_seconds,
+        attempt=claimed.attempt,
+    )
+
+
+@_route("job_files", "GET", response_model=JobFilesResponse, responses=JOB_ERRORS)
+def job_files(
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    job_id: Annotated[JobId, Query(description="The stacking job id")],
+    worker_id: Annotated[WorkerId | None, Query()] = None,
+    lease_token: Annotated[str | None, Query(max_length=64)] = None,
+) -> JobFilesResponse:
+    """The raw files of a job being processed, ordered by DATE-OBS."""
+    listing = queue.list_job_files(
+        session, job_id=job_id, worker_id=worker_id, lease_token=lease_token
+    )
+    return JobFilesResponse(
+        job_id=listing.job_id,
+        chunk_key=listing.chunk_key,
+        files=[
+            JobFileItem(
+                id=str(entry.id),
+                filename=entry.filename,
+                ucloud_path=entry.storage_path,
+                file_size_bytes=str(entry.file_size_bytes),
+                fits_date_obs=entry.date_obs.strftime("%Y-%m-%d %H:%M:%S")
+                if entry.date_obs
+                else None,
+                fits_date_obs_iso=_iso(entry.date_obs) if entry.date_obs else None,
+                fits_exptime=_number_text(entry.exptime),
+                fits_ra=_number_text(entry.ra_deg),
+                fits_dec=_number_text(entry.dec_deg),
+            )
+            for entry in listing.files
+        ],
+    )
+
+
+@_route(
+    "download_raw",
+    "GET",
+    response_class=FileResponse,
+    responses={
+        **JOB_ERRORS,
+        200: {"content": {"application/octet-stream": {}}, "description": "The raw FITS file"},
+        404: {"model": ErrorResponse, "description": "File does not exist or was deleted"},
+    },
+)
+def download_raw(
+    state: State,
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    file_id: Annotated[int, Query(gt=0, lt=2**31, description="raw_files.id")],
+) -> FileResponse:
+    """Stream one raw file of a job that is being processed."""
+    location = queue.locate_raw_file(session, file_id=file_id)
+    path = state.raw_store.resolve(location.storage_path)
+    if not path.is_file():
+        raise queue.RawFileNotFound(f"raw file {file_id} is missing on the server's disk")
+    return FileResponse(path, media_type="application/octet-stream", filename=location.filename)
+
+
+@_route("complete_job", "POST", response_model=OkResponse, responses=JOB_ERRORS)
+def complete_job(
+    state: State,
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    body: CompleteJobRequest,
+) -> OkResponse:
+    """Record the stack, mark the job completed, then delete its raw files."""
+    queue.complete_job(
+        session,
+        utcnow(),
+        queue.Completion(
+            job_id=body.job_id,
+            ucloud_path=body.ucloud_path,
+            thumbnail_path=body.thumbnail_path,
+            n_frames_input=body.n_frames_input,
+            n_frames_aligned=body.n_frames_aligned,
+            total_exptime=body.total_exptime,
+            date_obs_start=body.date_obs_start,
+            date_obs_end=body.date_obs_end,
+            ra_deg=body.ra_deg,
+            dec_deg=body.dec_deg,
+            file_size_bytes=body.file_size_bytes,
+            n_stars_detected=body.n_stars_detected,
+        ),
+        raw_store=state.raw_store,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+    )
+    return OkResponse()
+
+
+@_route("fail_job", "POST", response_model=FailJobResponse, responses=JOB_ERRORS)
+def fail_job(
+    state: State,
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    body: FailJobRequest,
+) -> FailJobResponse:
+    """Record a failed attempt: ``retry`` (after a backoff) or, the third time, ``failed``."""
+    outcome = queue.fail_job(
+        session,
+        utcnow(),
+        job_id=body.job_id,
+        error_message=body.error_message,
+        backoff_seconds=state.settings.retry_backoff_seconds,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+    )
+    return FailJobResponse(status=outcome.status.value)  # type: ignore[arg-type]
+
+
+@_route("heartbeat", "POST", response_model=HeartbeatResponse, responses=JOB_ERRORS)
+def heartbeat(
+    state: State,
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    body: HeartbeatRequest,
+) -> HeartbeatResponse:
+    """Extension: renew the lease of a job the caller holds and record its progress."""
+    renewal = queue.extend_lease(
+        session,
+        utcnow(),
+        job_id=body.job_id,
+        lease_seconds=state.settings.job_lease_seconds,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+        progress=body.progress,
+        message=body.message,
+    )
+    return HeartbeatResponse(lease_expires_at=_iso(renewal.lease_expires_at))
+
+
+@_route(
+    "cleanup",
+    "GET",
+    response_class=PlainTextResponse,
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or wrong key"},
+        200: {"content": {"text/plain": {}}, "description": "One-line summary"},
+    },
+)
+def cleanup(
+    state: State,
+    session: DbSession,
+    _principal: Annotated[WorkerPrincipal, Depends(require_worker_or_query_key)],
+    key: Annotated[str | None, Query(description="The worker key (cron use)")] = None,
+) -> PlainTextResponse:
+    """Expire abandoned uploads, reap expired leases, delete raws nobody needs any more."""
+    settings = state.settings
+    report = run_cleanup(
+        session,
+        utcnow(),
+        raw_store=state.raw_store,
+        upload_expiry_hours=settings.upload_expiry_hours,
+        failed_raw_retention_hours=settings.failed_raw_retention_hours,
+        backoff_seconds=settings.retry_backoff_seconds,
+    )
+    return PlainTextResponse(report.summary())

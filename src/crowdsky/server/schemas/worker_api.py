@@ -1,0 +1,152 @@
+"""JSON shapes of the worker API, as in ``worker-api-reference.md``.
+
+``job_files`` values are strings, exactly as the original PHP server sent them (its
+example shows ``"id": "101"``, ``"fits_exptime": "10"``), so existing workers parse
+them unchanged. Extensions (lease fields, ``worker_id``/``lease_token`` in requests,
+the heartbeat) are optional and additive: old workers ignore and omit them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+WorkerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
+LeaseToken = Annotated[str, Field(min_length=1, max_length=64)]
+JobId = Annotated[int, Field(gt=0, lt=2**31, description="stacking_jobs.id")]
+Count = Annotated[int, Field(ge=0, lt=2**31)]
+PathText = Annotated[str, Field(max_length=512)]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer."""
+
+    error: str
+
+
+class OkResponse(BaseModel):
+    """``{"ok": true}``."""
+
+    ok: Literal[True] = True
+
+
+class NextJobResponse(BaseModel):
+    """A claimed job (spec fields first, then the lease extension)."""
+
+    job_id: int
+    user_id: int
+    upload_session_id: int
+    chunk_key: str
+    object_name: str | None
+    frame_count: int
+    session_ucloud_path: str = Field(
+        description="Opaque session folder name (relative; the server's disk layout stays private)."
+    )
+    lease_token: str = Field(description="Extension: present it in heartbeat/complete/fail.")
+    lease_expires_at: str = Field(description="Extension: ISO 8601 UTC.")
+    lease_seconds: int = Field(description="Extension: lease length granted by each heartbeat.")
+    attempt: int = Field(description="Extension: 1 for the first claim of this job.")
+
+
+class JobFileItem(BaseModel):
+    """One raw file; string-typed values as in the spec example."""
+
+    id: str
+    filename: str
+    ucloud_path: str
+    file_size_bytes: str
+    fits_date_obs: str | None = Field(description="'YYYY-MM-DD HH:MM:SS' UTC, as the original.")
+    fits_date_obs_iso: str | None = Field(
+        default=None, description="Extension: full-precision ISO 8601 UTC."
+    )
+    fits_exptime: str | None
+    fits_ra: str | None
+    fits_dec: str | None
+
+
+class JobFilesResponse(BaseModel):
+    """The raw files of a job."""
+
+    job_id: int
+    chunk_key: str
+    files: list[JobFileItem]
+
+
+class _WorkerIdentity(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    worker_id: WorkerId | None = Field(
+        default=None, description="Extension: when given, a job held by another worker is refused."
+    )
+    lease_token: LeaseToken | None = Field(
+        default=None, description="Extension: the claim's lease token."
+    )
+
+
+class CompleteJobRequest(_WorkerIdentity):
+    """Body of complete_job (the spec's fields; numbers may arrive as strings)."""
+
+    job_id: JobId
+    ucloud_path: PathText = Field(min_length=1)
+    thumbnail_path: PathText | None = None
+    n_frames_input: Count | None = None
+    n_frames_aligned: Count | None = None
+    total_exptime: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    date_obs_start: datetime | None = None
+    date_obs_end: datetime | None = None
+    ra_deg: Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)] | None = None
+    dec_deg: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    file_size_bytes: Annotated[int, Field(ge=0, lt=2**62)] = 0
+    n_stars_detected: Count | None = None
+
+    @field_validator("date_obs_start", "date_obs_end")
+    @classmethod
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # the original worker sends naive UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CompleteJobRequest:
+        if (
+            self.n_frames_input is not None
+            and self.n_frames_aligned is not None
+            and self.n_frames_aligned > self.n_frames_input
+        ):
+            raise ValueError("n_frames_aligned cannot exceed n_frames_input")
+        if self.date_obs_start and self.date_obs_end and self.date_obs_end < self.date_obs_start:
+            raise ValueError("date_obs_end is before date_obs_start")
+        return self
+
+
+class FailJobRequest(_WorkerIdentity):
+    """Body of fail_job."""
+
+    job_id: JobId
+    error_message: str | None = Field(default=None, description="Stored, truncated to 4000 chars.")
+
+
+class FailJobResponse(BaseModel):
+    """``{"ok": true, "status": "retry" | "failed"}``."""
+
+    ok: Literal[True] = True
+    status: Literal["retry", "failed"]
+
+
+class HeartbeatRequest(_WorkerIdentity):
+    """Extension: renew the lease of a held job and report progress."""
+
+    job_id: JobId
+    progress: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
+    message: Annotated[str, Field(max_length=255)] | None = None
+
+
+class HeartbeatResponse(BaseModel):
+    """The renewed lease."""
+
+    ok: Literal[True] = True
+    lease_expires_at: str

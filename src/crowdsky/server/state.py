@@ -1,0 +1,45 @@
+"""What one server process holds for its lifetime: settings, engine, sessions, raw store."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from crowdsky.config import ServerSettings
+from crowdsky.queue import reap_expired_leases
+from crowdsky.storage.raw_store import RawStore
+
+#: Claims reap expired leases at most this often per process (seconds).
+REAP_INTERVAL_S = 2.0
+
+
+@dataclass
+class ServerState:
+    """Long-lived objects of one server process, built in the app's lifespan."""
+
+    settings: ServerSettings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    raw_store: RawStore
+    _reap_lock: threading.Lock = field(default_factory=threading.Lock)
+    _last_reap: float = 0.0
+
+    def maybe_reap(self, now: datetime) -> None:
+        """Return expired leases to the queue, throttled so claims stay cheap."""
+        if time.monotonic() - self._last_reap < REAP_INTERVAL_S:
+            return
+        if not self._reap_lock.acquire(blocking=False):
+            return  # another request thread is reaping right now
+        try:
+            with self.session_factory() as session:
+                reap_expired_leases(
+                    session, now, backoff_seconds=self.settings.retry_backoff_seconds
+                )
+            self._last_reap = time.monotonic()
+        finally:
+            self._reap_lock.release()

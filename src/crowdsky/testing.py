@@ -1,0 +1,151 @@
+"""Putting work into the queue without the upload API, for tests and benchmarks.
+
+Seeding writes raw files into a real session folder and inserts the rows an upload
+would create, then enqueues through :func:`crowdsky.queue.enqueue_jobs`. Claiming,
+listing, downloading and completing then run the real code paths unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from crowdsky.db.models import RawFile, UploadSession, User
+from crowdsky.db.types import utcnow
+from crowdsky.queue import NewJob, enqueue_jobs
+from crowdsky.storage.raw_store import RawStore
+
+FITS_BLOCK = 2880
+DEFAULT_USER = "seed-user"
+
+
+def ensure_user(session: Session, username: str = DEFAULT_USER) -> int:
+    """Id of a user with this name, created (unusable password) if missing."""
+    with session.begin():
+        user_id = session.execute(
+            select(User.id).where(User.username == username)
+        ).scalar_one_or_none()
+        if user_id is not None:
+            return user_id
+        user = User(
+            username=username,
+            email=f"{username}@example.invalid",
+            password_hash="!seeded-user-cannot-log-in",
+        )
+        session.add(user)
+        session.flush()
+        return user.id
+
+
+def seed_jobs(
+    session_factory: sessionmaker[Session],
+    raw_store: RawStore,
+    *,
+    n_jobs: int,
+    files_per_job: int = 3,
+    sources: Sequence[Path] | None = None,
+    file_bytes: int = FITS_BLOCK,
+    username: str = DEFAULT_USER,
+    object_name: str = "M 94",
+    now: datetime | None = None,
+) -> list[int]:
+    """Create ``n_jobs`` pending jobs in one finalized upload session.
+
+    Parameters
+    ----------
+    session_factory, raw_store
+        Where the rows and the files go.
+    n_jobs, files_per_job
+        How much work; each job gets its own files.
+    sources
+        Real FITS files to copy as each job's raws (cycled); without them every raw is
+        ``file_bytes`` of placeholder bytes, enough for queue tests.
+    now
+        Creation time of the session and jobs (default: now); jobs are spaced by a
+        microsecond so that their queue order is their creation order.
+
+    Returns
+    -------
+    list of int
+        The job ids, oldest first.
+    """
+    now = now or utcnow()
+    with session_factory() as session:
+        user_id = ensure_user(session, username)
+        token = secrets.token_hex(16)
+        session_dir = raw_store.session_dir(user_id, token)
+        folder = raw_store.resolve(session_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with session.begin():
+            upload = UploadSession(
+                user_id=user_id,
+                session_token=token,
+                object_name=object_name,
+                status="complete",
+                storage_path=session_dir,
+                created_at=now,
+                last_activity_at=now,
+                completed_at=now,
+            )
+            session.add(upload)
+            session.flush()
+            upload_id = upload.id
+            specs: list[list[int]] = []
+            counter = 0
+            for job_index in range(n_jobs):
+                ids: list[int] = []
+                for file_index in range(files_per_job):
+                    name = f"job{job_index:05d}_frame{file_index:03d}.fit"
+                    target = folder / name
+                    if sources:
+                        shutil.copyfile(sources[counter % len(sources)], target)
+                    else:
+                        target.write_bytes(
+                            f"SIMPLE  = T seeded {job_index} {file_index}".encode().ljust(
+                                file_bytes, b" "
+                            )
+                        )
+                    counter += 1
+                    data = target.read_bytes()
+                    raw = RawFile(
+                        upload_session_id=upload_id,
+                        filename=name,
+                        storage_path=f"{session_dir}/{name}",
+                        file_size_bytes=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                        fits_date_obs=now + timedelta(seconds=11.3 * file_index),
+                        fits_object=object_name,
+                        fits_exptime=10.0,
+                        fits_ra=192.72,
+                        fits_dec=41.12,
+                        chunk_key=f"20250327.{job_index % 96:02d}_192.7_+41.1",
+                        created_at=now,
+                    )
+                    session.add(raw)
+                    session.flush()
+                    ids.append(raw.id)
+                specs.append(ids)
+        new_jobs = [
+            NewJob(
+                user_id=user_id,
+                upload_session_id=upload_id,
+                chunk_key=f"20250327.{i % 96:02d}_192.7_+41.1",
+                raw_file_ids=tuple(ids),
+                object_name=object_name,
+                filter_name="IRCUT",
+                exptime=10.0,
+            )
+            for i, ids in enumerate(specs)
+        ]
+        job_ids: list[int] = []
+        # one job per transaction with increasing created_at keeps FIFO order exact
+        for offset, job in enumerate(new_jobs):
+            job_ids += enqueue_jobs(session, now + timedelta(microseconds=offset), [job])
+        return job_ids

@@ -44,6 +44,8 @@ def require_all_backends() -> bool:
 class TestDatabase:
     """A migrated database for one backend."""
 
+    __test__ = False  # not a test class, despite its name
+
     backend: str
     url: str
     engine: Engine

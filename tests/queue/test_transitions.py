@@ -64,8 +64,9 @@ def _fail(db: TestDatabase, job_id: int, message: str = "boom", **kwargs: object
 def test_enqueue_refuses_a_job_without_files(test_db: TestDatabase) -> None:
     with test_db.session_factory() as session, pytest.raises(ValueError, match="no raw files"):
         queue.enqueue_jobs(
-            session, utcnow(), [queue.NewJob(user_id=1, upload_session_id=1, chunk_key="x",
-                                             raw_file_ids=())]
+            session,
+            utcnow(),
+            [queue.NewJob(user_id=1, upload_session_id=1, chunk_key="x", raw_file_ids=())],
         )
 
 
@@ -151,12 +152,19 @@ def test_expired_lease_returns_job_to_queue_as_failed_attempt(
     # the dead worker's late report is refused: the job is held by someone else now
     with test_db.session_factory() as session, pytest.raises(queue.HeldByOtherWorker):
         queue.complete_job(
-            session, utcnow(), _completion(job_id), raw_store=raw_store,
+            session,
+            utcnow(),
+            _completion(job_id),
+            raw_store=raw_store,
             worker_id="dead-worker",
         )
     with test_db.session_factory() as session, pytest.raises(queue.HeldByOtherWorker):
         queue.fail_job(
-            session, utcnow(), job_id=job_id, error_message="late", backoff_seconds=0,
+            session,
+            utcnow(),
+            job_id=job_id,
+            error_message="late",
+            backoff_seconds=0,
             lease_token=claimed.lease_token,
         )
     with test_db.session_factory() as session:
@@ -197,18 +205,28 @@ def test_heartbeat_extends_the_lease_and_records_progress(
     later = now + timedelta(seconds=LEASE_S - 1)
     with test_db.session_factory() as session:
         renewal = queue.extend_lease(
-            session, later, job_id=job_id, lease_seconds=LEASE_S, worker_id="w1",
-            lease_token=claimed.lease_token, progress=0.5, message="stacking 5/10",
+            session,
+            later,
+            job_id=job_id,
+            lease_seconds=LEASE_S,
+            worker_id="w1",
+            lease_token=claimed.lease_token,
+            progress=0.5,
+            message="stacking 5/10",
         )
         assert renewal.lease_expires_at == later + timedelta(seconds=LEASE_S)
         # past the original expiry, but the renewed lease keeps the job
-        assert queue.reap_expired_leases(
-            session, now + timedelta(seconds=LEASE_S + 5), backoff_seconds=0
-        ) == []
+        assert (
+            queue.reap_expired_leases(
+                session, now + timedelta(seconds=LEASE_S + 5), backoff_seconds=0
+            )
+            == []
+        )
         assert queue.get_job(session, job_id).progress == 0.5
         with pytest.raises(queue.HeldByOtherWorker):
-            queue.extend_lease(session, later, job_id=job_id, lease_seconds=LEASE_S,
-                               worker_id="intruder")
+            queue.extend_lease(
+                session, later, job_id=job_id, lease_seconds=LEASE_S, worker_id="intruder"
+            )
         with pytest.raises(queue.JobNotFound):
             queue.extend_lease(session, later, job_id=999_999, lease_seconds=LEASE_S)
 
@@ -226,7 +244,11 @@ def test_complete_records_result_then_deletes_raws_and_session_folder(
     session_dir = raw_store.resolve(claimed.session_path)
     with test_db.session_factory() as session:
         outcome = queue.complete_job(
-            session, utcnow(), _completion(first), raw_store=raw_store, worker_id="w1",
+            session,
+            utcnow(),
+            _completion(first),
+            raw_store=raw_store,
+            worker_id="w1",
             lease_token=claimed.lease_token,
         )
     assert not outcome.repeated and outcome.deleted_files == 3
@@ -238,9 +260,11 @@ def test_complete_records_result_then_deletes_raws_and_session_folder(
         ).scalar_one()
         assert (row.n_frames_input, row.n_frames_aligned, row.n_stars_detected) == (3, 2, 40)
         assert row.chunk_key and row.object_name == "M 94" and row.worker_id == "w1"
-        deleted = session.execute(
-            select(RawFile.is_deleted).where(RawFile.stacking_job_id == first)
-        ).scalars().all()
+        deleted = (
+            session.execute(select(RawFile.is_deleted).where(RawFile.stacking_job_id == first))
+            .scalars()
+            .all()
+        )
         assert deleted == [True, True, True]
     with test_db.session_factory() as session:
         assert queue.get_job(session, first).status == JobStatus.COMPLETED
@@ -273,9 +297,8 @@ def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
 
 def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: RawStore) -> None:
     pending_job, held_job = seed_jobs(test_db.session_factory, raw_store, n_jobs=2)
-    with test_db.session_factory() as session:
-        with pytest.raises(queue.JobNotFound):
-            queue.complete_job(session, utcnow(), _completion(999_999), raw_store=raw_store)
+    with test_db.session_factory() as session, pytest.raises(queue.JobNotFound):
+        queue.complete_job(session, utcnow(), _completion(999_999), raw_store=raw_store)
     claimed = _claim(test_db, "w1")
     assert claimed is not None and claimed.job_id == pending_job
     with test_db.session_factory() as session:
@@ -283,12 +306,18 @@ def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: Ra
             queue.complete_job(session, utcnow(), _completion(held_job), raw_store=raw_store)
         with pytest.raises(queue.HeldByOtherWorker):
             queue.complete_job(
-                session, utcnow(), _completion(pending_job), raw_store=raw_store,
+                session,
+                utcnow(),
+                _completion(pending_job),
+                raw_store=raw_store,
                 worker_id="w2",
             )
         with pytest.raises(queue.HeldByOtherWorker):
             queue.complete_job(
-                session, utcnow(), _completion(pending_job), raw_store=raw_store,
+                session,
+                utcnow(),
+                _completion(pending_job),
+                raw_store=raw_store,
                 lease_token="0" * 32,
             )
         # nothing changed: the holder can still complete
@@ -303,9 +332,11 @@ def test_inputs_are_only_visible_while_processing(
     (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
     with test_db.session_factory() as session:
         with session.begin():
-            file_id = session.execute(
-                select(RawFile.id).where(RawFile.stacking_job_id == job_id)
-            ).scalars().first()
+            file_id = (
+                session.execute(select(RawFile.id).where(RawFile.stacking_job_id == job_id))
+                .scalars()
+                .first()
+            )
         assert file_id is not None
         with pytest.raises(queue.WrongState):
             queue.list_job_files(session, job_id=job_id)

@@ -6,12 +6,14 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from astropy.io import fits
 
 from crowdsky.simulate import (
     FULL_SHAPE,
+    FW470_ZERO_CLIPPED,
     FrameTruth,
     SimulatedSequence,
     apply_affine,
@@ -165,6 +167,25 @@ def test_relative_transform_maps_frame_a_pixels_to_frame_b(
     assert np.median(nearest) < 0.15
 
 
+def test_relative_transform_drives_cv2_warp_affine(full_sequence: SimulatedSequence) -> None:
+    a, b = full_sequence.truth[0], full_sequence.truth[3]
+    # A 3 × 3 median removes hot pixels, which stay put on the sensor and would
+    # otherwise dominate the correlation of two noisy frames.
+    green_a = cv2.medianBlur(green_plane(read_raw(a.path)[0]), 3)
+    green_b = cv2.medianBlur(green_plane(read_raw(b.path)[0]), 3)
+    size = (green_b.shape[1], green_b.shape[0])
+    inner = (slice(100, -100), slice(100, -100))
+
+    def correlation(matrix: np.ndarray | None) -> float:
+        moved = green_a if matrix is None else cv2.warpAffine(green_a, matrix, size)
+        return float(np.corrcoef(moved[inner].ravel(), green_b[inner].ravel())[0, 1])
+
+    aligned = correlation(relative_transform(a, b))
+    assert aligned > 0.7
+    assert correlation(None) < aligned - 0.3
+    assert correlation(relative_transform(b, a)) < aligned - 0.3  # the wrong direction
+
+
 def test_rotation_accumulates_per_frame(full_sequence: SimulatedSequence) -> None:
     for truth in full_sequence.truth:
         angle = np.degrees(np.arctan2(truth.sky_to_frame[1, 0], truth.sky_to_frame[0, 0]))
@@ -304,29 +325,17 @@ def test_smeared_frame_has_elongated_stars(special_sequence: SimulatedSequence) 
 
 
 def test_zero_clipped_fw470_variant(tmp_path: Path) -> None:
-    sequence = simulate_sequence(
-        tmp_path,
-        2,
-        shape=(480, 270),
-        n_stars=40,
-        exptime_s=20.0,
-        cadence_s=21.3,
-        offset_adu=0.0,
-        sky_e=250.0,
-        zero_clip_fraction=0.065,
-        firmware="4.70",
-        eq_mode=True,
-        rotation_deg_per_frame=0.0,
-    )
+    sequence = simulate_sequence(tmp_path, 2, shape=(480, 270), n_stars=40, **FW470_ZERO_CLIPPED)
     raw, header = read_raw(sequence.paths[0])
     assert np.mean(raw == 0) == pytest.approx(0.065, abs=0.015)
+    assert 60 < np.median(raw) < 200  # FW 4.70 medians are ~85–123 ADU
+    assert sequence.truth[0].sky_adu == pytest.approx(np.mean(raw), rel=0.15)
     assert header["PROGRAM"] == "4.70"
     assert header["EQMODE"] == 1
+    assert header["EXPTIME"] == 20.0
     keys = list(header.keys())
     assert keys.index("EQMODE") == keys.index("APERTURE") + 1
     assert "_20.0s_" in sequence.paths[0].name
-    assert 60 < np.median(raw) < 200  # FW 4.70 medians are ~85–123 ADU
-    assert sequence.truth[0].sky_adu == pytest.approx(np.mean(raw), rel=0.15)
 
 
 def test_moffat_psf_and_fwhm_option(tmp_path: Path) -> None:

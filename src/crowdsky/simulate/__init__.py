@@ -37,6 +37,7 @@ from crowdsky.simulate.sensor import (
 from crowdsky.simulate.sequence import (
     DEFAULT_START,
     FRAME_KINDS,
+    FW470_ZERO_CLIPPED,
     FrameTruth,
     SimulatedSequence,
     relative_transform,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_START",
     "FRAME_KINDS",
     "FULL_SHAPE",
+    "FW470_ZERO_CLIPPED",
     "NIGHT_TARGETS",
     "STAR_DTYPE",
     "FrameStats",

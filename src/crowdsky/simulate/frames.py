@@ -176,7 +176,7 @@ def render_frame(
     sky_site_adu = sky_e / gain * response * np.asarray(sky_rgb, np.float64)
     channels = sensor_mod.cfa_channel_map(shape)
 
-    signal = _sky_image(shape, tuple(sky_site_adu.tolist()), sky_gradient)
+    signal = _sky_image(shape, sky_site_adu, sky_gradient)
     if len(stars_xy):
         rgb_adu = stars_flux_adu[:, None] * stars_rgb * response[None, :]
         _add_stars(signal, np.asarray(stars_xy, np.float64), rgb_adu, psf)
@@ -203,12 +203,18 @@ def render_frame(
 
 def _sky_image(
     shape: tuple[int, int],
-    sky_site_adu: tuple[float, ...],
+    sky_site_adu: np.ndarray,
     sky_gradient: tuple[float, float],
 ) -> np.ndarray:
-    """Expected sky (ADU, no pedestal): CFA-weighted level times a linear ramp."""
-    image = _gradient_ramp(shape, sky_gradient).copy()
-    image *= _site_pattern(shape, sky_site_adu)
+    """Expected sky (ADU, no pedestal): CFA-weighted level times a linear ramp.
+
+    The level changes every frame, so only its shape (per-site colour and
+    ramp) is cached and the green level is applied as one scalar.
+    """
+    green_adu = float(sky_site_adu[1])
+    relative = tuple((sky_site_adu / green_adu).tolist()) if green_adu > 0 else (0.0,) * 3
+    image = np.multiply(_gradient_ramp(shape, sky_gradient), _site_pattern(shape, relative))
+    image *= np.float32(green_adu)
     return image
 
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from crowdsky.simulate import frames, geometry, motion, seestar_fits, sensor, st
 __all__ = [
     "DEFAULT_START",
     "FRAME_KINDS",
+    "FW470_ZERO_CLIPPED",
     "FrameTruth",
     "SimulatedSequence",
     "relative_transform",
@@ -42,6 +44,22 @@ __all__ = [
 DEFAULT_START = datetime(2025, 3, 27, 1, 20, 2, tzinfo=UTC)
 #: Every value ``FrameTruth.kind`` can take.
 FRAME_KINDS = ("normal", "satellite", "cloudy", "foreign", "hot_pixels_only", "smeared")
+
+#: Keyword arguments of :func:`simulate_sequence` mimicking FW 4.70 in EQ mode:
+#: 20 s subs, on-device black subtraction leaving no pedestal, medians near
+#: 100 ADU and about 6.5 % of pixels exactly 0.
+FW470_ZERO_CLIPPED: Mapping[str, object] = MappingProxyType(
+    {
+        "exptime_s": 20.0,
+        "cadence_s": 21.3,
+        "offset_adu": 0.0,
+        "sky_e": 250.0,
+        "zero_clip_fraction": 0.065,
+        "firmware": "4.70",
+        "eq_mode": True,
+        "rotation_deg_per_frame": 0.0,
+    }
+)
 
 # Stars farther than this outside a frame cannot touch it (largest stamp + 1).
 _CATALOGUE_MARGIN_PX = max(frames.STAMP_RADII_PX) + 2
@@ -292,7 +310,7 @@ def simulate_sequence(
         across the frame ``(x, y)`` and its colour.
     gain_e_per_adu, read_noise_e, offset_adu, zero_clip_fraction
         Sensor model, see :class:`crowdsky.simulate.sensor.SensorModel`. For the
-        FW 4.70 look use ``offset_adu=0, zero_clip_fraction=0.065, firmware='4.70'``.
+        FW 4.70 look pass ``**FW470_ZERO_CLIPPED``.
     n_hot_pixels, hot_pixel_seed : int, optional
         Hot-pixel count (default 300 per full frame) and sensor seed (default
         ``seed``); reuse the seed across sequences of one telescope.

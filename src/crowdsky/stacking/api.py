@@ -1,0 +1,621 @@
+"""``stack_files``: runs the steps, owns the memory budget, reports progress.
+
+Pipeline (every step is a function of a sibling module; this module only sequences
+them, keeps the records and does the bookkeeping):
+
+1. **Analyse** each frame (thread pool): read (``io``), suppress hot pixels on the
+   mosaic (``debayer``), detect stars on the 2×2 superpixel luminance with an adaptive
+   threshold (``detect``). Unreadable frames and frames with too few stars are
+   rejected with a reason; frames whose shape or colour layout differs from the
+   majority are rejected too.
+2. **Reference** by quality with a consensus check (``quality.choose_reference``).
+3. **Register** every frame onto the reference and validate the transform
+   (``register``); reject cloud-covered (low transparency) and blurred frames.
+4. **Warp** (thread pool): demosaic (four-letter BAYERPAT per file), OpenCV cubic
+   warp with NaN outside the frame (``warp``), per-channel background and noise,
+   normalise ``(value − background) / transparency`` and store (``combine.FrameStore``:
+   RAM float32 / RAM float16 / float16 scratch file, chosen from
+   ``memory_limit_bytes``).
+5. **Combine** row band by row band: robust median/MAD rejection floored at the
+   measured noise, weighted mean (``combine``); the reference's background is added
+   back so the stack is in the reference's ADU.
+6. **Catalogue** the stack (``detect`` on the summed channels, well-covered pixels).
+7. **Write** the MEF with the aggregated header (``header``, ``io``).
+
+Both cores are used: a thread pool for per-frame work (numpy, OpenCV and sep release
+the GIL) and numba's parallel combine kernel. Identical input gives identical
+output: no random numbers, results gathered in input order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from crowdsky.stacking import debayer, detect, errors, header, io, quality, register
+from crowdsky.stacking.params import StackParams
+from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
+
+__all__ = ["stack_files"]
+
+log = logging.getLogger(__name__)
+
+DETECTION_LADDER = (5.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5)
+MOSAIC_CACHE_FRACTION = 0.15
+"""Share of the memory budget that may keep raw frames between analysis and warping
+(re-reading a frame costs ~3 ms, so beyond this they are simply read again)."""
+WORKING_BYTES_PER_THREAD_FACTOR = 3.5
+"""Frame-sized float32 buffers alive per warping thread (RGB, warped, store copy)."""
+FIXED_OVERHEAD_BYTES = 48 * 1024 * 1024
+STACK_CATALOGUE_MAX = 20_000
+
+
+@dataclass(slots=True)
+class _Analysis:
+    """Per-frame state between the pipeline steps."""
+
+    record: FrameRecord
+    kind: str = ""
+    pattern: str | None = None
+    shape: tuple[int, int] = (0, 0)
+    header: object = None
+    image: np.ndarray | None = None
+    xy: np.ndarray | None = None
+    flux: np.ndarray | None = None
+    signature: tuple[object, ...] = ()
+
+
+class _Reporter:
+    def __init__(self, callback: Callable[[StackProgress], None] | None) -> None:
+        self.callback = callback
+
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+        if self.callback is not None:
+            self.callback(StackProgress(stage, done, total, message))
+
+
+def stack_files(
+    fits_paths: Sequence[Path | str],
+    output_path: Path | str,
+    method: str = "mean",
+    sigma_clip: float = 3.0,
+    *,
+    params: StackParams | None = None,
+    progress: Callable[[StackProgress], None] | None = None,
+) -> StackResult:
+    """Register, reject, combine and write a stack of Seestar (or other) FITS frames.
+
+    Parameters
+    ----------
+    fits_paths : sequence of Path or str
+        Input frames: Bayer mosaics (BAYERPAT read per file), mono images or RGB cubes.
+    output_path : Path or str
+        Multi-extension FITS to write (PRIMARY header, RED/GREEN/BLUE, FOOTPRINT,
+        STAR-TAB, FRAMES). Written atomically.
+    method : {'mean', 'median'}
+        Combination of surviving pixels; ignored when ``params`` is given.
+    sigma_clip : float
+        Rejection threshold κ (robust σ); ignored when ``params`` is given.
+    params : StackParams or None
+        Every parameter; default ``StackParams(method=method, sigma_clip=sigma_clip)``.
+    progress : callable or None
+        Receives :class:`StackProgress` events, always from the calling thread.
+
+    Returns
+    -------
+    StackResult
+        ``total_exptime`` is summed over the *stacked* frames only; ``n_aligned`` counts
+        stacked frames; every input frame has a :class:`FrameRecord`.
+
+    Raises
+    ------
+    InvalidInput
+        No paths, a path that does not exist, or invalid parameters.
+    NoUsableFrames
+        Every frame was rejected (the message lists each frame's reason).
+    OutputError
+        The output or a scratch file could not be written.
+    StackingError
+        Any other failure, with the original exception chained.
+    """
+    if params is None:
+        params = StackParams(method=method, sigma_clip=sigma_clip)
+    paths = [Path(p) for p in fits_paths]
+    if not paths:
+        raise errors.InvalidInput("no input frames given")
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise errors.InvalidInput("input file(s) not found: " + ", ".join(missing))
+    output = Path(output_path)
+    try:
+        return _run(paths, output, params, _Reporter(progress))
+    except errors.StackingError:
+        raise
+    except MemoryError as exc:
+        raise errors.StackingError(
+            f"out of memory while stacking {len(paths)} frames; lower memory_limit_bytes"
+        ) from exc
+    except Exception as exc:
+        raise errors.StackingError(f"stacking failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter) -> StackResult:
+    from crowdsky import __version__
+    from crowdsky.stacking import combine
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    n = len(paths)
+    states = [_Analysis(FrameRecord(path=p, index=i)) for i, p in enumerate(paths)]
+    detect.configure_sep()
+
+    # 1. analyse -------------------------------------------------------------------
+    t = time.perf_counter()
+    first_size = paths[0].stat().st_size
+    keep_images = n * first_size <= MOSAIC_CACHE_FRACTION * params.memory_limit_bytes
+    with ThreadPoolExecutor(params.n_threads) as pool:
+        futures = [pool.submit(_analyse, s, params, keep_images) for s in states]
+        for done, _ in enumerate(as_completed(futures), start=1):
+            report("analyse", done, n, "detecting stars")
+        for f in futures:
+            f.result()
+    _reject_odd_shapes(states)
+    timings["analyse"] = time.perf_counter() - t
+
+    # 2. reference -------------------------------------------------------------------
+    t = time.perf_counter()
+    candidates = [s for s in states if s.record.reason is None]
+    if not candidates:
+        raise _no_usable(states)
+    cache: dict[tuple[int, int], register.Registration | None] = {}
+
+    def registration(i: int, j: int) -> register.Registration | None:
+        if (i, j) not in cache:
+            si, sj = states[i], states[j]
+            assert si.xy is not None and sj.xy is not None
+            cache[(i, j)] = register.match_stars(
+                si.xy,
+                sj.xy,
+                radius_px=params.match_radius_px,
+                model=params.transform_model,
+                min_matches=params.min_matched_stars,
+            )
+        return cache[(i, j)]
+
+    def check(i: int, j: int) -> tuple[RejectReason, str] | None:
+        return register.validate(
+            registration(i, j),
+            n_src=len(states[i].xy),  # type: ignore[arg-type]
+            n_ref=len(states[j].xy),  # type: ignore[arg-type]
+            min_matched=params.min_matched_stars,
+            min_fraction=params.min_matched_fraction,
+            max_residual_px=params.max_residual_px,
+            max_scale_deviation=params.max_scale_deviation,
+            max_rotation_deg=params.max_rotation_deg,
+        )
+
+    scores = np.zeros(n)
+    for s in candidates:
+        r = s.record
+        scores[r.index] = quality.frame_scores(
+            np.array([r.n_stars]), np.array([r.fwhm_px]), np.array([r.noise_adu])
+        )[0]
+    # normalise scores against the usable population, not frame by frame
+    idx = [s.record.index for s in candidates]
+    scores[idx] = quality.frame_scores(
+        np.array([states[i].record.n_stars for i in idx]),
+        np.array([states[i].record.fwhm_px for i in idx], dtype=float),
+        np.array([states[i].record.noise_adu for i in idx], dtype=float),
+    )
+    ref_index = quality.choose_reference(scores, lambda i, j: check(i, j) is None)
+    if ref_index is None:
+        raise _no_usable(states)
+    ref = states[ref_index]
+    ref.record.is_reference = True
+    timings["reference"] = time.perf_counter() - t
+
+    # 3. register and screen --------------------------------------------------------
+    t = time.perf_counter()
+    ref_fwhm = ref.record.fwhm_px or float("nan")
+    for k, s in enumerate(candidates, start=1):
+        rec = s.record
+        if s is ref:
+            rec.accepted = True
+            rec.transform = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+            rec.n_matched, rec.residual_px = rec.n_stars, 0.0
+            rec.scale, rec.rotation_deg, rec.transparency = 1.0, 0.0, 1.0
+        else:
+            _register_one(
+                s,
+                ref,
+                registration(rec.index, ref_index),
+                check(rec.index, ref_index),
+                ref_fwhm,
+                params,
+            )
+        report("register", k, len(candidates), rec.filename)
+    used = [s for s in states if s.record.accepted]
+    timings["register"] = time.perf_counter() - t
+    if not used:
+        raise _no_usable(states)
+
+    # 4. warp into the store ----------------------------------------------------------
+    t = time.perf_counter()
+    rows, cols = ref.shape
+    n_channels = 1 if ref.kind == "mono" else 3
+    plane_bytes = rows * cols * n_channels * 4
+    cached = sum(s.image.nbytes for s in states if s.image is not None)
+    budget = (
+        params.memory_limit_bytes
+        - FIXED_OVERHEAD_BYTES
+        - cached
+        - int(WORKING_BYTES_PER_THREAD_FACTOR * plane_bytes * params.n_threads)
+        - 2 * plane_bytes  # output image and its temporaries
+    )
+    budget = max(budget, plane_bytes)
+    scratch_dir = params.scratch_dir or output.parent
+    store = combine.FrameStore.create(len(used), rows, cols * n_channels, budget, scratch_dir)
+    if store.kind == "disk-float16":
+        log.info(
+            "stack.tiling: %d frames exceed the in-memory budget of %d bytes; "
+            "streaming through a float16 scratch file in %s",
+            len(used),
+            budget,
+            scratch_dir,
+        )
+    try:
+        stats = _warp_all(used, ref, store, params, report)
+        states_cleanup(states)
+        timings["warp"] = time.perf_counter() - t
+
+        # 5. combine --------------------------------------------------------------------
+        t = time.perf_counter()
+        back = np.array([st[0] for st in stats])  # (N, C)
+        noise = np.array([st[1] for st in stats])  # (N, C) normalised
+        covered = np.array([st[2] for st in stats], dtype=np.float64)
+        weights = quality.frame_weights(
+            [s.record.noise_adu or 1.0 for s in used],
+            [s.record.transparency or 1.0 for s in used],
+            [s.record.fwhm_px or float("nan") for s in used],
+            ref_fwhm,
+            params.weighting,
+        )
+        floor = np.median(noise, axis=0)
+        band_budget = max(budget // 2, 16 * 1024 * 1024)
+        combined = combine.combine_frames(
+            store,
+            n_channels,
+            weights,
+            floor,
+            kappa_low=params.kappa_low,
+            kappa_high=params.kappa_high,
+            max_iterations=params.max_clip_iterations,
+            method=params.method,
+            reject=params.rejection != "none" and params.sigma_clip > 0,
+            band_budget_bytes=band_budget,
+            progress=lambda d, tot: report("combine", d, tot, "rejecting and combining"),
+        )
+        scratch_bytes = store.bytes_written
+        storage = store.kind
+    finally:
+        store.close()
+    ref_back = back[used.index(ref)]
+    image = combined.image.reshape(rows, cols, n_channels)
+    image += ref_back.astype(np.float32)
+    for k, s in enumerate(used):
+        s.record.weight = float(weights[k])
+        total = covered[k] * n_channels
+        s.record.rejected_pixel_fraction = (
+            float(combined.rejected_per_frame[k] / total) if total > 0 else None
+        )
+    timings["combine"] = time.perf_counter() - t
+
+    # 6. catalogue ---------------------------------------------------------------------
+    t = time.perf_counter()
+    report("catalogue", 0, 1, "detecting stars in the stack")
+    stars = _catalogue(image, combined.coverage, len(used), params)
+    report("catalogue", 1, 1, f"{len(stars)} stars")
+    timings["catalogue"] = time.perf_counter() - t
+
+    # 7. header and file ------------------------------------------------------------------
+    t = time.perf_counter()
+    report("write", 0, 1, str(output))
+    exptime = float(sum(s.record.exptime_s or 0.0 for s in used))
+    starts = [s.record.date_obs for s in used if s.record.date_obs is not None]
+    ends = [
+        s.record.date_obs.__add__(_seconds(s.record.exptime_s))
+        for s in used
+        if s.record.date_obs is not None
+    ]
+    pointings = [io.RawFrame(np.zeros((1, 1)), "", None, s.header).pointing_deg for s in used]
+    ras = [p[0] for p in pointings if p is not None]
+    decs = [p[1] for p in pointings if p is not None]
+    ra = header.circular_mean_deg(ras)
+    dec = float(np.mean(decs)) if decs else None
+    hdr = header.build_primary_header(
+        [s.header for s in used],
+        n_input=n,
+        total_exptime=exptime,
+        date_start=min(starts) if starts else None,
+        date_end=max(ends) if ends else None,
+        ra_deg=ra,
+        dec_deg=dec,
+        reference_name=ref.record.filename,
+        params=params.to_dict(),
+        n_stars=len(stars),
+        software_version=__version__,
+        n_channels=n_channels,
+    )
+    io.write_stack(
+        output,
+        hdr,
+        image if n_channels == 3 else image[..., 0],
+        combined.coverage,
+        stars,
+        _frames_table([s.record for s in states]),
+    )
+    report("write", 1, 1, str(output))
+    timings["write"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    log.info(
+        "stack.done: %d/%d frames stacked, %d stars, %.2f s, storage %s",
+        len(used),
+        n,
+        len(stars),
+        timings["total"],
+        storage,
+    )
+    return StackResult(
+        output_path=output,
+        n_frames_input=n,
+        n_aligned=len(used),
+        n_stars_detected=len(stars),
+        total_exptime=exptime,
+        date_obs_start=min(starts) if starts else None,
+        date_obs_end=max(ends) if ends else None,
+        ra_deg=ra,
+        dec_deg=dec,
+        frames=[s.record for s in states],
+        reference_index=ref_index,
+        timings_s={k: round(v, 4) for k, v in timings.items()},
+        scratch_bytes=scratch_bytes,
+        storage=storage,
+        params=params.to_dict(),
+    )
+
+
+def _seconds(value: float | None) -> object:
+    from datetime import timedelta
+
+    return timedelta(seconds=value or 0.0)
+
+
+def states_cleanup(states: list[_Analysis]) -> None:
+    """Drop cached raw images once every frame is warped."""
+    for s in states:
+        s.image = None
+
+
+def _load_mosaic(path: Path, params: StackParams) -> io.RawFrame:
+    frame = io.read_frame(path)
+    if frame.kind == "bayer" or (frame.kind == "mono" and frame.data.dtype == np.uint16):
+        debayer.suppress_hot_pixels(frame.data, params.hot_pixel_sigma)
+    return frame
+
+
+def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
+    rec = state.record
+    try:
+        frame = _load_mosaic(rec.path, params)
+    except errors.InvalidInput as exc:
+        rec.reject(RejectReason.UNREADABLE, f"unreadable: {exc}")
+        return
+    state.kind, state.pattern, state.shape, state.header = (
+        frame.kind,
+        frame.bayer_pattern,
+        frame.shape,
+        frame.header,
+    )
+    state.signature = (frame.shape, frame.kind == "mono")
+    rec.date_obs, rec.exptime_s = frame.date_obs, frame.exptime_s
+    lum_full = frame.data.sum(axis=2, dtype=np.float32) if frame.kind == "rgb" else frame.data
+    lum = debayer.superpixel_luminance(lum_full)
+    try:
+        found = detect.find_stars(
+            lum,
+            sigmas=tuple(
+                s for s in DETECTION_LADDER if params.min_detect_sigma <= s <= params.detect_sigma
+            )
+            or (params.detect_sigma,),
+            target_stars=params.target_stars,
+            max_stars=params.max_stars,
+        )
+    except errors.StackingError as exc:
+        rec.reject(RejectReason.TOO_FEW_STARS, f"star detection failed: {exc}")
+        return
+    stars = found.stars
+    rec.n_stars = int(stars.size)
+    rec.background_adu, rec.noise_adu = found.background, found.noise
+    rec.fwhm_px = 2.0 * found.median_fwhm if math.isfinite(found.median_fwhm) else None
+    # superpixel (i, j) is centred on native (2i + 0.5, 2j + 0.5)
+    state.xy = np.column_stack([2.0 * stars["x"] + 0.5, 2.0 * stars["y"] + 0.5])
+    state.flux = stars["flux"].astype(np.float64)
+    if rec.n_stars < params.min_stars:
+        rec.reject(
+            RejectReason.TOO_FEW_STARS,
+            f"only {rec.n_stars} stars detected down to {found.threshold_sigma:g}σ "
+            f"(need {params.min_stars}): clouds, fog, hot pixels only, or no sky",
+        )
+        return
+    if keep_image:
+        state.image = frame.data
+
+
+def _reject_odd_shapes(states: list[_Analysis]) -> None:
+    sigs = Counter(s.signature for s in states if s.record.reason is None)
+    if len(sigs) <= 1:
+        return
+    majority, _ = sigs.most_common(1)[0]
+    for s in states:
+        if s.record.reason is None and s.signature != majority:
+            s.record.reject(
+                RejectReason.SHAPE_MISMATCH,
+                f"image {s.shape} ({s.kind}) differs from the majority {majority[0]}",
+            )
+            s.image = None
+
+
+def _register_one(
+    s: _Analysis,
+    ref: _Analysis,
+    reg: register.Registration | None,
+    problem: tuple[RejectReason, str] | None,
+    ref_fwhm: float,
+    params: StackParams,
+) -> None:
+    rec = s.record
+    if reg is not None:
+        rec.n_matched = reg.n_matched
+        rec.residual_px = reg.residual_px
+        rec.scale, rec.rotation_deg = reg.scale, reg.rotation_deg
+    if problem is not None:
+        rec.reject(*problem)
+        s.image = None
+        return
+    assert reg is not None and s.flux is not None and ref.flux is not None
+    rec.transparency = quality.transparency(s.flux[reg.src_index], ref.flux[reg.ref_index])
+    if math.isfinite(rec.transparency) and rec.transparency < params.min_transparency:
+        rec.reject(
+            RejectReason.CLOUDS,
+            f"transparency {rec.transparency:.2f} of the reference's below "
+            f"{params.min_transparency:g} (clouds or haze)",
+        )
+        s.image = None
+        return
+    if rec.fwhm_px and math.isfinite(ref_fwhm) and rec.fwhm_px > params.max_fwhm_ratio * ref_fwhm:
+        rec.reject(
+            RejectReason.BLURRED,
+            f"FWHM {rec.fwhm_px:.2f} px is more than {params.max_fwhm_ratio:g}× the "
+            f"reference's {ref_fwhm:.2f} px (trailed or out of focus)",
+        )
+        s.image = None
+        return
+    rec.accepted = True
+    rec.transform = reg.matrix.round(8).tolist()
+
+
+def _warp_all(
+    used: list[_Analysis],
+    ref: _Analysis,
+    store: object,
+    params: StackParams,
+    report: _Reporter,
+) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    from crowdsky.stacking import warp
+
+    def work(k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        s = used[k]
+        data = s.image
+        if data is None:
+            data = _load_mosaic(s.record.path, params).data
+        s.image = None
+        if s.kind == "bayer":
+            assert s.pattern is not None
+            img = debayer.debayer(data, s.pattern)
+        else:
+            img = np.asarray(data, dtype=np.float32)
+        del data
+        if s is not ref:
+            matrix = np.asarray(s.record.transform, dtype=np.float64)
+            img = warp.warp_image(img, matrix, ref.shape, params.interpolation)
+        back, noise = quality.channel_statistics(img)
+        plane = img if img.ndim == 3 else img[..., None]
+        covered = int(np.count_nonzero(~np.isnan(plane[..., 0])))
+        t_i = s.record.transparency if params.normalize_scale else 1.0
+        t_i = t_i if (t_i and math.isfinite(t_i) and t_i > 0) else 1.0
+        plane -= back.astype(np.float32)
+        plane *= np.float32(1.0 / t_i)
+        store.put(k, plane.reshape(plane.shape[0], -1))  # type: ignore[attr-defined]
+        return back, noise / t_i, covered
+
+    out: list[tuple[np.ndarray, np.ndarray, int] | None] = [None] * len(used)
+    with ThreadPoolExecutor(params.n_threads) as pool:
+        futures = {pool.submit(work, k): k for k in range(len(used))}
+        for done, fut in enumerate(as_completed(futures), start=1):
+            out[futures[fut]] = fut.result()
+            report("warp", done, len(used), "aligning")
+    return [o for o in out if o is not None]
+
+
+def _catalogue(
+    image: np.ndarray, coverage: np.ndarray, n_used: int, params: StackParams
+) -> np.ndarray:
+    lum = image.sum(axis=2, dtype=np.float32) if image.ndim == 3 else image.astype(np.float32)
+    mask = coverage < max(1, math.ceil(0.5 * n_used))
+    if mask.all():
+        return np.zeros(0, dtype=detect.STAR_DTYPE)
+    fill = float(np.median(lum[~mask][:: max(1, int((~mask).sum() // 200_000))]))
+    lum = np.where(mask, fill, lum).astype(np.float32)
+    found = detect.find_stars(
+        lum,
+        sigmas=(params.stack_star_sigma,),
+        max_stars=STACK_CATALOGUE_MAX,
+        minarea=5,
+        mask=mask,
+    )
+    order = np.lexsort((found.stars["x"], found.stars["y"]))
+    return found.stars[order]
+
+
+def _frames_table(records: list[FrameRecord]) -> dict[str, np.ndarray]:
+    def num(values: list[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    transforms = np.array(
+        [np.ravel(r.transform) if r.transform is not None else np.full(6, np.nan) for r in records],
+        dtype=np.float64,
+    )
+    return {
+        "INDEX": np.array([r.index for r in records], dtype=np.int32),
+        "FILENAME": np.array([r.filename for r in records]),
+        "ACCEPTED": np.array([r.accepted for r in records], dtype=bool),
+        "REFERENCE": np.array([r.is_reference for r in records], dtype=bool),
+        "REASON_CODE": np.array([r.reason_code.value if r.reason_code else "" for r in records]),
+        "REASON": np.array([r.reason or "" for r in records]),
+        "DATE_OBS": np.array(
+            [
+                r.date_obs.isoformat(timespec="microseconds")[:26] if r.date_obs else ""
+                for r in records
+            ]
+        ),
+        "EXPTIME": num([r.exptime_s for r in records]),
+        "N_STARS": np.array([r.n_stars for r in records], dtype=np.int32),
+        "N_MATCHED": np.array([r.n_matched for r in records], dtype=np.int32),
+        "RESIDUAL_PX": num([r.residual_px for r in records]),
+        "SCALE": num([r.scale for r in records]),
+        "ROTATION_DEG": num([r.rotation_deg for r in records]),
+        "FWHM_PX": num([r.fwhm_px for r in records]),
+        "BACKGROUND_ADU": num([r.background_adu for r in records]),
+        "NOISE_ADU": num([r.noise_adu for r in records]),
+        "TRANSPARENCY": num([r.transparency for r in records]),
+        "WEIGHT": num([r.weight for r in records]),
+        "REJECTED_FRACTION": num([r.rejected_pixel_fraction for r in records]),
+        "TRANSFORM": transforms,
+    }
+
+
+def _no_usable(states: list[_Analysis]) -> errors.NoUsableFrames:
+    reasons = [f"{s.record.filename}: {s.record.reason or 'not registered'}" for s in states]
+    return errors.NoUsableFrames(reasons=reasons)
+
+
+_ = os  # os is used by type checkers' view of Path only

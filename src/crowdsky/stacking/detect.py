@@ -1,0 +1,205 @@
+"""Background estimation and star detection with sep → structured arrays.
+
+Frames are detected on the float32 2×2 superpixel luminance (half resolution: 4×
+fewer pixels, no demosaic, √4 better S/N per pixel). The threshold is adaptive: it
+starts at ``detect_sigma`` (5σ, the original's) and steps down to
+``min_detect_sigma`` until ``target_stars`` stars are found, so the sparse 10 s M 94
+frames give ~40–60 stars instead of ~20. Sources that are too sharp to be stars
+(second moment below ``MIN_STAR_SIGMA_PX``: residual hot pixels, cosmic rays) are
+dropped. Positions are refined with sep's windowed centroid (``winpos``), which is
+markedly less biased than isophotal barycentres on undersampled stars; FWHM is taken
+as twice the half-flux radius (exact for a Gaussian).
+
+sep's global buffers are sized once in :func:`configure_sep` (the only place that
+touches them).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from crowdsky.stacking import errors
+
+__all__ = [
+    "STAR_DTYPE",
+    "Detection",
+    "configure_sep",
+    "find_stars",
+    "measure_background",
+]
+
+STAR_DTYPE = np.dtype(
+    [
+        ("x", "f8"),
+        ("y", "f8"),
+        ("flux", "f8"),
+        ("peak", "f8"),
+        ("fwhm", "f8"),
+        ("a", "f8"),
+        ("b", "f8"),
+        ("theta", "f8"),
+        ("ellipticity", "f8"),
+        ("npix", "i4"),
+        ("flag", "i4"),
+    ]
+)
+"""Columns of a star list: x = column, y = row (0-based pixel centres), flux above the
+local background (ADU), peak value above background, FWHM (pixels), sep's a, b (pixels)
+and theta (radians), ellipticity 1 − b/a, isophotal pixel count and sep's flag bits."""
+
+MIN_STAR_SIGMA_PX = 0.35
+"""Sources with sep's semi-minor axis below this (pixels) are not stars."""
+
+BACKGROUND_MESH_PX = 64
+SEP_PIXSTACK = 600_000
+SEP_SUB_OBJECT_LIMIT = 2048
+
+_configure_lock = threading.Lock()
+_configured = False
+
+
+def configure_sep() -> None:
+    """Size sep's global buffers once (a crowded stack exceeds the default pixstack)."""
+    global _configured
+    import sep
+
+    with _configure_lock:
+        if not _configured:
+            sep.set_extract_pixstack(SEP_PIXSTACK)
+            sep.set_sub_object_limit(SEP_SUB_OBJECT_LIMIT)
+            _configured = True
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """Stars found in one image plus its background statistics.
+
+    Attributes
+    ----------
+    stars : ndarray
+        :data:`STAR_DTYPE`, brightest first.
+    background : float
+        Global sky level (ADU).
+    noise : float
+        Global sky RMS (ADU per pixel).
+    threshold_sigma : float
+        Detection threshold that was finally used.
+    """
+
+    stars: np.ndarray
+    background: float
+    noise: float
+    threshold_sigma: float
+
+    @property
+    def median_fwhm(self) -> float:
+        """Median FWHM of unflagged stars (NaN when there are none)."""
+        good = self.stars[(self.stars["flag"] == 0) & np.isfinite(self.stars["fwhm"])]
+        if good.size == 0:
+            good = self.stars[np.isfinite(self.stars["fwhm"])]
+        return float(np.median(good["fwhm"])) if good.size else float("nan")
+
+
+def measure_background(image: np.ndarray, mesh_px: int = BACKGROUND_MESH_PX) -> object:
+    """sep background model of a float32 image (``.back()``, ``.globalback``, ``.globalrms``)."""
+    import sep
+
+    try:
+        return sep.Background(image, bw=mesh_px, bh=mesh_px, fw=3, fh=3)
+    except Exception as exc:  # sep raises bare Exception
+        raise errors.StackingError(f"background estimation failed: {exc}") from exc
+
+
+def find_stars(
+    image: np.ndarray,
+    *,
+    sigmas: tuple[float, ...] = (5.0,),
+    target_stars: int = 0,
+    max_stars: int = 500,
+    minarea: int = 3,
+    mask: np.ndarray | None = None,
+) -> Detection:
+    """Detect stars, lowering the threshold until ``target_stars`` are found.
+
+    Parameters
+    ----------
+    image : ndarray
+        2-D float32, C-contiguous.
+    sigmas : tuple of float
+        Thresholds to try, in sky RMS, from high to low.
+    target_stars : int
+        Stop lowering the threshold once this many stars are found (0: use the first).
+    max_stars : int
+        Keep only the brightest this many.
+    minarea : int
+        Minimum connected pixels above threshold.
+    mask : ndarray or None
+        True where pixels must be ignored (e.g. uncovered areas of a stack).
+
+    Returns
+    -------
+    Detection
+    """
+    import sep
+
+    configure_sep()
+    if image.dtype != np.float32 or not image.flags.c_contiguous:
+        image = np.ascontiguousarray(image, dtype=np.float32)
+    bkg = measure_background(image)
+    data = image - bkg.back()
+    noise = float(bkg.globalrms) or 1.0
+    if mask is not None:
+        data[mask] = 0.0
+    # One extraction at the lowest threshold, then the highest threshold of the ladder
+    # that still yields target_stars is emulated by each source's peak significance:
+    # one sep pass instead of up to five, and independent of frame order.
+    try:
+        raw = sep.extract(data, min(sigmas), err=noise, minarea=minarea, mask=mask)
+    except Exception as exc:  # sep raises bare Exception
+        raise errors.StackingError(f"star detection failed: {exc}") from exc
+    raw = raw[raw["b"] >= MIN_STAR_SIGMA_PX]
+    significance = raw["peak"] / noise
+    used = min(sigmas)
+    for sigma in sorted(sigmas, reverse=True):
+        if target_stars <= 0 or int((significance >= sigma).sum()) >= target_stars:
+            used = sigma
+            break
+    raw = raw[significance >= used]
+    raw = raw[np.argsort(-raw["flux"], kind="stable")][:max_stars]
+    stars = _measure(data, raw)
+    return Detection(stars, float(bkg.globalback), noise, used)
+
+
+def _measure(data: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """Windowed centroids and half-flux-radius FWHM for sep's raw catalogue."""
+    import sep
+
+    stars = np.zeros(raw.size, dtype=STAR_DTYPE)
+    if raw.size == 0:
+        return stars
+    x = raw["x"].astype(np.float64)
+    y = raw["y"].astype(np.float64)
+    a = np.maximum(raw["a"].astype(np.float64), MIN_STAR_SIGMA_PX)
+    rmax = np.clip(6.0 * a, 3.0, 30.0)
+    r50, rflag = sep.flux_radius(data, x, y, rmax, 0.5, normflux=None, subpix=5)
+    fwhm = 2.0 * np.asarray(r50, dtype=np.float64)
+    sig = np.clip(fwhm / 2.3548, 0.5, 10.0)
+    sig = np.where(np.isfinite(sig), sig, 1.0)
+    wx, wy, wflag = sep.winpos(data, x, y, sig)
+    moved = np.hypot(wx - x, wy - y)
+    ok = (wflag == 0) & np.isfinite(wx) & np.isfinite(wy) & (moved < 2.0)
+    stars["x"] = np.where(ok, wx, x)
+    stars["y"] = np.where(ok, wy, y)
+    stars["flux"] = raw["flux"]
+    stars["peak"] = raw["peak"]
+    stars["fwhm"] = np.where((rflag == 0) & (fwhm > 0), fwhm, np.nan)
+    stars["a"] = raw["a"]
+    stars["b"] = raw["b"]
+    stars["theta"] = raw["theta"]
+    stars["ellipticity"] = 1.0 - raw["b"] / np.maximum(raw["a"], 1e-6)
+    stars["npix"] = raw["npix"]
+    stars["flag"] = raw["flag"].astype(np.int32) | np.asarray(rflag, dtype=np.int32)
+    return stars

@@ -1,0 +1,367 @@
+"""File access of the stacking engine: reading input frames, writing the output MEF,
+reading a stack back for thumbnails. No other stacking module touches files.
+
+Reading
+    Seestar subs are 16-bit FITS with BZERO = 32768 (uint16 data). The common case (a
+    2-D primary image with BITPIX 16, BZERO 32768, BSCALE 1) is read directly: the
+    header with astropy, the data with one ``readinto`` and an in-place byte swap and
+    sign flip (≈ 3 ms instead of ≈ 8 ms through ``fits.open``), identical values.
+    Anything else (float data, 3-plane cubes, extensions) goes through ``fits.open``.
+    The Bayer pattern is taken from each file's own BAYERPAT.
+
+Writing
+    PRIMARY (header only, aggregated), RED/GREEN/BLUE float32 images, FOOTPRINT
+    (uint16 count of frames covering each pixel), STAR-TAB and FRAMES binary tables.
+    Written to a temporary name beside the target and renamed, so a crash never
+    leaves a half-written stack under the final name.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crowdsky.stacking import errors
+
+__all__ = [
+    "RawFrame",
+    "read_frame",
+    "read_header",
+    "read_image_for_display",
+    "write_png",
+    "write_stack",
+]
+
+BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+FITS_BLOCK = 2880
+
+
+@dataclass(slots=True)
+class RawFrame:
+    """One input frame as read from disk.
+
+    Attributes
+    ----------
+    data : ndarray
+        ``kind='bayer'`` or ``'mono'``: 2-D (uint16 or float32); ``kind='rgb'``:
+        (H, W, 3) float32.
+    kind : str
+        ``'bayer'``, ``'mono'`` or ``'rgb'``.
+    bayer_pattern : str or None
+        Four-letter BAYERPAT for ``kind='bayer'``.
+    header : astropy.io.fits.Header
+        The primary header.
+    """
+
+    data: np.ndarray
+    kind: str
+    bayer_pattern: str | None
+    header: Any
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Image shape (rows, columns)."""
+        return (int(self.data.shape[0]), int(self.data.shape[1]))
+
+    @property
+    def exptime_s(self) -> float | None:
+        """EXPTIME (or EXPOSURE) in seconds."""
+        for key in ("EXPTIME", "EXPOSURE"):
+            value = self.header.get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                return float(value)
+        return None
+
+    @property
+    def date_obs(self) -> datetime | None:
+        """DATE-OBS as an aware UTC datetime (FITS times are UTC)."""
+        return parse_date_obs(self.header.get("DATE-OBS"))
+
+    @property
+    def date_end(self) -> datetime | None:
+        """DATE-OBS + EXPTIME."""
+        start, exptime = self.date_obs, self.exptime_s
+        if start is None:
+            return None
+        return start + timedelta(seconds=exptime or 0.0)
+
+    @property
+    def pointing_deg(self) -> tuple[float, float] | None:
+        """Header RA/DEC in degrees (mount pointing on Seestars), if present."""
+        ra, dec = self.header.get("RA"), self.header.get("DEC")
+        if isinstance(ra, int | float) and isinstance(dec, int | float):
+            return float(ra), float(dec)
+        return None
+
+
+def parse_date_obs(value: object) -> datetime | None:
+    """Parse a FITS DATE-OBS string (ISO 8601, 'T' or space) into aware UTC."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace(" ", "T")
+    if text.endswith("Z"):
+        text = text[:-1]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def read_header(path: Path) -> Any:
+    """Read only the primary header of a FITS file."""
+    from astropy.io import fits
+
+    try:
+        with open(path, "rb") as handle:
+            return fits.Header.fromfile(handle)
+    except (OSError, ValueError) as exc:
+        raise errors.InvalidInput(f"{path}: cannot read FITS header ({exc})") from exc
+
+
+def read_frame(path: Path) -> RawFrame:
+    """Read one input frame.
+
+    Parameters
+    ----------
+    path : Path
+        A FITS file: a Bayer mosaic (BAYERPAT set), a mono image, or an RGB cube
+        (3 × H × W, or H × W × 3 as seestarpy wrote it).
+
+    Returns
+    -------
+    RawFrame
+
+    Raises
+    ------
+    InvalidInput
+        The file is not FITS, has no image, or has an unsupported shape; the message
+        names the file and the problem.
+    """
+    from astropy.io import fits
+
+    try:
+        with open(path, "rb") as handle:
+            header = fits.Header.fromfile(handle)
+            data = _read_fast_uint16(handle, header)
+    except OSError as exc:
+        raise errors.InvalidInput(f"{path.name}: cannot read ({exc})") from exc
+    except Exception as exc:  # astropy raises plain exceptions on garbage headers
+        raise errors.InvalidInput(f"{path.name}: not a FITS file ({exc})") from exc
+    if data is None:
+        try:
+            with fits.open(path, memmap=False) as hdul:
+                hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
+                if hdu is None:
+                    raise errors.InvalidInput(f"{path.name}: no image data in any HDU")
+                data = np.asarray(hdu.data)
+                if hdu is not hdul[0]:
+                    merged = header.copy()
+                    merged.update(hdu.header)
+                    header = merged
+        except errors.InvalidInput:
+            raise
+        except Exception as exc:
+            raise errors.InvalidInput(f"{path.name}: cannot read FITS data ({exc})") from exc
+    return _classify(path, data, header)
+
+
+def _read_fast_uint16(handle: Any, header: Any) -> np.ndarray | None:
+    """The Seestar layout read without astropy's scaling machinery, or None if not it."""
+    if not (
+        header.get("NAXIS") == 2
+        and header.get("BITPIX") == 16
+        and header.get("BZERO") == 32768
+        and header.get("BSCALE", 1) == 1
+        and "BLANK" not in header
+    ):
+        return None
+    rows, cols = int(header["NAXIS2"]), int(header["NAXIS1"])
+    data = np.empty((rows, cols), dtype=np.uint16)
+    view = memoryview(data).cast("B")
+    if handle.readinto(view) != data.nbytes:
+        return None
+    if np.little_endian:
+        data.byteswap(inplace=True)
+    data ^= np.uint16(0x8000)  # int16 + 32768 == uint16 with the sign bit flipped
+    return data
+
+
+def _classify(path: Path, data: np.ndarray, header: Any) -> RawFrame:
+    data = np.asarray(data)
+    if data.ndim == 3 and data.shape[0] == 3:
+        rgb = np.ascontiguousarray(np.moveaxis(data, 0, -1), dtype=np.float32)
+        return RawFrame(rgb, "rgb", None, header)
+    if data.ndim == 3 and data.shape[-1] == 3:
+        return RawFrame(np.ascontiguousarray(data, dtype=np.float32), "rgb", None, header)
+    if data.ndim != 2:
+        raise errors.InvalidInput(
+            f"{path.name}: unsupported image shape {data.shape} (expected 2-D, 3×H×W or H×W×3)"
+        )
+    if data.shape[0] < 64 or data.shape[1] < 64:
+        raise errors.InvalidInput(f"{path.name}: image {data.shape} is too small to stack")
+    pattern = str(header.get("BAYERPAT", "") or "").strip().upper()
+    if pattern:
+        if pattern not in BAYER_PATTERNS:
+            raise errors.InvalidInput(
+                f"{path.name}: unsupported BAYERPAT {pattern!r} (expected one of {BAYER_PATTERNS})"
+            )
+        if data.dtype != np.uint16:
+            data = np.clip(np.nan_to_num(data), 0, 65535).astype(np.uint16)
+        return RawFrame(np.ascontiguousarray(data), "bayer", pattern, header)
+    if data.dtype != np.uint16:
+        data = np.ascontiguousarray(data, dtype=np.float32)
+    return RawFrame(data, "mono", None, header)
+
+
+def write_stack(
+    path: Path,
+    primary_header: Any,
+    image: np.ndarray,
+    footprint: np.ndarray,
+    stars: np.ndarray,
+    frames_table: dict[str, np.ndarray],
+) -> int:
+    """Write the output multi-extension FITS atomically.
+
+    Parameters
+    ----------
+    path : Path
+        Target file; its directory must exist or be creatable.
+    primary_header : astropy.io.fits.Header
+        Aggregated header for the data-less PRIMARY HDU.
+    image : ndarray
+        (H, W, 3) float32 RGB or (H, W) float32 mono.
+    footprint : ndarray
+        (H, W) uint16 number of frames covering each pixel.
+    stars : ndarray
+        Structured array for STAR-TAB.
+    frames_table : dict of str to ndarray
+        Columns of the FRAMES table.
+
+    Returns
+    -------
+    int
+        Bytes written.
+
+    Raises
+    ------
+    OutputError
+        The file could not be written.
+    """
+    from astropy.io import fits
+
+    hdus: list[Any] = [fits.PrimaryHDU(header=primary_header)]
+    planes = (
+        [("RED", image[..., 0]), ("GREEN", image[..., 1]), ("BLUE", image[..., 2])]
+        if image.ndim == 3
+        else [("LUM", image)]
+    )
+    for channel, (name, plane) in enumerate(planes):
+        hdu = fits.ImageHDU(np.ascontiguousarray(plane, dtype=np.float32), name=name)
+        hdu.header["CHANNEL"] = (channel, "colour plane index")
+        hdu.header["BUNIT"] = ("adu", "data units: ADU of the reference frame")
+        hdus.append(hdu)
+    fp = fits.ImageHDU(footprint.astype(np.uint16, copy=False), name="FOOTPRINT")
+    fp.header["BUNIT"] = ("count", "frames covering each pixel")
+    hdus.append(fp)
+    star_hdu = fits.BinTableHDU(stars, name="STAR-TAB")
+    star_hdu.header["COMMENT"] = "x, y: 0-based pixel coordinates (column, row) of the stack"
+    hdus.append(star_hdu)
+    cols = [_table_column(name, values) for name, values in frames_table.items()]
+    hdus.append(fits.BinTableHDU.from_columns(cols, name="FRAMES"))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise errors.OutputError(f"cannot write {path}: {exc}") from exc
+    return path.stat().st_size
+
+
+def _table_column(name: str, values: np.ndarray) -> Any:
+    from astropy.io import fits
+
+    values = np.asarray(values)
+    if values.dtype.kind in "US":
+        width = max(1, int(max((len(str(v)) for v in values), default=1)))
+        return fits.Column(name=name, format=f"{width}A", array=values.astype(f"S{width}"))
+    if values.dtype == bool:
+        return fits.Column(name=name, format="L", array=values)
+    if values.ndim == 2:
+        return fits.Column(name=name, format=f"{values.shape[1]}D", array=values)
+    if values.dtype.kind in "iu":
+        return fits.Column(name=name, format="J", array=values.astype(np.int32))
+    return fits.Column(name=name, format="D", array=values.astype(np.float64))
+
+
+def read_image_for_display(path: Path) -> np.ndarray:
+    """Read a stack or image for display: (H, W, 3) or (H, W) float32.
+
+    Understands our output (RED/GREEN/BLUE extensions), a 2-D image, a 3 × H × W cube
+    and seestarpy 0.1.3's pixel-interleaved H × W × 3 primary array. The first HDU with
+    image data is used otherwise.
+
+    Raises
+    ------
+    InvalidInput
+        No displayable image in the file.
+    """
+    from astropy.io import fits
+
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            names = {hdu.name for hdu in hdul}
+            if {"RED", "GREEN", "BLUE"} <= names:
+                return np.stack(
+                    [np.asarray(hdul[n].data, dtype=np.float32) for n in ("RED", "GREEN", "BLUE")],
+                    axis=-1,
+                )
+            hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
+            if hdu is None:
+                raise errors.InvalidInput(f"{path.name}: no image data to display")
+            data = np.asarray(hdu.data, dtype=np.float32)
+    except errors.InvalidInput:
+        raise
+    except Exception as exc:
+        raise errors.InvalidInput(f"{path.name}: cannot read FITS image ({exc})") from exc
+    if data.ndim == 3 and data.shape[0] == 3:
+        return np.ascontiguousarray(np.moveaxis(data, 0, -1))
+    if data.ndim == 3 and data.shape[-1] == 3:
+        return data
+    if data.ndim == 3:
+        return data[0]
+    if data.ndim != 2:
+        raise errors.InvalidInput(f"{path.name}: cannot display an image of shape {data.shape}")
+    return data
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    """Write an 8-bit (H, W) or (H, W, 3) array as PNG (Pillow), atomically."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(
+            tmp, format="PNG", optimize=False
+        )
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise errors.OutputError(f"cannot write {path}: {exc}") from exc
+    return path

@@ -68,8 +68,7 @@ def seed_jobs(
         Real FITS files to copy as each job's raws (cycled); without them every raw is
         ``file_bytes`` of placeholder bytes, enough for queue tests.
     now
-        Creation time of the session and jobs (default: now); jobs are spaced by a
-        microsecond so that their queue order is their creation order.
+        Creation time of the session and jobs (default: now).
 
     Returns
     -------
@@ -144,8 +143,5 @@ def seed_jobs(
             )
             for i, ids in enumerate(specs)
         ]
-        job_ids: list[int] = []
-        # one job per transaction with increasing created_at keeps FIFO order exact
-        for offset, job in enumerate(new_jobs):
-            job_ids += enqueue_jobs(session, now + timedelta(microseconds=offset), [job])
-        return job_ids
+        # one creation time for all: the queue orders ties by id, i.e. by creation order
+        return enqueue_jobs(session, now, new_jobs)

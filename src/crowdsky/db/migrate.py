@@ -46,3 +46,34 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision this version of CrowdSky ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+class SchemaNotCurrent(Exception):
+    """The database is unreachable or not migrated to this version's schema."""
+
+
+def verify_schema(engine: Engine) -> None:
+    """Fail fast, with what to do, when the database is unreachable or not at head.
+
+    Raises
+    ------
+    SchemaNotCurrent
+    """
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        current = current_revision(engine)
+    except Exception as exc:  # driver errors differ per backend
+        raise SchemaNotCurrent(f"cannot reach the database {shown}: {exc}") from exc
+    head = head_revision()
+    if current != head:
+        raise SchemaNotCurrent(
+            f"database {shown} is at schema revision {current or 'none'}, this server needs "
+            f"{head}; run `crowdsky db upgrade` with the same CROWDSKY_DATABASE_URL"
+        )

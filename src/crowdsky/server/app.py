@@ -14,6 +14,7 @@ from crowdsky import __version__
 from crowdsky.cleanup import CleanupReport, run_cleanup
 from crowdsky.config import ServerSettings
 from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgrade_database
+from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.errors import install_error_handlers
@@ -47,6 +48,12 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
         engine = create_db_engine(url)
         if migrate_sqlite and is_sqlite(url):
             await run_in_threadpool(upgrade_database, url, engine=engine)
+        try:
+            await run_in_threadpool(verify_schema, engine)
+        except SchemaNotCurrent as exc:
+            log.error("database_not_ready", error=str(exc))
+            engine.dispose()
+            raise
         settings.uploads_dir.mkdir(parents=True, exist_ok=True)
         state = ServerState(
             settings=settings,

@@ -20,7 +20,7 @@ from crowdsky.simulate import (
     relative_transform,
     simulate_sequence,
 )
-from tests.simulate.conftest import green_plane, match_truth, measure_stars, read_raw
+from tests.simulate.measure import green_plane, match_truth, measure_stars, read_raw
 
 SEESTAR_KEYWORDS = [
     "SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND", "BZERO", "BSCALE",
@@ -382,3 +382,25 @@ def test_ninety_frame_benchmark_sequence(tmp_path: Path) -> None:
     assert all(path.stat().st_size == SEESTAR_FILE_BYTES for path in sequence.paths)
     span = sequence.truth[-1].date_obs - sequence.truth[0].date_obs
     assert span.total_seconds() == pytest.approx(89 * 11.3, abs=0.5)
+
+
+def test_frame_offsets_add_a_jump_and_a_large_rotation(tmp_path: Path) -> None:
+    sequence = simulate_sequence(
+        tmp_path,
+        3,
+        shape=(480, 320),
+        n_stars=80,
+        dither_sigma_px=0.0,
+        rotation_deg_per_frame=0.0,
+        drift_px_per_min=(0.0, 0.0),
+        frame_offsets={1: (25.0, -10.0, 0.0), 2: (0.0, 0.0, 69.4)},
+    )
+    first, jumped, rotated = sequence.truth
+    np.testing.assert_allclose(relative_transform(first, jumped)[:, 2], [25.0, -10.0])
+    angle = np.degrees(np.arctan2(rotated.sky_to_frame[1, 0], rotated.sky_to_frame[0, 0]))
+    assert angle == pytest.approx(69.4)
+    # The catalogue covers the rotated frame's corners too.
+    measured = measure_stars(read_raw(rotated.path)[0])
+    got, expected = match_truth(sequence, 2, measured[measured[:, 2] < 30000])
+    assert len(got) > 0.6 * len(measured[measured[:, 2] < 30000]) - 10
+    assert np.median(np.hypot(*(got - expected).T)) < 0.1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from crowdsky.simulate import FULL_SHAPE, SimulatedNight, simulate_night, slot_start
-from tests.simulate.conftest import read_raw
+from tests.simulate.measure import read_raw
 
 
 @pytest.fixture(scope="module")

@@ -213,7 +213,9 @@ def _sky_image(
     """
     green_adu = float(sky_site_adu[1])
     relative = tuple((sky_site_adu / green_adu).tolist()) if green_adu > 0 else (0.0,) * 3
-    image = np.multiply(_gradient_ramp(shape, sky_gradient), _site_pattern(shape, relative))
+    image: np.ndarray = np.multiply(
+        _gradient_ramp(shape, sky_gradient), _site_pattern(shape, relative)
+    )
     image *= np.float32(green_adu)
     return image
 
@@ -234,7 +236,7 @@ def _gradient_ramp(shape: tuple[int, int], sky_gradient: tuple[float, float]) ->
 def _site_pattern(shape: tuple[int, int], site_values: tuple[float, ...]) -> np.ndarray:
     """Full-frame float32 image of one value per CFA channel (R, G, B)."""
     lookup = np.asarray(site_values, np.float32)
-    pattern = lookup[sensor_mod.cfa_channel_map(shape)]
+    pattern: np.ndarray = lookup[sensor_mod.cfa_channel_map(shape)]
     pattern.flags.writeable = False
     return pattern
 
@@ -285,7 +287,8 @@ def _stamp_radii(peak_flux_adu: np.ndarray, psf: PsfModel) -> np.ndarray:
     needed = needed + 1.0 + psf.smear_px / max(2, math.ceil(2.0 * psf.smear_px))
     table = np.asarray(STAMP_RADII_PX)
     index = np.minimum(np.searchsorted(table, needed), table.size - 1)
-    return table[index]
+    radii: np.ndarray = table[index]
+    return radii
 
 
 def _moffat_alpha(psf: PsfModel) -> float:

@@ -113,4 +113,5 @@ def apply_affine(matrix: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """
     points = np.asarray(xy, np.float64)
     matrix = np.asarray(matrix, np.float64)
-    return points @ matrix[:, :2].T + matrix[:, 2]
+    mapped: np.ndarray = points @ matrix[:, :2].T + matrix[:, 2]
+    return mapped

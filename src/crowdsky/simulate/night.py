@@ -233,11 +233,10 @@ def simulate_night(
         boundary = first_boundary + timedelta(minutes=k * target_spacing_min)
         start = _sequence_start(boundary, per_slot)
         n_frames = per_slot * n_slots
-        special: dict[str, tuple[int, ...]] = {}
-        if k == 0:
-            special["satellite_frames"] = (per_slot + per_slot // 2,)
-        if k == 1:
-            special["cloudy_frames"] = (per_slot // 2,)
+        # One satellite in the first target's second slot, one cloud in the
+        # second target's first slot.
+        satellite = (per_slot + per_slot // 2,) if k == 0 else ()
+        cloudy = (per_slot // 2,) if k == 1 else ()
         simulated = sequence.simulate_sequence(
             root / f"{target.object_name}_sub",
             n_frames,
@@ -253,7 +252,8 @@ def simulate_night(
             shape=shape,
             utc_offset_hours=utc_offset_hours,
             hot_pixel_seed=seed,
-            **special,
+            satellite_frames=satellite,
+            cloudy_frames=cloudy,
         )
         sequences.append(simulated)
         night_frames.extend(

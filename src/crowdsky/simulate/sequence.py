@@ -513,7 +513,9 @@ def _start_times(
     ]
 
 
-def _canvas_bounds(matrices: list[np.ndarray], shape: tuple[int, int]) -> tuple[float, ...]:
+def _canvas_bounds(
+    matrices: list[np.ndarray], shape: tuple[int, int]
+) -> tuple[float, float, float, float]:
     """Bounding box on the sky canvas of every frame, plus the stamp margin."""
     n_rows, n_cols = shape
     corners = np.array(

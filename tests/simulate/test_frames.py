@@ -13,6 +13,7 @@ from astropy.io import fits
 
 from crowdsky.simulate import (
     FULL_SHAPE,
+    FW427_M94_LIKE,
     FW470_ZERO_CLIPPED,
     FrameTruth,
     SimulatedSequence,
@@ -336,6 +337,20 @@ def test_zero_clipped_fw470_variant(tmp_path: Path) -> None:
     keys = list(header.keys())
     assert keys.index("EQMODE") == keys.index("APERTURE") + 1
     assert "_20.0s_" in sequence.paths[0].name
+
+
+def test_fw427_preset_matches_the_real_m94_background(tmp_path: Path) -> None:
+    # Per-site median and robust sigma of the real FW 4.27 M 94 subs (reference §1.2).
+    real = {(0, 0): (996, 90.4), (0, 1): (842, 77.1), (1, 0): (794, 71.2), (1, 1): (993, 90.4)}
+    sequence = simulate_sequence(tmp_path, 1, shape=(480, 270), **FW427_M94_LIKE)
+    raw, _ = read_raw(sequence.paths[0])
+    for (row, col), (median, sigma) in real.items():
+        site = raw[row::2, col::2].astype(float)
+        level = np.median(site)
+        assert level == pytest.approx(median, rel=0.02)
+        assert 1.4826 * np.median(np.abs(site - level)) == pytest.approx(sigma, rel=0.08)
+    assert sequence.hot_pixels_xy.size == 0
+    assert raw.max() < 65535
 
 
 def test_moffat_psf_and_fwhm_option(tmp_path: Path) -> None:

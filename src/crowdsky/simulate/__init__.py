@@ -37,6 +37,7 @@ from crowdsky.simulate.sensor import (
 from crowdsky.simulate.sequence import (
     DEFAULT_START,
     FRAME_KINDS,
+    FW427_M94_LIKE,
     FW470_ZERO_CLIPPED,
     FrameTruth,
     SimulatedSequence,
@@ -50,6 +51,7 @@ __all__ = [
     "DEFAULT_START",
     "FRAME_KINDS",
     "FULL_SHAPE",
+    "FW427_M94_LIKE",
     "FW470_ZERO_CLIPPED",
     "NIGHT_TARGETS",
     "STAR_DTYPE",

@@ -36,8 +36,11 @@ STAMP_RADII_PX = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 STAMP_FLOOR_ADU = 0.5
 # Below this many expected electrons the Gaussian approximation of Poisson
 # noise is visibly wrong (skewed, can go negative), so those pixels get exact
-# Poisson draws; above it one Gaussian draw per pixel is ~7× faster.
-EXACT_POISSON_BELOW_E = 30.0
+# Poisson draws; above it one Gaussian draw per pixel (variance = mean + read
+# noise²) is ~7× faster, and exact draws for a whole low-sky frame would cost
+# ~150 ms. With a few e- of read noise the approximation error above 3 e- is
+# far below anything a stacker can measure.
+EXACT_POISSON_BELOW_E = 3.0
 HOT_PIXEL_JITTER_ADU = 150.0
 # Subsampling stride when estimating the zero-clip level: plenty of pixels
 # for a quantile, a fraction of the cost of the full frame.

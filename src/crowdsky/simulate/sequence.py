@@ -33,6 +33,7 @@ from crowdsky.simulate import frames, geometry, motion, seestar_fits, sensor, st
 __all__ = [
     "DEFAULT_START",
     "FRAME_KINDS",
+    "FW427_M94_LIKE",
     "FW470_ZERO_CLIPPED",
     "FrameTruth",
     "SimulatedSequence",
@@ -58,6 +59,27 @@ FW470_ZERO_CLIPPED: Mapping[str, object] = MappingProxyType(
         "firmware": "4.70",
         "eq_mode": True,
         "rotation_deg_per_frame": 0.0,
+    }
+)
+
+#: Keyword arguments of :func:`simulate_sequence` matching the statistics of the
+#: real FW 4.27 M 94 subs rather than the benchmark protocol: pedestal ~700 ADU,
+#: very low gain in e-/ADU (so ~90 ADU of background noise on green), weak red
+#: and blue sites, a sparse field (a few dozen stars at 5 sigma, none saturated)
+#: and no hot pixels (the firmware's dark subtraction removed them).
+FW427_M94_LIKE: Mapping[str, object] = MappingProxyType(
+    {
+        "offset_adu": 700.0,
+        "gain_e_per_adu": 0.066,
+        "read_noise_e": 4.0,
+        "sky_e": 19.5,
+        "cfa_response": (0.48, 1.0, 0.32),
+        "n_stars": 60,
+        "flux_min_adu": 6000.0,
+        "pareto_index": 1.0,
+        "flux_max_adu": 2.5e5,
+        "fwhm_px": 3.0,
+        "n_hot_pixels": 0,
     }
 )
 
@@ -247,6 +269,7 @@ def simulate_sequence(
     read_noise_e: float = 3.0,
     offset_adu: float = 200.0,
     zero_clip_fraction: float = 0.0,
+    cfa_response: tuple[float, float, float] = (0.55, 1.0, 0.45),
     n_hot_pixels: int | None = None,
     hot_pixel_seed: int | None = None,
     cloud_sky_factor: float = 3.0,
@@ -308,7 +331,7 @@ def simulate_sequence(
     sky_e, sky_gradient, sky_rgb
         Sky on a green site at the centre (electrons), its fractional change
         across the frame ``(x, y)`` and its colour.
-    gain_e_per_adu, read_noise_e, offset_adu, zero_clip_fraction
+    gain_e_per_adu, read_noise_e, offset_adu, zero_clip_fraction, cfa_response
         Sensor model, see :class:`crowdsky.simulate.sensor.SensorModel`. For the
         FW 4.70 look pass ``**FW470_ZERO_CLIPPED``.
     n_hot_pixels, hot_pixel_seed : int, optional
@@ -352,6 +375,7 @@ def simulate_sequence(
         read_noise_e=read_noise_e,
         offset_adu=offset_adu,
         zero_clip_fraction=zero_clip_fraction,
+        cfa_response=cfa_response,
     )
     motion_model = motion.MotionModel(
         drift_px_per_min=drift_px_per_min,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdsky.cli import admin, server, stack
+from crowdsky.cli import admin, server, stack, worker
 
 app = typer.Typer(
     name="crowdsky",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (server, admin, stack):
+for _module in (server, admin, stack, worker):
     _module.register(app)
 
 

@@ -1,0 +1,630 @@
+"""One job from claim to report: the seven steps of ``worker-reference.md``.
+
+:meth:`JobProcessor.process_job` runs, for a claimed job:
+
+1. ``get_job_files`` (an empty list fails the job: "No raw files found for this job.");
+2. parallel streamed downloads into ``<WORK_DIR>/job_<id>/raws/``, each checked
+   against the list's ``file_size_bytes`` and for a readable FITS header;
+3. stacking through :mod:`crowdsky.worker.stacking_adapter`;
+4. the thumbnail (a failure there is only a warning, as in the original);
+5. publishing stack and thumbnail to the result store under deterministic names, so
+   a retried job overwrites its earlier upload;
+6. ``complete_job`` with the real metadata, only after every upload succeeded;
+7. removal of the job folder, whatever happened.
+
+A heartbeat thread keeps the job's lease alive and reports progress the whole time.
+If the server answers 409 (the lease was lost), the job is abandoned at the next
+check point and *not* reported: the job is someone else's now. Any other failure is
+reported with ``fail_job`` and a message that says which step failed and why. The
+processor never raises for a job failure; it returns a :class:`JobOutcome`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from crowdsky.storage.result_paths import ResultPaths, result_paths, safe_segment
+from crowdsky.storage.result_store import LocalResultStore, ResultStore
+from crowdsky.worker import stacking_adapter, thumbnail
+from crowdsky.worker.api_client import ApiClient, JobFile, JobPayload
+from crowdsky.worker.config import WorkerSettings
+from crowdsky.worker.errors import (
+    JobAborted,
+    LeaseLost,
+    StackingFailed,
+    StorageError,
+    WorkerError,
+)
+from crowdsky.worker.stacking_adapter import Stacker, StackOutcome
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_HEARTBEAT_SECONDS = 30.0
+MAX_HEARTBEAT_SECONDS = 60.0
+MIN_HEARTBEAT_SECONDS = 0.1
+PROGRESS_LOG_STEP = 0.25
+SHUTDOWN_MESSAGE = "worker shutting down: job handed back for another worker"
+NO_FILES_MESSAGE = "No raw files found for this job."
+
+# Where each step sits on the job's 0..1 progress scale (heartbeats, logs).
+PROGRESS_SPAN = {
+    "download": (0.0, 0.30),
+    "stack": (0.30, 0.88),
+    "thumbnail": (0.88, 0.90),
+    "upload": (0.90, 0.99),
+    "report": (0.99, 1.0),
+}
+
+Thumbnailer = Callable[[Path, Path], Path]
+OutcomeStatus = Literal["completed", "failed", "aborted"]
+
+
+class JobControl:
+    """A job's cancellation switch, shared by the processor, its heartbeat and the daemon.
+
+    ``cancel("lease_lost")`` comes from the heartbeat when the server took the job
+    back; ``cancel("shutdown")`` from the daemon when its shutdown bound ran out.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        """Ask the job to stop at its next check point (the first reason wins)."""
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    def is_cancelled(self) -> bool:
+        """True once :meth:`cancel` was called."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raise :class:`JobAborted` if the job was cancelled."""
+        if self._event.is_set():
+            raise JobAborted(f"job aborted ({self.reason})", reason=self.reason or "aborted")
+
+
+@dataclass
+class JobTimings:
+    """Wall time per step, seconds, and bytes moved; logged and returned for benchmarks."""
+
+    download_s: float = 0.0
+    stack_s: float = 0.0
+    thumbnail_s: float = 0.0
+    upload_s: float = 0.0
+    report_s: float = 0.0
+    total_s: float = 0.0
+    bytes_downloaded: int = 0
+    bytes_uploaded: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        """Rounded figures for logs."""
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in vars(self).items()}
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What happened to one job.
+
+    ``status`` is ``completed`` (reported complete), ``failed`` (reported with
+    ``fail_job``; ``server_status`` says ``retry`` or ``failed``) or ``aborted``
+    (lease lost or handed back on shutdown).
+    """
+
+    job_id: int
+    status: OutcomeStatus
+    message: str | None = None
+    server_status: str | None = None
+    metadata: dict[str, Any] | None = None
+    timings: JobTimings = field(default_factory=JobTimings)
+
+
+class _Progress:
+    """The job's current step and fraction, read by the heartbeat thread."""
+
+    def __init__(self, log: Any) -> None:
+        self._lock = threading.Lock()
+        self.fraction = 0.0
+        self.message = "starting"
+        self._log = log
+        self._last_logged = -1.0
+
+    def set(self, step: str, within: float, message: str) -> None:
+        lo, hi = PROGRESS_SPAN[step]
+        value = lo + (hi - lo) * min(1.0, max(0.0, within))
+        with self._lock:
+            self.fraction = max(self.fraction, value)
+            self.message = message
+            should_log = self.fraction - self._last_logged >= PROGRESS_LOG_STEP or within >= 1.0
+            if should_log:
+                self._last_logged = self.fraction
+        if should_log:
+            self._log.info("job_progress", step=step, progress=round(value, 3), detail=message)
+
+    def snapshot(self) -> tuple[float, str]:
+        with self._lock:
+            return self.fraction, self.message
+
+
+class _Heartbeat(threading.Thread):
+    """Extends the lease every ``interval`` seconds until stopped; cancels on 409."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        job_id: int,
+        interval: float,
+        progress: _Progress,
+        control: JobControl,
+        log: Any,
+    ) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self._api = api
+        self._job_id = job_id
+        self._interval = interval
+        self._progress = progress
+        self._control = control
+        self._log = log
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self._interval):
+            fraction, message = self._progress.snapshot()
+            try:
+                self._api.heartbeat(self._job_id, progress=fraction, message=message)
+            except LeaseLost as exc:
+                self._log.warning("lease_lost", error=str(exc))
+                self._control.cancel("lease_lost")
+                return
+            except WorkerError as exc:
+                # The server may be briefly away; the lease outlives a few missed beats.
+                self._log.warning("heartbeat_failed", error=str(exc))
+            except Exception as exc:  # never let the heartbeat thread die silently
+                self._log.exception("heartbeat_error", error=str(exc))
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout=self._interval + 35.0)
+
+
+class JobProcessor:
+    """Runs claimed jobs with one API client and one result store (both thread-safe).
+
+    Parameters
+    ----------
+    api, store
+        Server API and where results are published.
+    work_dir
+        Absolute scratch folder; each job uses ``job_<id>/`` inside it.
+    base_path
+        ``UCLOUD_BASE_PATH``: the results' root folder in the store.
+    worker_id
+        Bound into every log event.
+    stacker, thumbnailer
+        The stacking and thumbnail functions; injected in tests.
+    download_concurrency
+        Parallel raw downloads per job.
+    heartbeat_interval
+        Seconds between heartbeats; default a third of the job's lease, at most 60 s.
+    verify_raws
+        Check each raw's FITS header and size before stacking.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        store: ResultStore,
+        *,
+        work_dir: Path,
+        base_path: str = "/crowdsky",
+        worker_id: str = "worker-01",
+        stacker: Stacker | None = None,
+        thumbnailer: Thumbnailer | None = None,
+        download_concurrency: int = 4,
+        heartbeat_interval: float | None = None,
+        verify_raws: bool = True,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.work_dir = Path(work_dir)
+        self.base_path = base_path
+        self.worker_id = worker_id
+        self.stacker: Stacker = stacker or stacking_adapter.stack_files
+        self.thumbnailer: Thumbnailer = thumbnailer or thumbnail.generate_thumbnail
+        self.download_concurrency = max(1, download_concurrency)
+        self.heartbeat_interval = heartbeat_interval
+        self.verify_raws = verify_raws
+
+    @classmethod
+    def from_settings(
+        cls, settings: WorkerSettings, api: ApiClient, store: ResultStore, **kwargs: Any
+    ) -> JobProcessor:
+        """A processor configured from ``WORK_DIR``, ``UCLOUD_BASE_PATH`` and friends."""
+        return cls(
+            api,
+            store,
+            work_dir=settings.work_dir,
+            base_path=settings.ucloud_base_path,
+            worker_id=settings.worker_id,
+            download_concurrency=settings.download_concurrency,
+            heartbeat_interval=settings.heartbeat_interval,
+            **kwargs,
+        )
+
+    def heartbeat_seconds(self, job: JobPayload) -> float:
+        """The heartbeat period for a job: configured, or a third of its lease."""
+        if self.heartbeat_interval is not None:
+            return max(MIN_HEARTBEAT_SECONDS, self.heartbeat_interval)
+        lease = job.get("lease_seconds")
+        if not lease:
+            return DEFAULT_HEARTBEAT_SECONDS
+        return min(MAX_HEARTBEAT_SECONDS, max(MIN_HEARTBEAT_SECONDS, float(lease) / 3.0))
+
+    # -- the pipeline -----------------------------------------------------------------
+
+    def process_job(self, job: JobPayload, *, control: JobControl | None = None) -> JobOutcome:
+        """Run the seven steps for a claimed job and report the result to the server.
+
+        Parameters
+        ----------
+        job
+            The claim as returned by :meth:`ApiClient.get_next_job`.
+        control
+            Lets the caller (the daemon on shutdown) cancel the job.
+
+        Returns
+        -------
+        JobOutcome
+            Never raises for a job failure; the outcome says what happened.
+        """
+        control = control or JobControl()
+        job_id = int(job["job_id"])
+        log = logger.bind(job_id=job_id, worker_id=self.worker_id, chunk_key=job.get("chunk_key"))
+        timings = JobTimings()
+        progress = _Progress(log)
+        job_dir = self.work_dir / f"job_{job_id}"
+        heartbeat = _Heartbeat(
+            self.api, job_id, self.heartbeat_seconds(job), progress, control, log
+        )
+        started = time.perf_counter()
+        step = "prepare"
+        log.info(
+            "job_started",
+            object_name=job.get("object_name"),
+            frame_count=job.get("frame_count"),
+            user_id=job.get("user_id"),
+        )
+        self.api.remember_lease(job_id, job.get("lease_token"))
+        heartbeat.start()
+        try:
+            # A worker killed mid-job leaves its folder behind; start clean.
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raw_dir = job_dir / "raws"
+            raw_dir.mkdir(parents=True)
+
+            step = "list files"
+            files = self.api.get_job_files(job_id)["files"]
+            if not files:
+                raise WorkerError(NO_FILES_MESSAGE)
+            control.check()
+
+            step = "download"
+            t0 = time.perf_counter()
+            raw_paths = self._download_all(files, raw_dir, control, progress, timings, log)
+            timings.download_s = time.perf_counter() - t0
+            log.info(
+                "downloads_done",
+                n_files=len(raw_paths),
+                bytes=timings.bytes_downloaded,
+                seconds=round(timings.download_s, 3),
+            )
+            control.check()
+
+            step = "stacking"
+            t0 = time.perf_counter()
+            paths = result_paths(
+                self.base_path,
+                int(job["user_id"]),
+                job.get("object_name"),
+                str(job["chunk_key"]),
+                job_id,
+            )
+            stack_path = job_dir / Path(paths.fits).name
+            result = self._stack(raw_paths, stack_path, control, progress)
+            timings.stack_s = time.perf_counter() - t0
+            log.info(
+                "stack_done",
+                n_frames_input=result.n_frames_input,
+                n_frames_aligned=result.n_aligned,
+                n_stars_detected=result.n_stars_detected,
+                seconds=round(timings.stack_s, 3),
+            )
+            control.check()
+
+            step = "thumbnail"
+            t0 = time.perf_counter()
+            thumb_path = self._thumbnail(stack_path, job_dir / Path(paths.thumbnail).name, log)
+            timings.thumbnail_s = time.perf_counter() - t0
+            progress.set("thumbnail", 1.0, "thumbnail done")
+            control.check()
+
+            step = "upload"
+            t0 = time.perf_counter()
+            size = self._publish(stack_path, thumb_path, paths, control, progress, timings)
+            timings.upload_s = time.perf_counter() - t0
+            log.info(
+                "upload_done",
+                store=self.store.describe(),
+                ucloud_path=paths.fits,
+                bytes=timings.bytes_uploaded,
+                seconds=round(timings.upload_s, 3),
+            )
+            control.check()
+
+            step = "report"
+            metadata = stacking_adapter.build_metadata(
+                result,
+                ucloud_path=paths.fits,
+                thumbnail_path=paths.thumbnail if thumb_path is not None else None,
+                file_size_bytes=size,
+            )
+            heartbeat.stop()
+            control.check()
+            t0 = time.perf_counter()
+            self.api.complete_job(job_id, metadata)
+            timings.report_s = time.perf_counter() - t0
+            timings.total_s = time.perf_counter() - started
+            log.info("job_completed", **timings.as_dict(), n_frames_aligned=result.n_aligned)
+            return JobOutcome(job_id, "completed", metadata=metadata, timings=timings)
+        except BaseException as exc:
+            heartbeat.stop()
+            timings.total_s = time.perf_counter() - started
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
+                self._report_failure(job_id, SHUTDOWN_MESSAGE, log)
+                raise
+            return self._handle_failure(job_id, step, exc, control, timings, log)
+        finally:
+            heartbeat.stop()
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _download_all(
+        self,
+        files: list[JobFile],
+        raw_dir: Path,
+        control: JobControl,
+        progress: _Progress,
+        timings: JobTimings,
+        log: Any,
+    ) -> list[Path]:
+        targets = _local_names(files, raw_dir)
+        expected_total = sum(_int_or_none(f.get("file_size_bytes")) or 0 for f in files)
+        lock = threading.Lock()
+        failed = threading.Event()
+        done_files = [0]
+
+        def on_bytes(n: int) -> None:
+            with lock:
+                timings.bytes_downloaded += n
+                got = timings.bytes_downloaded
+            if expected_total:
+                progress.set(
+                    "download", got / expected_total, f"downloaded {done_files[0]}/{len(files)}"
+                )
+
+        def stop_requested() -> bool:
+            return failed.is_set() or control.is_cancelled()
+
+        def fetch(entry: JobFile, target: Path) -> Path:
+            control.check()
+            if failed.is_set():
+                raise JobAborted("another download failed", reason="download_failed")
+            file_id = int(entry["id"])
+            self.api.download_raw_file(
+                file_id,
+                target,
+                expected_size=_int_or_none(entry.get("file_size_bytes")),
+                on_bytes=on_bytes,
+                should_stop=stop_requested,
+            )
+            if self.verify_raws:
+                stacking_adapter.verify_raw_file(target)
+            with lock:
+                done_files[0] += 1
+            return target
+
+        workers = min(self.download_concurrency, len(files))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            futures = [
+                pool.submit(fetch, entry, target)
+                for entry, target in zip(files, targets, strict=True)
+            ]
+            finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in finished if f.exception() is not None]
+            if errors:
+                failed.set()
+                wait(futures)
+                real = [e for e in errors if not _is_sibling_abort(e)]
+                raise (real or errors)[0]  # type: ignore[misc]
+        progress.set("download", 1.0, f"downloaded {len(files)}/{len(files)}")
+        return targets
+
+    def _stack(
+        self, raw_paths: list[Path], stack_path: Path, control: JobControl, progress: _Progress
+    ) -> StackOutcome:
+        def on_progress(fraction: float, message: str) -> None:
+            control.check()  # raising here stops the engine at its next event
+            progress.set("stack", fraction, message)
+
+        result = self.stacker(raw_paths, stack_path, "mean", 3.0, progress=on_progress)
+        if not Path(result.output_path).is_file():
+            raise StackingFailed(f"stacking failed: the engine wrote no file at {stack_path.name}")
+        progress.set("stack", 1.0, f"stacked {result.n_aligned}/{result.n_frames_input}")
+        return result
+
+    def _thumbnail(self, stack_path: Path, thumb_path: Path, log: Any) -> Path | None:
+        try:
+            return self.thumbnailer(stack_path, thumb_path)
+        except Exception as exc:
+            # As in the original: a missing preview must not throw away a good stack.
+            log.warning("thumbnail_failed", error=str(exc))
+            return None
+
+    def _publish(
+        self,
+        stack_path: Path,
+        thumb_path: Path | None,
+        paths: ResultPaths,
+        control: JobControl,
+        progress: _Progress,
+        timings: JobTimings,
+    ) -> int:
+        total = stack_path.stat().st_size + (thumb_path.stat().st_size if thumb_path else 0)
+
+        def on_bytes(n: int) -> None:
+            timings.bytes_uploaded += n
+            progress.set("upload", timings.bytes_uploaded / max(1, total), "uploading")
+
+        try:
+            self.store.mkcol(paths.folder)
+            control.check()
+            size = self.store.upload_file(stack_path, paths.fits, on_bytes=on_bytes)
+            if thumb_path is not None:
+                control.check()
+                self.store.upload_file(thumb_path, paths.thumbnail, on_bytes=on_bytes)
+        except WorkerError:
+            raise
+        except OSError as exc:
+            raise StorageError(f"result store {self.store.describe()}: {exc}") from exc
+        return int(size)
+
+    # -- failure handling -------------------------------------------------------------
+
+    def _handle_failure(
+        self,
+        job_id: int,
+        step: str,
+        exc: Exception,
+        control: JobControl,
+        timings: JobTimings,
+        log: Any,
+    ) -> JobOutcome:
+        reason = control.reason if control.is_cancelled() else None
+        if isinstance(exc, LeaseLost) or reason == "lease_lost":
+            # The server gave the job to someone else: reporting would be refused and
+            # deleting our upload could delete theirs (same deterministic path).
+            log.warning("job_abandoned", step=step, reason="lease_lost", error=str(exc))
+            return JobOutcome(job_id, "aborted", message=f"lease lost: {exc}", timings=timings)
+        if reason == "shutdown" or (isinstance(exc, JobAborted) and exc.reason == "shutdown"):
+            log.warning("job_handed_back", step=step)
+            status = self._report_failure(job_id, SHUTDOWN_MESSAGE, log)
+            return JobOutcome(
+                job_id, "aborted", message=SHUTDOWN_MESSAGE, server_status=status, timings=timings
+            )
+        message = failure_message(step, exc)
+        if isinstance(exc, WorkerError):
+            log.error("job_failed", step=step, error=message)
+        else:
+            log.error("job_failed", step=step, error=message, exc_info=exc)
+        status = self._report_failure(job_id, message, log)
+        return JobOutcome(job_id, "failed", message=message, server_status=status, timings=timings)
+
+    def _report_failure(self, job_id: int, message: str, log: Any) -> str | None:
+        try:
+            reply = self.api.fail_job(job_id, message)
+        except LeaseLost as exc:
+            log.warning("fail_job_refused", error=str(exc))
+            return None
+        except Exception as exc:
+            # The lease will run out and the server re-queues the job; nothing else to do.
+            log.error("fail_job_not_reported", error=str(exc))
+            return None
+        status = reply.get("status")
+        log.info("job_reported_failed", server_status=status)
+        return str(status) if status is not None else None
+
+
+def failure_message(step: str, exc: BaseException) -> str:
+    """The ``fail_job`` text: the step, then the reason (our errors already say why)."""
+    if isinstance(exc, WorkerError) and str(exc) == NO_FILES_MESSAGE:
+        return NO_FILES_MESSAGE
+    text = str(exc) if isinstance(exc, WorkerError) else f"{type(exc).__name__}: {exc}"
+    if text.startswith(f"{step} failed") or text.startswith(f"{step}:"):
+        return text
+    return f"{step} failed: {text}"
+
+
+def _is_sibling_abort(exc: BaseException) -> bool:
+    return isinstance(exc, JobAborted) and exc.reason == "download_failed"
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value)) if value is not None and str(value).strip() else None
+    except ValueError:
+        return None
+
+
+def _local_names(files: list[JobFile], raw_dir: Path) -> list[Path]:
+    """Safe, unique local file names for the raws (server names are user data)."""
+    seen: set[str] = set()
+    targets = []
+    for entry in files:
+        name = safe_segment(str(entry.get("filename") or ""), fallback=f"raw_{entry['id']}.fit")
+        if name.lower() in seen:
+            name = f"{entry['id']}_{name}"
+        seen.add(name.lower())
+        targets.append(raw_dir / name)
+    return targets
+
+
+def build_result_store(settings: WorkerSettings, *, transport: Any = None) -> ResultStore:
+    """The result store the settings ask for: the WebDAV share or a local folder."""
+    if settings.store_kind == "webdav":
+        from crowdsky.worker.webdav import WebDavClient
+
+        return WebDavClient.from_settings(settings, transport=transport)
+    return LocalResultStore(settings.local_results_dir)
+
+
+def build_api_client(settings: WorkerSettings, *, transport: Any = None) -> ApiClient:
+    """The API client for ``API_BASE_URL`` / ``WORKER_API_KEY`` / ``WORKER_ID``."""
+    return ApiClient(
+        settings.api_base_url,
+        settings.worker_api_key.get_secret_value(),
+        settings.worker_id,
+        transport=transport,
+        max_connections=max(8, settings.max_workers * (settings.download_concurrency + 2)),
+    )
+
+
+def process_job(job: JobPayload, settings: WorkerSettings | None = None) -> JobOutcome:
+    """The spec's ``process_job(job)``: run one claimed job with clients built from settings.
+
+    Long-running workers build one :class:`JobProcessor` and reuse it; this helper
+    is for scripts and cron-style use.
+    """
+    if settings is None:
+        from crowdsky.worker.config import load_worker_settings
+
+        settings = load_worker_settings()
+    api = build_api_client(settings)
+    store = build_result_store(settings)
+    try:
+        return JobProcessor.from_settings(settings, api, store).process_job(job)
+    finally:
+        store.close()
+        api.close()

@@ -21,6 +21,7 @@ from crowdsky.simulate.night import (
     simulate_night,
     slot_start,
 )
+from crowdsky.simulate.presets import FW427_M94_LIKE, FW470_ZERO_CLIPPED
 from crowdsky.simulate.seestar_fits import (
     SeestarHeader,
     build_header,
@@ -34,17 +35,9 @@ from crowdsky.simulate.sensor import (
     SensorModel,
     draw_hot_pixels,
 )
-from crowdsky.simulate.sequence import (
-    DEFAULT_START,
-    FRAME_KINDS,
-    FW427_M94_LIKE,
-    FW470_ZERO_CLIPPED,
-    FrameTruth,
-    SimulatedSequence,
-    relative_transform,
-    simulate_sequence,
-)
+from crowdsky.simulate.sequence import DEFAULT_START, simulate_sequence
 from crowdsky.simulate.stars import STAR_DTYPE, draw_star_field
+from crowdsky.simulate.truth import FRAME_KINDS, FrameTruth, SimulatedSequence, relative_transform
 
 __all__ = [
     "BAYER_PATTERN",

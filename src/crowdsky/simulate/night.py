@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from crowdsky.simulate import sensor, sequence
+from crowdsky.simulate import sensor, sequence, truth
 
 __all__ = [
     "NIGHT_TARGETS",
@@ -100,7 +100,7 @@ class SimulatedNight:
     """
 
     root: Path
-    sequences: list[sequence.SimulatedSequence]
+    sequences: list[truth.SimulatedSequence]
     frames: list[NightFrame]
     utc_offset_hours: float
 
@@ -227,7 +227,7 @@ def simulate_night(
         n_stars = max(20, round(400 * area_ratio))
 
     root = Path(out_dir)
-    sequences: list[sequence.SimulatedSequence] = []
+    sequences: list[truth.SimulatedSequence] = []
     night_frames: list[NightFrame] = []
     for k, target in enumerate(NIGHT_TARGETS[:n_targets]):
         boundary = first_boundary + timedelta(minutes=k * target_spacing_min)
@@ -258,15 +258,15 @@ def simulate_night(
         sequences.append(simulated)
         night_frames.extend(
             NightFrame(
-                path=truth.path,
+                path=record.path,
                 object_name=target.object_name,
                 sequence_index=k,
-                frame_index=truth.index,
-                date_obs=truth.date_obs,
-                slot_start=slot_start(truth.date_obs),
-                kind=truth.kind,
+                frame_index=record.index,
+                date_obs=record.date_obs,
+                slot_start=slot_start(record.date_obs),
+                kind=record.kind,
             )
-            for truth in simulated.truth
+            for record in simulated.truth
         )
     night_frames.sort(key=lambda frame: frame.date_obs)
     return SimulatedNight(

@@ -1,87 +1,31 @@
-"""Simulate one Seestar imaging sequence and keep its ground truth.
+"""Simulate one Seestar imaging sequence and record its ground truth.
 
 This module owns a sequence: consecutive subs of one target at a fixed cadence,
-each written as a real-looking raw file, plus the truth the stacking tests
-compare against (star catalogue on a fixed sky canvas and each frame's
-``sky_to_frame`` transform).
-
-Truth convention
-----------------
-* The *sky canvas* is a fixed pixel grid the size of a frame, attached to the
-  sky. Star positions in :attr:`SimulatedSequence.stars` are canvas pixels.
-* ``FrameTruth.sky_to_frame`` is a ``(2, 3)`` float64 affine matrix mapping a
-  canvas point ``(x, y)`` (``x`` = column, ``y`` = row) to pixel coordinates in
-  that frame's array: ``frame = M[:, :2] @ sky + M[:, 2]``.
-* Pixel ``(x, y)`` covers ``[x - 0.5, x + 0.5] × [y - 0.5, y + 0.5]``: integer
-  coordinates are pixel centres, as in OpenCV and sep.
-* :func:`relative_transform` maps frame *a* pixels to frame *b* pixels.
+each rendered by :mod:`crowdsky.simulate.frames` through the pointing planned
+by :mod:`crowdsky.simulate.motion` and written as a real-looking raw file,
+plus the truth records of :mod:`crowdsky.simulate.truth` (star catalogue on
+the fixed sky canvas and each frame's ``sky_to_frame`` transform).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 
 from crowdsky.simulate import frames, geometry, motion, seestar_fits, sensor, stars
+from crowdsky.simulate.truth import FrameTruth, SimulatedSequence
 
 __all__ = [
     "DEFAULT_START",
-    "FRAME_KINDS",
-    "FW427_M94_LIKE",
-    "FW470_ZERO_CLIPPED",
-    "FrameTruth",
-    "SimulatedSequence",
-    "relative_transform",
     "simulate_sequence",
 ]
 
 #: Exposure start of the first frame of the real M 94 run (UTC).
 DEFAULT_START = datetime(2025, 3, 27, 1, 20, 2, tzinfo=UTC)
-#: Every value ``FrameTruth.kind`` can take.
-FRAME_KINDS = ("normal", "satellite", "cloudy", "foreign", "hot_pixels_only", "smeared")
-
-#: Keyword arguments of :func:`simulate_sequence` mimicking FW 4.70 in EQ mode:
-#: 20 s subs, on-device black subtraction leaving no pedestal, medians near
-#: 100 ADU and about 6.5 % of pixels exactly 0.
-FW470_ZERO_CLIPPED: Mapping[str, object] = MappingProxyType(
-    {
-        "exptime_s": 20.0,
-        "cadence_s": 21.3,
-        "offset_adu": 0.0,
-        "sky_e": 250.0,
-        "zero_clip_fraction": 0.065,
-        "firmware": "4.70",
-        "eq_mode": True,
-        "rotation_deg_per_frame": 0.0,
-    }
-)
-
-#: Keyword arguments of :func:`simulate_sequence` matching the statistics of the
-#: real FW 4.27 M 94 subs rather than the benchmark protocol: pedestal ~700 ADU,
-#: very low gain in e-/ADU (so ~90 ADU of background noise on green), weak red
-#: and blue sites, a sparse field (a few dozen stars at 5 sigma, none saturated)
-#: and no hot pixels (the firmware's dark subtraction removed them).
-FW427_M94_LIKE: Mapping[str, object] = MappingProxyType(
-    {
-        "offset_adu": 700.0,
-        "gain_e_per_adu": 0.066,
-        "read_noise_e": 4.0,
-        "sky_e": 19.5,
-        "cfa_response": (0.48, 1.0, 0.32),
-        "n_stars": 60,
-        "flux_min_adu": 6000.0,
-        "pareto_index": 1.0,
-        "flux_max_adu": 2.5e5,
-        "fwhm_px": 3.0,
-        "n_hot_pixels": 0,
-    }
-)
 
 # Stars farther than this outside a frame cannot touch it (largest stamp + 1).
 _CATALOGUE_MARGIN_PX = max(frames.STAMP_RADII_PX) + 2
@@ -89,142 +33,6 @@ _STREAM_FRAME = 0xF4A
 _STREAM_EVENTS = 0xE7E
 _STREAM_FOREIGN = 0xF0E
 _STREAM_SKY = 0x5C1
-
-
-@dataclass(frozen=True, eq=False)
-class FrameTruth:
-    """What was injected into one simulated frame.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        The written file.
-    index : int
-        Position in the sequence, from 0.
-    date_obs : datetime
-        Aware UTC exposure start (the header's DATE-OBS).
-    sky_to_frame : numpy.ndarray
-        ``(2, 3)`` float64 map from sky-canvas to frame pixel coordinates. For a
-        ``'foreign'`` frame it is the nominal pointing, although the frame shows
-        another field.
-    kind : str
-        One of :data:`FRAME_KINDS`.
-    trail : tuple of float or None
-        ``(x0, y0, x1, y1)`` end points of the satellite trail in frame pixels.
-    sky_adu : float
-        Mean background level of the frame (pedestal included), ADU.
-    noise_adu : float
-        Per-pixel background noise, ADU RMS.
-    fwhm_px : float
-        PSF FWHM of this frame (seeing varies a little frame to frame).
-    transparency : float
-        Fraction of star light that reached the sensor (1 clear, 0.3 cloudy).
-    """
-
-    path: Path
-    index: int
-    date_obs: datetime
-    sky_to_frame: np.ndarray
-    kind: str
-    trail: tuple[float, float, float, float] | None
-    sky_adu: float
-    noise_adu: float
-    fwhm_px: float = 2.6
-    transparency: float = 1.0
-
-    @property
-    def frame_to_sky(self) -> np.ndarray:
-        """Inverse of :attr:`sky_to_frame`: frame pixels to sky-canvas pixels."""
-        return geometry.invert_affine(self.sky_to_frame)
-
-    def project(self, sky_xy: np.ndarray) -> np.ndarray:
-        """Map ``(n, 2)`` sky-canvas points to this frame's pixel coordinates."""
-        return geometry.apply_affine(self.sky_to_frame, sky_xy)
-
-
-@dataclass(frozen=True, eq=False)
-class SimulatedSequence:
-    """A written sequence with its ground truth.
-
-    Attributes
-    ----------
-    paths : list of pathlib.Path
-        Written files, in time order.
-    truth : list of FrameTruth
-        One record per file, same order.
-    stars : numpy.ndarray
-        Structured catalogue (``x``, ``y`` on the sky canvas, ``flux`` total ADU
-        for a white response before transparency, ``r``, ``g``, ``b`` colour
-        weights), covering every frame.
-    object_name : str
-        OBJECT keyword.
-    ra_deg, dec_deg : float
-        Pointing written to RA and DEC.
-    shape : tuple of int
-        Frame shape (rows, columns).
-    hot_pixels_xy : numpy.ndarray
-        ``(n, 2)`` int ``(x, y)`` of the fixed hot pixels, sensor coordinates.
-    """
-
-    paths: list[Path]
-    truth: list[FrameTruth]
-    stars: np.ndarray
-    object_name: str
-    ra_deg: float
-    dec_deg: float
-    shape: tuple[int, int] = sensor.FULL_SHAPE
-    hot_pixels_xy: np.ndarray | None = None
-
-    def stars_in_frame(
-        self, index: int, *, margin_px: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Return the catalogue stars inside frame ``index`` and their frame positions.
-
-        Parameters
-        ----------
-        index : int
-            Frame index.
-        margin_px : float
-            Keep only stars at least this far inside the frame edges.
-
-        Returns
-        -------
-        stars : numpy.ndarray
-            Subset of :attr:`stars`.
-        frame_xy : numpy.ndarray
-            ``(n, 2)`` positions of those stars in the frame's pixels.
-        """
-        n_rows, n_cols = self.shape
-        sky_xy = np.column_stack([self.stars["x"], self.stars["y"]])
-        frame_xy = self.truth[index].project(sky_xy)
-        inside = (
-            (frame_xy[:, 0] >= margin_px - 0.5)
-            & (frame_xy[:, 0] <= n_cols - 0.5 - margin_px)
-            & (frame_xy[:, 1] >= margin_px - 0.5)
-            & (frame_xy[:, 1] <= n_rows - 0.5 - margin_px)
-        )
-        return self.stars[inside], frame_xy[inside]
-
-
-def relative_transform(a: FrameTruth, b: FrameTruth) -> np.ndarray:
-    """Return the matrix mapping frame ``a`` pixel coordinates to frame ``b``'s.
-
-    It equals ``sky_to_frame_b ∘ inverse(sky_to_frame_a)``: a point at pixel
-    ``(x, y)`` of ``a`` (``x`` column, ``y`` row, integer = pixel centre) shows
-    the same sky as ``M[:, :2] @ (x, y) + M[:, 2]`` in ``b``. Pass it to
-    ``cv2.warpAffine(frame_a, M, size_b)`` to resample ``a`` onto ``b``.
-
-    Parameters
-    ----------
-    a, b : FrameTruth
-        Truth records of two frames of the same sequence.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2, 3)`` float64 affine matrix.
-    """
-    return geometry.compose_affine(b.sky_to_frame, geometry.invert_affine(a.sky_to_frame))
 
 
 def simulate_sequence(

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import sep
 from astropy.io import fits
 
 from crowdsky.simulate import (
@@ -150,6 +151,19 @@ def test_truth_positions_match_measured_centroids(full_sequence: SimulatedSequen
         assert np.median(error) < 0.1
         assert np.percentile(error, 90) < 0.2
         np.testing.assert_allclose(np.median(got - expected, axis=0), 0.0, atol=0.03)
+
+
+def test_truth_fluxes_match_green_plane_aperture_photometry(
+    full_sequence: SimulatedSequence,
+) -> None:
+    green = green_plane(read_raw(full_sequence.paths[0])[0])
+    residual = green - sep.Background(green).back()
+    stars, xy = full_sequence.stars_in_frame(0, margin_px=20)
+    unsaturated = (stars["flux"] > 2e4) & (stars["flux"] < 3e5)
+    flux, _err, _flag = sep.sum_circle(residual, xy[unsaturated, 0], xy[unsaturated, 1], 6.0)
+    ratio = flux / (stars["flux"][unsaturated] * stars["g"][unsaturated])
+    assert unsaturated.sum() > 20
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.02)
 
 
 def test_relative_transform_maps_frame_a_pixels_to_frame_b(
@@ -311,8 +325,6 @@ def test_hot_pixels_only_frame_has_sky_noise_and_hot_pixels_but_no_stars(
 
 
 def test_smeared_frame_has_elongated_stars(special_sequence: SimulatedSequence) -> None:
-    import sep
-
     def median_elongation(index: int) -> float:
         green = green_plane(read_raw(special_sequence.paths[index])[0])
         background = sep.Background(green)

@@ -97,9 +97,11 @@ class SimulatedSequence:
     truth : list of FrameTruth
         One record per file, same order.
     stars : numpy.ndarray
-        Structured catalogue (``x``, ``y`` on the sky canvas, ``flux`` total ADU
-        for a white response before transparency, ``r``, ``g``, ``b`` colour
-        weights), covering every frame.
+        Structured catalogue covering every frame: ``x``, ``y`` on the sky
+        canvas; ``flux``, the total ADU of the star before transparency and CFA
+        response (aperture photometry on a debayered green plane recovers
+        ``flux * g``, on red ``flux * r * 0.55``); ``r``, ``g``, ``b`` colour
+        weights (mean 1, ``g`` = 1).
     object_name : str
         OBJECT keyword.
     ra_deg, dec_deg : float

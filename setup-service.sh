@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Install the CrowdSky worker as a systemd service.
+#
+#   sudo ./setup-service.sh                      # one worker: crowdsky-worker.service
+#   sudo ./setup-service.sh --instances 4        # four: crowdsky-worker@1..4.service
+#   ./setup-service.sh --dry-run --output DIR    # only write the unit files (no root needed)
+#
+# The units come from src/crowdsky/worker/systemd/*.service.in. Settings and secrets go
+# to /etc/crowdsky/worker.env (mode 600, copied from --env-file once; never overwritten
+# unless --force-env). The worker runs as the invoking user (or --user), with absolute
+# state/scratch folders managed by systemd (/var/lib/crowdsky-worker,
+# /var/cache/crowdsky-worker), Restart=on-failure, a stop timeout longer than the
+# worker's shutdown bound, and sandboxing. Check the result with
+# `systemd-analyze verify`.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+TEMPLATE_DIR="$SCRIPT_DIR/src/crowdsky/worker/systemd"
+UNIT_DIR="/etc/systemd/system"
+CONFIG_DIR="/etc/crowdsky"
+ENV_TARGET="$CONFIG_DIR/worker.env"
+
+dry_run=0
+output_dir=""
+run_user="${SUDO_USER:-$(id -un)}"
+env_source="$SCRIPT_DIR/.env"
+exec_path=""
+instances=0
+start=1
+force_env=0
+
+usage() {
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<'EOF'
+
+Options:
+  --dry-run            write the unit files only (to --output, default ./systemd-units)
+  --output DIR         where --dry-run writes the units
+  --user NAME          account the worker runs as (default: the sudo user)
+  --env-file PATH      worker settings to install as /etc/crowdsky/worker.env (default: ./.env)
+  --force-env          replace an existing /etc/crowdsky/worker.env
+  --exec PATH          the crowdsky executable (default: ./.venv/bin/crowdsky, then PATH)
+  --instances N        enable N template instances instead of the single unit
+  --unit-dir DIR       where units are installed (default: /etc/systemd/system)
+  --no-start           install and enable, but do not start
+  -h, --help           this help
+EOF
+}
+
+die() { echo "setup-service.sh: $*" >&2; exit 1; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --dry-run) dry_run=1 ;;
+        --output) output_dir="${2:?--output needs a folder}"; shift ;;
+        --user) run_user="${2:?--user needs a name}"; shift ;;
+        --env-file) env_source="${2:?--env-file needs a path}"; shift ;;
+        --force-env) force_env=1 ;;
+        --exec) exec_path="${2:?--exec needs a path}"; shift ;;
+        --instances) instances="${2:?--instances needs a number}"; shift ;;
+        --unit-dir) UNIT_DIR="${2:?--unit-dir needs a folder}"; shift ;;
+        --no-start) start=0 ;;
+        -h|--help) usage; exit 0 ;;
+        *) die "unknown option: $1 (see --help)" ;;
+    esac
+    shift
+done
+
+[[ "$instances" =~ ^[0-9]+$ ]] || die "--instances must be a number"
+
+if [[ -z "$exec_path" ]]; then
+    if [[ -x "$SCRIPT_DIR/.venv/bin/crowdsky" ]]; then
+        exec_path="$SCRIPT_DIR/.venv/bin/crowdsky"
+    elif command -v crowdsky >/dev/null 2>&1; then
+        exec_path="$(command -v crowdsky)"
+    else
+        die "no crowdsky executable: create the virtual environment (.venv) or pass --exec"
+    fi
+fi
+exec_path="$(cd -- "$(dirname -- "$exec_path")" && pwd)/$(basename -- "$exec_path")"
+[[ -x "$exec_path" ]] || die "not executable: $exec_path"
+[[ "$exec_path" =~ [[:space:]] ]] && die "the executable path must not contain spaces: $exec_path"
+
+id "$run_user" >/dev/null 2>&1 || die "no such user: $run_user"
+run_group="$(id -gn "$run_user")"
+[[ -d "$TEMPLATE_DIR" ]] || die "unit templates not found in $TEMPLATE_DIR"
+
+render() {  # render TEMPLATE OUTPUT
+    sed -e "s|@EXEC@|$exec_path|g" \
+        -e "s|@USER@|$run_user|g" \
+        -e "s|@GROUP@|$run_group|g" \
+        -e "s|@ENV_FILE@|$ENV_TARGET|g" \
+        "$1" > "$2"
+    chmod 644 "$2"
+}
+
+if [[ "$dry_run" -eq 1 ]]; then
+    output_dir="${output_dir:-./systemd-units}"
+    mkdir -p "$output_dir"
+    render "$TEMPLATE_DIR/crowdsky-worker.service.in" "$output_dir/crowdsky-worker.service"
+    render "$TEMPLATE_DIR/crowdsky-worker@.service.in" "$output_dir/crowdsky-worker@.service"
+    echo "wrote $output_dir/crowdsky-worker.service and $output_dir/crowdsky-worker@.service"
+    exit 0
+fi
+
+[[ "$(id -u)" -eq 0 ]] || die "run with sudo (or use --dry-run --output DIR)"
+[[ "$run_user" != "root" ]] || echo "warning: the worker will run as root; prefer --user" >&2
+command -v systemctl >/dev/null 2>&1 || die "systemctl not found: is this a systemd host?"
+
+if [[ ! -f "$ENV_TARGET" || "$force_env" -eq 1 ]]; then
+    [[ -f "$env_source" ]] || die "no settings file $env_source: copy .env.example to .env and edit it"
+fi
+install -d -m 755 "$CONFIG_DIR"
+if [[ -f "$ENV_TARGET" && "$force_env" -eq 0 ]]; then
+    echo "keeping existing $ENV_TARGET (use --force-env to replace it)"
+else
+    install -m 600 -o root -g root "$env_source" "$ENV_TARGET"
+    echo "installed $ENV_TARGET (mode 600)"
+fi
+
+render "$TEMPLATE_DIR/crowdsky-worker.service.in" "$UNIT_DIR/crowdsky-worker.service"
+render "$TEMPLATE_DIR/crowdsky-worker@.service.in" "$UNIT_DIR/crowdsky-worker@.service"
+if command -v systemd-analyze >/dev/null 2>&1; then
+    systemd-analyze verify "$UNIT_DIR/crowdsky-worker.service" || die "unit check failed"
+fi
+systemctl daemon-reload
+
+if [[ "$instances" -gt 0 ]]; then
+    units=()
+    for i in $(seq 1 "$instances"); do units+=("crowdsky-worker@$i.service"); done
+else
+    units=("crowdsky-worker.service")
+fi
+if [[ "$start" -eq 1 ]]; then
+    systemctl enable --now "${units[@]}"
+    systemctl --no-pager --lines=5 status "${units[@]}" || true
+else
+    systemctl enable "${units[@]}"
+fi
+echo "done: ${units[*]} (logs: journalctl -u 'crowdsky-worker*' -f)"

@@ -273,15 +273,25 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
             scratch_dir,
         )
     try:
-        stats = _warp_all(used, ref, store, params, report)
+        stats = _warp_all(used, ref, store, n_channels, params, report)
         states_cleanup(states)
         timings["warp"] = time.perf_counter() - t
 
         # 5. combine --------------------------------------------------------------------
         t = time.perf_counter()
-        back = np.array([st[0] for st in stats])  # (N, C)
-        noise = np.array([st[1] for st in stats])  # (N, C) normalised
-        covered = np.array([st[2] for st in stats], dtype=np.float64)
+        back = np.array([st[0] for st in stats])  # (N, C) ADU
+        scales = np.array(
+            [
+                1.0 / s.record.transparency
+                if params.normalize_scale
+                and s.record.transparency
+                and math.isfinite(s.record.transparency)
+                and s.record.transparency > 0
+                else 1.0
+                for s in used
+            ]
+        )
+        noise = np.array([st[1] for st in stats]) * scales[:, None]  # normalised
         weights = quality.frame_weights(
             [s.record.noise_adu or 1.0 for s in used],
             [s.record.transparency or 1.0 for s in used],
@@ -296,6 +306,8 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
             n_channels,
             weights,
             floor,
+            offsets=back,
+            scales=scales,
             kappa_low=params.kappa_low,
             kappa_high=params.kappa_high,
             max_iterations=params.max_clip_iterations,
@@ -313,7 +325,7 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
     image += ref_back.astype(np.float32)
     for k, s in enumerate(used):
         s.record.weight = float(weights[k])
-        total = covered[k] * n_channels
+        total = float(combined.covered_per_frame[k])
         s.record.rejected_pixel_fraction = (
             float(combined.rejected_per_frame[k] / total) if total > 0 else None
         )
@@ -452,7 +464,7 @@ def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
     if rec.n_stars < params.min_stars:
         rec.reject(
             RejectReason.TOO_FEW_STARS,
-            f"only {rec.n_stars} stars detected down to {found.threshold_sigma:g}σ "
+            f"only {rec.n_stars} stars detected down to {found.threshold_sigma:g} sigma "
             f"(need {params.min_stars}): clouds, fog, hot pixels only, or no sky",
         )
         return
@@ -504,7 +516,7 @@ def _register_one(
     if rec.fwhm_px and math.isfinite(ref_fwhm) and rec.fwhm_px > params.max_fwhm_ratio * ref_fwhm:
         rec.reject(
             RejectReason.BLURRED,
-            f"FWHM {rec.fwhm_px:.2f} px is more than {params.max_fwhm_ratio:g}× the "
+            f"FWHM {rec.fwhm_px:.2f} px is more than {params.max_fwhm_ratio:g}x the "
             f"reference's {ref_fwhm:.2f} px (trailed or out of focus)",
         )
         s.image = None
@@ -517,43 +529,70 @@ def _warp_all(
     used: list[_Analysis],
     ref: _Analysis,
     store: object,
+    n_channels: int,
     params: StackParams,
     report: _Reporter,
-) -> list[tuple[np.ndarray, np.ndarray, int]]:
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Demosaic and warp every used frame into the store; return per-channel stats.
+
+    Each thread reuses its own demosaic and warp buffers (a fresh 25 MB array per
+    frame costs more in page faults than the warp itself), and with in-RAM float32
+    storage the warp writes straight into the frame's slot.
+    """
+    import threading
+
+    import cv2
+
     from crowdsky.stacking import warp
 
-    def work(k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    rows, cols = ref.shape
+    local = threading.local()
+
+    def buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not hasattr(local, "rgb16"):
+            local.rgb16 = np.empty((rows, cols, 3), np.uint16)
+            local.rgb32 = np.empty((rows, cols, n_channels), np.float32)
+            local.out = np.empty((rows, cols * n_channels), np.float32)
+        return local.rgb16, local.rgb32, local.out
+
+    def work(k: int) -> tuple[np.ndarray, np.ndarray]:
         s = used[k]
         data = s.image
         if data is None:
             data = _load_mosaic(s.record.path, params).data
         s.image = None
+        rgb16, rgb32, out = buffers()
         if s.kind == "bayer":
             assert s.pattern is not None
-            img = debayer.debayer(data, s.pattern)
+            try:
+                cv2.cvtColor(data, debayer.bayer_code(s.pattern), dst=rgb16)
+            except cv2.error as exc:
+                raise errors.StackingError(f"{s.record.filename}: demosaic failed: {exc}") from exc
+            np.copyto(rgb32, rgb16, casting="unsafe")
         else:
-            img = np.asarray(data, dtype=np.float32)
+            np.copyto(rgb32, data.reshape(rows, cols, n_channels), casting="unsafe")
         del data
-        if s is not ref:
+        target = store.target(k)  # type: ignore[attr-defined]
+        if target is None:
+            target = out
+        dst = target.reshape(rows, cols, n_channels)
+        if s is ref:
+            np.copyto(dst, rgb32)
+        else:
             matrix = np.asarray(s.record.transform, dtype=np.float64)
-            img = warp.warp_image(img, matrix, ref.shape, params.interpolation)
-        back, noise = quality.channel_statistics(img)
-        plane = img if img.ndim == 3 else img[..., None]
-        covered = int(np.count_nonzero(~np.isnan(plane[..., 0])))
-        t_i = s.record.transparency if params.normalize_scale else 1.0
-        t_i = t_i if (t_i and math.isfinite(t_i) and t_i > 0) else 1.0
-        plane -= back.astype(np.float32)
-        plane *= np.float32(1.0 / t_i)
-        store.put(k, plane.reshape(plane.shape[0], -1))  # type: ignore[attr-defined]
-        return back, noise / t_i, covered
+            src = rgb32 if n_channels == 3 else rgb32[..., 0]
+            warp.warp_image(src, matrix, ref.shape, params.interpolation, dst=dst)
+        back, noise = quality.channel_statistics(dst)
+        store.put(k, target)  # type: ignore[attr-defined]
+        return back, noise
 
-    out: list[tuple[np.ndarray, np.ndarray, int] | None] = [None] * len(used)
+    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(used)
     with ThreadPoolExecutor(params.n_threads) as pool:
         futures = {pool.submit(work, k): k for k in range(len(used))}
         for done, fut in enumerate(as_completed(futures), start=1):
-            out[futures[fut]] = fut.result()
+            results[futures[fut]] = fut.result()
             report("warp", done, len(used), "aligning")
-    return [o for o in out if o is not None]
+    return [r for r in results if r is not None]
 
 
 def _catalogue(

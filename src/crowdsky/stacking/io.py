@@ -298,8 +298,9 @@ def _table_column(name: str, values: np.ndarray) -> Any:
 
     values = np.asarray(values)
     if values.dtype.kind in "US":
-        width = max(1, int(max((len(str(v)) for v in values), default=1)))
-        return fits.Column(name=name, format=f"{width}A", array=values.astype(f"S{width}"))
+        encoded = [str(v).encode("ascii", "replace") for v in values]  # FITS is ASCII
+        width = max(1, max((len(v) for v in encoded), default=1))
+        return fits.Column(name=name, format=f"{width}A", array=np.array(encoded, dtype=f"S{width}"))
     if values.dtype == bool:
         return fits.Column(name=name, format="L", array=values)
     if values.ndim == 2:

@@ -34,7 +34,7 @@ __all__ = [
 
 CONSENSUS_PEERS = 6
 MAX_REFERENCE_CANDIDATES = 5
-STAT_STRIDE = 5
+STAT_STRIDE = 7
 
 
 def frame_scores(n_stars: np.ndarray, fwhm: np.ndarray, noise: np.ndarray) -> np.ndarray:

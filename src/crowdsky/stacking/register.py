@@ -306,6 +306,6 @@ def validate(
     if abs(reg.rotation_deg) > max_rotation_deg:
         return (
             RejectReason.BAD_ROTATION,
-            f"field rotation {reg.rotation_deg:.1f}° exceeds {max_rotation_deg:g}°",
+            f"field rotation {reg.rotation_deg:.1f} deg exceeds {max_rotation_deg:g} deg",
         )
     return None

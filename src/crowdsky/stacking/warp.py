@@ -20,7 +20,12 @@ _FLAGS = {"cubic": "INTER_CUBIC", "linear": "INTER_LINEAR", "lanczos4": "INTER_L
 
 
 def warp_image(
-    image: np.ndarray, matrix: np.ndarray, shape: tuple[int, int], interpolation: str = "cubic"
+    image: np.ndarray,
+    matrix: np.ndarray,
+    shape: tuple[int, int],
+    interpolation: str = "cubic",
+    *,
+    dst: np.ndarray | None = None,
 ) -> np.ndarray:
     """Warp a float32 image (H, W) or (H, W, C ≤ 4) by a frame → reference 2×3 matrix.
 
@@ -34,6 +39,9 @@ def warp_image(
         Output (rows, columns): the reference frame's shape.
     interpolation : {'cubic', 'linear', 'lanczos4'}
         OpenCV interpolation.
+    dst : ndarray or None
+        Preallocated float32 output of the right shape to write into (saves a
+        frame-sized allocation and its page faults).
 
     Returns
     -------
@@ -53,6 +61,7 @@ def warp_image(
             flags=flag,
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(float("nan"),) * 4,
+            dst=dst,
         )
     except cv2.error as exc:
         raise errors.StackingError(f"warp failed: {exc}") from exc

@@ -55,7 +55,10 @@ class LiveServer:
     def client(self, **kwargs: object) -> httpx.Client:
         """An httpx client for this server with the worker key."""
         return httpx.Client(
-            base_url=self.url, headers=self.worker_headers, timeout=30.0, **kwargs  # type: ignore[arg-type]
+            base_url=self.url,
+            headers=self.worker_headers,
+            timeout=30.0,
+            **kwargs,  # type: ignore[arg-type]
         )
 
     def log(self) -> str:

@@ -62,7 +62,8 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_size", SERVER_POOL_SIZE)
     kwargs.setdefault("max_overflow", SERVER_POOL_OVERFLOW)
-    kwargs.setdefault("pool_pre_ping", True)
+    # No pre-ping: it costs a round trip per request. A connection broken by a database
+    # restart fails one request and SQLAlchemy then discards the whole stale pool.
     kwargs.setdefault("pool_recycle", 3600)
     if make_url(url).get_backend_name() in ("mysql", "mariadb"):
         # MariaDB's default REPEATABLE READ makes a SKIP LOCKED claim see a stale snapshot

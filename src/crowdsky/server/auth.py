@@ -11,6 +11,7 @@ import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from crowdsky.accounts import authenticate_worker_token
 
@@ -40,8 +41,12 @@ def bearer_token(request: Request) -> str | None:
     return value.strip()
 
 
-def check_worker_secret(request: Request, secret: str | None) -> WorkerPrincipal:
-    """Validate a presented secret against the shared key, then per-worker tokens."""
+async def check_worker_secret(request: Request, secret: str | None) -> WorkerPrincipal:
+    """Validate a presented secret against the shared key, then per-worker tokens.
+
+    The shared key is checked in the event loop (no I/O); only a per-worker token needs
+    the database, in a worker thread.
+    """
     if not secret:
         raise NotAuthenticated()
     state = request.app.state.crowdsky
@@ -50,19 +55,23 @@ def check_worker_secret(request: Request, secret: str | None) -> WorkerPrincipal
         secret.encode("utf-8"), shared.get_secret_value().encode("utf-8")
     ):
         return WorkerPrincipal(token_name=None)
-    with state.session_factory() as session:
-        name = authenticate_worker_token(session, secret)
+
+    def lookup() -> str | None:
+        with state.session_factory() as session:
+            return authenticate_worker_token(session, secret)
+
+    name = await run_in_threadpool(lookup)
     if name is None:
         raise NotAuthenticated()
     return WorkerPrincipal(token_name=name)
 
 
-def require_worker(request: Request) -> WorkerPrincipal:
+async def require_worker(request: Request) -> WorkerPrincipal:
     """Dependency: a valid worker credential in the Authorization header."""
-    return check_worker_secret(request, bearer_token(request))
+    return await check_worker_secret(request, bearer_token(request))
 
 
-def require_worker_or_query_key(request: Request) -> WorkerPrincipal:
+async def require_worker_or_query_key(request: Request) -> WorkerPrincipal:
     """Dependency for cleanup only: the header, or ``?key=`` as the spec's cron example."""
     secret = bearer_token(request) or request.query_params.get("key")
-    return check_worker_secret(request, secret)
+    return await check_worker_secret(request, secret)

@@ -171,8 +171,10 @@ class ApiClient:
 
     def get_job_files(self, job_id: int) -> JobFiles:
         """The raw files of a job, in DATE-OBS order, as the server lists them."""
+        # worker_id and lease_token let the server refuse a job we no longer hold.
+        params: dict[str, Any] = {"job_id": job_id, **self._identity(job_id)}
         response = self._request(
-            "GET", "job_files.php", params={"job_id": job_id}, what="job_files", job_id=job_id
+            "GET", "job_files.php", params=params, what="job_files", job_id=job_id
         )
         body = _json_object(response, "job_files")
         files = body.get("files")

@@ -132,7 +132,15 @@ class WorkerSettings(BaseSettings):
             return None
         return _check_http_url(value).rstrip("/")
 
-    @field_validator("worker_api_key", "ucloud_share_token")
+    @field_validator("ucloud_share_token", "ucloud_share_password", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # "UCLOUD_SHARE_TOKEN=" in a .env means "not set" (e.g. the token is in the URL).
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("worker_api_key")
     @classmethod
     def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():

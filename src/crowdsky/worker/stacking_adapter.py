@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from crowdsky.worker.errors import StackingFailed
+from crowdsky.worker.errors import JobAborted, StackingFailed
 
 DEFAULT_METHOD = "mean"
 DEFAULT_SIGMA_CLIP = 3.0
@@ -109,7 +109,12 @@ def stack_files(
             progress=engine_progress,
         )
     except StackingError as exc:
-        raise StackingFailed(f"stacking failed: {exc}") from exc
+        if isinstance(exc.__cause__, JobAborted):
+            raise exc.__cause__ from None  # our own progress callback stopped the engine
+        text = str(exc)
+        raise StackingFailed(
+            text if text.startswith("stacking failed") else f"stacking failed: {text}"
+        ) from exc
     except MemoryError as exc:
         raise StackingFailed("stacking failed: out of memory") from exc
 

@@ -1,0 +1,53 @@
+"""JSON shapes of the user read API (``my_jobs``, ``my_stacks``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class StackItem(BaseModel):
+    """One stack, with the fields of the original's later ``my_stacks`` items."""
+
+    id: int
+    job_id: int
+    chunk_key: str
+    object_name: str | None
+    telescope: str | None
+    filter_name: str | None
+    ucloud_path: str
+    thumbnail_path: str | None
+    date_obs_start: str | None
+    date_obs_end: str | None
+    n_frames_input: int
+    n_frames_aligned: int
+    n_stars_detected: int | None
+    total_exptime: float | None
+    ra_deg: float | None
+    dec_deg: float | None
+    file_size_bytes: int
+    created_at: str
+
+
+class JobItem(BaseModel):
+    """One job with its live status."""
+
+    job_id: int
+    chunk_key: str
+    object_name: str | None
+    frame_count: int
+    status: str = Field(description="pending, processing, completed, retry or failed")
+    attempts: int
+    progress: float | None
+    progress_message: str | None
+    error_message: str | None
+    errors: list[str] = Field(description="Every failed attempt's error, oldest first")
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    stack: StackItem | None
+
+
+class JobsResponse(BaseModel):
+    """The caller's jobs."""
+
+    jobs: list[JobItem]

@@ -160,7 +160,9 @@ def _combine_kernel(  # pragma: no cover - compiled
                     sig = max((q3 - q1) / 1.349, floor[(c0 + c) % n_ch])
                     lcut = m - kappa_low * sig
                     hcut = m + kappa_high * sig
-                    clean = v[n_sub - 1, c] < _SENTINEL and v[0, c] >= lcut and v[n_sub - 1, c] <= hcut
+                    clean = (
+                        v[n_sub - 1, c] < _SENTINEL and v[0, c] >= lcut and v[n_sub - 1, c] <= hcut
+                    )
                     todo[c] = not clean
                     if not reject:
                         low[c] = -np.inf

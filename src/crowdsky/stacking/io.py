@@ -300,7 +300,9 @@ def _table_column(name: str, values: np.ndarray) -> Any:
     if values.dtype.kind in "US":
         encoded = [str(v).encode("ascii", "replace") for v in values]  # FITS is ASCII
         width = max(1, max((len(v) for v in encoded), default=1))
-        return fits.Column(name=name, format=f"{width}A", array=np.array(encoded, dtype=f"S{width}"))
+        return fits.Column(
+            name=name, format=f"{width}A", array=np.array(encoded, dtype=f"S{width}")
+        )
     if values.dtype == bool:
         return fits.Column(name=name, format="L", array=values)
     if values.ndim == 2:

@@ -1,0 +1,42 @@
+"""``crowdsky stack`` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from crowdsky.cli import app
+from crowdsky.simulate import SimulatedSequence
+
+
+def test_stack_json(sim_clean: SimulatedSequence, tmp_path: Path) -> None:
+    out = tmp_path / "s.fits"
+    args = [
+        "stack",
+        *map(str, sim_clean.paths[:4]),
+        "-o",
+        str(out),
+        "--json",
+        "--thumbnail",
+        str(tmp_path / "t.png"),
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["n_aligned"] == 4 and data["n_frames_input"] == 4
+    assert data["output_path"] == str(out) and out.exists()
+    assert (tmp_path / "t.png").exists()
+
+
+def test_stack_summary_and_errors(sim_clean: SimulatedSequence, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["stack", *map(str, sim_clean.paths[:3]), "-o", str(tmp_path / "s.fits")]
+    )
+    assert ok.exit_code == 0 and "3/3 frames stacked" in ok.stdout
+    missing = runner.invoke(
+        app, ["stack", str(tmp_path / "none.fit"), "-o", str(tmp_path / "x.fits")]
+    )
+    assert missing.exit_code == 2 and "not found" in missing.stderr

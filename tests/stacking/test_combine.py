@@ -1,0 +1,143 @@
+"""The rejection kernel and the frame store (RAM and scratch file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crowdsky.stacking import combine
+
+
+def run(cube: np.ndarray, **kw: object) -> combine.CombineOutput:
+    n, rows, cols = cube.shape
+    store = combine.FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
+    args: dict[str, object] = dict(
+        offsets=np.zeros((n, 1)),
+        scales=np.ones(n),
+        kappa_low=3.0,
+        kappa_high=3.0,
+        max_iterations=5,
+        method="mean",
+        reject=True,
+        band_budget_bytes=1 << 26,
+    )
+    args.update(kw)
+    return combine.combine_frames(store, 1, np.ones(n), np.array([1.0]), **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 15, 16, 17, 31, 32])
+def test_sorting_network_sorts(n: int) -> None:
+    comps = combine.sorting_network(n)
+    rng = np.random.default_rng(n)
+    for _ in range(50):
+        x = rng.normal(size=n)
+        for a, b in comps:
+            if x[a] > x[b]:
+                x[a], x[b] = x[b], x[a]
+        assert np.all(np.diff(x) >= 0)
+
+
+def test_single_outlier_rejected_at_n5() -> None:
+    rng = np.random.default_rng(0)
+    cube = rng.normal(0, 1, (5, 40, 60))
+    cube[2, 10:12, :] += 100.0  # a trail in one frame
+    out = run(cube)
+    assert np.abs(out.image[10:12]).max() < 3.0
+    assert out.rejected_per_frame[2] >= 120
+
+
+def test_two_coincident_outliers_rejected_at_n10() -> None:
+    rng = np.random.default_rng(1)
+    cube = rng.normal(0, 1, (10, 30, 30))
+    cube[3, 5:8, 5:8] += 100.0
+    cube[7, 5:8, 5:8] += 100.0
+    out = run(cube)
+    assert np.abs(out.image[5:8, 5:8]).max() < 3.0
+
+
+def test_uncovered_pixels_are_excluded_not_filled() -> None:
+    cube = np.ones((4, 10, 10))
+    cube[0, :, :5] = np.nan
+    cube[1:, :, 8:] = np.nan
+    cube[:, :, 9] = np.nan
+    out = run(cube)
+    assert out.coverage[0, 0] == 3 and out.coverage[0, 5] == 4 and out.coverage[0, 8] == 1
+    assert np.isnan(out.image[:, 9]).all()
+    np.testing.assert_allclose(out.image[:, :9], 1.0)
+    assert out.covered_per_frame.tolist() == [40, 80, 80, 80]
+
+
+def test_weights_and_normalisation() -> None:
+    cube = np.stack([np.full((4, 6), 10.0), np.full((4, 6), 20.0)])
+    n, rows, cols = cube.shape
+    store = combine.FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
+    out = combine.combine_frames(
+        store,
+        1,
+        np.array([1.0, 3.0]),
+        np.array([100.0]),
+        offsets=np.array([[10.0], [0.0]]),
+        scales=np.array([1.0, 0.5]),
+        kappa_low=3,
+        kappa_high=3,
+        max_iterations=3,
+        method="mean",
+        reject=True,
+        band_budget_bytes=1 << 20,
+    )
+    # frame 0 -> (10-10)*1 = 0, frame 1 -> (20-0)*0.5 = 10; weighted 0*1/4 + 10*3/4
+    np.testing.assert_allclose(out.image, 7.5)
+
+
+def test_large_n_uses_a_subset_and_still_rejects() -> None:
+    rng = np.random.default_rng(2)
+    cube = rng.normal(0, 1, (45, 12, 20))
+    cube[[4, 20], 3, :] += 50.0
+    out = run(cube)
+    assert np.abs(out.image[3]).max() < 1.5
+    clean = run(cube, reject=False)
+    assert np.abs(clean.image[3]).min() > 1.0
+
+
+def test_disk_store_matches_ram(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    cube = rng.normal(500, 10, (6, 50, 30)).astype(np.float32)
+    cube[0, :3] = np.nan
+    disk = combine.FrameStore.create(6, 50, 30, budget_bytes=1000, scratch_dir=tmp_path)
+    assert disk.kind == "disk-float16"
+    for i in range(6):
+        disk.put(i, cube[i])
+    assert disk.bytes_written == 6 * 50 * 30 * 2
+    common = dict(
+        offsets=np.full((6, 1), 500.0),
+        scales=np.ones(6),
+        kappa_low=3.0,
+        kappa_high=3.0,
+        max_iterations=5,
+        method="mean",
+        reject=True,
+    )
+    a = combine.combine_frames(
+        disk, 1, np.ones(6), np.array([10.0]), band_budget_bytes=2000, **common
+    )
+    assert a.n_bands > 1
+    path = disk.path
+    disk.close()
+    assert path is not None and not path.exists()
+    ram = combine.FrameStore(6, 50, 30, "ram-float32", cube)
+    b = combine.combine_frames(
+        ram, 1, np.ones(6), np.array([10.0]), band_budget_bytes=1 << 20, **common
+    )
+    # float16 moves values by < 0.25 ADU here; a borderline rejection may flip
+    assert float(np.median(np.abs(a.image - b.image))) < 0.1
+    np.testing.assert_array_equal(a.coverage, b.coverage)
+
+
+def test_store_picks_float16_in_ram_when_float32_does_not_fit(tmp_path: Path) -> None:
+    store = combine.FrameStore.create(4, 10, 10, budget_bytes=4 * 10 * 10 * 3, scratch_dir=tmp_path)
+    assert store.kind == "ram-float16"
+    store.put(0, np.full((10, 10), 70000.0, np.float32))
+    assert np.isfinite(store.band(0, 10)[0]).all()  # clipped to float16's max, not inf
+    store.close()

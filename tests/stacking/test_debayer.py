@@ -1,0 +1,64 @@
+"""Demosaicing: the R/B-swap guard, superpixels and hot-pixel suppression."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdsky.stacking import InvalidInput, debayer
+
+COLOUR = {"R": 1000, "G": 2000, "B": 3000}
+
+
+def mosaic_of(pattern: str, shape: tuple[int, int] = (16, 20)) -> np.ndarray:
+    """A uniform-colour mosaic laid out by a four-letter pattern (row 0 first)."""
+    out = np.zeros(shape, dtype=np.uint16)
+    for k, letter in enumerate(pattern):
+        out[k // 2 :: 2, k % 2 :: 2] = COLOUR[letter]
+    return out
+
+
+@pytest.mark.parametrize("pattern", ["GRBG", "RGGB", "BGGR", "GBRG"])
+def test_debayer_keeps_known_colours(pattern: str) -> None:
+    rgb = debayer.debayer(mosaic_of(pattern), pattern)
+    inner = rgb[2:-2, 2:-2]
+    assert inner.dtype == np.float32
+    np.testing.assert_allclose(inner[..., 0], COLOUR["R"])
+    np.testing.assert_allclose(inner[..., 1], COLOUR["G"])
+    np.testing.assert_allclose(inner[..., 2], COLOUR["B"])
+
+
+def test_seestar_grbg_is_not_the_two_letter_gr_code() -> None:
+    import cv2
+
+    assert debayer.bayer_code("GRBG") == cv2.COLOR_BayerGB2RGB
+    assert debayer.bayer_code("grbg ") == cv2.COLOR_BayerGRBG2RGB
+    swapped = cv2.cvtColor(mosaic_of("GRBG"), cv2.COLOR_BayerGR2RGB)[4, 4]
+    assert swapped[0] == COLOUR["B"]  # the pitfall the four-letter code avoids
+
+
+@pytest.mark.parametrize("pattern", ["GR", "XYZW", ""])
+def test_bad_patterns_are_refused(pattern: str) -> None:
+    with pytest.raises(InvalidInput):
+        debayer.bayer_code(pattern)
+
+
+def test_superpixel_sums_each_cell() -> None:
+    lum = debayer.superpixel_luminance(mosaic_of("GRBG"))
+    assert lum.shape == (8, 10)
+    np.testing.assert_allclose(lum, 1000 + 2 * 2000 + 3000)
+
+
+def test_hot_pixels_removed_stars_kept() -> None:
+    rng = np.random.default_rng(3)
+    img = rng.normal(900, 20, (64, 64)).clip(0).astype(np.uint16)
+    yy, xx = np.mgrid[0:64, 0:64]
+    star = 8000 * np.exp(-((xx - 40.3) ** 2 + (yy - 20.6) ** 2) / (2 * 1.2**2))
+    img = (img + star).astype(np.uint16)
+    img[10, 10] = 60000
+    img[50, 31] = 30000
+    before = img.copy()
+    n = debayer.suppress_hot_pixels(img, 8.0)
+    assert n == 2
+    assert img[10, 10] < 1100 and img[50, 31] < 1100
+    np.testing.assert_array_equal(img[15:26, 35:46], before[15:26, 35:46])

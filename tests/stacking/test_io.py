@@ -1,0 +1,105 @@
+"""Output file layout and aggregated header; reading inputs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from crowdsky import __version__
+from crowdsky.simulate import SimulatedSequence
+from crowdsky.stacking import InvalidInput, io
+
+
+def test_layout_and_verification(stacked_mixed) -> None:
+    result, path = stacked_mixed
+    with fits.open(path) as hdul:
+        hdul.verify("exception")
+        assert [h.name for h in hdul] == [
+            "PRIMARY",
+            "RED",
+            "GREEN",
+            "BLUE",
+            "FOOTPRINT",
+            "STAR-TAB",
+            "FRAMES",
+        ]
+        assert hdul[0].data is None
+        for name in ("RED", "GREEN", "BLUE"):
+            assert hdul[name].data.dtype == np.dtype(">f4")
+            assert hdul[name].data.shape == (960, 540)
+        assert (
+            hdul["FOOTPRINT"].data.dtype.kind == "u"
+            or hdul["FOOTPRINT"].header.get("BZERO") == 32768
+        )
+        assert int(hdul["FOOTPRINT"].data.max()) == result.n_aligned
+        stars = hdul["STAR-TAB"].data
+        for col in ("x", "y", "flux", "fwhm", "a", "b", "theta", "ellipticity", "flag"):
+            assert col in stars.columns.names
+        assert len(stars) == result.n_stars_detected > 50
+        frames = hdul["FRAMES"].data
+        assert len(frames) == result.n_frames_input
+        assert frames["ACCEPTED"].sum() == result.n_aligned
+        assert all(r for r, a in zip(frames["REASON"], frames["ACCEPTED"], strict=True) if not a)
+        assert frames["TRANSFORM"].shape == (15, 6)
+
+
+def test_aggregated_header(sim_mixed: SimulatedSequence, stacked_mixed) -> None:
+    result, path = stacked_mixed
+    hdr = fits.getheader(path)
+    used = [sim_mixed.truth[f.index] for f in result.frames if f.accepted]
+    assert hdr["EXPTIME"] == pytest.approx(10.0 * len(used)) == hdr["EXPOSURE"]
+    assert hdr["NCOMBINE"] == len(used) and hdr["NINPUT"] == 15
+    start = min(t.date_obs for t in used)
+    end = max(t.date_obs for t in used) + timedelta(seconds=10)
+    assert "T" in hdr["DATE-OBS"] and hdr["DATE-OBS"].startswith(
+        start.strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    assert hdr["DATE-END"].startswith(end.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert hdr["MJD-END"] > hdr["MJD-OBS"]
+    assert "BAYERPAT" not in hdr
+    assert "SITELAT" not in hdr and "SITELONG" not in hdr
+    assert hdr["RA"] == pytest.approx(sim_mixed.ra_deg, abs=1e-4)
+    assert hdr["DEC"] == pytest.approx(sim_mixed.dec_deg, abs=1e-4)
+    for key in ("INSTRUME", "TELESCOP", "FILTER", "OBJECT", "GAIN"):
+        assert key in hdr
+    assert hdr["SWCREATE"] == f"crowdsky {__version__}"
+    assert hdr["STACKMET"] == "mean"
+    assert hdr["HIERARCH CROWDSKY SIGMA CLIP"] == 3.0
+    assert hdr["HIERARCH CROWDSKY MEMORY LIMIT BYTES"] == result.params["memory_limit_bytes"]
+
+
+def test_result_to_dict_is_json_safe(stacked_mixed) -> None:
+    import json
+
+    result, _ = stacked_mixed
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["n_aligned"] == result.n_aligned
+    assert data["date_obs_start"].endswith("+00:00")
+    assert len(data["frames"]) == 15
+    assert data["frames"][8]["accepted"] is False and data["frames"][8]["reason"]
+    assert data["frames"][0]["filename"].endswith(".fit")
+
+
+def test_fast_reader_matches_astropy(sim_mixed: SimulatedSequence) -> None:
+    frame = io.read_frame(sim_mixed.paths[0])
+    with fits.open(sim_mixed.paths[0]) as hdul:
+        np.testing.assert_array_equal(frame.data, hdul[0].data)
+    assert frame.kind == "bayer" and frame.bayer_pattern == "GRBG"
+    assert frame.date_obs is not None and frame.date_obs.tzinfo is not None
+
+
+def test_reads_mono_and_rgb_cubes(tmp_path: Path) -> None:
+    rgb = np.random.default_rng(0).random((3, 100, 80)).astype(np.float32)
+    fits.PrimaryHDU(rgb).writeto(tmp_path / "cube.fits")
+    fits.PrimaryHDU(np.moveaxis(rgb, 0, -1)).writeto(tmp_path / "interleaved.fits")
+    fits.PrimaryHDU(rgb[0]).writeto(tmp_path / "mono.fits")
+    assert io.read_frame(tmp_path / "cube.fits").data.shape == (100, 80, 3)
+    assert io.read_frame(tmp_path / "interleaved.fits").kind == "rgb"
+    assert io.read_frame(tmp_path / "mono.fits").kind == "mono"
+    (tmp_path / "bad.fits").write_bytes(b"\0" * 5000)
+    with pytest.raises(InvalidInput, match=r"bad\.fits"):
+        io.read_frame(tmp_path / "bad.fits")

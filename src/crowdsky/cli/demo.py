@@ -1,0 +1,203 @@
+"""`crowdsky demo`: run the whole service on this machine and show what it produced."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from crowdsky.cli.common import fail
+
+
+def register(app: typer.Typer) -> None:
+    """Add the demo command."""
+    app.command("demo")(demo)
+
+
+def demo(
+    frames: Annotated[
+        Path | None,
+        typer.Option(help="Upload the FITS frames in this folder instead of a simulated night."),
+    ] = None,
+    night: Annotated[
+        str, typer.Option(help="Simulated night: 'full' (3 targets, 90 frames) or 'small'.")
+    ] = "full",
+    data_dir: Annotated[
+        Path, typer.Option(help="Folder for the run (server data, results, logs).")
+    ] = Path("crowdsky-demo"),
+    serve: Annotated[
+        bool, typer.Option(help="Keep the server running afterwards (Ctrl-C stops it).")
+    ] = False,
+    port: Annotated[int | None, typer.Option(help="Server port (default: a free one).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated night.")] = 2025,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 1800.0,
+) -> None:
+    """Start a server and a worker, upload a night of Seestar frames, stack it, show the stacks."""
+    from crowdsky import demo as demo_run
+    from crowdsky.launch import LaunchError
+
+    if night not in ("full", "small"):
+        raise fail("--night must be 'full' or 'small'")
+    console = Console()
+    options = demo_run.DemoOptions(
+        root=data_dir,
+        frames_dir=frames,
+        scale=night,
+        seed=seed,
+        serve=serve,
+        port=port,
+        timeout_s=timeout,
+    )
+    run = demo_run.DemoRun(demo_run.new_run_dir(data_dir))
+    console.print(f"[bold]CrowdSky demo[/] in {run.run_dir}")
+    started = time.monotonic()
+    server = worker = None
+    try:
+        with console.status("starting the server and a worker"):
+            server, worker = demo_run.start_services(run, options)
+        console.print(f"server at {run.server_url} (SQLite, local storage); worker running")
+        frames_dir = demo_run.prepare_frames(options, run, console.print)
+        with console.status("uploading through the upload API"):
+            token, job_ids = demo_run.upload_frames(run, frames_dir, console.print)
+        if not job_ids:
+            raise demo_run.DemoError("the upload created no jobs (see the skipped chunks above)")
+        jobs = _follow(console, run, token, worker, options)
+        rows = demo_run.summarize(run, jobs)
+        for row in rows:
+            if row.fits_path is not None:
+                demo_run.check_stack(row.fits_path)
+        console.print(_results_table(rows))
+        _print_outputs(console, run, rows)
+        console.print(f"done in {time.monotonic() - started:.1f} s")
+        if serve:
+            _serve(console, run)
+        if any(row.status != "completed" for row in rows):
+            raise typer.Exit(1)
+    except (demo_run.DemoError, LaunchError) as exc:
+        if worker is not None:
+            console.print(f"worker log: {worker.log_path}")
+        if server is not None:
+            console.print(f"server log: {server.log_path}")
+        raise fail(str(exc), code=1) from exc
+    finally:
+        if worker is not None:
+            worker.stop()
+        if server is not None:
+            server.stop()
+
+
+def _follow(
+    console: Console, run: Any, token: str, worker: Any, options: Any
+) -> list[dict[str, Any]]:
+    from crowdsky import demo as demo_run
+
+    if not console.is_terminal:
+        last: dict[int, str] = {}
+
+        def print_changes(jobs: list[dict[str, Any]]) -> None:
+            for job in jobs:
+                if last.get(job["job_id"]) != job["status"]:
+                    last[job["job_id"]] = job["status"]
+                    console.print(f"job {job['job_id']} {job['chunk_key']}: {job['status']}")
+
+        return demo_run.wait_for_jobs(run, token, worker, print_changes, options.timeout_s)
+    with Live(_progress_table([]), console=console, refresh_per_second=4) as live:
+        return demo_run.wait_for_jobs(
+            run,
+            token,
+            worker,
+            lambda jobs: live.update(_progress_table(jobs)),
+            options.timeout_s,
+        )
+
+
+STATUS_STYLE = {
+    "pending": "dim",
+    "processing": "cyan",
+    "retry": "yellow",
+    "completed": "green",
+    "failed": "bold red",
+}
+
+
+def _progress_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="jobs", expand=False)
+    for column in ("job", "chunk", "object", "frames", "status", "progress"):
+        table.add_column(column)
+    for job in jobs:
+        progress = job.get("progress")
+        bar = ""
+        if progress is not None and job["status"] == "processing":
+            filled = int(progress * 20)
+            bar = "█" * filled + "░" * (20 - filled) + f" {progress:4.0%}"
+            if job.get("progress_message"):
+                bar += f" {job['progress_message']}"
+        status = job["status"]
+        table.add_row(
+            str(job["job_id"]),
+            job["chunk_key"],
+            job["object_name"] or "?",
+            str(job["frame_count"]),
+            f"[{STATUS_STYLE.get(status, '')}]{status}[/]",
+            bar,
+        )
+    return table
+
+
+def _results_table(rows: list[Any]) -> Table:
+    table = Table(title="stacks", show_lines=True)
+    for column in (
+        "chunk key",
+        "object",
+        "frames used",
+        "rejected (why)",
+        "stars",
+        "exposure",
+        "time",
+    ):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        used = "—" if row.frames_used is None else f"{row.frames_used}/{row.frames_total}"
+        why = "\n".join(row.rejected) if row.rejected else "none"
+        if row.error:
+            why = f"[red]{row.status}: {row.error}[/]"
+        table.add_row(
+            row.chunk_key,
+            row.object_name or "?",
+            used,
+            why,
+            "—" if row.stars is None else str(row.stars),
+            "—" if row.exposure_s is None else f"{row.exposure_s:.0f} s",
+            "—" if row.seconds is None else f"{row.seconds:.1f} s",
+        )
+    return table
+
+
+def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
+    console.print(f"\nstacked FITS files and thumbnails are under {run.results_dir}:")
+    for row in rows:
+        if row.fits_path is not None:
+            console.print(f"  {row.fits_path}")
+        if row.thumbnail_path is not None:
+            console.print(f"  {row.thumbnail_path}")
+    for skipped in run.skipped:
+        console.print(f"skipped chunk: {skipped}")
+    console.print(f"logs: {run.run_dir / 'worker.log'}, {run.server_dir}")
+
+
+def _serve(console: Console, run: Any) -> None:
+    console.print(
+        f"\nserver keeps running at {run.server_url} — user {run.username!r}, password "
+        f"{run.password!r} (HTTP Basic); e.g. {run.server_url}/api/my_stacks.php. "
+        "Ctrl-C stops it."
+    )
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping")

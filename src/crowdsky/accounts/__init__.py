@@ -2,6 +2,23 @@
 
 from __future__ import annotations
 
+from crowdsky.accounts.users import (
+    API_KEY_PREFIX,
+    AccountError,
+    ApiKeyInfo,
+    IssuedApiKey,
+    UserInfo,
+    authenticate_api_key,
+    authenticate_password,
+    create_api_key,
+    create_user,
+    get_active_user,
+    list_api_keys,
+    list_users,
+    login_fingerprint,
+    revoke_api_key,
+    set_user_active,
+)
 from crowdsky.accounts.workers import (
     IssuedWorkerToken,
     WorkerTokenError,
@@ -13,11 +30,26 @@ from crowdsky.accounts.workers import (
 )
 
 __all__ = [
+    "API_KEY_PREFIX",
+    "AccountError",
+    "ApiKeyInfo",
+    "IssuedApiKey",
     "IssuedWorkerToken",
+    "UserInfo",
     "WorkerTokenError",
     "WorkerTokenInfo",
+    "authenticate_api_key",
+    "authenticate_password",
     "authenticate_worker_token",
+    "create_api_key",
+    "create_user",
     "create_worker_token",
+    "get_active_user",
+    "list_api_keys",
+    "list_users",
     "list_worker_tokens",
+    "login_fingerprint",
+    "revoke_api_key",
     "revoke_worker_token",
+    "set_user_active",
 ]

@@ -18,7 +18,7 @@ from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.errors import install_error_handlers
-from crowdsky.server.routes import health, worker_api
+from crowdsky.server.routes import health, upload_api, user_api, worker_api
 from crowdsky.server.state import ServerState
 from crowdsky.storage.raw_store import RawStore
 
@@ -82,6 +82,8 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(worker_api.router)
+    app.include_router(upload_api.router)
+    app.include_router(user_api.router)
     return app
 
 

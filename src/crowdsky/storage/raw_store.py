@@ -10,9 +10,12 @@ committed; a crash in between leaves a file marked deleted that cleanup removes 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 
 class UnsafePath(ValueError):
@@ -38,6 +41,33 @@ class RawStore:
         if path != self.root and self.root not in path.parents:
             raise UnsafePath(f"path {relative_path!r} escapes the uploads dir")
         return path
+
+    def open_partial(self, relative_dir: str, max_bytes: int) -> PartialUpload:
+        """Start receiving a file into a session folder (see :class:`PartialUpload`)."""
+        return PartialUpload(self, relative_dir, max_bytes)
+
+    def publish(self, partial: PartialUpload, file_name: str) -> str:
+        """Give a finished partial its final name atomically; returns the relative path.
+
+        ``file_name`` must be a plain safe name. When it is taken, a numbered variant
+        (``name-2.fit``) is used: a hard link never replaces an existing file.
+        """
+        if "/" in file_name or "\\" in file_name or file_name.startswith(".") or not file_name:
+            raise UnsafePath(f"unsafe file name {file_name!r}")
+        directory = partial.path.parent
+        stem, dot, suffix = file_name.rpartition(".")
+        if not dot:
+            stem, suffix = file_name, ""
+        candidate = file_name
+        for attempt in range(2, 10_000):
+            try:
+                os.link(partial.path, directory / candidate)
+            except FileExistsError:
+                candidate = f"{stem}-{attempt}.{suffix}" if dot else f"{stem}-{attempt}"
+                continue
+            partial.discard()
+            return f"{partial.relative_dir}/{candidate}"
+        raise UnsafePath(f"no free name for {file_name!r}")
 
     def exists(self, relative_path: str) -> bool:
         """Whether the file is on disk."""
@@ -88,3 +118,61 @@ class RawStore:
         with contextlib.suppress(OSError):
             os.rmdir(path.parent)
         return removed
+
+
+# -- streaming writer (upload intake) ------------------------------------------------------
+
+#: Partial uploads are hidden files with this prefix inside the session folder.
+PARTIAL_PREFIX = ".upload-"
+
+
+class UploadTooLarge(ValueError):
+    """More bytes arrived than the per-file limit allows."""
+
+
+class PartialUpload:
+    """A file being received: written to a hidden temporary name, hashed as it grows.
+
+    Nothing under its final name is visible until :meth:`RawStore.publish` links it
+    there in one step, so a reader never sees half a file. Memory use is one chunk,
+    whatever the file size.
+    """
+
+    def __init__(self, store: RawStore, relative_dir: str, max_bytes: int) -> None:
+        directory = store.resolve(relative_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.relative_dir = relative_dir
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        fd, name = tempfile.mkstemp(prefix=PARTIAL_PREFIX, dir=directory)
+        self.path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        """Append bytes, hashing them; raises :class:`UploadTooLarge` past the limit."""
+        if self._file is None:
+            raise ValueError("write to a closed upload")
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise UploadTooLarge(f"more than {self.max_bytes} bytes")
+        self._hash.update(data)
+        self._file.write(data)
+
+    def finish(self) -> str:
+        """Flush and fsync the data; returns the hex SHA-256 of everything written."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (safe to call more than once)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()

@@ -1,0 +1,76 @@
+"""Upload intake: FITS header validation, chunking into jobs, upload sessions."""
+
+from __future__ import annotations
+
+from crowdsky.ingest.chunking import (
+    Chunk,
+    ChunkPlan,
+    FrameInfo,
+    SkippedChunk,
+    chunk_key,
+    healpix_ring_pixel,
+    plan_chunks,
+)
+from crowdsky.ingest.errors import (
+    EmptySession,
+    FileError,
+    FileTooLarge,
+    IngestError,
+    InvalidFileName,
+    InvalidFits,
+    SessionClosed,
+    SessionNotFound,
+)
+from crowdsky.ingest.filenames import check_file_name
+from crowdsky.ingest.fits_headers import FrameHeader, read_frame_header
+from crowdsky.ingest.scrub import scrub_site_location
+from crowdsky.ingest.sessions import (
+    ChunkReport,
+    FileStatus,
+    FinalizeResult,
+    IntakeSettings,
+    ReceivedFile,
+    SessionRef,
+    SessionStatus,
+    SkippedReport,
+    finalize_session,
+    open_session,
+    receive_file,
+    session_status,
+    start_session,
+)
+
+__all__ = [
+    "Chunk",
+    "ChunkPlan",
+    "ChunkReport",
+    "EmptySession",
+    "FileError",
+    "FileStatus",
+    "FileTooLarge",
+    "FinalizeResult",
+    "FrameHeader",
+    "FrameInfo",
+    "IngestError",
+    "IntakeSettings",
+    "InvalidFileName",
+    "InvalidFits",
+    "ReceivedFile",
+    "SessionClosed",
+    "SessionNotFound",
+    "SessionRef",
+    "SessionStatus",
+    "SkippedChunk",
+    "SkippedReport",
+    "check_file_name",
+    "chunk_key",
+    "finalize_session",
+    "healpix_ring_pixel",
+    "open_session",
+    "plan_chunks",
+    "read_frame_header",
+    "receive_file",
+    "scrub_site_location",
+    "session_status",
+    "start_session",
+]

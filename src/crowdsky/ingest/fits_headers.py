@@ -1,0 +1,309 @@
+"""Understand one uploaded raw frame from its FITS header, or say exactly why not.
+
+The original accepted anything whose first card looked right and read five keywords
+with a hand-written card parser (``original-system.md`` §4, bugs 20–22). Here astropy
+parses the cards per the standard; we then check that the file really holds a 2-D or
+3-D image whose data are all there (a truncated upload is refused), and read every
+keyword the chunking and the stacker need. Values are normalised once:
+
+- ``DATE-OBS`` is UTC whatever its precision; a value without a zone is UTC (bug 9),
+  fractional seconds are kept (bug 11), implausible dates are refused;
+- ``RA``/``DEC`` may be degrees or sexagesimal strings (RA then in hours, bug 22);
+- ``BAYERPAT`` must be one of the four Bayer layouts when present, and a Seestar
+  raw (2-D) must have one, because the stacker cannot debayer without it (bug 20).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from astropy.io import fits
+
+from crowdsky.ingest.errors import InvalidFits
+
+#: Oldest plausible DATE-OBS (no smart telescope existed before).
+EARLIEST_DATE_OBS = datetime(2000, 1, 1, tzinfo=UTC)
+#: Tolerance for clocks running ahead of the server's.
+FUTURE_TOLERANCE = timedelta(days=1)
+BAYER_PATTERNS = frozenset({"RGGB", "BGGR", "GRBG", "GBRG"})
+
+_DATE_OBS = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+    r"\s*(Z|UTC|[+-]\d{2}:?\d{2})?$",
+    re.IGNORECASE,
+)
+_SEXAGESIMAL = re.compile(
+    r"^([+-])?\s*(\d+(?:\.\d*)?)[\s:hHdD°]+(\d+(?:\.\d*)?)"
+    r"(?:[\s:mM']+(\d+(?:\.\d*)?)[sS\"]?)?\s*$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """What CrowdSky knows about one raw frame (units in the names; None = keyword absent)."""
+
+    date_obs: datetime
+    exptime_s: float | None
+    ra_deg: float | None
+    dec_deg: float | None
+    object_name: str | None
+    filter_name: str | None
+    telescop: str | None
+    instrume: str | None
+    gain: float | None
+    ccd_temp_c: float | None
+    bayerpat: str | None
+    eqmode: int | None
+    site_lat_deg: float | None
+    site_long_deg: float | None
+    width: int
+    height: int
+
+
+def read_frame_header(
+    path: str | os.PathLike[str], filename: str, *, now: datetime | None = None
+) -> FrameHeader:
+    """Validate a raw frame on disk and read its header.
+
+    Parameters
+    ----------
+    path
+        The stored file (already complete on disk).
+    filename
+        The client's name for it, used in every error message.
+    now
+        Reference time for the "date in the future" check; default: the current time.
+
+    Returns
+    -------
+    FrameHeader
+        The normalised header values.
+
+    Raises
+    ------
+    InvalidFits
+        Not FITS, truncated, no image, or a required or malformed keyword; the message
+        names the file and the problem.
+    """
+    file_path = Path(path)
+    size = file_path.stat().st_size
+    if size == 0:
+        raise InvalidFits(filename, "the file is empty (0 bytes)")
+    header, width, height = _read_image_header(file_path, filename, size)
+    date_obs = parse_date_obs(header.get("DATE-OBS"), filename, now=now)
+    ra_deg = _angle(header, "RA", filename, hours_if_sexagesimal=True)
+    dec_deg = _angle(header, "DEC", filename, hours_if_sexagesimal=False)
+    if (ra_deg is None) != (dec_deg is None):
+        present, missing = ("RA", "DEC") if dec_deg is None else ("DEC", "RA")
+        raise InvalidFits(filename, f"header has {present} but no {missing}")
+    if ra_deg is not None and not 0.0 <= ra_deg <= 360.0:
+        raise InvalidFits(filename, f"RA {ra_deg} is outside 0-360 degrees")
+    if dec_deg is not None and not -90.0 <= dec_deg <= 90.0:
+        raise InvalidFits(filename, f"DEC {dec_deg} is outside -90..+90 degrees")
+    exptime = _number(header, "EXPTIME", filename)
+    if exptime is None:
+        exptime = _number(header, "EXPOSURE", filename)
+    if exptime is not None and exptime <= 0:
+        raise InvalidFits(filename, f"EXPTIME {exptime} is not a positive number of seconds")
+    instrume = _text(header, "INSTRUME")
+    bayerpat = _text(header, "BAYERPAT")
+    if bayerpat is not None:
+        bayerpat = bayerpat.upper()
+        if bayerpat not in BAYER_PATTERNS:
+            raise InvalidFits(
+                filename,
+                f"BAYERPAT {bayerpat!r} is not one of {', '.join(sorted(BAYER_PATTERNS))}",
+            )
+    elif int(header.get("NAXIS", 0)) == 2 and "seestar" in (instrume or "").lower():
+        raise InvalidFits(filename, "Seestar raw frame without BAYERPAT; it cannot be debayered")
+    eqmode = _number(header, "EQMODE", filename)
+    return FrameHeader(
+        date_obs=date_obs,
+        exptime_s=exptime,
+        ra_deg=ra_deg,
+        dec_deg=dec_deg,
+        object_name=_text(header, "OBJECT"),
+        filter_name=_text(header, "FILTER"),
+        telescop=_text(header, "TELESCOP"),
+        instrume=instrume,
+        gain=_number(header, "GAIN", filename),
+        ccd_temp_c=_number(header, "CCD-TEMP", filename),
+        bayerpat=bayerpat,
+        eqmode=None if eqmode is None else int(eqmode),
+        site_lat_deg=_site(header, "SITELAT", filename),
+        site_long_deg=_site(header, "SITELONG", filename),
+        width=width,
+        height=height,
+    )
+
+
+def parse_date_obs(value: Any, filename: str, *, now: datetime | None = None) -> datetime:
+    """DATE-OBS as an aware UTC datetime, keeping its full precision.
+
+    A value without a zone is UTC (FITS times are UTC unless TIMESYS says otherwise;
+    the original read them in the server's local zone, bug 9).
+
+    Raises
+    ------
+    InvalidFits
+        Missing, unparseable, before 2000 or more than a day in the future.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidFits(filename, "header has no DATE-OBS; raw frames need their start time")
+    if not isinstance(value, str):
+        raise InvalidFits(filename, f"DATE-OBS {value!r} is not an ISO date string")
+    match = _DATE_OBS.match(value.strip())
+    if match is None:
+        raise InvalidFits(
+            filename, f"DATE-OBS {value!r} is not an ISO-8601 time (YYYY-MM-DDThh:mm:ss[.s])"
+        )
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    try:
+        moment = datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise InvalidFits(filename, f"DATE-OBS {value!r} is not a valid date: {exc}") from exc
+    if zone and zone.upper() not in ("Z", "UTC"):
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    reference = now or datetime.now(UTC)
+    if moment < EARLIEST_DATE_OBS or moment > reference + FUTURE_TOLERANCE:
+        raise InvalidFits(
+            filename,
+            f"DATE-OBS {value!r} is implausible (before 2000 or in the future); "
+            "check the telescope's clock",
+        )
+    return moment
+
+
+def parse_angle(value: Any, *, hours_if_sexagesimal: bool) -> float:
+    """Degrees from a number or a sexagesimal string (``12 50 53.1``, ``+41:07:12``).
+
+    Sexagesimal RA is in hours (multiplied by 15); numeric values are degrees.
+
+    Raises
+    ------
+    ValueError
+        Neither a finite number nor a sexagesimal angle.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an angle")
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            match = _SEXAGESIMAL.match(text)
+            if match is None:
+                raise ValueError(f"{text!r} is neither a number nor a sexagesimal angle") from None
+            sign, whole, minutes, seconds = match.groups()
+            if float(minutes) >= 60 or float(seconds or 0) >= 60:
+                raise ValueError(f"{text!r}: minutes and seconds must be below 60") from None
+            number = float(whole) + float(minutes) / 60 + float(seconds or 0) / 3600
+            if sign == "-":
+                number = -number
+            if hours_if_sexagesimal:
+                number *= 15.0
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not finite")
+    return number
+
+
+def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Header, int, int]:
+    """The header of the first image HDU, after checking that its data are complete."""
+    with warnings.catch_warnings():
+        # astropy warns about non-standard cards and truncation; we judge the file ourselves
+        warnings.simplefilter("ignore")
+        try:
+            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+                for index, hdu in enumerate(hdul):
+                    header = hdu.header
+                    naxis = int(header.get("NAXIS", 0))
+                    if naxis == 0 or isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
+                        continue
+                    if naxis not in (2, 3):
+                        raise InvalidFits(filename, f"image has {naxis} axes; expected 2 or 3")
+                    axes = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
+                    if min(axes) <= 0:
+                        raise InvalidFits(filename, f"image has an empty axis {axes}")
+                    bitpix = int(header["BITPIX"])
+                    needed = abs(bitpix) // 8 * math.prod(axes)
+                    start = int(hdul.fileinfo(index)["datLoc"])
+                    if start + needed > size:
+                        raise InvalidFits(
+                            filename,
+                            f"file is truncated: the image needs {needed} bytes of data "
+                            f"but only {max(size - start, 0)} are present",
+                        )
+                    return header.copy(), axes[0], axes[1]
+        except InvalidFits:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            detail = str(exc).split(". ")[0] or type(exc).__name__
+            raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
+    raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
+
+
+def _text(header: fits.Header, key: str) -> str | None:
+    value = header.get(key)
+    if value is None or isinstance(value, bool):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _number(header: fits.Header, key: str, filename: str) -> float | None:
+    value = header.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InvalidFits(filename, f"{key} is a boolean, expected a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidFits(filename, f"{key} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise InvalidFits(filename, f"{key} {value!r} is not a finite number")
+    return number
+
+
+def _angle(
+    header: fits.Header, key: str, filename: str, *, hours_if_sexagesimal: bool
+) -> float | None:
+    value = header.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return parse_angle(value, hours_if_sexagesimal=hours_if_sexagesimal)
+    except ValueError as exc:
+        raise InvalidFits(filename, f"{key} is not a valid coordinate: {exc}") from None
+
+
+def _site(header: fits.Header, key: str, filename: str) -> float | None:
+    value = header.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return parse_angle(value, hours_if_sexagesimal=False)
+    except ValueError as exc:
+        raise InvalidFits(filename, f"{key} is not a valid site coordinate: {exc}") from None

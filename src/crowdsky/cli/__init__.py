@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from crowdsky.cli import admin, server, stack, worker
+from crowdsky.cli import admin, demo, server, stack, upload, users, worker
 
 app = typer.Typer(
     name="crowdsky",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (server, admin, stack, worker):
+for _module in (server, admin, stack, worker, demo, users, upload):
     _module.register(app)
 
 

@@ -1,0 +1,282 @@
+"""Upload a folder of raw frames to a CrowdSky server: parallel, resumable, no duplicates.
+
+The original uploaded one file at a time and, after an interruption, did not know
+which files the server already had (bugs 41, 42). This client
+
+1. keeps the session token in ``.crowdsky-upload.json`` inside the folder;
+2. on a re-run asks the server for the session's files with their SHA-256 and
+   uploads only the files whose hash is missing (a finalized session is finalized
+   again, which returns the same jobs);
+3. uploads with several connections at once, retrying transient failures
+   (connection errors, 5xx, 429) with capped backoff;
+4. finalizes and returns the jobs created.
+
+It wraps one :class:`httpx.Client`; tests inject a transport or use a real server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+STATE_FILE = ".crowdsky-upload.json"
+FITS_SUFFIXES = frozenset({".fit", ".fits", ".fts"})
+DEFAULT_PARALLEL = 4
+MAX_ATTEMPTS = 4
+BACKOFF_START_S = 0.5
+BACKOFF_MAX_S = 8.0
+HASH_CHUNK_BYTES = 1024 * 1024
+TIMEOUT = httpx.Timeout(connect=30.0, read=300.0, write=300.0, pool=300.0)
+UPLOAD_PATH = "/api/raw_upload.php"
+
+
+class UploadError(Exception):
+    """The server refused a request; the message is the server's explanation."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """What happened to one local file."""
+
+    path: Path
+    status: str  # uploaded | duplicate | already_on_server | failed
+    chunk_key: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class UploadReport:
+    """The result of one run over a folder."""
+
+    session_token: str
+    files: list[FileOutcome] = field(default_factory=list)
+    finalize: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
+
+    def count(self, status: str) -> int:
+        """How many files ended with ``status``."""
+        return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        """Files the server refused."""
+        return [f for f in self.files if f.status == "failed"]
+
+
+ProgressCallback = Callable[[int, FileOutcome | None], None]
+
+
+class UploadClient:
+    """The raw upload API of one server, for one user."""
+
+    def __init__(
+        self,
+        server_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        api_key: str | None = None,
+        parallel: int = DEFAULT_PARALLEL,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers: dict[str, str] = {}
+        auth: httpx.Auth | None = None
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        elif username and password:
+            auth = httpx.BasicAuth(username, password)
+        else:
+            raise ValueError("give an API key, or a user name and password")
+        self.server_url = server_url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.server_url,
+            headers=headers,
+            auth=auth,
+            timeout=TIMEOUT,
+            transport=transport,
+            limits=httpx.Limits(max_connections=max(parallel, 1) + 1),
+        )
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> UploadClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> str:
+        """Open a session; returns its token."""
+        return str(self._call("POST", {"action": "start"})["session_token"])
+
+    def status(self, token: str) -> dict[str, Any]:
+        """The session's state and files (with hashes)."""
+        return self._call("GET", {"action": "status", "session_token": token})
+
+    def upload_file(self, token: str, path: Path) -> dict[str, Any]:
+        """Send one file (streamed from disk)."""
+
+        def send() -> httpx.Response:
+            with path.open("rb") as handle:
+                return self._http.post(
+                    UPLOAD_PATH,
+                    params={"action": "file"},
+                    data={"session_token": token},
+                    files={"file": (path.name, handle, "application/fits")},
+                )
+
+        return self._with_retries(send)
+
+    def finalize(
+        self, token: str, *, overwrite: bool = False, scrub_location: bool = False
+    ) -> dict[str, Any]:
+        """Turn the session into jobs (repeatable: a second call returns the same jobs)."""
+        data = {
+            "session_token": token,
+            "overwrite": "1" if overwrite else "0",
+            "scrub_location": "1" if scrub_location else "0",
+        }
+        return self._with_retries(
+            lambda: self._http.post(UPLOAD_PATH, params={"action": "finalize"}, data=data)
+        )
+
+    def _call(self, method: str, params: dict[str, str]) -> dict[str, Any]:
+        return self._with_retries(lambda: self._http.request(method, UPLOAD_PATH, params=params))
+
+    def _with_retries(self, send: Callable[[], httpx.Response]) -> dict[str, Any]:
+        delay = BACKOFF_START_S
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                response = send()
+            except httpx.TransportError as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise UploadError(f"cannot reach {self.server_url}: {exc}") from exc
+            else:
+                if response.status_code < 400:
+                    result: dict[str, Any] = response.json()
+                    return result
+                if response.status_code not in (429,) and response.status_code < 500:
+                    raise UploadError(_error_text(response), response.status_code)
+                if attempt == MAX_ATTEMPTS:
+                    raise UploadError(_error_text(response), response.status_code)
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+        raise AssertionError("unreachable")
+
+
+def find_fits_files(folder: Path) -> list[Path]:
+    """FITS files directly in ``folder`` (by extension), sorted by name."""
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in FITS_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def upload_folder(
+    client: UploadClient,
+    folder: Path,
+    *,
+    parallel: int = DEFAULT_PARALLEL,
+    overwrite: bool = False,
+    scrub_location: bool = False,
+    finalize: bool = True,
+    on_progress: ProgressCallback | None = None,
+    files: Iterable[Path] | None = None,
+) -> UploadReport:
+    """Upload every FITS file of a folder that the session does not have yet, then finalize.
+
+    ``on_progress(bytes_sent, outcome)`` is called after each file (``outcome`` None
+    for files skipped because the server already has them).
+    """
+    paths = list(files) if files is not None else find_fits_files(folder)
+    token, known, state = _resume_or_start(client, folder)
+    pending = [p for p in paths if not known or sha256_of(p) not in known]
+    if state == "complete" and pending:
+        token, known, state = _new_session(client, folder), set(), "new"
+    report = UploadReport(session_token=token, resumed=state != "new")
+    for path in paths:
+        if path not in pending:
+            report.files.append(FileOutcome(path, "already_on_server"))
+            if on_progress:
+                on_progress(path.stat().st_size, None)
+    with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
+        futures = {pool.submit(client.upload_file, token, path): path for path in pending}
+        for future in as_completed(futures):
+            path = futures[future]
+            try:
+                answer = future.result()
+                outcome = FileOutcome(
+                    path,
+                    "duplicate" if answer.get("duplicate") else "uploaded",
+                    chunk_key=answer.get("chunk_key"),
+                )
+            except UploadError as exc:
+                if exc.status_code in (401, 404, 409):
+                    raise  # the session or the credentials are unusable: stop
+                outcome = FileOutcome(path, "failed", error=str(exc))
+            report.files.append(outcome)
+            if on_progress:
+                on_progress(path.stat().st_size, outcome)
+    if finalize:
+        report.finalize = client.finalize(token, overwrite=overwrite, scrub_location=scrub_location)
+    return report
+
+
+def _resume_or_start(client: UploadClient, folder: Path) -> tuple[str, set[str], str]:
+    """The session to continue (token, hashes it holds, its status) or a new one ("new")."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        state = {}
+    token = state.get("session_token") if state.get("server") == client.server_url else None
+    if isinstance(token, str) and token:
+        try:
+            status = client.status(token)
+        except UploadError as exc:
+            if exc.status_code not in (404,):
+                raise
+        else:
+            if status.get("status") in ("uploading", "complete"):
+                return token, {f["sha256"] for f in status.get("files", [])}, status["status"]
+    return _new_session(client, folder), set(), "new"
+
+
+def _new_session(client: UploadClient, folder: Path) -> str:
+    token = client.start()
+    state = {"server": client.server_url, "session_token": token}
+    (folder / STATE_FILE).write_text(json.dumps(state))
+    return token
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    if isinstance(body, dict) and "error" in body:
+        return str(body["error"])
+    return f"HTTP {response.status_code}"

@@ -144,3 +144,14 @@ def test_env_example_has_every_spec_variable_and_no_secrets() -> None:
     ):
         assert f"{name}=" in text
     assert "change-me" in text or "<" in text
+
+
+def test_describe_never_shows_secrets(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crowdsky.worker.config import describe
+
+    monkeypatch.setenv("API_BASE_URL", "http://x/api")
+    monkeypatch.setenv("WORKER_API_KEY", "key-placeholder-123")
+    monkeypatch.setenv("UCLOUD_WEBDAV_URL", "https://h/public.php/dav/files/SecretTok")
+    text = str(describe(load_worker_settings(None)))
+    assert "SecretTok" not in text and "key-placeholder-123" not in text
+    assert "<token>" in text

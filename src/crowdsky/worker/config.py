@@ -266,13 +266,25 @@ def token_in_share_url(url: str) -> str | None:
     return token or None
 
 
+def redact_share_url(url: str | None) -> str | None:
+    """The share URL with a path-embedded token replaced by ``<token>`` (safe to log)."""
+    if url is None:
+        return None
+    token = token_in_share_url(url)
+    return url.replace(token, "<token>") if token else url
+
+
 def describe(settings: WorkerSettings) -> Mapping[str, object]:
     """The settings as a log-safe mapping (secrets are never included)."""
     return {
         "api_base_url": settings.api_base_url,
         "worker_id": settings.worker_id,
         "result_store": settings.store_kind,
-        "webdav_url": settings.ucloud_webdav_url if settings.store_kind == "webdav" else None,
+        "webdav_url": (
+            redact_share_url(settings.ucloud_webdav_url)
+            if settings.store_kind == "webdav"
+            else None
+        ),
         "base_path": settings.ucloud_base_path,
         "work_dir": str(settings.work_dir),
         "max_workers": settings.max_workers,

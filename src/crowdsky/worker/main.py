@@ -353,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", help="overrides WORK_DIR")
     parser.add_argument("--poll-interval", type=float, help="overrides POLL_INTERVAL")
     parser.add_argument("--log-level", help="overrides LOG_LEVEL")
-    parser.add_argument(
-        "--json-logs", action=argparse.BooleanOptionalAction, default=None, help="JSON log lines"
+    logs = parser.add_mutually_exclusive_group()
+    logs.add_argument(
+        "--json-logs", dest="json_logs", action="store_const", const=True, help="JSON log lines"
+    )
+    logs.add_argument(
+        "--console-logs", dest="json_logs", action="store_const", const=False, help="human logs"
     )
     return parser
 

@@ -292,14 +292,16 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
             ]
         )
         noise = np.array([st[1] for st in stats]) * scales[:, None]  # normalised
+        # inverse variance of the *warped, normalised* frame: interpolation smooths
+        # frames by different amounts (sub-pixel phase), the unwarped reference least
         weights = quality.frame_weights(
-            [s.record.noise_adu or 1.0 for s in used],
-            [s.record.transparency or 1.0 for s in used],
+            np.sqrt(np.mean(noise**2, axis=1)).tolist(),
+            [1.0] * len(used),
             [s.record.fwhm_px or float("nan") for s in used],
             ref_fwhm,
             params.weighting,
         )
-        floor = np.median(noise, axis=0)
+        floor = np.sqrt(np.mean(noise**2, axis=0))  # RMS: the scatter a sample shows
         band_budget = max(budget // 2, 16 * 1024 * 1024)
         combined = combine.combine_frames(
             store,

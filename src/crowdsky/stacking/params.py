@@ -21,7 +21,7 @@ __all__ = ["COMBINE_METHODS", "REJECTION_METHODS", "StackParams"]
 COMBINE_METHODS = ("mean", "median")
 REJECTION_METHODS = ("mad-clip", "none")
 TRANSFORM_MODELS = ("similarity", "affine")
-INTERPOLATIONS = ("cubic", "linear", "lanczos4")
+INTERPOLATIONS = ("cubic", "linear", "lanczos4", "cubic-linear")
 WEIGHTINGS = ("quality", "noise", "none")
 
 DEFAULT_MEMORY_LIMIT_BYTES = 768 * 1024 * 1024
@@ -56,8 +56,9 @@ class StackParams:
         their background; background offsets are always equalised.
     transform_model : {'similarity', 'affine'}
         Registration model fitted to matched stars.
-    interpolation : {'cubic', 'linear', 'lanczos4'}
-        OpenCV warp interpolation (cubic: order-3 sharpness at ~20× skimage speed).
+    interpolation : {'cubic', 'linear', 'lanczos4', 'cubic-linear'}
+        OpenCV warp interpolation (cubic: order-3 sharpness at ~20× skimage speed);
+        ``'cubic-linear'`` is the mean of the cubic and bilinear warps (see ``warp.py``).
     detect_sigma : float
         First detection threshold in background RMS on the 2×2 superpixel image; it
         is lowered step by step down to ``min_detect_sigma`` until ``target_stars``

@@ -15,7 +15,8 @@ Weights
 
 Channel statistics
     Background and noise per channel of a warped frame from a strided sample of
-    covered pixels: median and 1.4826 × MAD (robust to stars and the galaxy).
+    covered pixels: the median, and the RMS of the values within ±4 MAD-σ of it
+    (robust to stars and the galaxy, but an RMS: see ``channel_statistics``).
 """
 
 from __future__ import annotations
@@ -142,6 +143,11 @@ def channel_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             back[c], noise[c] = 0.0, 1.0
             continue
         med = float(np.median(v))
+        mad_sigma = 1.4826 * float(np.median(np.abs(v - med))) or 1.0
+        # RMS of the values within ±4 MAD-σ: demosaiced noise mixes native and
+        # interpolated pixels, whose MAD understates the RMS that sets the scatter
+        # between frames (a too-small floor makes the clip reject good samples)
+        core = v[np.abs(v - med) < 4.0 * mad_sigma]
         back[c] = med
-        noise[c] = 1.4826 * float(np.median(np.abs(v - med))) or 1.0
+        noise[c] = max(float(core.std()) if core.size > 10 else mad_sigma, 1e-3)
     return back, noise

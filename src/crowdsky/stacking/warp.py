@@ -17,6 +17,8 @@ from crowdsky.stacking import errors
 __all__ = ["warp_image"]
 
 _FLAGS = {"cubic": "INTER_CUBIC", "linear": "INTER_LINEAR", "lanczos4": "INTER_LANCZOS4"}
+BLENDED = "cubic-linear"
+"""Mean of the cubic and the bilinear warp: a kernel between the two (see module doc)."""
 
 
 def warp_image(
@@ -37,8 +39,8 @@ def warp_image(
         2×3 affine mapping frame pixel (x, y) to reference pixel (x, y).
     shape : tuple of int
         Output (rows, columns): the reference frame's shape.
-    interpolation : {'cubic', 'linear', 'lanczos4'}
-        OpenCV interpolation.
+    interpolation : {'cubic', 'linear', 'lanczos4', 'cubic-linear'}
+        OpenCV interpolation, or the mean of the cubic and bilinear warps.
     dst : ndarray or None
         Preallocated float32 output of the right shape to write into (saves a
         frame-sized allocation and its page faults).
@@ -52,6 +54,12 @@ def warp_image(
 
     if image.dtype != np.float32:
         raise errors.InvalidInput(f"warp_image expects float32, got {image.dtype}")
+    if interpolation == BLENDED:
+        out = warp_image(image, matrix, shape, "cubic", dst=dst)
+        soft = warp_image(image, matrix, shape, "linear")
+        out += soft
+        out *= np.float32(0.5)
+        return out
     flag = getattr(cv2, _FLAGS[interpolation])
     try:
         return cv2.warpAffine(

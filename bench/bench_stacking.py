@@ -1,0 +1,356 @@
+"""Stacking benchmark: CrowdSky's engine against the original seestarpy 0.1.3 stacker.
+
+In one run on this machine:
+
+* **Real frames** (``../shared/data/seestar-s50-m94``, the first 15 and all 32):
+  CrowdSky's ``stack_files`` and seestarpy 0.1.3's
+  ``FrameCollection(paths).process(method="mean", sigma_clip=3.0)`` + ``save``, each
+  in its own subprocess. seestarpy is installed with pip into a separate virtual
+  environment under the work directory (``--work-dir``, outside the repository).
+* **Simulated frames** (``crowdsky.simulate``, full S50 size, 90 and 300 frames):
+  CrowdSky alone.
+
+Per run: wall time of the whole subprocess (interpreter start and imports included),
+time of the stacking call itself, seconds per frame, peak RSS (``ru_maxrss`` of the
+subprocess), scratch bytes (CrowdSky reports its scratch file; seestarpy has none) and
+all bytes the process wrote. Quality figures are computed by this script in the same
+way for every output, on the summed RGB channels, 100 px inside the edges: stars
+detected by sep at 5σ (minarea 5), median FWHM (2 × half-flux radius of unflagged
+stars) and background noise (clipped RMS after a 64 px background model with sources
+masked). One warm-up run per case, then ``--repeats`` timed runs; medians reported.
+
+Usage (from the project root)::
+
+    .venv/bin/python bench/bench_stacking.py [--repeats 3] [--work-dir DIR]
+        [--real 15,32] [--sim 90,300] [--no-seestarpy] [--write-doc]
+
+``--write-doc`` replaces the "## Stacking engine" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REAL_DIR = ROOT.parent / "shared" / "data" / "seestar-s50-m94"
+SEESTARPY_SPEC = "seestarpy==0.1.3"
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## Stacking engine"
+EDGE_PX = 100
+
+
+# -- environments -----------------------------------------------------------------------
+
+
+def seestarpy_python(work: Path) -> Path:
+    """Create (once) a venv with seestarpy 0.1.3 and return its interpreter."""
+    venv = work / "venv-seestarpy"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating {venv} and installing {SEESTARPY_SPEC} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", SEESTARPY_SPEC], check=True)
+    probe = subprocess.run([str(python), "-c", "import cv2"], capture_output=True)
+    if probe.returncode != 0:  # GUI OpenCV without libGL: use the headless wheel
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "opencv-python-headless"], check=True
+        )
+    return python
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="2", NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
+    env["PYTHONPATH"] = str(ROOT / "src")
+    return env
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {mem_gb:.0f} GB RAM, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, load average at start {os.getloadavg()[0]:.1f}"
+    )
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+def run_once(python: Path, runner: Path, paths: list[Path], out: Path, work: Path) -> dict:
+    listing = work / "inputs.txt"
+    listing.write_text("\n".join(str(p) for p in paths))
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [str(python), str(runner), str(listing), str(out)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=work,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{runner.name} failed:\n{proc.stderr[-3000:]}")
+    record = json.loads(proc.stdout.strip().splitlines()[-1])
+    record["wall_s"] = wall
+    return record
+
+
+# -- quality ---------------------------------------------------------------------------------
+
+
+def load_luminance(path: Path) -> np.ndarray:
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        names = {h.name for h in hdul}
+        if {"RED", "GREEN", "BLUE"} <= names:
+            rgb = np.stack([hdul[n].data for n in ("RED", "GREEN", "BLUE")], axis=-1)
+        else:
+            data = np.asarray(hdul[0].data, dtype=np.float32)
+            rgb = np.moveaxis(data, 0, -1) if data.shape[0] == 3 else data
+    lum = np.asarray(rgb, dtype=np.float32).sum(axis=2)
+    return np.ascontiguousarray(lum[EDGE_PX:-EDGE_PX, EDGE_PX:-EDGE_PX])
+
+
+def quality(lum: np.ndarray) -> dict[str, float]:
+    import cv2
+    import sep
+
+    sep.set_extract_pixstack(2_000_000)
+    lum = np.where(np.isfinite(lum), lum, np.nanmedian(lum)).astype(np.float32)
+    bkg = sep.Background(lum, bw=64, bh=64)
+    res = lum - bkg.back()
+    objs, _segmap = sep.extract(res, 5.0, err=bkg.globalrms, minarea=5, segmentation_map=True)
+    good = objs[(objs["flag"] == 0) & (objs["peak"] < 0.8 * objs["peak"].max())]
+    r50, rflag = sep.flux_radius(
+        res, good["x"], good["y"], np.clip(6.0 * good["a"], 3, 40), 0.5, subpix=5
+    )
+    fwhm = 2.0 * r50[(rflag == 0) & (r50 > 0)]
+    _, seg3 = sep.extract(res, 3.0, err=bkg.globalrms, segmentation_map=True)
+    sources = cv2.dilate((seg3 > 0).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    values = res[~sources]
+    for _ in range(5):
+        med, std = np.median(values), values.std()
+        values = values[np.abs(values - med) < 4.0 * std]
+    return {
+        "stars": float(len(objs)),
+        "fwhm_px": float(np.median(fwhm)) if fwhm.size else float("nan"),
+        "noise_adu": float(values.std()),
+    }
+
+
+# -- cases -------------------------------------------------------------------------------------
+
+
+def simulated_frames(work: Path, n: int) -> list[Path]:
+    """A full-size simulated sequence, generated once and cached in the work directory."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from crowdsky.simulate import simulate_sequence
+
+    folder = work / "sim"
+    existing = sorted(folder.glob("*.fit"))
+    if len(existing) < n:
+        print(f"simulating {n} full-size frames into {folder} ...", flush=True)
+        seq = simulate_sequence(folder, n_frames=n, seed=42)
+        existing = list(seq.paths)
+    return sorted(existing)[:n]
+
+
+def bench_case(label, engine, python, runner, paths, work, repeats) -> dict:
+    out = work / f"out-{engine}-{label}.fits"
+    print(f"{engine:10s} {label:12s} warm-up ...", flush=True)
+    run_once(python, runner, paths, out, work)
+    runs = []
+    for k in range(repeats):
+        record = run_once(python, runner, paths, out, work)
+        runs.append(record)
+        print(
+            f"{engine:10s} {label:12s} run {k + 1}: wall {record['wall_s']:.2f} s, "
+            f"stack {record['stack_s']:.2f} s, peak RSS {record['peak_rss_bytes'] / 1e6:.0f} MB",
+            flush=True,
+        )
+    med = {
+        key: statistics.median(r[key] for r in runs)
+        for key in (
+            "wall_s",
+            "stack_s",
+            "import_s",
+            "peak_rss_bytes",
+            "write_bytes",
+            "scratch_bytes",
+        )
+    }
+    med.update(quality(load_luminance(out)))
+    med.update(
+        engine=engine,
+        label=label,
+        n=len(paths),
+        n_aligned=runs[-1].get("n_aligned"),
+        storage=runs[-1].get("storage", "ram-float64"),
+        wall_max_s=max(r["wall_s"] for r in runs),
+        stages=runs[-1].get("stages_s"),
+    )
+    return med
+
+
+def single_frame_quality(path: Path) -> dict:
+    import cv2
+
+    from crowdsky.stacking import io
+
+    frame = io.read_frame(path)
+    rgb = cv2.cvtColor(frame.data, cv2.COLOR_BayerGRBG2RGB).astype(np.float32)
+    lum = rgb.sum(axis=2)[EDGE_PX:-EDGE_PX, EDGE_PX:-EDGE_PX]
+    return quality(np.ascontiguousarray(lum))
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        "| Input | Engine | Frames (stacked) | Wall s (median / max) | Stack call s | s/frame "
+        "| Peak RSS MB | Scratch MB | Written MB | Stars | Median FWHM px | Bkg noise ADU |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = []
+    for r in rows:
+        if r["engine"] == "single":
+            lines.append(
+                f"| {r['label']} | one raw frame (debayered) | 1 | – | – | – | – | – | – "
+                f"| {r['stars']:.0f} | {r['fwhm_px']:.2f} | {r['noise_adu']:.1f} |"
+            )
+            continue
+        aligned = "?" if r["n_aligned"] is None else str(r["n_aligned"])
+        lines.append(
+            f"| {r['label']} | {r['engine']} | {r['n']} ({aligned}) "
+            f"| {r['wall_s']:.2f} / {r['wall_max_s']:.2f} | {r['stack_s']:.2f} "
+            f"| {r['wall_s'] / r['n']:.3f} | {r['peak_rss_bytes'] / 1e6:.0f} "
+            f"| {r['scratch_bytes'] / 1e6:.0f} | {r['write_bytes'] / 1e6:.0f} "
+            f"| {r['stars']:.0f} | {r['fwhm_px']:.2f} | {r['noise_adu']:.1f} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def write_doc(text: str) -> None:
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if SECTION in current:
+        start = current.index(SECTION)
+        nxt = current.find("\n## ", start + len(SECTION))
+        current = current[:start] + text.rstrip() + "\n" + (current[nxt:] if nxt >= 0 else "")
+    else:
+        current = current.rstrip() + "\n\n" + text.rstrip() + "\n"
+    DOC.write_text(current)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "crowdsky-bench"
+    )
+    parser.add_argument("--real", default="15,32", help="real-frame counts ('' to skip)")
+    parser.add_argument("--sim", default="90,300", help="simulated-frame counts ('' to skip)")
+    parser.add_argument("--no-seestarpy", action="store_true")
+    parser.add_argument("--write-doc", action="store_true")
+    args = parser.parse_args()
+    work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    env_line = machine()
+    print(env_line, flush=True)
+    ours_py = Path(sys.executable)
+    ours = HERE / "stacking_run_crowdsky.py"
+    theirs = HERE / "stacking_run_seestarpy.py"
+    rows: list[dict] = []
+    real_counts = [int(x) for x in args.real.split(",") if x]
+    if real_counts:
+        frames = sorted(REAL_DIR.glob("*.fit"))
+        if len(frames) < max(real_counts):
+            sys.exit(f"need {max(real_counts)} real frames in {REAL_DIR}")
+        seestar_py = None if args.no_seestarpy else seestarpy_python(work)
+        for n in real_counts:
+            label = f"real M 94 ×{n}"
+            rows.append(dict(single_frame_quality(frames[n // 2]), engine="single", label=label))
+            rows.append(
+                bench_case(label, "crowdsky", ours_py, ours, frames[:n], work, args.repeats)
+            )
+            if seestar_py is not None:
+                rows.append(
+                    bench_case(
+                        label, "seestarpy", seestar_py, theirs, frames[:n], work, args.repeats
+                    )
+                )
+    for n in [int(x) for x in args.sim.split(",") if x]:
+        paths = simulated_frames(work, n)
+        label = f"simulated ×{n}"
+        rows.append(bench_case(label, "crowdsky", ours_py, ours, paths, work, args.repeats))
+    env_end = f"load average at end {os.getloadavg()[0]:.1f}"
+    md = table(rows)
+    speedups = []
+    for n in real_counts:
+        a = next(
+            (r for r in rows if r["engine"] == "crowdsky" and r["n"] == n and "real" in r["label"]),
+            None,
+        )
+        b = next((r for r in rows if r["engine"] == "seestarpy" and r["n"] == n), None)
+        if a and b:
+            speedups.append(
+                f"- {n} real frames: CrowdSky {b['wall_s'] / a['wall_s']:.1f}× faster end to end "
+                f"({b['stack_s'] / a['stack_s']:.1f}× on the stacking call), "
+                f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.1f}× less peak memory."
+            )
+    stage_lines = [
+        f"- {r['label']}: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in (r.get("stages") or {}).items())
+        + f" (storage {r['storage']})"
+        for r in rows
+        if r["engine"] == "crowdsky"
+    ]
+    print()
+    print(md)
+    print("\n".join(speedups))
+    print("\n".join(stage_lines))
+    if args.write_doc:
+        write_doc(
+            f"{SECTION}\n\n"
+            "Reproduce (from the project root; creates a seestarpy 0.1.3 venv and a simulated "
+            "sequence in the work directory, default `$TMPDIR/crowdsky-bench`):\n\n"
+            "```\n.venv/bin/python bench/bench_stacking.py --repeats "
+            f"{args.repeats} --write-doc\n```\n\n"
+            f"Machine: {env_line}; {env_end}. The machine is shared and noisy: compare rows "
+            "of one run only. Medians of the timed runs after one warm-up run; quality "
+            "figures from the last run's output, measured identically for every engine "
+            "(summed RGB, 100 px inside the edges).\n\n"
+            + md
+            + "\n"
+            + "\n".join(speedups)
+            + "\n\nCrowdSky stage times of the last run (seconds):\n\n"
+            + "\n".join(stage_lines)
+            + "\n"
+        )
+        print(f"\nwrote {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

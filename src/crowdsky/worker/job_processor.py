@@ -177,8 +177,14 @@ class _Heartbeat(threading.Thread):
         self._control = control
         self._log = log
         self._halt = threading.Event()
+        # Threads start with an empty context: carry the job's ids over for retry logs.
+        self._context = structlog.contextvars.get_contextvars()
 
     def run(self) -> None:
+        with structlog.contextvars.bound_contextvars(**self._context):
+            self._beat()
+
+    def _beat(self) -> None:
         while not self._halt.wait(self._interval):
             fraction, message = self._progress.snapshot()
             try:
@@ -290,6 +296,12 @@ class JobProcessor:
             Never raises for a job failure; the outcome says what happened.
         """
         control = control or JobControl()
+        with structlog.contextvars.bound_contextvars(
+            job_id=int(job["job_id"]), worker_id=self.worker_id, chunk_key=job.get("chunk_key")
+        ):
+            return self._process(job, control)
+
+    def _process(self, job: JobPayload, control: JobControl) -> JobOutcome:
         job_id = int(job["job_id"])
         log = logger.bind(job_id=job_id, worker_id=self.worker_id, chunk_key=job.get("chunk_key"))
         timings = JobTimings()
@@ -428,7 +440,13 @@ class JobProcessor:
         def stop_requested() -> bool:
             return failed.is_set() or control.is_cancelled()
 
+        context = structlog.contextvars.get_contextvars()
+
         def fetch(entry: JobFile, target: Path) -> Path:
+            with structlog.contextvars.bound_contextvars(**context):
+                return fetch_one(entry, target)
+
+        def fetch_one(entry: JobFile, target: Path) -> Path:
             control.check()
             if failed.is_set():
                 raise JobAborted("another download failed", reason="download_failed")
@@ -453,12 +471,12 @@ class JobProcessor:
                 for entry, target in zip(files, targets, strict=True)
             ]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            errors = [f.exception() for f in finished if f.exception() is not None]
+            errors = [e for e in (f.exception() for f in finished) if e is not None]
             if errors:
                 failed.set()
                 wait(futures)
                 real = [e for e in errors if not _is_sibling_abort(e)]
-                raise (real or errors)[0]  # type: ignore[misc]
+                raise (real or errors)[0]
         progress.set("download", 1.0, f"downloaded {len(files)}/{len(files)}")
         return targets
 

@@ -138,6 +138,15 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim and process one job: 0 if one was processed, 1 if none was available."""
+        with structlog.contextvars.bound_contextvars(worker_id=self.settings.worker_id):
+            return self._run_once()
+
+    def run_daemon(self) -> int:
+        """Poll for jobs until stopped; returns 0 after a clean shutdown."""
+        with structlog.contextvars.bound_contextvars(worker_id=self.settings.worker_id):
+            return self._run_daemon()
+
+    def _run_once(self) -> int:
         self._prepare_work_dir()
         try:
             job = self.api.get_next_job()
@@ -154,8 +163,7 @@ class Worker:
         self._shutdown()
         return EXIT_OK
 
-    def run_daemon(self) -> int:
-        """Poll for jobs until stopped; returns 0 after a clean shutdown."""
+    def _run_daemon(self) -> int:
         self._prepare_work_dir()
         self.log.info("worker_started", **describe(self.settings))
         backoff = 0.0

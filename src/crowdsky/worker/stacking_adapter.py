@@ -101,7 +101,7 @@ def stack_files(
 
     engine_progress = None if progress is None else _engine_progress(progress)
     try:
-        return engine_stack_files(  # type: ignore[no-any-return]
+        return engine_stack_files(
             [Path(p) for p in fits_paths],
             Path(output_path),
             method=method,

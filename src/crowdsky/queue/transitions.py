@@ -17,9 +17,8 @@ import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob, UploadSession
@@ -98,31 +97,31 @@ def claim_next_job(
 
     Returns None when nothing is claimable. The claim carries a lease that expires after
     ``lease_seconds`` unless the worker renews it (:func:`extend_lease`).
+
+    This is the hottest path of the server, so it runs prebuilt Core statements on the
+    session's connection: the ORM's unit of work has nothing to add here.
     """
     for _ in range(CLAIM_RACE_RETRIES):
         with session.begin():
-            _relax_commit_durability(session)
-            candidate = _pick_candidate(session, now)
+            connection = session.connection()
+            _relax_commit_durability(connection)
+            candidate = connection.execute(_PENDING_CANDIDATE).one_or_none()
+            if candidate is None:
+                candidate = connection.execute(_RETRY_CANDIDATE, {"b_now": now}).one_or_none()
             if candidate is None:
                 return None
-            expected = JobStatus(candidate.status)
             token = secrets.token_hex(16)
             expires = now + timedelta(seconds=lease_seconds)
-            claimed = session.execute(
-                update(StackingJob)
-                .where(StackingJob.id == candidate.id, StackingJob.status == expected)
-                .values(
-                    status=JobStatus.PROCESSING,
-                    worker_id=worker_id,
-                    lease_token=token,
-                    lease_expires_at=expires,
-                    started_at=now,
-                    heartbeat_at=now,
-                    attempts=StackingJob.attempts + 1,
-                    progress=None,
-                    progress_message=None,
-                )
-                .execution_options(synchronize_session=False)
+            claimed = connection.execute(
+                _CLAIM_UPDATE,
+                {
+                    "b_id": candidate.id,
+                    "b_expected": candidate.status,
+                    "b_worker": worker_id,
+                    "b_token": token,
+                    "b_expires": expires,
+                    "b_now": now,
+                },
             ).rowcount
             if claimed != 1:
                 continue  # another claimer won a race the lock did not prevent; pick again
@@ -143,23 +142,59 @@ def claim_next_job(
     return None
 
 
+_jobs = StackingJob.__table__
+_sessions = UploadSession.__table__
 _CLAIM_COLUMNS = (
-    StackingJob.id,
-    StackingJob.status,
-    StackingJob.user_id,
-    StackingJob.upload_session_id,
-    StackingJob.chunk_key,
-    StackingJob.object_name,
-    StackingJob.frame_count,
-    StackingJob.attempts,
+    _jobs.c.id,
+    _jobs.c.status,
+    _jobs.c.user_id,
+    _jobs.c.upload_session_id,
+    _jobs.c.chunk_key,
+    _jobs.c.object_name,
+    _jobs.c.frame_count,
+    _jobs.c.attempts,
     # a scalar subquery, not a join: FOR UPDATE must lock only the job row, or claimers
     # of jobs from the same upload session would skip each other's candidates
-    select(UploadSession.storage_path)
-    .where(UploadSession.id == StackingJob.upload_session_id)
+    select(_sessions.c.storage_path)
+    .where(_sessions.c.id == _jobs.c.upload_session_id)
     .scalar_subquery()
     .label("session_path"),
 )
-def _relax_commit_durability(session: Session) -> None:
+_PENDING_CANDIDATE = (
+    select(*_CLAIM_COLUMNS)
+    .where(_jobs.c.status == JobStatus.PENDING.value)
+    .order_by(_jobs.c.created_at, _jobs.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_RETRY_CANDIDATE = (
+    select(*_CLAIM_COLUMNS)
+    .where(
+        _jobs.c.status == JobStatus.RETRY.value,
+        or_(_jobs.c.not_before.is_(None), _jobs.c.not_before <= bindparam("b_now")),
+    )
+    .order_by(_jobs.c.created_at, _jobs.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_UPDATE = (
+    update(_jobs)
+    .where(_jobs.c.id == bindparam("b_id"), _jobs.c.status == bindparam("b_expected"))
+    .values(
+        status=JobStatus.PROCESSING.value,
+        worker_id=bindparam("b_worker"),
+        lease_token=bindparam("b_token"),
+        lease_expires_at=bindparam("b_expires"),
+        started_at=bindparam("b_now"),
+        heartbeat_at=bindparam("b_now"),
+        attempts=_jobs.c.attempts + 1,
+        progress=None,
+        progress_message=None,
+    )
+)
+
+
+def _relax_commit_durability(connection: Connection) -> None:
     """Let PostgreSQL acknowledge this commit before its WAL reaches the disk.
 
     Only for claims and heartbeats: if the database crashed in the fraction of a second
@@ -167,31 +202,11 @@ def _relax_commit_durability(session: Session) -> None:
     work, never a wrong result: the first worker's lease token no longer matches).
     Completions and failures stay fully durable.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ASYNC_COMMIT)
 
 
-def _pick_candidate(session: Session, now: datetime) -> Any:
-    """Lock the next claimable job: pending before retry, oldest first (or None)."""
-    pending = session.execute(
-        select(*_CLAIM_COLUMNS)
-        .where(StackingJob.status == JobStatus.PENDING)
-        .order_by(StackingJob.created_at, StackingJob.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).one_or_none()
-    if pending is not None:
-        return pending
-    return session.execute(
-        select(*_CLAIM_COLUMNS)
-        .where(
-            StackingJob.status == JobStatus.RETRY,
-            or_(StackingJob.not_before.is_(None), StackingJob.not_before <= now),
-        )
-        .order_by(StackingJob.created_at, StackingJob.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).one_or_none()
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 
 
 def extend_lease(
@@ -213,7 +228,7 @@ def extend_lease(
         The caller must stop working on the job for the latter two.
     """
     with session.begin():
-        _relax_commit_durability(session)
+        _relax_commit_durability(session.connection())
         job = _load_job_for_update(session, job_id)
         _require_holder(job, worker_id, lease_token)
         expires = now + timedelta(seconds=lease_seconds)

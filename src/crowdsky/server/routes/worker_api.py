@@ -6,12 +6,14 @@ Handlers parse, authorise (a dependency), call one queue function and shape the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
 
 from crowdsky import queue
 from crowdsky.cleanup import run_cleanup
@@ -32,6 +34,7 @@ from crowdsky.server.schemas.worker_api import (
     OkResponse,
     WorkerId,
 )
+from crowdsky.server.state import ServerState
 
 router = APIRouter(tags=["worker API"])
 
@@ -84,36 +87,43 @@ def _worker_name(given: str | None, principal: WorkerPrincipal) -> str:
     responses={**ERRORS, 204: {"description": "No job available (empty body)"}},
     summary="Claim the next job",
 )
-def next_job(
+async def next_job(
     state: State,
-    session: DbSession,
     principal: AuthenticatedWorker,
     worker_id: Annotated[WorkerId | None, Query(description="Identifier of this worker")] = None,
-) -> Any:
-    """Claim the oldest pending job, else the oldest due retry; 204 when there is none."""
-    now = utcnow()
-    state.maybe_reap(now)
-    claimed = queue.claim_next_job(
-        session,
-        now,
-        worker_id=_worker_name(worker_id, principal),
-        lease_seconds=state.settings.job_lease_seconds,
-    )
+) -> Response:
+    """Claim the oldest pending job, else the oldest due retry; 204 when there is none.
+
+    The busiest endpoint: it runs its database work in one worker-thread call and
+    serializes its small answer itself (the shape is ``NextJobResponse``).
+    """
+    name = _worker_name(worker_id, principal)
+    claimed = await run_in_threadpool(_claim, state, name)
     if claimed is None:
         return Response(status_code=204)
-    return NextJobResponse(
-        job_id=claimed.job_id,
-        user_id=claimed.user_id,
-        upload_session_id=claimed.upload_session_id,
-        chunk_key=claimed.chunk_key,
-        object_name=claimed.object_name,
-        frame_count=claimed.frame_count,
-        session_ucloud_path=claimed.session_path,
-        lease_token=claimed.lease_token,
-        lease_expires_at=_iso(claimed.lease_expires_at),
-        lease_seconds=claimed.lease_seconds,
-        attempt=claimed.attempt,
-    )
+    body = {
+        "job_id": claimed.job_id,
+        "user_id": claimed.user_id,
+        "upload_session_id": claimed.upload_session_id,
+        "chunk_key": claimed.chunk_key,
+        "object_name": claimed.object_name,
+        "frame_count": claimed.frame_count,
+        "session_ucloud_path": claimed.session_path,
+        "lease_token": claimed.lease_token,
+        "lease_expires_at": _iso(claimed.lease_expires_at),
+        "lease_seconds": claimed.lease_seconds,
+        "attempt": claimed.attempt,
+    }
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
+def _claim(state: ServerState, worker_name: str) -> queue.ClaimedJob | None:
+    now = utcnow()
+    state.maybe_reap(now)
+    with state.session_factory() as session:
+        return queue.claim_next_job(
+            session, now, worker_id=worker_name, lease_seconds=state.settings.job_lease_seconds
+        )
 
 
 @_route("job_files", "GET", response_model=JobFilesResponse, responses=JOB_ERRORS)

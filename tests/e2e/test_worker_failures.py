@@ -123,3 +123,25 @@ def test_daemon_waits_for_an_unreachable_server_and_resumes(
 def test_wait_until_helper_reports_timeouts() -> None:
     with pytest.raises(AssertionError, match="timed out"):
         wait_until(lambda: False, 0.2, "nothing")
+
+
+def test_heartbeats_keep_a_job_longer_than_its_lease(tmp_path: Path, share: WebDavServer) -> None:
+    deployment = start_deployment(
+        tmp_path / "lease",
+        {"CROWDSKY_JOB_LEASE_SECONDS": "5", "CROWDSKY_CLEANUP_INTERVAL_SECONDS": "1"},
+    )
+    launcher = WorkerLauncher(deployment, share, tmp_path / "lease")
+    try:
+        job_id, frames = deployment.simulate_and_upload(30, seed=46, shape=(1080, 1920))
+        worker = launcher.run_once("e2e-long", timeout=300)
+        assert worker.process.returncode == 0, worker.log()
+        done = next(e for e in worker.events() if e.get("event") == "job_completed")
+        assert done["total_s"] > 5  # longer than the lease: only heartbeats kept it
+        row = deployment.job(job_id)
+        assert row["status"] == "completed"
+        assert row["attempts"] == 1  # never reaped and re-queued
+        assert row["heartbeat_at"] is not None
+        assert row["stacked"]["n_frames_input"] == len(frames)
+    finally:
+        launcher.stop_all()
+        deployment.server.stop()

@@ -215,7 +215,7 @@ def upload_folder(
     paths = list(files) if files is not None else find_fits_files(folder)
     token, known, state = _resume_or_start(client, folder)
     pending = [p for p in paths if not known or sha256_of(p) not in known]
-    if state == "complete" and pending:
+    if state == "complete" and (pending or overwrite):
         token, known, state = _new_session(client, folder), set(), "new"
     report = UploadReport(session_token=token, resumed=state != "new")
     for path in paths:

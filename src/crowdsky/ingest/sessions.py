@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -454,7 +454,7 @@ def _record_file(
 
 
 def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[RawFile, str] | None:
-    """An earlier copy of the same content: in this session, or waiting in another."""
+    """An earlier copy of the same content: in this session, or queued or pending in another."""
     same_session = session.execute(
         select(RawFile).where(RawFile.upload_session_id == ref.id, RawFile.sha256 == sha256)
     ).scalar_one_or_none()
@@ -465,9 +465,11 @@ def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[Raw
         .join(UploadSession, UploadSession.id == RawFile.upload_session_id)
         .where(
             UploadSession.user_id == ref.user_id,
-            UploadSession.status != "expired",
             RawFile.sha256 == sha256,
             RawFile.is_deleted.is_(False),
+            # waiting for a job, or in a batch that may still get one; files a
+            # finalize skipped do not count, so they can be sent again with overwrite
+            or_(RawFile.stacking_job_id.is_not(None), UploadSession.status == "uploading"),
         )
         .limit(1)
     ).scalar_one_or_none()

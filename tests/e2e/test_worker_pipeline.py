@@ -109,3 +109,18 @@ def test_sigterm_mid_job_hands_the_job_back(
     assert row["status"] in ("retry", "pending"), row
     assert "shutting down" in (row["error_message"] or "")
     assert row["stacked"] is None
+
+
+def test_local_result_store(deployment: Deployment, workers: WorkerLauncher) -> None:
+    job_id, frames = deployment.simulate_and_upload(4, seed=51)
+    results = workers.root / "local-results"
+    worker = workers.run_once(
+        "e2e-local", UCLOUD_WEBDAV_URL="", UCLOUD_SHARE_TOKEN="", LOCAL_RESULTS_DIR=str(results)
+    )
+    assert worker.process.returncode == 0, worker.log()
+    row = deployment.job(job_id)
+    assert row["status"] == "completed"
+    stack = results / row["stacked"]["ucloud_path"].lstrip("/")
+    assert stack.is_file() and stack.stat().st_size == row["stacked"]["file_size_bytes"]
+    assert stack.with_name(stack.stem + "_thumb.png").is_file()
+    assert row["stacked"]["n_frames_input"] == len(frames)

@@ -241,3 +241,19 @@ def test_heartbeat_period_follows_the_lease(tmp_path: Path, lease_seconds: int |
         job["lease_seconds"] = lease_seconds
     expected = {None: 30.0, 9: 3.0, 600: 60.0}[lease_seconds]
     assert proc.heartbeat_seconds(job) == expected  # type: ignore[arg-type]
+
+
+def test_complete_refused_with_409_is_abandoned_not_failed(tmp_path: Path) -> None:
+    fake = FakeWorkerApi()
+    fake.add_job(13)
+
+    def steal() -> None:  # the server re-assigns the job while we stack
+        fake.jobs[13].lease_token = "another-worker"
+
+    proc = make(tmp_path, fake, stacker=FakeStacker(on_call=steal))
+    outcome = proc.process_job(claim(proc))  # type: ignore[arg-type]
+    assert outcome.status == "aborted"
+    assert fake.jobs[13].completed is None
+    assert fake.paths("fail_job.php") == []
+    # the upload stays: its deterministic path is the new holder's to overwrite
+    assert (tmp_path / "results" / STACK.format(13).lstrip("/")).is_file()

@@ -1,0 +1,103 @@
+"""The upload client against a real server process: parallel, resumable, no duplicates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from crowdsky.accounts import create_api_key, create_user
+from crowdsky.db import create_db_engine, make_session_factory
+from crowdsky.db.types import utcnow
+from crowdsky.upload_client import STATE_FILE, UploadClient, UploadError, upload_folder
+from tests.ingest.fits_factory import write_frame, write_sequence
+from tests.support.live_server import LiveServer, start_live_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+PASSWORD = "client password"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    data_dir = tmp_path_factory.mktemp("upload-client") / "data"
+    live = start_live_server(data_dir, extra_env={"CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0"})
+    try:
+        engine = create_db_engine(f"sqlite:///{data_dir / 'crowdsky.sqlite3'}")
+        with make_session_factory(engine)() as session:
+            create_user(
+                session, utcnow(), username="carol", email="carol@example.org", password=PASSWORD
+            )
+            key = create_api_key(session, utcnow(), username="carol", name="test").key
+        engine.dispose()
+        yield live, key
+    finally:
+        live.stop()
+
+
+def test_interrupted_upload_resumes_without_duplicates(
+    server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    live, _ = server
+    folder = tmp_path / "night"
+    frames = write_sequence(folder, 8)
+    with UploadClient(live.url, username="carol", password=PASSWORD, parallel=3) as client:
+        # "interrupted": only the first 5 files got through, no finalize
+        first = upload_folder(client, folder, files=frames[:5], finalize=False)
+        assert first.count("uploaded") == 5 and not first.resumed
+        state = json.loads((folder / STATE_FILE).read_text())
+        assert state["session_token"] == first.session_token
+        second = upload_folder(client, folder, parallel=3)
+        assert second.resumed and second.session_token == first.session_token
+        assert second.count("already_on_server") == 5 and second.count("uploaded") == 3
+        assert second.finalize["jobs"] == 1
+        status = client.status(second.session_token)
+        assert status["file_count"] == 8 and len(status["files"]) == 8
+        # a third run changes nothing and reports the same job
+        third = upload_folder(client, folder)
+        assert third.count("already_on_server") == 8
+        assert third.finalize["job_ids"] == second.finalize["job_ids"]
+
+
+def test_refused_file_is_reported_and_others_go_through(
+    server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    live, key = server
+    folder = tmp_path / "mixed"
+    write_sequence(folder, 3, ra=10.0, dec=20.0, seed=3)
+    write_frame(folder / "nodate.fit", date_obs=None, seed=77)
+    with UploadClient(live.url, api_key=key) as client:
+        report = upload_folder(client, folder)
+    (failed,) = report.failed
+    assert failed.error is not None and failed.error.startswith(
+        "nodate.fit: header has no DATE-OBS"
+    )
+    assert report.count("uploaded") == 3 and report.finalize["jobs"] == 1
+
+
+def test_wrong_credentials(server: tuple[LiveServer, str], tmp_path: Path) -> None:
+    live, _ = server
+    write_sequence(tmp_path, 1)
+    with (
+        UploadClient(live.url, username="carol", password="nope") as client,
+        pytest.raises(UploadError) as info,
+    ):
+        upload_folder(client, tmp_path)
+    assert info.value.status_code == 401
+
+
+def test_cli_upload(server: tuple[LiveServer, str], tmp_path: Path) -> None:
+    from crowdsky.cli import app
+
+    live, key = server
+    write_sequence(tmp_path, 4, ra=100.0, dec=-30.0, seed=11)
+    result = CliRunner().invoke(
+        app,
+        ["upload", str(tmp_path), "--server", live.url, "--parallel", "2"],
+        env={"CROWDSKY_API_KEY": key},
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 job(s) queued" in result.output
+    assert "20250327.05_100.0_-30.0" in result.output

@@ -194,11 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                     frames = simulate(root / f"frames-{slot}", size, slot, shape)
                     job_id = upload(server.url, frames)
                     event = wait_for_completion(log_path, job_id, timeout=900)
+                    event["load_1min"] = os.getloadavg()[0]
                     results.setdefault(size, []).append(event)
                     print(
                         f"{size:3d} frames run {run + 1}: total {event['total_s']:.2f} s "
                         f"(download {event['download_s']:.2f}, stack {event['stack_s']:.2f}, "
-                        f"upload {event['upload_s']:.2f})",
+                        f"upload {event['upload_s']:.2f}; load {event['load_1min']:.1f})",
                         flush=True,
                     )
                     for path in frames:
@@ -213,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [summarise(size, runs) for size, runs in results.items()]
     print()
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    print(f"Machine: {machine}, Python {platform.python_version()}")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"Machine: {machine}, Python {platform.python_version()}, load average now {load}")
     print(f"Frames: simulated S50 {shape[1]} x {shape[0]}, median of {args.runs} runs")
     print()
     print(

@@ -53,8 +53,9 @@ def test_transient_5xx_is_retried_then_succeeds() -> None:
 def test_exhausted_retries_raise_unavailable() -> None:
     fake = FakeWorkerApi()
     fake.down = True
-    with client(fake, attempts=3) as api, pytest.raises(ApiUnavailable, match="3 attempts"):
+    with client(fake, attempts=3) as api, pytest.raises(ApiUnavailable, match="unavailable"):
         api.get_next_job()
+    assert len(fake.calls) == 0  # connection refused three times, never reached the handler
 
 
 def test_429_honours_retry_after() -> None:
@@ -152,3 +153,20 @@ def test_4xx_error_message_is_kept() -> None:
     with api, pytest.raises(ApiError, match="job_id is required") as info:
         api.get_job_files(1)
     assert info.value.status_code == 400
+
+
+def test_claim_is_not_repeated_after_a_read_timeout() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ReadTimeout("no reply", request=request)
+
+    api = ApiClient(API, KEY, "w", transport=httpx.MockTransport(handler), retry=no_wait_retry(4))
+    with api:
+        with pytest.raises(ApiUnavailable):
+            api.get_next_job()  # the server may have claimed a job: do not claim another
+        assert len(calls) == 1
+        with pytest.raises(ApiUnavailable):
+            api.get_job_files(1)  # reads are safe to repeat
+        assert len(calls) == 5

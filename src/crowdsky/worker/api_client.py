@@ -146,8 +146,13 @@ class ApiClient:
 
     def get_next_job(self) -> JobPayload | None:
         """Claim the next job; ``None`` when the queue has nothing (204)."""
+        # Not idempotent: a lost reply may hide a claim, and the lease reaper re-queues it.
         response = self._request(
-            "GET", "next_job.php", params={"worker_id": self.worker_id}, what="next_job"
+            "GET",
+            "next_job.php",
+            params={"worker_id": self.worker_id},
+            what="next_job",
+            idempotent=False,
         )
         if response.status_code == 204 or not response.content.strip():
             return None
@@ -325,7 +330,14 @@ class ApiClient:
     # -- plumbing ---------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, what: str, job_id: int | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        job_id: int | None = None,
+        idempotent: bool = True,
+        **kwargs: Any,
     ) -> httpx.Response:
         def attempt() -> httpx.Response:
             response = self._client.request(method, path, **kwargs)
@@ -334,11 +346,10 @@ class ApiClient:
             return response
 
         try:
-            return self.retry.call(attempt, what=what)
+            return self.retry.call(attempt, what=what, idempotent=idempotent)
         except (httpx.TransportError, RetryableStatus) as exc:
             raise ApiUnavailable(
-                f"{what}: server unavailable after {self.retry.attempts} attempts: "
-                f"{describe_http_error(exc)}",
+                f"{what}: server unavailable: {describe_http_error(exc)}",
                 status_code=exc.response.status_code if isinstance(exc, RetryableStatus) else None,
             ) from exc
 

@@ -30,6 +30,14 @@ DEFAULT_MAX_DELAY_SECONDS = 30.0
 PERMANENT_SERVER_ERRORS = frozenset({501, 505, 507, 508})
 
 
+#: Transport failures that happen before the request reaches the server.
+NOT_SENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+
 class RetryableStatus(Exception):
     """An HTTP answer that is worth retrying (5xx, 429); carries the response."""
 
@@ -73,19 +81,26 @@ class RetryPolicy:
             wait = max(wait, min(retry_after, self.max_delay_seconds))
         return wait
 
-    def call(self, operation: Callable[[], T], *, what: str) -> T:
+    def call(self, operation: Callable[[], T], *, what: str, idempotent: bool = True) -> T:
         """Run ``operation`` and retry it on transient failures.
 
         ``operation`` raises :class:`RetryableStatus` for a retryable answer and
         lets httpx transport errors propagate; everything else is final. After the
         last attempt the last exception propagates unchanged, for the caller to
         translate into its own error.
+
+        With ``idempotent=False`` (claiming a job) only failures where the request
+        cannot have reached the server (connect errors and timeouts, pool timeouts)
+        or where the server said it did nothing (5xx, 429) are retried: after a read
+        timeout the server may have acted, and repeating would act twice.
         """
         for attempt in range(self.attempts):
             try:
                 return operation()
             except (httpx.TransportError, RetryableStatus) as exc:
                 if attempt + 1 >= self.attempts:
+                    raise
+                if not idempotent and not isinstance(exc, (RetryableStatus, *NOT_SENT_ERRORS)):
                     raise
                 retry_after = None
                 if isinstance(exc, RetryableStatus):

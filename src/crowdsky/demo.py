@@ -180,43 +180,55 @@ def start_services(
     return server, worker
 
 
-def upload_frames(run: DemoRun, frames: Path, report: Reporter) -> tuple[str, list[int]]:
-    """Upload every FITS file under ``frames`` with the real client; returns (token, job ids)."""
-    from crowdsky.upload_client import UploadOptions, upload_directory
+def upload_frames(run: DemoRun, frames: Path, report: Reporter) -> list[int]:
+    """Upload every folder of FITS files under ``frames`` with the real client.
 
-    result = upload_directory(
-        UploadOptions(
-            directory=frames,
-            server_url=run.server_url,
-            username=run.username,
-            password=run.password,
-            recursive=True,
-        ),
-        progress=None,
-    )
-    run.skipped = list(result.skipped)
-    report(
-        f"uploaded {result.uploaded} files ({result.already_present} already on the server); "
-        f"{len(result.job_ids)} jobs created"
-        + (f", {len(result.skipped)} chunks skipped" if result.skipped else "")
-    )
-    return result.session_token, list(result.job_ids)
+    Each folder (the frames dir itself, or one per target as a Seestar stores them) is
+    one upload session, finalized into jobs. Returns the ids of the jobs created.
+    """
+    from crowdsky.upload_client import UploadClient, UploadError, find_fits_files, upload_folder
+
+    folders = [
+        f
+        for f in [frames, *sorted(p for p in frames.iterdir() if p.is_dir())]
+        if find_fits_files(f)
+    ]
+    if not folders:
+        raise DemoError(f"no FITS files (.fit, .fits) in {frames} or its sub-folders")
+    job_ids: list[int] = []
+    with UploadClient(run.server_url, username=run.username, password=run.password) as client:
+        for folder in folders:
+            try:
+                result = upload_folder(client, folder)
+            except UploadError as exc:
+                raise DemoError(f"uploading {folder} failed: {exc}") from exc
+            finalize = result.finalize
+            job_ids += [int(j) for j in finalize.get("job_ids", [])]
+            run.skipped += list(finalize.get("skipped", []))
+            refused = result.failed
+            report(
+                f"  {folder.name}: {result.count('uploaded')} files uploaded, "
+                f"{len(finalize.get('job_ids', []))} jobs"
+                + (f", {len(refused)} files refused" if refused else "")
+            )
+            for outcome in refused:
+                report(f"    refused {outcome.path.name}: {outcome.error}")
+    return job_ids
 
 
 def wait_for_jobs(
     run: DemoRun,
-    token: str,
     worker: launch.ManagedProcess,
     on_update: Callable[[list[dict[str, Any]]], None],
     timeout_s: float,
 ) -> list[dict[str, Any]]:
-    """Poll the user's job list until every job of the session is completed or failed."""
+    """Poll the demo user's job list until every job is completed or failed."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(
         base_url=run.server_url, auth=(run.username, run.password), timeout=30.0
     ) as client:
         while True:
-            response = client.get("/api/my_jobs.php", params={"session_token": token})
+            response = client.get("/api/my_jobs.php", params={"limit": 1000})
             response.raise_for_status()
             jobs: list[dict[str, Any]] = response.json()["jobs"]
             on_update(jobs)

@@ -43,7 +43,10 @@ def demo(
 
     if night not in ("full", "small"):
         raise fail("--night must be 'full' or 'small'")
-    console = Console()
+    if frames is not None and not frames.is_dir():
+        raise fail(f"--frames {frames} is not a folder", code=1)
+    # a wide console even when the output is a file or a pipe: the tables need it
+    console = Console(width=None if Console().is_terminal else 160)
     options = demo_run.DemoOptions(
         root=data_dir,
         frames_dir=frames,
@@ -62,11 +65,11 @@ def demo(
             server, worker = demo_run.start_services(run, options)
         console.print(f"server at {run.server_url} (SQLite, local storage); worker running")
         frames_dir = demo_run.prepare_frames(options, run, console.print)
-        with console.status("uploading through the upload API"):
-            token, job_ids = demo_run.upload_frames(run, frames_dir, console.print)
+        console.print("uploading through the upload API")
+        job_ids = demo_run.upload_frames(run, frames_dir, console.print)
         if not job_ids:
             raise demo_run.DemoError("the upload created no jobs (see the skipped chunks above)")
-        jobs = _follow(console, run, token, worker, options)
+        jobs = _follow(console, run, worker, options)
         rows = demo_run.summarize(run, jobs)
         for row in rows:
             if row.fits_path is not None:
@@ -91,9 +94,7 @@ def demo(
             server.stop()
 
 
-def _follow(
-    console: Console, run: Any, token: str, worker: Any, options: Any
-) -> list[dict[str, Any]]:
+def _follow(console: Console, run: Any, worker: Any, options: Any) -> list[dict[str, Any]]:
     from crowdsky import demo as demo_run
 
     if not console.is_terminal:
@@ -105,11 +106,10 @@ def _follow(
                     last[job["job_id"]] = job["status"]
                     console.print(f"job {job['job_id']} {job['chunk_key']}: {job['status']}")
 
-        return demo_run.wait_for_jobs(run, token, worker, print_changes, options.timeout_s)
+        return demo_run.wait_for_jobs(run, worker, print_changes, options.timeout_s)
     with Live(_progress_table([]), console=console, refresh_per_second=4) as live:
         return demo_run.wait_for_jobs(
             run,
-            token,
             worker,
             lambda jobs: live.update(_progress_table(jobs)),
             options.timeout_s,
@@ -151,16 +151,12 @@ def _progress_table(jobs: list[dict[str, Any]]) -> Table:
 
 def _results_table(rows: list[Any]) -> Table:
     table = Table(title="stacks", show_lines=True)
-    for column in (
-        "chunk key",
-        "object",
-        "frames used",
-        "rejected (why)",
-        "stars",
-        "exposure",
-        "time",
-    ):
-        table.add_column(column, overflow="fold")
+    table.add_column("chunk key", no_wrap=True)
+    table.add_column("object", no_wrap=True)
+    table.add_column("frames used", justify="right")
+    table.add_column("rejected frames (why)", overflow="fold", min_width=24)
+    for column in ("stars", "exposure", "time"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         used = "—" if row.frames_used is None else f"{row.frames_used}/{row.frames_total}"
         why = "\n".join(row.rejected) if row.rejected else "none"
@@ -179,15 +175,16 @@ def _results_table(rows: list[Any]) -> Table:
 
 
 def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
-    console.print(f"\nstacked FITS files and thumbnails are under {run.results_dir}:")
+    say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731
+    say(f"\nstacked FITS files and thumbnails are under {run.results_dir}:")
     for row in rows:
         if row.fits_path is not None:
-            console.print(f"  {row.fits_path}")
+            say(f"  {row.fits_path}")
         if row.thumbnail_path is not None:
-            console.print(f"  {row.thumbnail_path}")
+            say(f"  {row.thumbnail_path}")
     for skipped in run.skipped:
-        console.print(f"skipped chunk: {skipped}")
-    console.print(f"logs: {run.run_dir / 'worker.log'}, {run.server_dir}")
+        say(f"skipped chunk: {skipped}")
+    say(f"logs: {run.run_dir / 'worker.log'}, {run.server_dir}")
 
 
 def _serve(console: Console, run: Any) -> None:

@@ -291,6 +291,33 @@ class Worker:
                 continue
 
 
+def run_once(settings: WorkerSettings | None = None) -> int:
+    """The spec's ``run_once()``: claim and process one job (0), or find none (1)."""
+    worker = Worker(settings or load_worker_settings())
+    previous = _install_signal_handlers(worker)
+    try:
+        return worker.run_once()
+    finally:
+        _restore_signal_handlers(previous)
+        worker.close()
+
+
+def run_daemon(settings: WorkerSettings | None = None) -> int:
+    """The spec's ``run_daemon()``: poll and process jobs until SIGTERM/SIGINT."""
+    worker = Worker(settings or load_worker_settings())
+    previous = _install_signal_handlers(worker)
+    try:
+        return worker.run_daemon()
+    finally:
+        _restore_signal_handlers(previous)
+        worker.close()
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
 def _install_signal_handlers(worker: Worker) -> dict[int, Any]:
     """SIGTERM/SIGINT -> :meth:`Worker.request_stop` (only possible in the main thread)."""
     previous: dict[int, Any] = {}
@@ -338,14 +365,7 @@ def run(
     """
     settings = load_worker_settings(env_file, **overrides)
     configure_logging(log_level or settings.log_level, json=json_logs)
-    worker = Worker(settings)
-    previous = _install_signal_handlers(worker)
-    try:
-        return worker.run_once() if once else worker.run_daemon()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        worker.close()
+    return run_once(settings) if once else run_daemon(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -95,13 +95,15 @@ def machine() -> str:
 # -- one run ------------------------------------------------------------------------------
 
 
-def run_once(python: Path, runner: Path, paths: list[Path], out: Path, work: Path) -> dict:
+def run_once(
+    python: Path, runner: Path, paths: list[Path], out: Path, work: Path, extra: list[str]
+) -> dict:
     listing = work / "inputs.txt"
     listing.write_text("\n".join(str(p) for p in paths))
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [str(python), str(runner), str(listing), str(out)],
+        [str(python), str(runner), str(listing), str(out), *extra],
         capture_output=True,
         text=True,
         env=child_env(),
@@ -152,11 +154,27 @@ def quality(lum: np.ndarray) -> dict[str, float]:
     for _ in range(5):
         med, std = np.median(values), values.std()
         values = values[np.abs(values - med) < 4.0 * std]
+    ok = (rflag == 0) & (r50 > 0)
     return {
         "stars": float(len(objs)),
         "fwhm_px": float(np.median(fwhm)) if fwhm.size else float("nan"),
         "noise_adu": float(values.std()),
+        "star_xy": np.column_stack([good["x"][ok], good["y"][ok]]),
+        "star_fwhm": fwhm,
     }
+
+
+def paired_fwhm_ratio(a: dict, b: dict) -> tuple[float, int]:
+    """Median FWHM ratio a / b over the same stars (the outputs' grids differ by their
+    reference frames, so the star lists are matched with our registration code)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from crowdsky.stacking import register
+
+    reg = register.match_stars(a["star_xy"], b["star_xy"], radius_px=2.0)
+    if reg is None or reg.n_matched < 5:
+        return float("nan"), 0
+    ratio = a["star_fwhm"][reg.src_index] / b["star_fwhm"][reg.ref_index]
+    return float(np.median(ratio)), int(reg.n_matched)
 
 
 # -- cases -------------------------------------------------------------------------------------
@@ -176,13 +194,14 @@ def simulated_frames(work: Path, n: int) -> list[Path]:
     return sorted(existing)[:n]
 
 
-def bench_case(label, engine, python, runner, paths, work, repeats) -> dict:
-    out = work / f"out-{engine}-{label}.fits"
+def bench_case(label, engine, python, runner, paths, work, repeats, extra=()) -> dict:
+    out = work / f"out-{engine}-{len(paths)}-{'-'.join(extra) or 'default'}.fits"
+    extra = list(extra)
     print(f"{engine:10s} {label:12s} warm-up ...", flush=True)
-    run_once(python, runner, paths, out, work)
+    run_once(python, runner, paths, out, work, extra)
     runs = []
     for k in range(repeats):
-        record = run_once(python, runner, paths, out, work)
+        record = run_once(python, runner, paths, out, work, extra)
         runs.append(record)
         print(
             f"{engine:10s} {label:12s} run {k + 1}: wall {record['wall_s']:.2f} s, "
@@ -273,6 +292,11 @@ def main() -> None:
     parser.add_argument("--real", default="15,32", help="real-frame counts ('' to skip)")
     parser.add_argument("--sim", default="90,300", help="simulated-frame counts ('' to skip)")
     parser.add_argument("--no-seestarpy", action="store_true")
+    parser.add_argument(
+        "--also-interpolation",
+        default="cubic",
+        help="extra CrowdSky runs on the real frames with these interpolations ('' for none)",
+    )
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args()
     work = args.work_dir.resolve()
@@ -295,6 +319,13 @@ def main() -> None:
             rows.append(
                 bench_case(label, "crowdsky", ours_py, ours, frames[:n], work, args.repeats)
             )
+            for interp in args.also_interpolation.split(","):
+                if interp:
+                    row = bench_case(
+                        label, "crowdsky", ours_py, ours, frames[:n], work, args.repeats, [interp]
+                    )
+                    row["engine"] = f"crowdsky ({interp})"
+                    rows.append(row)
             if seestar_py is not None:
                 rows.append(
                     bench_case(
@@ -309,23 +340,26 @@ def main() -> None:
     md = table(rows)
     speedups = []
     for n in real_counts:
-        a = next(
-            (r for r in rows if r["engine"] == "crowdsky" and r["n"] == n and "real" in r["label"]),
-            None,
-        )
         b = next((r for r in rows if r["engine"] == "seestarpy" and r["n"] == n), None)
-        if a and b:
+        for a in rows:
+            if not (a["engine"].startswith("crowdsky") and a["n"] == n and "real" in a["label"]):
+                continue
+            if b is None:
+                continue
+            ratio, matched = paired_fwhm_ratio(a, b)
             speedups.append(
-                f"- {n} real frames: CrowdSky {b['wall_s'] / a['wall_s']:.1f}× faster end to end "
-                f"({b['stack_s'] / a['stack_s']:.1f}× on the stacking call), "
-                f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.1f}× less peak memory."
+                f"- {n} real frames, {a['engine']}: {b['wall_s'] / a['wall_s']:.1f}× faster "
+                f"end to end ({b['stack_s'] / a['stack_s']:.1f}× on the stacking call), "
+                f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.1f}× less peak memory; "
+                f"FWHM ratio to seestarpy on the same {matched} stars {ratio:.3f}, "
+                f"background noise ratio {a['noise_adu'] / b['noise_adu']:.3f}."
             )
     stage_lines = [
         f"- {r['label']}: "
         + ", ".join(f"{k} {v:.2f}" for k, v in (r.get("stages") or {}).items())
         + f" (storage {r['storage']})"
         for r in rows
-        if r["engine"] == "crowdsky"
+        if r["engine"].startswith("crowdsky")
     ]
     print()
     print(md)

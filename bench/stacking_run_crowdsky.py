@@ -1,6 +1,7 @@
 """Run CrowdSky's ``stack_files`` on a list of frames (bench helper).
 
-Usage: ``python stacking_run_crowdsky.py LIST_FILE OUTPUT.fits``; prints one JSON line
+Usage: ``python stacking_run_crowdsky.py LIST_FILE OUTPUT.fits [INTERPOLATION]``; prints one
+JSON line
 with import and stacking time, peak RSS (``ru_maxrss``), bytes written and the
 engine's own figures (scratch bytes, storage, per-stage timings).
 """
@@ -16,11 +17,14 @@ from pathlib import Path
 
 def main() -> None:
     t0 = time.perf_counter()
-    from crowdsky.stacking import stack_files
+    from crowdsky.stacking import StackParams, stack_files
 
     t1 = time.perf_counter()
     paths = [Path(line) for line in Path(sys.argv[1]).read_text().splitlines() if line]
-    result = stack_files(paths, sys.argv[2], method="mean", sigma_clip=3.0)
+    params = StackParams(method="mean", sigma_clip=3.0)
+    if len(sys.argv) > 3:
+        params = params.replace(interpolation=sys.argv[3])
+    result = stack_files(paths, sys.argv[2], params=params)
     t2 = time.perf_counter()
     io_counts = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
     print(

@@ -35,7 +35,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,8 +149,22 @@ def stack_files(
 
 
 def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter) -> StackResult:
+    # numba's import and kernel loading overlap the analysis (see combine.warm_up)
+    warm_pool = ThreadPoolExecutor(1, thread_name_prefix="crowdsky-warm-up")
+    try:
+        return _pipeline(paths, output, params, report, warm_pool.submit(_warm_up_combine))
+    finally:
+        warm_pool.shutdown(wait=True)
+
+
+def _pipeline(
+    paths: list[Path],
+    output: Path,
+    params: StackParams,
+    report: _Reporter,
+    warming: Future[None],
+) -> StackResult:
     from crowdsky import __version__
-    from crowdsky.stacking import combine
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -250,6 +264,9 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
 
     # 4. warp into the store ----------------------------------------------------------
     t = time.perf_counter()
+    warming.result()
+    from crowdsky.stacking import combine
+
     rows, cols = ref.shape
     n_channels = 1 if ref.kind == "mono" else 3
     plane_bytes = rows * cols * n_channels * 4
@@ -316,6 +333,7 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
             method=params.method,
             reject=params.rejection != "none" and params.sigma_clip > 0,
             band_budget_bytes=band_budget,
+            n_threads=params.n_threads,
             progress=lambda d, tot: report("combine", d, tot, "rejecting and combining"),
         )
         scratch_bytes = store.bytes_written
@@ -405,6 +423,14 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
         storage=storage,
         params=params.to_dict(),
     )
+
+
+def _warm_up_combine() -> None:
+    import astropy.io.fits  # noqa: F401  (needed for the output; import it off the critical path)
+
+    from crowdsky.stacking import combine
+
+    combine.warm_up()
 
 
 def _seconds(value: float | None) -> object:

@@ -9,7 +9,7 @@ Storage (:class:`FrameStore`)
     background-subtracted (sky ≈ 0 ± noise, resolution < 0.1 ADU there), and at star
     peaks its 0.05 % step is far below photon noise. Uncovered pixels are NaN.
 
-Rejection (``_combine_kernel``, a numba kernel, parallel over rows)
+Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row slices)
     Per pixel and channel the covered samples are sorted once (insertion sort, N is
     small); then iterative median/MAD κσ clipping works on a shrinking contiguous
     range of the sorted samples, so each iteration costs O(N). The robust scale is
@@ -26,10 +26,12 @@ Rejection (``_combine_kernel``, a numba kernel, parallel over rows)
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +101,7 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
     return float(v[i, c])
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _combine_kernel(  # pragma: no cover - compiled
     band: np.ndarray,  # (N, R, C) float32, NaN = not covered
     subset: np.ndarray,  # (S,) int64 frames used for the centre/scale estimate
@@ -122,7 +124,7 @@ def _combine_kernel(  # pragma: no cover - compiled
     n_sub = subset.shape[0]
     n_ch = floor.shape[0]
     everyone = n_sub == n_frames
-    for r in numba.prange(n_rows):
+    for r in range(n_rows):
         v = np.empty((n_sub, COLUMN_CHUNK), dtype=np.float32)
         low = np.empty(COLUMN_CHUNK, dtype=np.float32)
         high = np.empty(COLUMN_CHUNK, dtype=np.float32)
@@ -260,6 +262,32 @@ def _combine_kernel(  # pragma: no cover - compiled
                     out[r, c0 + c] = acc[c] / wsum[c] if wsum[c] > 0 else np.nan
                 if (c0 + c) % n_ch == 0:
                     coverage[r, (c0 + c) // n_ch] = min(cov[c], 65535)
+
+
+def warm_up() -> None:
+    """Load the compiled kernel (numba's cache) by running it on a tiny input.
+
+    The first call in a process costs ~0.2–1 s (LLVM start-up and cache loading);
+    ``stack_files`` calls this in a background thread while frames are being
+    analysed, so the cost overlaps I/O and detection instead of adding to them.
+    """
+    n, rows, cols = 3, 2, COLUMN_CHUNK
+    store = FrameStore(n, rows, cols, "ram-float32", np.zeros((n, rows, cols), np.float32))
+    combine_frames(
+        store,
+        3,
+        np.ones(n),
+        np.ones(3),
+        offsets=np.zeros((n, 3)),
+        scales=np.ones(n),
+        kappa_low=3.0,
+        kappa_high=3.0,
+        max_iterations=1,
+        method="mean",
+        reject=True,
+        band_budget_bytes=1 << 20,
+        n_threads=1,
+    )
 
 
 @dataclass(slots=True)
@@ -415,6 +443,7 @@ def combine_frames(
     method: str,
     reject: bool,
     band_budget_bytes: int,
+    n_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> CombineOutput:
     """Combine the stored frames band by band.
@@ -443,6 +472,8 @@ def combine_frames(
         False disables rejection.
     band_budget_bytes : int
         Bytes of float32 samples per band.
+    n_threads : int
+        Threads running the kernel on row slices of each band.
     progress : callable or None
         Called with (bands done, bands total).
 
@@ -470,27 +501,38 @@ def combine_frames(
     comps = sorting_network(len(subset))
     fl = np.ascontiguousarray(floor, dtype=np.float64)
     n_bands = math.ceil(rows / band_rows)
-    for b in range(n_bands):
-        r0, r1 = b * band_rows, min(rows, (b + 1) * band_rows)
-        band = store.band(r0, r1)
-        _combine_kernel(
-            band,
-            subset,
-            comps,
-            pattern,
-            sc,
-            w,
-            fl,
-            float(kappa_low),
-            float(kappa_high),
-            int(max_iterations),
-            method == "median",
-            bool(reject),
-            out[r0:r1],
-            coverage[r0:r1],
-            rejected[r0:r1],
-            covered[r0:r1],
-        )
-        if progress is not None:
-            progress(b + 1, n_bands)
+    # The kernel releases the GIL; threads split each band by rows. (numba's own
+    # ``parallel=True`` would cost ~0.5 s per process to start its threading layer.)
+    with ThreadPoolExecutor(max(1, n_threads)) as pool:
+        for b in range(n_bands):
+            r0, r1 = b * band_rows, min(rows, (b + 1) * band_rows)
+            band = store.band(r0, r1)
+            cuts = np.linspace(0, r1 - r0, max(1, n_threads) * 2 + 1).round().astype(int)
+            jobs = [
+                pool.submit(
+                    _combine_kernel,
+                    band[:, a:z],
+                    subset,
+                    comps,
+                    pattern,
+                    sc,
+                    w,
+                    fl,
+                    float(kappa_low),
+                    float(kappa_high),
+                    int(max_iterations),
+                    method == "median",
+                    bool(reject),
+                    out[r0 + a : r0 + z],
+                    coverage[r0 + a : r0 + z],
+                    rejected[r0 + a : r0 + z],
+                    covered[r0 + a : r0 + z],
+                )
+                for a, z in itertools.pairwise(cuts)
+                if z > a
+            ]
+            for job in jobs:
+                job.result()
+            if progress is not None:
+                progress(b + 1, n_bands)
     return CombineOutput(out, coverage, rejected.sum(axis=0), covered.sum(axis=0), n_bands)

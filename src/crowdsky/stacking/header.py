@@ -79,8 +79,8 @@ def build_primary_header(
 
     Parameters
     ----------
-    used_headers : sequence of astropy.io.fits.Header
-        Headers of the stacked frames, in input order.
+    used_headers : sequence of header objects
+        Headers of the stacked frames, in input order (``io.CardHeader`` or astropy).
     n_input : int
         Frames given to the engine.
     total_exptime : float
@@ -108,6 +108,8 @@ def build_primary_header(
 
     hdr = fits.Header()
     first = used_headers[0] if used_headers else fits.Header()
+    if hasattr(first, "to_astropy"):
+        first = first.to_astropy()
     for key in COPIED_KEYWORDS:
         if key in first:
             value = first[key]

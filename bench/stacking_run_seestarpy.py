@@ -33,6 +33,7 @@ def main() -> None:
                 "import_s": t1 - t0,
                 "stack_s": t2 - t1,
                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
                 "write_bytes": int(io_counts.get("write_bytes", 0)),
                 "scratch_bytes": 0,
                 "n_aligned": None,

@@ -103,3 +103,26 @@ def test_reads_mono_and_rgb_cubes(tmp_path: Path) -> None:
     (tmp_path / "bad.fits").write_bytes(b"\0" * 5000)
     with pytest.raises(InvalidInput, match=r"bad\.fits"):
         io.read_frame(tmp_path / "bad.fits")
+
+
+def test_card_header_parses_like_astropy() -> None:
+    cards = [
+        "SIMPLE  =                    T / conforms",
+        "BITPIX  =                   16",
+        "OBJECT  = 'M 94    '           / name",
+        "NOTE    = 'it''s here'         / quoted quote",
+        "EXPTIME =                  10. / seconds",
+        "GAIN    =                   80",
+        "BIG     =               1.5D+3",
+        "FLAG    =                    F",
+        "END",
+    ]
+    raw = "".join(c.ljust(80) for c in cards).ljust(2880).encode("ascii")
+    hdr = io.CardHeader(raw)
+    reference = fits.Header.fromstring(raw.decode("ascii"))
+    for key in ("SIMPLE", "BITPIX", "OBJECT", "NOTE", "EXPTIME", "GAIN", "FLAG"):
+        assert hdr.get(key) == reference[key], key
+    assert hdr.get("BIG") == 1500.0
+    assert hdr.comment("OBJECT") == "name"
+    assert "GAIN" in hdr and "MISSING" not in hdr
+    assert hdr.to_astropy()["NOTE"] == "it's here"

@@ -16,7 +16,7 @@ them, keeps the records and does the bookkeeping):
    normalise ``(value − background) / transparency`` and store (``combine.FrameStore``:
    RAM float32 / RAM float16 / float16 scratch file, chosen from
    ``memory_limit_bytes``).
-5. **Combine** row band by row band: robust median/MAD rejection floored at the
+5. **Combine** row band by row band: robust median/IQR rejection floored at the
    measured noise, weighted mean (``combine``); the reference's background is added
    back so the stack is in the reference's ADU.
 6. **Catalogue** the stack (``detect`` on the summed channels, well-covered pixels).
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -53,8 +52,11 @@ DETECTION_LADDER = (5.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5)
 MOSAIC_CACHE_FRACTION = 0.15
 """Share of the memory budget that may keep raw frames between analysis and warping
 (re-reading a frame costs ~3 ms, so beyond this they are simply read again)."""
-WORKING_BYTES_PER_THREAD_FACTOR = 3.5
-"""Frame-sized float32 buffers alive per warping thread (RGB, warped, store copy)."""
+WORKING_BYTES_PER_THREAD_FACTOR = 4.5
+"""Frame-sized float32 buffers alive per warping thread (uint16 RGB, float RGB, warped,
+bilinear scratch of the blended warp)."""
+BAND_BYTES_RAM16 = 48 * 1024 * 1024
+"""Row band converted from in-RAM float16 at a time (conversion is cheap; memory is not)."""
 FIXED_OVERHEAD_BYTES = 48 * 1024 * 1024
 STACK_CATALOGUE_MAX = 20_000
 
@@ -218,11 +220,6 @@ def _pipeline(
         )
 
     scores = np.zeros(n)
-    for s in candidates:
-        r = s.record
-        scores[r.index] = quality.frame_scores(
-            np.array([r.n_stars]), np.array([r.fwhm_px]), np.array([r.noise_adu])
-        )[0]
     # normalise scores against the usable population, not frame by frame
     idx = [s.record.index for s in candidates]
     scores[idx] = quality.frame_scores(
@@ -240,6 +237,7 @@ def _pipeline(
     # 3. register and screen --------------------------------------------------------
     t = time.perf_counter()
     ref_fwhm = ref.record.fwhm_px or float("nan")
+    prior: np.ndarray | None = None
     for k, s in enumerate(candidates, start=1):
         rec = s.record
         if s is ref:
@@ -248,6 +246,17 @@ def _pipeline(
             rec.n_matched, rec.residual_px = rec.n_stars, 0.0
             rec.scale, rec.rotation_deg, rec.transparency = 1.0, 0.0, 1.0
         else:
+            if (rec.index, ref_index) not in cache and s.xy is not None and ref.xy is not None:
+                # consecutive frames drift slowly: the last accepted transform is a
+                # good first hypothesis (it only orders the search; the fit is the same)
+                cache[(rec.index, ref_index)] = register.match_stars(
+                    s.xy,
+                    ref.xy,
+                    radius_px=params.match_radius_px,
+                    model=params.transform_model,
+                    min_matches=params.min_matched_stars,
+                    prior=prior,
+                )
             _register_one(
                 s,
                 ref,
@@ -256,6 +265,8 @@ def _pipeline(
                 ref_fwhm,
                 params,
             )
+            if rec.accepted and rec.transform is not None:
+                prior = np.asarray(rec.transform)
         report("register", k, len(candidates), rec.filename)
     used = [s for s in states if s.record.accepted]
     timings["register"] = time.perf_counter() - t
@@ -319,7 +330,9 @@ def _pipeline(
             params.weighting,
         )
         floor = np.sqrt(np.mean(noise**2, axis=0))  # RMS: the scatter a sample shows
-        band_budget = max(budget // 2, 16 * 1024 * 1024)
+        band_budget = (
+            BAND_BYTES_RAM16 if store.kind == "ram-float16" else max(budget // 2, 16 * 1024 * 1024)
+        )
         combined = combine.combine_frames(
             store,
             n_channels,
@@ -683,6 +696,3 @@ def _frames_table(records: list[FrameRecord]) -> dict[str, np.ndarray]:
 def _no_usable(states: list[_Analysis]) -> errors.NoUsableFrames:
     reasons = [f"{s.record.filename}: {s.record.reason or 'not registered'}" for s in states]
     return errors.NoUsableFrames(reasons=reasons)
-
-
-_ = os  # os is used by type checkers' view of Path only

@@ -127,14 +127,13 @@ def _translation_hypotheses(src: np.ndarray, ref: np.ndarray, n_best: int = 3) -
     offsets = (ref[None, :, :] - src[:, None, :]).reshape(-1, 2)
     cells = np.floor(offsets / VOTE_CELL_PX).astype(np.int64)
     keys = cells[:, 0] * 1_000_003 + cells[:, 1]
-    uniq, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     hypotheses = []
     for k in np.argsort(-counts, kind="stable")[:n_best]:
         centre = np.median(offsets[inverse == k], axis=0)
         near = np.linalg.norm(offsets - centre, axis=1) < 1.5 * VOTE_CELL_PX
         shift = np.median(offsets[near], axis=0)
         hypotheses.append(np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]]]))
-    _ = uniq
     return hypotheses
 
 
@@ -170,7 +169,7 @@ def _triangles(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tris[good], inv[good]
 
 
-def _triangle_hypotheses(src: np.ndarray, ref: np.ndarray, model: str) -> list[np.ndarray]:
+def _triangle_hypotheses(src: np.ndarray, ref: np.ndarray) -> list[np.ndarray]:
     ts, inv_s = _triangles(src)
     tr, inv_r = _triangles(ref)
     if len(ts) == 0 or len(tr) == 0:
@@ -186,7 +185,6 @@ def _triangle_hypotheses(src: np.ndarray, ref: np.ndarray, model: str) -> list[n
         m = estimate_transform(ps, pr, "similarity")
         if np.abs(apply(m, ps) - pr).max() < 1.5:
             hypotheses.append(m)
-    _ = model
     return hypotheses
 
 
@@ -197,6 +195,7 @@ def match_stars(
     radius_px: float = 3.0,
     model: str = "similarity",
     min_matches: int = 3,
+    prior: np.ndarray | None = None,
 ) -> Registration | None:
     """Find the transform mapping a frame's stars onto the reference's.
 
@@ -210,6 +209,9 @@ def match_stars(
         Model of the final fit.
     min_matches : int
         Below this many inliers the best hypothesis is not even refined.
+    prior : ndarray or None
+        A likely 2×3 transform (e.g. the previous frame's), tried first: with slow
+        field rotation it usually wins at once and the triangle search is skipped.
 
     Returns
     -------
@@ -223,6 +225,8 @@ def match_stars(
     bs, br = src_xy[:BRIGHT_STARS], ref_xy[:BRIGHT_STARS]
     easy = max(min_matches, int(0.5 * min(len(bs), len(br))))
     candidates = [_translation_hypotheses(bs, br)]
+    if prior is not None:
+        candidates[0].insert(0, np.asarray(prior, dtype=np.float64))
     best_matrix, best_hits = None, -1
     for stage, hypotheses in enumerate(candidates):
         for start in range(0, len(hypotheses), SCORE_CHUNK):
@@ -234,7 +238,7 @@ def match_stars(
             if hits[k] > best_hits:
                 best_matrix, best_hits = mats[k], int(hits[k])
         if stage == 0 and best_hits < easy:
-            candidates.append(_triangle_hypotheses(bs, br, model))
+            candidates.append(_triangle_hypotheses(bs, br))
     if best_matrix is None or best_hits < min_matches:
         return None
     return _refine(best_matrix, src_xy, ref_xy, radius_px, model, min_matches)

@@ -1,0 +1,49 @@
+"""Peak memory stays bounded by ``memory_limit_bytes`` (full-size frames, subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crowdsky.simulate import simulate_sequence
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = """
+import json, resource, sys
+from pathlib import Path
+from crowdsky.stacking import StackParams, stack_files
+paths = [Path(p) for p in sys.argv[3:]]
+params = StackParams(memory_limit_bytes=int(sys.argv[2]), scratch_dir=Path(sys.argv[1]).parent)
+result = stack_files(paths, sys.argv[1], params=params)
+print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                  "storage": result.storage, "scratch": result.scratch_bytes,
+                  "n": result.n_aligned}))
+"""
+
+
+def peak_rss(paths: list[Path], out: Path, limit: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out), str(limit), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
+    seq = simulate_sequence(tmp_path / "raw", n_frames=24, seed=8, n_stars=200)
+    limit = 256 * 1024 * 1024
+    small = peak_rss(seq.paths[:12], tmp_path / "a.fits", limit)
+    large = peak_rss(seq.paths, tmp_path / "b.fits", limit)
+    assert small["n"] == 12 and large["n"] == 24
+    assert large["storage"] == "disk-float16" and large["scratch"] > 0
+    # interpreter + numpy/astropy/OpenCV/numba take ~0.2 GB; the engine's share stays
+    # near the limit, and doubling N does not double the peak
+    assert large["rss"] < 0.2e9 + 1.6 * limit
+    assert large["rss"] < 1.25 * small["rss"]

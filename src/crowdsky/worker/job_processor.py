@@ -362,6 +362,9 @@ class JobProcessor:
                 n_frames_aligned=result.n_aligned,
                 n_stars_detected=result.n_stars_detected,
                 seconds=round(timings.stack_s, 3),
+                engine_timings_s={
+                    k: round(float(v), 3) for k, v in getattr(result, "timings_s", {}).items()
+                },
             )
             control.check()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from crowdsky.queue.states import JobStatus
@@ -118,25 +118,3 @@ class LeaseRenewal:
 
     job_id: int
     lease_expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class JobSnapshot:
-    """A read-only view of a job for status pages, tests and the demo."""
-
-    job_id: int
-    user_id: int
-    upload_session_id: int
-    chunk_key: str
-    object_name: str | None
-    frame_count: int
-    status: JobStatus
-    worker_id: str | None
-    attempts: int
-    retry_count: int
-    error_message: str | None
-    progress: float | None
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    errors: tuple[str, ...] = field(default=())

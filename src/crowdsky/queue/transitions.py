@@ -30,7 +30,6 @@ from crowdsky.queue.records import (
     FailureOutcome,
     JobFileEntry,
     JobFiles,
-    JobSnapshot,
     LeaseRenewal,
     NewJob,
     RawFileLocation,
@@ -440,45 +439,6 @@ def reap_expired_leases(
     return outcomes
 
 
-def get_job(session: Session, job_id: int) -> JobSnapshot:
-    """A read-only snapshot of one job with its error history."""
-    with session.begin():
-        job = session.get(StackingJob, job_id)
-        if job is None:
-            raise errors.JobNotFound(f"job {job_id} does not exist")
-        history = session.execute(
-            select(JobAttempt.error_message)
-            .where(JobAttempt.stacking_job_id == job_id, JobAttempt.error_message.is_not(None))
-            .order_by(JobAttempt.attempt)
-        ).scalars()
-        return _snapshot(job, tuple(m for m in history if m))
-
-
-def list_jobs(
-    session: Session, *, upload_session_id: int | None = None, user_id: int | None = None
-) -> list[JobSnapshot]:
-    """Snapshots of jobs, oldest first, optionally filtered by upload session or user."""
-    with session.begin():
-        query = select(StackingJob).order_by(StackingJob.created_at, StackingJob.id)
-        if upload_session_id is not None:
-            query = query.where(StackingJob.upload_session_id == upload_session_id)
-        if user_id is not None:
-            query = query.where(StackingJob.user_id == user_id)
-        return [_snapshot(job, ()) for job in session.execute(query).scalars()]
-
-
-def count_jobs_by_status(session: Session) -> dict[JobStatus, int]:
-    """How many jobs are in each status (for health checks and benchmarks)."""
-    with session.begin():
-        rows = session.execute(
-            select(StackingJob.status, func.count()).group_by(StackingJob.status)
-        ).all()
-    counts = {status: 0 for status in JobStatus}
-    for status, count in rows:
-        counts[JobStatus(status)] = count
-    return counts
-
-
 # -- internals ---------------------------------------------------------------------------
 
 
@@ -615,24 +575,3 @@ def _same_result(existing: StackedFrame, completion: Completion, job: StackingJo
 
 def _or(value: int | None, default: int) -> int:
     return default if value is None else value
-
-
-def _snapshot(job: StackingJob, errors_history: tuple[str, ...]) -> JobSnapshot:
-    return JobSnapshot(
-        job_id=job.id,
-        user_id=job.user_id,
-        upload_session_id=job.upload_session_id,
-        chunk_key=job.chunk_key,
-        object_name=job.object_name,
-        frame_count=job.frame_count,
-        status=JobStatus(job.status),
-        worker_id=job.worker_id,
-        attempts=job.attempts,
-        retry_count=job.retry_count,
-        error_message=job.error_message,
-        progress=job.progress,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        completed_at=job.completed_at,
-        errors=errors_history,
-    )

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crowdsky.db.models import JobAttempt, StackedFrame, StackingJob, UploadSession
+from crowdsky.queue import errors
 from crowdsky.queue.states import JobStatus
 
 DEFAULT_LIMIT = 100
@@ -46,11 +47,15 @@ class JobView:
     """A job as its owner sees it: status, progress, errors and, once done, the stack."""
 
     job_id: int
+    user_id: int
+    upload_session_id: int
     chunk_key: str
     object_name: str | None
     frame_count: int
     status: JobStatus
+    worker_id: str | None
     attempts: int
+    retry_count: int
     progress: float | None
     progress_message: str | None
     error_message: str | None
@@ -98,25 +103,33 @@ def list_user_jobs(
             .order_by(JobAttempt.stacking_job_id, JobAttempt.attempt)
         ):
             history.setdefault(job_id, []).append(message)
-        return [
-            JobView(
-                job_id=job.id,
-                chunk_key=job.chunk_key,
-                object_name=job.object_name,
-                frame_count=job.frame_count,
-                status=JobStatus(job.status),
-                attempts=job.attempts,
-                progress=job.progress,
-                progress_message=job.progress_message,
-                error_message=job.error_message,
-                errors=tuple(history.get(job.id, ())),
-                created_at=job.created_at,
-                started_at=job.started_at,
-                completed_at=job.completed_at,
-                stack=stacks.get(job.id),
-            )
-            for job in jobs
-        ]
+        return [_job_view(job, tuple(history.get(job.id, ())), stacks.get(job.id)) for job in jobs]
+
+
+def get_job(session: Session, job_id: int) -> JobView:
+    """One job with its error history and, once completed, its stack.
+
+    Raises
+    ------
+    JobNotFound
+    """
+    with session.begin():
+        job = session.get(StackingJob, job_id)
+        if job is None:
+            raise errors.JobNotFound(f"job {job_id} does not exist")
+        history = tuple(
+            message
+            for message in session.execute(
+                select(JobAttempt.error_message)
+                .where(JobAttempt.stacking_job_id == job_id, JobAttempt.error_message.is_not(None))
+                .order_by(JobAttempt.attempt)
+            ).scalars()
+            if message
+        )
+        frame = session.execute(
+            select(StackedFrame).where(StackedFrame.stacking_job_id == job_id)
+        ).scalar_one_or_none()
+        return _job_view(job, history, _stack_view(frame) if frame else None)
 
 
 def list_user_stacks(
@@ -135,6 +148,31 @@ def list_user_stacks(
             query.order_by(StackedFrame.date_obs_start.desc(), StackedFrame.id.desc()).limit(limit)
         ).scalars()
         return [_stack_view(row) for row in rows]
+
+
+def _job_view(
+    job: StackingJob, errors_history: tuple[str, ...], stack: StackView | None
+) -> JobView:
+    return JobView(
+        job_id=job.id,
+        user_id=job.user_id,
+        upload_session_id=job.upload_session_id,
+        chunk_key=job.chunk_key,
+        object_name=job.object_name,
+        frame_count=job.frame_count,
+        status=JobStatus(job.status),
+        worker_id=job.worker_id,
+        attempts=job.attempts,
+        retry_count=job.retry_count,
+        progress=job.progress,
+        progress_message=job.progress_message,
+        error_message=job.error_message,
+        errors=errors_history,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        completed_at=job.completed_at,
+        stack=stack,
+    )
 
 
 def _stack_view(frame: StackedFrame) -> StackView:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from crowdsky.queue.views import JobView, StackView, list_user_jobs, list_user_stacks
+from crowdsky.queue import JobView, StackView, list_user_jobs, list_user_stacks
 from crowdsky.server.deps import DbSession
 from crowdsky.server.schemas.user_api import JobItem, JobsResponse, StackItem
 from crowdsky.server.schemas.worker_api import ErrorResponse

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 12:39:44.760711
+Create Date: 2026-11-21 13:32:10.606675
 """
 
 from __future__ import annotations
@@ -144,7 +144,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("stacking_jobs", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_stacking_jobs_status_created_at"), ["status", "created_at"], unique=False
+            batch_op.f("ix_stacking_jobs_status_created_at_id"),
+            ["status", "created_at", "id"],
+            unique=False,
         )
         batch_op.create_index(
             batch_op.f("ix_stacking_jobs_status_lease_expires_at"),
@@ -309,7 +311,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_stacking_jobs_user_id"))
         batch_op.drop_index(batch_op.f("ix_stacking_jobs_upload_session_id"))
         batch_op.drop_index(batch_op.f("ix_stacking_jobs_status_lease_expires_at"))
-        batch_op.drop_index(batch_op.f("ix_stacking_jobs_status_created_at"))
+        batch_op.drop_index(batch_op.f("ix_stacking_jobs_status_created_at_id"))
 
     op.drop_table("stacking_jobs")
     with op.batch_alter_table("upload_sessions", schema=None) as batch_op:

@@ -1,0 +1,156 @@
+"""Cleanup: abandoned uploads expire, reaped leases return, and no needed raw is ever deleted."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from crowdsky import queue
+from crowdsky.cleanup import run_cleanup
+from crowdsky.db.models import RawFile, UploadSession
+from crowdsky.db.types import utcnow
+from crowdsky.queue import JobStatus
+from crowdsky.storage.raw_store import RawStore
+from crowdsky.testing import ensure_user, seed_jobs
+from tests.db_backends import TestDatabase
+
+EXPIRY_H = 24.0
+RETENTION_H = 168.0
+
+
+@pytest.fixture
+def raw_store(tmp_path: Path) -> RawStore:
+    return RawStore(tmp_path / "uploads")
+
+
+def _cleanup(db: TestDatabase, raw_store: RawStore, now=None):  # type: ignore[no-untyped-def]
+    with db.session_factory() as session:
+        return run_cleanup(
+            session,
+            now or utcnow(),
+            raw_store=raw_store,
+            upload_expiry_hours=EXPIRY_H,
+            failed_raw_retention_hours=RETENTION_H,
+            backoff_seconds=0,
+        )
+
+
+def _open_upload(db: TestDatabase, raw_store: RawStore, idle_hours: float) -> Path:
+    """An `uploading` session with one file, last active ``idle_hours`` ago."""
+    now = utcnow()
+    with db.session_factory() as session:
+        user_id = ensure_user(session, "uploader")
+        token = f"{int(idle_hours * 1000):032d}"
+        folder = raw_store.session_dir(user_id, token)
+        raw_store.resolve(folder).mkdir(parents=True)
+        (raw_store.resolve(folder) / "a.fit").write_bytes(b"SIMPLE")
+        (raw_store.resolve(folder) / ".upload-partial").write_bytes(b"half")
+        with session.begin():
+            upload = UploadSession(
+                user_id=user_id,
+                session_token=token,
+                status="uploading",
+                storage_path=folder,
+                created_at=now - timedelta(hours=idle_hours + 100),
+                last_activity_at=now - timedelta(hours=idle_hours),
+            )
+            session.add(upload)
+            session.flush()
+            session.add(
+                RawFile(
+                    upload_session_id=upload.id,
+                    filename="a.fit",
+                    storage_path=f"{folder}/a.fit",
+                    file_size_bytes=6,
+                    sha256="0" * 64,
+                )
+            )
+    return raw_store.resolve(folder)
+
+
+def test_idle_uploads_expire_active_ones_stay(test_db: TestDatabase, raw_store: RawStore) -> None:
+    idle = _open_upload(test_db, raw_store, idle_hours=EXPIRY_H + 1)
+    active = _open_upload(test_db, raw_store, idle_hours=1)  # old, but recently active
+    report = _cleanup(test_db, raw_store)
+    assert report.expired_sessions == 1 and report.deleted_files >= 1
+    assert not idle.exists(), "the expired session's folder (and partial uploads) must go"
+    assert (active / "a.fit").exists()
+    assert report.summary().startswith("Cleanup done: 1 expired sessions, ")
+    with test_db.session_factory() as session, session.begin():
+        statuses = sorted(session.execute(select(UploadSession.status)).scalars())
+        deleted = sorted(session.execute(select(RawFile.is_deleted)).scalars())
+    assert statuses == ["expired", "uploading"] and deleted == [False, True]
+    assert _cleanup(test_db, raw_store).expired_sessions == 0  # idempotent
+
+
+def test_raws_of_waiting_running_or_retrying_jobs_are_never_deleted(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    to_retry, running, _waiting = seed_jobs(
+        test_db.session_factory,
+        raw_store,
+        n_jobs=3,
+        files_per_job=2,
+        now=utcnow() - timedelta(days=30),  # very old jobs, long-finished session
+    )
+    with test_db.session_factory() as session:
+        queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=3600)
+        queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=3600)
+        queue.fail_job(session, utcnow(), job_id=to_retry, error_message="x", backoff_seconds=0)
+    # now one job is in retry, one processing (lease renewed below) and one still pending
+    far_future = utcnow() + timedelta(days=365)
+    with test_db.session_factory() as session:
+        queue.extend_lease(session, far_future, job_id=running, lease_seconds=3600)
+    report = _cleanup(test_db, raw_store, now=far_future)
+    assert report.deleted_files == 0 and report.reaped_jobs == 0
+    files = list(raw_store.root.rglob("*.fit"))
+    assert len(files) == 6
+
+
+def test_expired_leases_are_reaped_by_cleanup(test_db: TestDatabase, raw_store: RawStore) -> None:
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
+    with test_db.session_factory() as session:
+        queue.claim_next_job(session, utcnow(), worker_id="gone", lease_seconds=60)
+    report = _cleanup(test_db, raw_store, now=utcnow() + timedelta(seconds=61))
+    assert report.reaped_jobs == 1
+    with test_db.session_factory() as session:
+        assert queue.get_job(session, job_id).status == JobStatus.RETRY
+
+
+def test_failed_job_raws_are_kept_for_the_retention_period(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1, files_per_job=2)
+    for _ in range(3):
+        with test_db.session_factory() as session:
+            queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
+            queue.fail_job(session, utcnow(), job_id=job_id, error_message="bad", backoff_seconds=0)
+    assert _cleanup(test_db, raw_store).deleted_files == 0
+    report = _cleanup(test_db, raw_store, now=utcnow() + timedelta(hours=RETENTION_H + 1))
+    assert report.deleted_files == 2
+    assert not list(raw_store.root.rglob("*.fit"))
+    assert not any(raw_store.root.iterdir()), "the emptied session folder is removed too"
+
+
+def test_files_left_by_an_interrupted_deletion_are_removed(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1, files_per_job=2)
+    # simulate a crash between the commit (rows marked deleted) and the unlink
+    with test_db.session_factory() as session, session.begin():
+        session.execute(update(RawFile).values(is_deleted=True))
+        session.execute(
+            update(queue_table()).where(queue_table().c.id == job_id).values(status="completed")
+        )
+    report = _cleanup(test_db, raw_store)
+    assert report.deleted_files == 2 and report.removed_dirs == 1
+    assert not list(raw_store.root.rglob("*.fit"))
+
+
+def queue_table():  # type: ignore[no-untyped-def]
+    from crowdsky.db.models import StackingJob
+
+    return StackingJob.__table__

@@ -22,18 +22,20 @@ from crowdsky.ingest.errors import (
     SessionNotFound,
 )
 from crowdsky.ingest.filenames import check_file_name
+from crowdsky.ingest.finalize import (
+    ChunkReport,
+    FinalizeResult,
+    SkippedReport,
+    finalize_session,
+)
 from crowdsky.ingest.fits_headers import FrameHeader, read_frame_header
 from crowdsky.ingest.scrub import scrub_site_location
 from crowdsky.ingest.sessions import (
-    ChunkReport,
     FileStatus,
-    FinalizeResult,
     IntakeSettings,
     ReceivedFile,
     SessionRef,
     SessionStatus,
-    SkippedReport,
-    finalize_session,
     open_session,
     receive_file,
     session_status,

@@ -1,0 +1,324 @@
+"""Finalize: turn an upload session's frames into stacking jobs, once.
+
+Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
+that are too small or already stacked (with the reason, never silently), optionally
+scrubs the observing site from the stored files, and queues one job per chunk through
+:func:`crowdsky.queue.enqueue_jobs`. The session is closed first, so a concurrent
+upload or finalize sees it closed; if queueing fails the session is reopened. A
+repeated finalize answers with what the first one did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
+from crowdsky.ingest import chunking, scrub, sessions
+from crowdsky.ingest.errors import EmptySession
+from crowdsky.ingest.sessions import IntakeSettings
+from crowdsky.queue import NewJob, enqueue_jobs
+from crowdsky.queue.states import ACTIVE_STATUSES
+from crowdsky.storage.raw_store import RawStore
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkReport:
+    """A queued chunk: its job and frames."""
+
+    chunk_key: str
+    job_id: int
+    frame_count: int
+    object_name: str | None
+    telescope: str | None
+    filter_name: str | None
+    exptime_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedReport:
+    """A chunk that got no job, and why."""
+
+    chunk_key: str
+    frame_count: int
+    reason: str
+    filenames: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeResult:
+    """What finalize did (or, repeated, what the first finalize did)."""
+
+    job_ids: tuple[int, ...]
+    chunks: tuple[ChunkReport, ...]
+    skipped: tuple[SkippedReport, ...]
+    repeated: bool
+    scrubbed_files: int = 0
+
+
+def finalize_session(
+    session: Session,
+    now: datetime,
+    *,
+    user_id: int,
+    token: str,
+    raw_store: RawStore,
+    intake: IntakeSettings,
+    overwrite: bool = False,
+    scrub_location: bool = False,
+) -> FinalizeResult:
+    """Turn a session's frames into stacking jobs (idempotent).
+
+    Raises
+    ------
+    SessionNotFound, SessionClosed, EmptySession
+    """
+    with session.begin():
+        row = sessions.load_row(session, user_id, token, for_update=True)
+        session_id = row.id
+        if row.status == "complete":
+            repeated = True
+        else:
+            sessions.require_open(row, now, intake.expiry_hours)
+            if sessions.count_files(session, session_id) == 0:
+                raise EmptySession(
+                    "the upload session has no files; upload at least one file before finalize"
+                )
+            # Claim the finalize first: a concurrent add_file or finalize now sees it closed.
+            session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id, UploadSession.status == "uploading")
+                .values(status="complete", completed_at=now, last_activity_at=now)
+            )
+            repeated = False
+    if repeated:
+        return _repeat_finalize(session, user_id, session_id, intake)
+    try:
+        return _run_finalize(
+            session, now, user_id, session_id, raw_store, intake, overwrite, scrub_location
+        )
+    except BaseException:
+        with session.begin():  # give the session back so the user can try again
+            session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == session_id, UploadSession.status == "complete")
+                .values(status="uploading", completed_at=None)
+            )
+        raise
+
+
+# -- internals ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    info: chunking.FrameInfo
+    filename: str
+    object_name: str | None
+    storage_path: str
+    has_site: bool
+
+
+def _session_frames(
+    session: Session, session_id: int, user_id: int, *, unattached_only: bool = False
+) -> list[_Frame]:
+    query = select(RawFile).where(
+        RawFile.upload_session_id == session_id, RawFile.is_deleted.is_(False)
+    )
+    if unattached_only:
+        query = query.where(RawFile.stacking_job_id.is_(None))
+    frames = []
+    for f in session.execute(query.order_by(RawFile.id)).scalars():
+        if f.fits_date_obs is None:  # cannot happen for files received here
+            continue
+        frames.append(
+            _Frame(
+                chunking.FrameInfo(
+                    frame_id=f.id,
+                    date_obs=f.fits_date_obs,
+                    ra_deg=f.fits_ra,
+                    dec_deg=f.fits_dec,
+                    user_id=user_id,
+                    telescope=f.fits_telescop,
+                    filter_name=f.fits_filter,
+                    exptime_s=f.fits_exptime,
+                ),
+                f.filename,
+                f.fits_object,
+                f.storage_path,
+                f.fits_sitelat is not None or f.fits_sitelong is not None,
+            )
+        )
+    return frames
+
+
+def _plan(frames: Sequence[_Frame], intake: IntakeSettings) -> chunking.ChunkPlan:
+    return chunking.plan_chunks(
+        (f.info for f in frames),
+        key_format=intake.key_format,
+        min_frames=intake.min_frames,
+        min_total_exptime_s=intake.min_total_exptime_s,
+        separation_deg=intake.separation_deg,
+    )
+
+
+def _run_finalize(
+    session: Session,
+    now: datetime,
+    user_id: int,
+    session_id: int,
+    raw_store: RawStore,
+    intake: IntakeSettings,
+    overwrite: bool,
+    scrub_location: bool,
+) -> FinalizeResult:
+    with session.begin():
+        frames = _session_frames(session, session_id, user_id)
+    by_id = {f.info.frame_id: f for f in frames}
+    scrubbed = 0
+    if scrub_location:
+        for frame in frames:
+            if frame.has_site:
+                scrub.scrub_site_location(raw_store.resolve(frame.storage_path))
+                scrubbed += 1
+        with session.begin():
+            session.execute(
+                update(RawFile)
+                .where(RawFile.upload_session_id == session_id)
+                .values(fits_sitelat=None, fits_sitelong=None)
+            )
+    plan = _plan(frames, intake)
+    skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
+    to_queue: list[chunking.Chunk] = []
+    with session.begin():
+        for chunk in plan.chunks:
+            conflict = None if overwrite else _existing_work(session, user_id, session_id, chunk)
+            if conflict is not None:
+                skipped.append(_skipped_report(chunk, conflict, by_id))
+            else:
+                to_queue.append(chunk)
+        for chunk in [*plan.chunks, *(s.chunk for s in plan.skipped)]:
+            session.execute(
+                update(RawFile)
+                .where(RawFile.id.in_(chunk.frame_ids))
+                .values(chunk_key=chunk.chunk_key)
+            )
+    new_jobs = [
+        NewJob(
+            user_id=user_id,
+            upload_session_id=session_id,
+            chunk_key=chunk.chunk_key,
+            raw_file_ids=chunk.frame_ids,
+            object_name=_object_name(chunk, by_id),
+            telescope=chunk.telescope,
+            filter_name=chunk.filter_name,
+            exptime=chunk.exptime_s,
+        )
+        for chunk in to_queue
+    ]
+    job_ids = enqueue_jobs(session, now, new_jobs) if new_jobs else []
+    reports = tuple(
+        ChunkReport(
+            job.chunk_key,
+            job_id,
+            len(job.raw_file_ids),
+            job.object_name,
+            job.telescope,
+            job.filter_name,
+            job.exptime,
+        )
+        for job, job_id in zip(new_jobs, job_ids, strict=True)
+    )
+    return FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed)
+
+
+def _repeat_finalize(
+    session: Session, user_id: int, session_id: int, intake: IntakeSettings
+) -> FinalizeResult:
+    """The answer of a finalize that already happened: its jobs, and what stayed out."""
+    with session.begin():
+        jobs = list(
+            session.execute(
+                select(StackingJob)
+                .where(StackingJob.upload_session_id == session_id)
+                .order_by(StackingJob.id)
+            ).scalars()
+        )
+        reports = tuple(
+            ChunkReport(
+                j.chunk_key,
+                j.id,
+                j.frame_count,
+                j.object_name,
+                j.telescope,
+                j.filter_name,
+                j.exptime,
+            )
+            for j in jobs
+        )
+        leftovers = _session_frames(session, session_id, user_id, unattached_only=True)
+    by_id = {f.info.frame_id: f for f in leftovers}
+    plan = _plan(leftovers, intake)
+    skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
+    skipped += [
+        _skipped_report(c, "not queued at finalize: already stacked or queued", by_id)
+        for c in plan.chunks
+    ]
+    return FinalizeResult(tuple(j.id for j in jobs), reports, tuple(skipped), True)
+
+
+def _existing_work(
+    session: Session, user_id: int, session_id: int, chunk: chunking.Chunk
+) -> str | None:
+    """Why this chunk needs no new job: a completed stack or an active job of it."""
+    same_chunk = and_(
+        StackingJob.user_id == user_id,
+        StackingJob.chunk_key == chunk.chunk_key,
+        _equal_or_both_null(StackingJob.telescope, chunk.telescope),
+        _equal_or_both_null(StackingJob.filter_name, chunk.filter_name),
+        _equal_or_both_null(StackingJob.exptime, chunk.exptime_s),
+    )
+    stack_id = session.execute(
+        select(StackedFrame.id)
+        .join(StackingJob, StackingJob.id == StackedFrame.stacking_job_id)
+        .where(same_chunk)
+        .limit(1)
+    ).scalar_one_or_none()
+    if stack_id is not None:
+        return f"already stacked (stack {stack_id}); finalize with overwrite=1 to stack it again"
+    job_id = session.execute(
+        select(StackingJob.id)
+        .where(
+            same_chunk,
+            StackingJob.upload_session_id != session_id,
+            StackingJob.status.in_([str(s) for s in ACTIVE_STATUSES]),
+        )
+        .limit(1)
+    ).scalar_one_or_none()
+    if job_id is not None:
+        return f"already queued as job {job_id}; finalize with overwrite=1 to queue it again"
+    return None
+
+
+def _equal_or_both_null(column: object, value: object) -> object:
+    if value is None:
+        return column.is_(None)  # type: ignore[attr-defined]
+    return column == value
+
+
+def _object_name(chunk: chunking.Chunk, by_id: dict[int, _Frame]) -> str | None:
+    names = sorted({n for i in chunk.frame_ids if (n := by_id[i].object_name)})
+    return names[0] if names else None
+
+
+def _skipped_report(chunk: chunking.Chunk, reason: str, by_id: dict[int, _Frame]) -> SkippedReport:
+    return SkippedReport(
+        chunk.chunk_key,
+        chunk.frame_count,
+        reason,
+        tuple(by_id[i].filename for i in chunk.frame_ids),
+    )

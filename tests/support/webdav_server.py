@@ -40,7 +40,7 @@ from typing import Any
 DEFAULT_TOKEN = "TestShareToken9Xy"
 LEGACY_ROUTE = "/public.php/webdav"
 V2_ROUTE = "/public.php/dav/files"
-START_TIMEOUT_SECONDS = 20.0
+START_TIMEOUT_SECONDS = 30.0
 
 
 def free_port() -> int:
@@ -79,6 +79,9 @@ class WebDavServer:
         self.password = password
         self.v2_password = v2_password
         self.port = port or free_port()
+        # A port picked by us may be taken by someone else before the child binds it;
+        # then start() picks another (only before the first successful start).
+        self._may_repick_port = port is None
         self.legacy_dir = self.root / "legacy-share"
         self.v2_dir = self.root / "v2-root" / token
         self.control_file = self.root / "control"
@@ -111,6 +114,19 @@ class WebDavServer:
         """Start the child process and wait until it accepts connections."""
         if self._process is not None and self._process.poll() is None:
             return self
+        for attempt in range(3):
+            try:
+                self._start_once()
+            except RuntimeError:
+                if not self._may_repick_port or attempt == 2:
+                    raise
+                self.port = free_port()
+                continue
+            self._may_repick_port = False  # restarts must keep the URL workers know
+            return self
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start_once(self) -> None:
         cmd = [
             sys.executable,
             str(Path(__file__).resolve()),
@@ -140,7 +156,7 @@ class WebDavServer:
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
             ):
-                return self
+                return
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"wsgidav did not start on port {self.port}")

@@ -57,3 +57,9 @@ def test_every_spec_variable_is_documented() -> None:
         "UPLOAD_EXPIRY_HOURS",
     ):
         assert f"`{name}`" in text, name
+
+
+def test_every_variable_has_a_meaning(gen) -> None:  # type: ignore[no-untyped-def]
+    for line in gen.configuration_markdown().splitlines():
+        if line.startswith("| `"):
+            assert not line.rstrip().endswith("|  |"), f"undocumented variable: {line}"

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from crowdsky.accounts.users import create_user
 from crowdsky.db import create_db_engine, make_session_factory
-from crowdsky.db.models import RawFile, StackedFrame, StackingJob
+from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob
 from crowdsky.db.types import utcnow
 from tests.support.live_server import LiveServer, start_live_server
 from tests.support.webdav_server import WebDavServer
@@ -143,6 +143,14 @@ class Deployment:
                 raws = session.execute(
                     select(RawFile).where(RawFile.stacking_job_id == job_id)
                 ).scalars()
+                row["attempt_history"] = [
+                    (a.outcome, a.error_message)
+                    for a in session.execute(
+                        select(JobAttempt)
+                        .where(JobAttempt.stacking_job_id == job_id)
+                        .order_by(JobAttempt.attempt)
+                    ).scalars()
+                ]
                 row["raw_paths"] = [
                     (self.server.data_dir / "uploads" / r.storage_path, r.is_deleted) for r in raws
                 ]

@@ -106,8 +106,10 @@ def test_sigterm_mid_job_hands_the_job_back(
     worker.terminate()
     assert worker.wait(60) == 0, worker.log()
     row = deployment.job(job_id)
-    assert row["status"] in ("retry", "pending"), row
-    assert "shutting down" in (row["error_message"] or "")
+    # released, not failed: straight back to the queue, no failed attempt counted
+    assert row["status"] == "pending" and row["retry_count"] == 0, row
+    outcome, message = row["attempt_history"][-1]
+    assert outcome == "released" and "shutting down" in (message or "")
     assert row["stacked"] is None
 
 

@@ -374,3 +374,30 @@ def test_concurrent_claims_never_hand_out_a_job_twice(
     for thread in threads:
         thread.join(timeout=120)
     assert sorted(claimed) == sorted(ids)
+
+
+def test_release_hands_a_job_back_without_a_failed_attempt(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
+    claimed = _claim(test_db, "leaving")
+    assert claimed is not None
+    with test_db.session_factory() as session:
+        with pytest.raises(queue.HeldByOtherWorker):
+            queue.release_job(session, utcnow(), job_id=job_id, worker_id="other")
+        outcome = queue.release_job(
+            session, utcnow(), job_id=job_id, reason="SIGTERM", worker_id="leaving",
+            lease_token=claimed.lease_token,
+        )
+    assert outcome.status == JobStatus.PENDING
+    again = _claim(test_db, "next")
+    assert again is not None and again.job_id == job_id and again.attempt == 2
+    _fail(test_db, job_id, "real failure")
+    assert _claim(test_db, "third") is not None
+    with test_db.session_factory() as session:
+        assert queue.release_job(session, utcnow(), job_id=job_id).status == JobStatus.RETRY
+        snap = queue.get_job(session, job_id)
+        with pytest.raises(queue.WrongState):
+            queue.release_job(session, utcnow(), job_id=job_id)
+    assert snap.retry_count == 1  # only the real failure counts
+    assert snap.errors == ("SIGTERM", "real failure", "released by the worker")

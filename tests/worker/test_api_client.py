@@ -170,3 +170,21 @@ def test_claim_is_not_repeated_after_a_read_timeout() -> None:
         with pytest.raises(ApiUnavailable):
             api.get_job_files(1)  # reads are safe to repeat
         assert len(calls) == 5
+
+
+def test_release_job_uses_the_extension_and_falls_back_to_fail_job() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path.endswith("release_job.php"):
+            if len(seen) == 1:
+                return httpx.Response(200, json={"ok": True, "status": "pending"})
+            return httpx.Response(404, json={"error": "No such endpoint."})
+        return httpx.Response(200, json={"ok": True, "status": "retry"})
+
+    with ApiClient(API, KEY, "w", transport=httpx.MockTransport(handler)) as api:
+        assert api.release_job(7, "worker shutting down") == {"ok": True, "status": "pending"}
+        # an older server without the extension: hand back with fail_job instead
+        assert api.release_job(7, "worker shutting down")["status"] == "retry"
+    assert seen == ["/api/release_job.php", "/api/release_job.php", "/api/fail_job.php"]

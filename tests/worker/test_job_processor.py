@@ -207,7 +207,7 @@ def test_lease_lost_aborts_without_reporting(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "job_10").exists()
 
 
-def test_shutdown_cancel_hands_the_job_back(tmp_path: Path) -> None:
+def test_shutdown_cancel_hands_the_job_back_via_fail_job_on_an_old_server(tmp_path: Path) -> None:
     fake = FakeWorkerApi()
     fake.add_job(11)
     control = JobControl()

@@ -20,6 +20,7 @@ from crowdsky.queue.records import (
     LeaseRenewal,
     NewJob,
     RawFileLocation,
+    ReleaseOutcome,
 )
 from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
 from crowdsky.queue.transitions import (
@@ -31,6 +32,7 @@ from crowdsky.queue.transitions import (
     list_job_files,
     locate_raw_file,
     reap_expired_leases,
+    release_job,
 )
 from crowdsky.queue.views import (
     JobView,
@@ -59,6 +61,7 @@ __all__ = [
     "QueueError",
     "RawFileLocation",
     "RawFileNotFound",
+    "ReleaseOutcome",
     "StackView",
     "WrongState",
     "claim_next_job",
@@ -72,4 +75,5 @@ __all__ = [
     "list_user_stacks",
     "locate_raw_file",
     "reap_expired_leases",
+    "release_job",
 ]

@@ -113,6 +113,14 @@ class FailureOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseOutcome:
+    """Result of release_job: the status the job went back to."""
+
+    job_id: int
+    status: JobStatus
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRenewal:
     """Result of a heartbeat."""
 

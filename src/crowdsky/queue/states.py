@@ -8,6 +8,9 @@
           expired         ▼  │
                         retry ──(3rd failed attempt)──▶ failed
 
+A worker that shuts down hands a job back with ``release_job``: it returns to the queue
+at once and the attempt does not count as a failure.
+
 A job gets ``MAX_ATTEMPTS`` attempts. Each failed attempt (an explicit ``fail_job`` or a
 lease that expired because the worker vanished) counts; the third one makes the job
 ``failed`` — reachable, unlike the original, where exhausted jobs sat in ``retry``.
@@ -38,6 +41,7 @@ class AttemptOutcome(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     LEASE_EXPIRED = "lease_expired"
+    RELEASED = "released"
 
 
 #: Statuses in which a job still needs its raw files.
@@ -45,7 +49,9 @@ ACTIVE_STATUSES = frozenset({JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.
 
 ALLOWED_MOVES: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.PENDING: frozenset({JobStatus.PROCESSING}),
-    JobStatus.PROCESSING: frozenset({JobStatus.COMPLETED, JobStatus.RETRY, JobStatus.FAILED}),
+    JobStatus.PROCESSING: frozenset(
+        {JobStatus.COMPLETED, JobStatus.RETRY, JobStatus.FAILED, JobStatus.PENDING}
+    ),
     JobStatus.RETRY: frozenset({JobStatus.PROCESSING}),
     JobStatus.COMPLETED: frozenset(),
     JobStatus.FAILED: frozenset(),

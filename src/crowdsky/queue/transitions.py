@@ -33,6 +33,7 @@ from crowdsky.queue.records import (
     LeaseRenewal,
     NewJob,
     RawFileLocation,
+    ReleaseOutcome,
 )
 from crowdsky.queue.states import (
     MAX_ERROR_MESSAGE_CHARS,
@@ -411,6 +412,47 @@ def fail_job(
         job = _load_job_for_update(session, job_id)
         _require_holder(job, worker_id, lease_token)
         return _fail_locked(session, job, now, message, backoff_seconds, AttemptOutcome.FAILED)
+
+
+def release_job(
+    session: Session,
+    now: datetime,
+    *,
+    job_id: int,
+    reason: str | None = None,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+) -> ReleaseOutcome:
+    """Hand a held job back to the queue without counting a failed attempt.
+
+    For a worker that stops (SIGTERM, maintenance) before finishing: the job is
+    claimable again at once, as ``pending`` or, if it had failed before, ``retry``.
+    The release is kept in the attempt history.
+
+    Raises
+    ------
+    JobNotFound, WrongState, HeldByOtherWorker
+    """
+    message = ((reason or "").strip() or "released by the worker")[:MAX_ERROR_MESSAGE_CHARS]
+    with session.begin():
+        job = _load_job_for_update(session, job_id)
+        _require_holder(job, worker_id, lease_token)
+        status = JobStatus.RETRY if job.retry_count else JobStatus.PENDING
+        _record_attempt(session, job, now, AttemptOutcome.RELEASED, message)
+        _guarded_update(
+            session,
+            job,
+            JobStatus.PROCESSING,
+            {
+                "status": status,
+                "not_before": None,
+                "lease_token": None,
+                "lease_expires_at": None,
+                "progress": None,
+                "progress_message": None,
+            },
+        )
+    return ReleaseOutcome(job_id, status)
 
 
 def reap_expired_leases(

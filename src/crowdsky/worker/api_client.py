@@ -277,6 +277,30 @@ class ApiClient:
         self.forget_lease(job_id)
         return _json_object(response, "fail_job")
 
+    def release_job(self, job_id: int, reason: str) -> dict[str, Any]:
+        """Hand a job back to the queue (shutting down) without a failed attempt.
+
+        ``release_job`` is an extension of our server; against a server without it
+        (404/405 for the endpoint) the job is handed back with ``fail_job`` instead.
+        """
+        body = {
+            "job_id": job_id,
+            "reason": reason[:MAX_ERROR_MESSAGE_CHARS],
+            **self._identity(job_id),
+        }
+        try:
+            response = self._request(
+                "POST", "release_job.php", json=body, what="release_job", job_id=job_id
+            )
+        except LeaseLost:
+            raise
+        except ApiError as exc:
+            if exc.status_code not in (404, 405):
+                raise
+            return self.fail_job(job_id, reason)
+        self.forget_lease(job_id)
+        return _json_object(response, "release_job")
+
     def heartbeat(
         self, job_id: int, *, progress: float | None = None, message: str | None = None
     ) -> dict[str, Any]:

@@ -73,51 +73,102 @@ class WorkerSettings(BaseSettings):
         frozen=True,
     )
 
-    api_base_url: str = Field(validation_alias=_env("API_BASE_URL"))
-    worker_api_key: SecretStr = Field(validation_alias=_env("WORKER_API_KEY"))
-    ucloud_webdav_url: str | None = Field(default=None, validation_alias=_env("UCLOUD_WEBDAV_URL"))
+    api_base_url: str = Field(
+        validation_alias=_env("API_BASE_URL"),
+        description="The server's worker API, ending in /api (no trailing slash).",
+    )
+    worker_api_key: SecretStr = Field(
+        validation_alias=_env("WORKER_API_KEY"),
+        description=(
+            "The shared worker key, or a per-worker token from `crowdsky worker-token create`."
+        ),
+    )
+    ucloud_webdav_url: str | None = Field(
+        default=None,
+        validation_alias=_env("UCLOUD_WEBDAV_URL"),
+        description=(
+            "Nextcloud share endpoint: .../public.php/webdav (legacy) or "
+            ".../public.php/dav/files/<token>; unset for a local result store."
+        ),
+    )
     ucloud_share_token: SecretStr | None = Field(
-        default=None, validation_alias=_env("UCLOUD_SHARE_TOKEN")
+        default=None,
+        validation_alias=_env("UCLOUD_SHARE_TOKEN"),
+        description=(
+            "The public share's token (the part after /s/ in the link); Basic user name on "
+            "the legacy endpoint."
+        ),
     )
     ucloud_share_password: SecretStr | None = Field(
-        default=None, validation_alias=_env("UCLOUD_SHARE_PASSWORD")
+        default=None,
+        validation_alias=_env("UCLOUD_SHARE_PASSWORD"),
+        description="Password of a password-protected share (empty for none).",
     )
     ucloud_base_path: str = Field(
-        default=DEFAULT_BASE_PATH, validation_alias=_env("UCLOUD_BASE_PATH")
+        default=DEFAULT_BASE_PATH,
+        validation_alias=_env("UCLOUD_BASE_PATH"),
+        description="Folder inside the share under which stacks/user_<id>/... is written.",
     )
     worker_id: str = Field(
         default=DEFAULT_WORKER_ID,
         min_length=1,
         max_length=64,
         validation_alias=_env("WORKER_ID"),
+        description="This worker's name, recorded on the jobs it claims.",
     )
     poll_interval: float = Field(
-        default=DEFAULT_POLL_INTERVAL_SECONDS, gt=0, validation_alias=_env("POLL_INTERVAL")
+        default=DEFAULT_POLL_INTERVAL_SECONDS,
+        gt=0,
+        validation_alias=_env("POLL_INTERVAL"),
+        description="Seconds between polls for work while idle.",
     )
-    work_dir: Path = Field(default=DEFAULT_WORK_DIR, validation_alias=_env("WORK_DIR"))
+    work_dir: Path = Field(
+        default=DEFAULT_WORK_DIR,
+        validation_alias=_env("WORK_DIR"),
+        description="Scratch folder for downloads and stacks (made absolute at start-up).",
+    )
     max_workers: int = Field(
-        default=DEFAULT_MAX_WORKERS, ge=1, le=64, validation_alias=_env("MAX_WORKERS")
+        default=DEFAULT_MAX_WORKERS,
+        ge=1,
+        le=64,
+        validation_alias=_env("MAX_WORKERS"),
+        description="Jobs processed in parallel (daemon mode).",
     )
     result_store: ResultStoreKind | None = Field(
-        default=None, validation_alias=_env("RESULT_STORE")
+        default=None,
+        validation_alias=_env("RESULT_STORE"),
+        description="webdav or local; default: webdav when UCLOUD_WEBDAV_URL is set, else local.",
     )
     local_results_dir: Path = Field(
-        default=DEFAULT_LOCAL_RESULTS_DIR, validation_alias=_env("LOCAL_RESULTS_DIR")
+        default=DEFAULT_LOCAL_RESULTS_DIR,
+        validation_alias=_env("LOCAL_RESULTS_DIR"),
+        description="Root of the local result store (stands for the share's root).",
     )
     shutdown_timeout: float = Field(
-        default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS, ge=0, validation_alias=_env("SHUTDOWN_TIMEOUT")
+        default=DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+        ge=0,
+        validation_alias=_env("SHUTDOWN_TIMEOUT"),
+        description="Seconds running jobs get to finish after SIGTERM before they are handed back.",
     )
     download_concurrency: int = Field(
         default=DEFAULT_DOWNLOAD_CONCURRENCY,
         ge=1,
         le=32,
         validation_alias=_env("DOWNLOAD_CONCURRENCY"),
+        description="Parallel raw-file downloads per job.",
     )
     heartbeat_interval: float | None = Field(
-        default=None, gt=0, validation_alias=_env("HEARTBEAT_INTERVAL")
+        default=None,
+        gt=0,
+        validation_alias=_env("HEARTBEAT_INTERVAL"),
+        description=(
+            "Seconds between lease heartbeats; default: a third of the server's lease, at most 60."
+        ),
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        default="INFO", validation_alias=_env("LOG_LEVEL")
+        default="INFO",
+        validation_alias=_env("LOG_LEVEL"),
+        description="DEBUG, INFO, WARNING or ERROR.",
     )
 
     @field_validator("api_base_url")

@@ -407,7 +407,7 @@ class JobProcessor:
             heartbeat.stop()
             timings.total_s = time.perf_counter() - started
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
-                self._report_failure(job_id, SHUTDOWN_MESSAGE, log)
+                self._hand_back(job_id, log)
                 raise
             return self._handle_failure(job_id, step, exc, control, timings, log)
         finally:
@@ -551,7 +551,7 @@ class JobProcessor:
             return JobOutcome(job_id, "aborted", message=f"lease lost: {exc}", timings=timings)
         if reason == "shutdown" or (isinstance(exc, JobAborted) and exc.reason == "shutdown"):
             log.warning("job_handed_back", step=step)
-            status = self._report_failure(job_id, SHUTDOWN_MESSAGE, log)
+            status = self._hand_back(job_id, log)
             return JobOutcome(
                 job_id, "aborted", message=SHUTDOWN_MESSAGE, server_status=status, timings=timings
             )
@@ -562,6 +562,21 @@ class JobProcessor:
             log.error("job_failed", step=step, error=message, exc_info=exc)
         status = self._report_failure(job_id, message, log)
         return JobOutcome(job_id, "failed", message=message, server_status=status, timings=timings)
+
+    def _hand_back(self, job_id: int, log: Any) -> str | None:
+        """Give the job back without a failed attempt (``release_job``)."""
+        try:
+            reply = self.api.release_job(job_id, SHUTDOWN_MESSAGE)
+        except LeaseLost as exc:
+            log.warning("release_job_refused", error=str(exc))
+            return None
+        except Exception as exc:
+            # The lease will run out and the server re-queues the job; nothing else to do.
+            log.error("release_job_not_reported", error=str(exc))
+            return None
+        status = reply.get("status")
+        log.info("job_released", server_status=status)
+        return str(status) if status is not None else None
 
     def _report_failure(self, job_id: int, message: str, log: Any) -> str | None:
         try:

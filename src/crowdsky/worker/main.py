@@ -7,7 +7,7 @@
   logged and retried with capped exponential backoff and jitter; the daemon resumes
   when the server is back.
 * SIGTERM / SIGINT stop claiming; running jobs get ``SHUTDOWN_TIMEOUT`` seconds to
-  finish, then are cancelled and handed back with ``fail_job`` ("worker shutting
+  finish, then are cancelled and handed back with ``release_job`` ("worker shutting
   down") so another worker picks them up. A second signal hands them back at once.
   The process then exits 0 (systemd's ``TimeoutStopSec`` must exceed the bound).
 * ``--once``: claim one job and process it; exit 0 when a job was processed, 1 when
@@ -265,7 +265,7 @@ class Worker:
     def _hand_back(self, rj: _RunningJob) -> None:
         rj.handed_back = True
         try:
-            self.api.fail_job(rj.job_id, SHUTDOWN_MESSAGE)
+            self.api.release_job(rj.job_id, SHUTDOWN_MESSAGE)
             self.log.warning("job_handed_back", job_id=rj.job_id)
         except LeaseLost:
             pass

@@ -32,6 +32,8 @@ from crowdsky.server.schemas.worker_api import (
     JobId,
     NextJobResponse,
     OkResponse,
+    ReleaseJobRequest,
+    ReleaseJobResponse,
     WorkerId,
 )
 from crowdsky.server.state import ServerState
@@ -234,6 +236,24 @@ def fail_job(
         lease_token=body.lease_token,
     )
     return FailJobResponse(status=outcome.status.value)  # type: ignore[arg-type]
+
+
+@_route("release_job", "POST", response_model=ReleaseJobResponse, responses=JOB_ERRORS)
+def release_job(
+    session: DbSession,
+    _principal: AuthenticatedWorker,
+    body: ReleaseJobRequest,
+) -> ReleaseJobResponse:
+    """Extension: give a held job back to the queue (no failed attempt is counted)."""
+    outcome = queue.release_job(
+        session,
+        utcnow(),
+        job_id=body.job_id,
+        reason=body.reason,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+    )
+    return ReleaseJobResponse(status=outcome.status.value)  # type: ignore[arg-type]
 
 
 @_route("heartbeat", "POST", response_model=HeartbeatResponse, responses=JOB_ERRORS)

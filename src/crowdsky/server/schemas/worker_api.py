@@ -137,6 +137,20 @@ class FailJobResponse(BaseModel):
     status: Literal["retry", "failed"]
 
 
+class ReleaseJobRequest(_WorkerIdentity):
+    """Extension: hand a held job back (worker shutting down) without a failed attempt."""
+
+    job_id: JobId
+    reason: Annotated[str, Field(max_length=4000)] | None = None
+
+
+class ReleaseJobResponse(BaseModel):
+    """``{"ok": true, "status": "pending" | "retry"}``."""
+
+    ok: Literal[True] = True
+    status: Literal["pending", "retry"]
+
+
 class HeartbeatRequest(_WorkerIdentity):
     """Extension: renew the lease of a held job and report progress."""
 

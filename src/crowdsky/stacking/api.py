@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -180,10 +181,7 @@ def _pipeline(
     keep_images = n * first_size <= MOSAIC_CACHE_FRACTION * params.memory_limit_bytes
     with ThreadPoolExecutor(params.n_threads) as pool:
         futures = [pool.submit(_analyse, s, params, keep_images) for s in states]
-        for done, _ in enumerate(as_completed(futures), start=1):
-            report("analyse", done, n, "detecting stars")
-        for f in futures:
-            f.result()
+        _wait_all(futures, lambda done: report("analyse", done, n, "detecting stars"))
     _reject_odd_shapes(states)
     timings["analyse"] = time.perf_counter() - t
 
@@ -438,6 +436,22 @@ def _pipeline(
     )
 
 
+def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> None:
+    """Wait for every future, reporting progress from this (the caller's) thread.
+
+    If a frame fails or the progress callback raises (a worker aborting its job), the
+    frames not yet started are cancelled instead of being processed for nothing.
+    """
+    try:
+        for done, fut in enumerate(as_completed(futures), start=1):
+            fut.result()
+            on_done(done)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        raise
+
+
 def _warm_up_combine() -> None:
     import astropy.io.fits  # noqa: F401  (needed for the output; import it off the critical path)
 
@@ -627,13 +641,10 @@ def _warp_all(
         store.put(k, target)  # type: ignore[attr-defined]
         return back, noise
 
-    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(used)
     with ThreadPoolExecutor(params.n_threads) as pool:
-        futures = {pool.submit(work, k): k for k in range(len(used))}
-        for done, fut in enumerate(as_completed(futures), start=1):
-            results[futures[fut]] = fut.result()
-            report("warp", done, len(used), "aligning")
-    return [r for r in results if r is not None]
+        futures = [pool.submit(work, k) for k in range(len(used))]
+        _wait_all(futures, lambda done: report("warp", done, len(used), "aligning"))
+    return [f.result() for f in futures]
 
 
 def _catalogue(

@@ -2,8 +2,13 @@
 
 The worker keeps the original signature ``generate_thumbnail(fits_path, output_path,
 max_size=512)``; the engine owns reading the stack layout and stretching, so there
-is one implementation for the worker and ``crowdsky stack``. The default stretch is
-the original's linear 1st-99.5th percentile one.
+is one implementation for the worker and ``crowdsky stack``.
+
+Published thumbnails are what the gallery shows, so the worker uses the engine's
+automatic non-linear stretch (per-channel background removed, black point from the
+noise, midtones set for faint structure). The original's linked 1st-99.5th percentile
+stretch keeps a raw frame's sensor colour balance: on Seestar data the preview comes
+out green with a grey-green sky. It stays available as ``stretch="linear"``.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ from pathlib import Path
 from crowdsky.worker.errors import StackingFailed
 
 DEFAULT_MAX_SIZE_PX = 512
-DEFAULT_STRETCH = "linear"
+DEFAULT_STRETCH = "auto"
 
 
 def generate_thumbnail(
     fits_path: Path | str,
     output_path: Path | str,
     max_size: int = DEFAULT_MAX_SIZE_PX,
+    stretch: str = DEFAULT_STRETCH,
 ) -> Path:
     """Write a PNG preview of a stacked FITS file.
 
@@ -31,6 +37,8 @@ def generate_thumbnail(
         The PNG to write.
     max_size
         Longest side of the preview, pixels (aspect ratio kept).
+    stretch
+        ``"auto"`` (gallery default) or ``"linear"`` (the original's percentile stretch).
 
     Returns
     -------
@@ -47,9 +55,7 @@ def generate_thumbnail(
 
     try:
         return Path(
-            engine_thumbnail(
-                Path(fits_path), Path(output_path), max_size=max_size, stretch=DEFAULT_STRETCH
-            )
+            engine_thumbnail(Path(fits_path), Path(output_path), max_size=max_size, stretch=stretch)
         )
     except (StackingError, OSError, ValueError) as exc:
         raise StackingFailed(f"thumbnail failed: {exc}") from exc

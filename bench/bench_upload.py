@@ -15,12 +15,13 @@ Run: ``.venv/bin/python bench/bench_upload.py [--frames 48] [--runs 3] [--big-mb
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -88,34 +89,58 @@ def write_big_fits(path: Path, size_mb: int) -> int:
     return path.stat().st_size
 
 
-def upload_run(
-    base: str, key: str, template: bytes, n_frames: int, clients: int, serial0: int
-) -> float:
-    """Upload ``n_frames`` frames with ``clients`` parallel clients; returns MB/s."""
-    per_client = [list(range(i, n_frames, clients)) for i in range(clients)]
+def _client_process(args: tuple[str, str, str, list[int], float]) -> int:
+    """One uploading client in its own process (a thread pool would measure the GIL)."""
+    base, key, template_path, indices, start_at = args
+    template = Path(template_path).read_bytes()
     headers = {"Authorization": f"Bearer {key}"}
+    sent = 0
+    with httpx.Client(base_url=base, headers=headers, timeout=300) as http:
+        token = http.post(URL, params={"action": "start"}).json()["session_token"]
+        bodies = [(i, frame_bytes(template, i)) for i in indices]
+        while time.time() < start_at:
+            time.sleep(0.001)
+        for i, body in bodies:
+            r = http.post(
+                URL,
+                params={"action": "file"},
+                data={"session_token": token},
+                files={"file": (f"f{i}.fit", body, "application/fits")},
+            )
+            r.raise_for_status()
+            assert r.json()["duplicate"] is False
+            sent += len(body)
+    return sent
 
-    def client_job(indices: list[int]) -> int:
-        sent = 0
-        with httpx.Client(base_url=base, headers=headers, timeout=300) as http:
-            token = http.post(URL, params={"action": "start"}).json()["session_token"]
-            for i in indices:
-                body = frame_bytes(template, serial0 + i)
-                r = http.post(
-                    URL,
-                    params={"action": "file"},
-                    data={"session_token": token},
-                    files={"file": (f"f{serial0 + i}.fit", body, "application/fits")},
-                )
-                r.raise_for_status()
-                assert r.json()["duplicate"] is False
-                sent += len(body)
-        return sent
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        total = sum(pool.map(client_job, per_client))
-    return total / 1e6 / (time.perf_counter() - started)
+def upload_run(
+    base: str,
+    key: str,
+    template_path: Path,
+    n_frames: int,
+    clients: int,
+    serial0: int,
+    server_pid: int,
+) -> tuple[float, float]:
+    """Upload ``n_frames`` frames with ``clients`` client processes.
+
+    Returns the aggregate MB/s and the server's CPU seconds per GB received.
+    """
+    per_client = [[serial0 + i for i in range(c, n_frames, clients)] for c in range(clients)]
+    start_at = time.time() + 2.0  # every client ready (bodies built) before the clock starts
+    server = psutil.Process(server_pid)
+    with mp.Pool(clients) as pool:
+        pending = pool.map_async(
+            _client_process, [(base, key, str(template_path), ix, start_at) for ix in per_client]
+        )
+        while time.time() < start_at:
+            time.sleep(0.0005)
+        cpu0 = sum(server.cpu_times()[:2])
+        started = time.perf_counter()
+        total = sum(pending.get())
+        elapsed = time.perf_counter() - started
+        cpu = sum(server.cpu_times()[:2]) - cpu0
+    return total / 1e6 / elapsed, cpu / (total / 1e9)
 
 
 def big_upload(base: str, key: str, path: Path, pid: int) -> tuple[float, float]:
@@ -185,11 +210,20 @@ def main() -> None:
             mb = len(template) / 1e6
             serial = 0
             results: dict[int, list[float]] = {1: [], 8: []}
+            cpu_per_gb: dict[int, list[float]] = {1: [], 8: []}
             for _ in range(args.runs):
                 for clients in (1, 8):
-                    results[clients].append(
-                        upload_run(server.url, key, template, args.frames, clients, serial)
+                    rate, cpu = upload_run(
+                        server.url,
+                        key,
+                        tmp / "template.fit",
+                        args.frames,
+                        clients,
+                        serial,
+                        server.process.pid,
                     )
+                    results[clients].append(rate)
+                    cpu_per_gb[clients].append(cpu)
                     serial += args.frames
             big = tmp / "big.fit"
             big_size = write_big_fits(big, args.big_mb)
@@ -199,7 +233,11 @@ def main() -> None:
     print(f"frame size {mb:.2f} MB, {args.frames} frames per run, {args.runs} runs")
     for clients, rates in results.items():
         runs = ", ".join(f"{r:.0f}" for r in rates)
-        print(f"{clients} client(s): median {statistics.median(rates):.0f} MB/s ({runs})")
+        print(
+            f"{clients} client(s): median {statistics.median(rates):.0f} MB/s ({runs}); "
+            f"server CPU {statistics.median(cpu_per_gb[clients]):.2f} s per GB received"
+        )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(
         f"single {big_size / 1e6:.0f} MB upload: {big_rate:.0f} MB/s, "
         f"server peak RSS growth {growth:.1f} MB"

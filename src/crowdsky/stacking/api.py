@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.stacking import debayer, detect, errors, header, io, quality, register
+from crowdsky.stacking import debayer, detect, errors, header, io, memory, quality, register
 from crowdsky.stacking.params import StackParams
 from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
 
@@ -605,9 +605,9 @@ def _warp_all(
 
     def buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not hasattr(local, "rgb16"):
-            local.rgb16 = np.empty((rows, cols, 3), np.uint16)
-            local.rgb32 = np.empty((rows, cols, n_channels), np.float32)
-            local.out = np.empty((rows, cols * n_channels), np.float32)
+            local.rgb16 = memory.empty((rows, cols, 3), np.uint16)
+            local.rgb32 = memory.empty((rows, cols, n_channels), np.float32)
+            local.out = memory.empty((rows, cols * n_channels), np.float32)
         return local.rgb16, local.rgb32, local.out
 
     def work(k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from crowdsky.stacking import errors
+from crowdsky.stacking import errors, memory
 
 __all__ = ["CombineOutput", "FrameStore", "combine_frames"]
 
@@ -325,11 +325,19 @@ class FrameStore:
         plane = rows * cols
         if n_frames * plane * 4 <= budget_bytes:
             return cls(
-                n_frames, rows, cols, "ram-float32", np.empty((n_frames, rows, cols), np.float32)
+                n_frames,
+                rows,
+                cols,
+                "ram-float32",
+                memory.empty((n_frames, rows, cols), np.float32),
             )
         if n_frames * plane * 2 <= budget_bytes:
             return cls(
-                n_frames, rows, cols, "ram-float16", np.empty((n_frames, rows, cols), np.float16)
+                n_frames,
+                rows,
+                cols,
+                "ram-float16",
+                memory.empty((n_frames, rows, cols), np.float16),
             )
         try:
             scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -491,7 +499,7 @@ def combine_frames(
     band_rows = max(1, min(rows, budget // max(1, n * cols * 4)))
     if store.kind == "ram-float32":
         band_rows = min(rows, RAM_BAND_ROWS)  # a view costs nothing; bands only pace progress
-    out = np.empty((rows, cols), dtype=np.float32)
+    out = memory.empty((rows, cols), np.float32)
     coverage = np.empty((rows, cols // n_channels), dtype=np.uint16)
     rejected = np.zeros((rows, n), dtype=np.int64)
     covered = np.zeros((rows, n), dtype=np.int64)

@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from crowdsky.stacking import errors
+from crowdsky.stacking import errors, memory
 
 __all__ = ["BLENDED", "warp_image"]
 
@@ -25,7 +25,7 @@ def _scratch_like(array: np.ndarray) -> np.ndarray:
     """A per-thread reusable buffer (fresh 25 MB arrays cost more in page faults)."""
     buf = getattr(_local, "buf", None)
     if buf is None or buf.shape != array.shape or buf.dtype != array.dtype:
-        buf = np.empty_like(array)
+        buf = memory.empty(array.shape, array.dtype)
         _local.buf = buf
     return buf
 

@@ -18,10 +18,22 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "crowdsky"
-EDGES = ("crowdsky.server", "crowdsky.worker", "crowdsky.cli", "crowdsky.demo",
-         "crowdsky.upload_client")
-CORE = ("crowdsky.db", "crowdsky.queue", "crowdsky.ingest", "crowdsky.storage",
-        "crowdsky.accounts", "crowdsky.cleanup", "crowdsky.config")
+EDGES = (
+    "crowdsky.server",
+    "crowdsky.worker",
+    "crowdsky.cli",
+    "crowdsky.demo",
+    "crowdsky.upload_client",
+)
+CORE = (
+    "crowdsky.db",
+    "crowdsky.queue",
+    "crowdsky.ingest",
+    "crowdsky.storage",
+    "crowdsky.accounts",
+    "crowdsky.cleanup",
+    "crowdsky.config",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -65,8 +77,9 @@ def test_modules_were_found() -> None:
     assert "crowdsky.server.app" in MODULES
 
 
-@pytest.mark.parametrize("package", ["crowdsky.stacking", "crowdsky.simulate",
-                                     "crowdsky.ingest.chunking"])
+@pytest.mark.parametrize(
+    "package", ["crowdsky.stacking", "crowdsky.simulate", "crowdsky.ingest.chunking"]
+)
 def test_science_packages_import_only_themselves(package: str) -> None:
     allowed = (package, "crowdsky.stacking" if package == "crowdsky.stacking" else package)
     bad = [
@@ -74,7 +87,8 @@ def test_science_packages_import_only_themselves(package: str) -> None:
         for module, targets in MODULES.items()
         if _within(module, (package,))
         for target in sorted(targets)
-        if target != "crowdsky" and target != "crowdsky.__version__"
+        if target != "crowdsky"
+        and target != "crowdsky.__version__"
         and not _within(target, allowed)
     ]
     assert bad == []
@@ -90,5 +104,7 @@ def test_server_and_worker_do_not_import_each_other() -> None:
 
 
 def test_edges_never_touch_orm_rows() -> None:
-    assert _violations(("crowdsky.server", "crowdsky.worker", "crowdsky.cli"),
-                       ("crowdsky.db.models",)) == []
+    assert (
+        _violations(("crowdsky.server", "crowdsky.worker", "crowdsky.cli"), ("crowdsky.db.models",))
+        == []
+    )

@@ -386,7 +386,11 @@ def test_release_hands_a_job_back_without_a_failed_attempt(
         with pytest.raises(queue.HeldByOtherWorker):
             queue.release_job(session, utcnow(), job_id=job_id, worker_id="other")
         outcome = queue.release_job(
-            session, utcnow(), job_id=job_id, reason="SIGTERM", worker_id="leaving",
+            session,
+            utcnow(),
+            job_id=job_id,
+            reason="SIGTERM",
+            worker_id="leaving",
             lease_token=claimed.lease_token,
         )
     assert outcome.status == JobStatus.PENDING

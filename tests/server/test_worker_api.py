@@ -298,9 +298,15 @@ def test_health(api: Api) -> None:
 def test_release_job_returns_the_job_to_the_queue(api: Api) -> None:
     api.seed()
     job = api.claim("w1")
-    body = {"job_id": job["job_id"], "worker_id": "w1", "lease_token": job["lease_token"],
-            "reason": "worker shutting down"}
+    body = {
+        "job_id": job["job_id"],
+        "worker_id": "w1",
+        "lease_token": job["lease_token"],
+        "reason": "worker shutting down",
+    }
     response = api.client.post("/api/release_job.php", json=body, headers=api.headers)
     assert response.status_code == 200 and response.json() == {"ok": True, "status": "pending"}
-    assert api.client.post("/api/release_job.php", json=body, headers=api.headers).status_code == 409
+    assert (
+        api.client.post("/api/release_job.php", json=body, headers=api.headers).status_code == 409
+    )
     assert api.claim("w2")["attempt"] == 2

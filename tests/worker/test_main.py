@@ -110,7 +110,9 @@ def test_daemon_runs_jobs_in_parallel(tmp_path: Path, clean_env: Path) -> None:
     assert time.monotonic() - started < 1.8  # 4 x 0.5 s run side by side
 
 
-def test_shutdown_hands_back_jobs_after_the_bound_via_fail_job_on_an_old_server(tmp_path: Path, clean_env: Path) -> None:
+def test_shutdown_hands_back_jobs_after_the_bound_via_fail_job_on_an_old_server(
+    tmp_path: Path, clean_env: Path
+) -> None:
     fake = FakeWorkerApi()
     fake.add_job(1)
     worker = make_worker(tmp_path, fake, FakeStacker(delay=5.0), shutdown_timeout=0.3)

@@ -112,7 +112,7 @@ def prepare_frames(options: DemoOptions, run: DemoRun, report: Reporter) -> Path
 
     frames = run.run_dir / "night"
     report(f"simulating a Seestar S50 night ({options.scale}) in {frames}")
-    night = simulate_night(frames, seed=options.seed, scale=options.scale)  # type: ignore[arg-type]
+    night = simulate_night(frames, seed=options.seed, scale=options.scale)
     kinds = sorted({f.kind for f in night.frames if f.kind != "normal"})
     report(
         f"  {len(night.frames)} frames of {len(night.sequences)} targets"

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdsky.accounts import tokens
+from crowdsky.db.engine import affected_rows
 from crowdsky.db.models import ApiKey, User
 
 API_KEY_PREFIX = "csk_"
@@ -123,9 +124,13 @@ def create_user(
 def set_user_active(session: Session, now: datetime, username: str, active: bool) -> None:
     """Activate or deactivate a user (a deactivated user cannot log in or use keys)."""
     with session.begin():
-        changed = session.execute(
-            update(User).where(User.username == username).values(is_active=active, updated_at=now)
-        ).rowcount
+        changed = affected_rows(
+            session.execute(
+                update(User)
+                .where(User.username == username)
+                .values(is_active=active, updated_at=now)
+            )
+        )
     if changed != 1:
         raise AccountError(f"no user {username!r}")
 
@@ -214,11 +219,15 @@ def revoke_api_key(session: Session, now: datetime, *, username: str, name: str)
         ).scalar_one_or_none()
         changed = 0
         if user_id is not None:
-            changed = session.execute(
-                update(ApiKey)
-                .where(ApiKey.user_id == user_id, ApiKey.name == name, ApiKey.revoked_at.is_(None))
-                .values(revoked_at=now)
-            ).rowcount
+            changed = affected_rows(
+                session.execute(
+                    update(ApiKey)
+                    .where(
+                        ApiKey.user_id == user_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
+                    )
+                    .values(revoked_at=now)
+                )
+            )
     if changed != 1:
         raise AccountError(f"no active key {name!r} for user {username!r}")
 

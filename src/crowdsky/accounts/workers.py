@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crowdsky.accounts import tokens
+from crowdsky.db.engine import affected_rows
 from crowdsky.db.models import WorkerToken
 
 WORKER_TOKEN_PREFIX = "csw_"
@@ -79,11 +80,13 @@ def create_worker_token(session: Session, now: datetime, name: str) -> IssuedWor
 def revoke_worker_token(session: Session, now: datetime, name: str) -> None:
     """Revoke the token of worker ``name``; it stops working at once."""
     with session.begin():
-        changed = session.execute(
-            update(WorkerToken)
-            .where(WorkerToken.name == name, WorkerToken.revoked_at.is_(None))
-            .values(revoked_at=now)
-        ).rowcount
+        changed = affected_rows(
+            session.execute(
+                update(WorkerToken)
+                .where(WorkerToken.name == name, WorkerToken.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        )
     if changed != 1:
         raise WorkerTokenError(f"no active token for worker {name!r}")
 

@@ -175,7 +175,10 @@ def _results_table(rows: list[Any]) -> Table:
 
 
 def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
-    say = lambda text: console.print(text, soft_wrap=True, highlight=False)  # noqa: E731
+
+    def say(text: str) -> None:
+        console.print(text, soft_wrap=True, highlight=False)
+
     say(f"\nstacked FITS files and thumbnails are under {run.results_dir}:")
     for row in rows:
         if row.fits_path is not None:

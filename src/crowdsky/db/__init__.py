@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crowdsky.db.engine import (
     DatabaseUnavailable,
+    affected_rows,
     create_db_engine,
     is_sqlite,
     make_session_factory,
@@ -15,6 +16,7 @@ from crowdsky.db.types import UTCDateTime, utcnow
 __all__ = [
     "DatabaseUnavailable",
     "UTCDateTime",
+    "affected_rows",
     "create_db_engine",
     "is_sqlite",
     "make_session_factory",

@@ -9,9 +9,9 @@ normal connection pool.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -94,3 +94,8 @@ def _configure_sqlite(engine: Engine) -> None:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that do not expire objects on commit (records are copied out anyway)."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """Rows changed by an UPDATE or DELETE (the compare-and-set checks read this)."""
+    return cast(CursorResult[Any], result).rowcount

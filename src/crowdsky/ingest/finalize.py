@@ -13,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
 from crowdsky.ingest import chunking, scrub, sessions
@@ -304,9 +306,10 @@ def _existing_work(
     return None
 
 
-def _equal_or_both_null(column: object, value: object) -> object:
+def _equal_or_both_null(column: InstrumentedAttribute[Any], value: object) -> ColumnElement[bool]:
+    """``column = value``, or ``column IS NULL`` when the value is missing."""
     if value is None:
-        return column.is_(None)  # type: ignore[attr-defined]
+        return column.is_(None)
     return column == value
 
 

@@ -67,4 +67,5 @@ def retry_delay_seconds(failed_attempts: int, base_seconds: float) -> float:
     """Exponential backoff before the next attempt: base, 2×base, 4×base ... capped."""
     if base_seconds <= 0:
         return 0.0
-    return min(base_seconds * 2 ** max(failed_attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    delay: float = base_seconds * 2.0 ** max(failed_attempts - 1, 0)
+    return min(delay, MAX_BACKOFF_SECONDS)

@@ -17,10 +17,12 @@ import math
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from crowdsky.db.engine import affected_rows
 from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob, UploadSession
 from crowdsky.queue import errors
 from crowdsky.queue.records import (
@@ -76,11 +78,13 @@ def enqueue_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> lis
             )
             session.add(job)
             session.flush()
-            attached = session.execute(
-                update(RawFile)
-                .where(RawFile.id.in_(new.raw_file_ids), RawFile.is_deleted.is_(False))
-                .values(stacking_job_id=job.id)
-            ).rowcount
+            attached = affected_rows(
+                session.execute(
+                    update(RawFile)
+                    .where(RawFile.id.in_(new.raw_file_ids), RawFile.is_deleted.is_(False))
+                    .values(stacking_job_id=job.id)
+                )
+            )
             if attached != len(new.raw_file_ids):
                 raise ValueError(
                     f"chunk {new.chunk_key!r}: {len(new.raw_file_ids) - attached} raw files "
@@ -112,17 +116,19 @@ def claim_next_job(
                 return None
             token = secrets.token_hex(16)
             expires = now + timedelta(seconds=lease_seconds)
-            claimed = connection.execute(
-                _CLAIM_UPDATE,
-                {
-                    "b_id": candidate.id,
-                    "b_expected": candidate.status,
-                    "b_worker": worker_id,
-                    "b_token": token,
-                    "b_expires": expires,
-                    "b_now": now,
-                },
-            ).rowcount
+            claimed = affected_rows(
+                connection.execute(
+                    _CLAIM_UPDATE,
+                    {
+                        "b_id": candidate.id,
+                        "b_expected": candidate.status,
+                        "b_worker": worker_id,
+                        "b_token": token,
+                        "b_expires": expires,
+                        "b_now": now,
+                    },
+                )
+            )
             if claimed != 1:
                 continue  # another claimer won a race the lock did not prevent; pick again
         return ClaimedJob(
@@ -142,8 +148,8 @@ def claim_next_job(
     return None
 
 
-_jobs = StackingJob.__table__
-_sessions = UploadSession.__table__
+_jobs = cast(Table, StackingJob.__table__)
+_sessions = cast(Table, UploadSession.__table__)
 _CLAIM_COLUMNS = (
     _jobs.c.id,
     _jobs.c.status,
@@ -512,12 +518,14 @@ def _guarded_update(
     session: Session, job: StackingJob, expected: JobStatus, values: dict[str, object]
 ) -> None:
     """Compare-and-set on (id, status); the row is locked, so a miss is a bug."""
-    changed = session.execute(
-        update(StackingJob)
-        .where(and_(StackingJob.id == job.id, StackingJob.status == expected))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = affected_rows(
+        session.execute(
+            update(StackingJob)
+            .where(and_(StackingJob.id == job.id, StackingJob.status == expected))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if changed != 1:
         raise errors.WrongState(f"job {job.id} changed state concurrently")
     for key, value in values.items():

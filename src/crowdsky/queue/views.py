@@ -102,7 +102,8 @@ def list_user_jobs(
             .where(JobAttempt.stacking_job_id.in_(ids), JobAttempt.error_message.is_not(None))
             .order_by(JobAttempt.stacking_job_id, JobAttempt.attempt)
         ):
-            history.setdefault(job_id, []).append(message)
+            if message:
+                history.setdefault(job_id, []).append(message)
         return [_job_view(job, tuple(history.get(job.id, ())), stacks.get(job.id)) for job in jobs]
 
 

@@ -10,7 +10,8 @@ import pytest
 from crowdsky.storage.result_store import LocalResultStore
 from crowdsky.worker.api_client import ApiClient
 from crowdsky.worker.errors import StackingFailed
-from crowdsky.worker.job_processor import JobControl, JobProcessor
+from crowdsky.worker.job_control import JobControl
+from crowdsky.worker.job_processor import JobProcessor
 from crowdsky.worker.webdav import WebDavClient
 from tests.support.webdav_server import WebDavServer
 from tests.worker.fakes import (

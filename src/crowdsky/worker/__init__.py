@@ -21,7 +21,8 @@ from crowdsky.worker.errors import (
     StorageError,
     WorkerError,
 )
-from crowdsky.worker.job_processor import JobControl, JobOutcome, JobProcessor, process_job
+from crowdsky.worker.job_control import JobControl, JobOutcome
+from crowdsky.worker.job_processor import JobProcessor, process_job
 from crowdsky.worker.main import Worker, run
 from crowdsky.worker.webdav import WebDavClient
 

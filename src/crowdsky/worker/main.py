@@ -38,10 +38,9 @@ from crowdsky.storage.result_store import ResultStore
 from crowdsky.worker.api_client import ApiClient, JobPayload
 from crowdsky.worker.config import WorkerSettings, describe, load_worker_settings
 from crowdsky.worker.errors import ApiAuthError, ConfigError, LeaseLost
+from crowdsky.worker.job_control import JobControl, JobOutcome
 from crowdsky.worker.job_processor import (
     SHUTDOWN_MESSAGE,
-    JobControl,
-    JobOutcome,
     JobProcessor,
     build_api_client,
     build_result_store,

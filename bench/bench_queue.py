@@ -9,7 +9,7 @@ single Python process would measure its own GIL rather than the server.
 Usage (from the project root)::
 
     .venv/bin/python bench/bench_queue.py [--seconds 8] [--repeats 3]
-        [--backends sqlite,postgresql,mariadb] [--clients 1,16,64] [--server-workers 1]
+        [--backends sqlite,postgresql,mariadb] [--clients 1,16,64] [--server-workers 1,2]
 
 Prints a markdown table (median over repeats). The machine has 2 cores shared by the
 clients, the server and the database, so figures are a floor, not a capacity.
@@ -122,11 +122,11 @@ def bench_backend(
                 try:
                     upgrade_database(url)
                     engine = create_db_engine(url)
-                    # enough work for the run at up to ~2500 claims/s
+                    # enough work for the run at up to ~1200 claims/s
                     seed_jobs(
                         make_session_factory(engine),
                         RawStore(data / "uploads"),
-                        n_jobs=int(2500 * seconds) + 500,
+                        n_jobs=int(1200 * seconds) + 500,
                         files_per_job=1,
                     )
                     engine.dispose()
@@ -162,23 +162,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--backends", default="sqlite,postgresql,mariadb")
     parser.add_argument("--clients", default="1,16,64")
-    parser.add_argument("--server-workers", type=int, default=1)
+    parser.add_argument(
+        "--server-workers", default="1,2", help="server processes to try (SQLite: always 1)"
+    )
     args = parser.parse_args()
     rows = []
     for backend in args.backends.split(","):
-        workers = 1 if backend == "sqlite" else args.server_workers
-        rows += bench_backend(
-            backend,
-            [int(c) for c in args.clients.split(",")],
-            args.seconds,
-            args.repeats,
-            workers,
-        )
+        counts = [1] if backend == "sqlite" else [int(w) for w in args.server_workers.split(",")]
+        for workers in counts:
+            for row in bench_backend(
+                backend,
+                [int(c) for c in args.clients.split(",")],
+                args.seconds,
+                args.repeats,
+                workers,
+            ):
+                rows.append((*row, workers))
     print()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print("| backend | server processes | clients | claims/s | p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|")
-    for backend, clients, rate, p50, p99 in rows:
-        workers = 1 if backend == "sqlite" else args.server_workers
+    for backend, clients, rate, p50, p99, workers in rows:
         print(f"| {backend} | {workers} | {clients} | {rate:.0f} | {p50:.1f} | {p99:.1f} |")
 
 

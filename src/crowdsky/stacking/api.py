@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from crowdsky.stacking import debayer, detect, errors, header, io, memory, quality, register
+from crowdsky.stacking import result
 from crowdsky.stacking.params import StackParams
 from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
 
@@ -59,7 +60,6 @@ bilinear scratch of the blended warp)."""
 BAND_BYTES_RAM16 = 48 * 1024 * 1024
 """Row band converted from in-RAM float16 at a time (conversion is cheap; memory is not)."""
 FIXED_OVERHEAD_BYTES = 48 * 1024 * 1024
-STACK_CATALOGUE_MAX = 20_000
 
 
 @dataclass(slots=True)
@@ -365,7 +365,7 @@ def _pipeline(
     # 6. catalogue ---------------------------------------------------------------------
     t = time.perf_counter()
     report("catalogue", 0, 1, "detecting stars in the stack")
-    stars = _catalogue(image, combined.coverage, len(used), params)
+    stars = detect.catalogue_stack(image, combined.coverage, len(used), params.stack_star_sigma)
     report("catalogue", 1, 1, f"{len(stars)} stars")
     timings["catalogue"] = time.perf_counter() - t
 
@@ -404,7 +404,7 @@ def _pipeline(
         image if n_channels == 3 else image[..., 0],
         combined.coverage,
         stars,
-        _frames_table([s.record for s in states]),
+        result.frames_table([s.record for s in states]),
     )
     report("write", 1, 1, str(output))
     timings["write"] = time.perf_counter() - t
@@ -645,63 +645,6 @@ def _warp_all(
         futures = [pool.submit(work, k) for k in range(len(used))]
         _wait_all(futures, lambda done: report("warp", done, len(used), "aligning"))
     return [f.result() for f in futures]
-
-
-def _catalogue(
-    image: np.ndarray, coverage: np.ndarray, n_used: int, params: StackParams
-) -> np.ndarray:
-    lum = image.sum(axis=2, dtype=np.float32) if image.ndim == 3 else image.astype(np.float32)
-    mask = coverage < max(1, math.ceil(0.5 * n_used))
-    if mask.all():
-        return np.zeros(0, dtype=detect.STAR_DTYPE)
-    fill = float(np.median(lum[~mask][:: max(1, int((~mask).sum() // 200_000))]))
-    lum = np.where(mask, fill, lum).astype(np.float32)
-    found = detect.find_stars(
-        lum,
-        sigmas=(params.stack_star_sigma,),
-        max_stars=STACK_CATALOGUE_MAX,
-        minarea=5,
-        mask=mask,
-    )
-    order = np.lexsort((found.stars["x"], found.stars["y"]))
-    return found.stars[order]
-
-
-def _frames_table(records: list[FrameRecord]) -> dict[str, np.ndarray]:
-    def num(values: list[float | None]) -> np.ndarray:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-    transforms = np.array(
-        [np.ravel(r.transform) if r.transform is not None else np.full(6, np.nan) for r in records],
-        dtype=np.float64,
-    )
-    return {
-        "INDEX": np.array([r.index for r in records], dtype=np.int32),
-        "FILENAME": np.array([r.filename for r in records]),
-        "ACCEPTED": np.array([r.accepted for r in records], dtype=bool),
-        "REFERENCE": np.array([r.is_reference for r in records], dtype=bool),
-        "REASON_CODE": np.array([r.reason_code.value if r.reason_code else "" for r in records]),
-        "REASON": np.array([r.reason or "" for r in records]),
-        "DATE_OBS": np.array(
-            [
-                r.date_obs.isoformat(timespec="microseconds")[:26] if r.date_obs else ""
-                for r in records
-            ]
-        ),
-        "EXPTIME": num([r.exptime_s for r in records]),
-        "N_STARS": np.array([r.n_stars for r in records], dtype=np.int32),
-        "N_MATCHED": np.array([r.n_matched for r in records], dtype=np.int32),
-        "RESIDUAL_PX": num([r.residual_px for r in records]),
-        "SCALE": num([r.scale for r in records]),
-        "ROTATION_DEG": num([r.rotation_deg for r in records]),
-        "FWHM_PX": num([r.fwhm_px for r in records]),
-        "BACKGROUND_ADU": num([r.background_adu for r in records]),
-        "NOISE_ADU": num([r.noise_adu for r in records]),
-        "TRANSPARENCY": num([r.transparency for r in records]),
-        "WEIGHT": num([r.weight for r in records]),
-        "REJECTED_FRACTION": num([r.rejected_pixel_fraction for r in records]),
-        "TRANSFORM": transforms,
-    }
 
 
 def _no_usable(states: list[_Analysis]) -> errors.NoUsableFrames:

@@ -16,7 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FrameRecord", "RejectReason", "StackProgress", "StackResult"]
+import numpy as np
+
+__all__ = ["FrameRecord", "RejectReason", "StackProgress", "StackResult", "frames_table"]
 
 
 class RejectReason(enum.StrEnum):
@@ -222,3 +224,42 @@ class StackProgress:
     done: int
     total: int
     message: str = ""
+
+
+def frames_table(records: list[FrameRecord]) -> dict[str, np.ndarray]:
+    """Columns of the output's FRAMES table: one row per input frame, NaN for missing."""
+
+    def num(values: list[float | None]) -> np.ndarray:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    transforms = np.array(
+        [np.ravel(r.transform) if r.transform is not None else np.full(6, np.nan) for r in records],
+        dtype=np.float64,
+    )
+    return {
+        "INDEX": np.array([r.index for r in records], dtype=np.int32),
+        "FILENAME": np.array([r.filename for r in records]),
+        "ACCEPTED": np.array([r.accepted for r in records], dtype=bool),
+        "REFERENCE": np.array([r.is_reference for r in records], dtype=bool),
+        "REASON_CODE": np.array([r.reason_code.value if r.reason_code else "" for r in records]),
+        "REASON": np.array([r.reason or "" for r in records]),
+        "DATE_OBS": np.array(
+            [
+                r.date_obs.isoformat(timespec="microseconds")[:26] if r.date_obs else ""
+                for r in records
+            ]
+        ),
+        "EXPTIME": num([r.exptime_s for r in records]),
+        "N_STARS": np.array([r.n_stars for r in records], dtype=np.int32),
+        "N_MATCHED": np.array([r.n_matched for r in records], dtype=np.int32),
+        "RESIDUAL_PX": num([r.residual_px for r in records]),
+        "SCALE": num([r.scale for r in records]),
+        "ROTATION_DEG": num([r.rotation_deg for r in records]),
+        "FWHM_PX": num([r.fwhm_px for r in records]),
+        "BACKGROUND_ADU": num([r.background_adu for r in records]),
+        "NOISE_ADU": num([r.noise_adu for r in records]),
+        "TRANSPARENCY": num([r.transparency for r in records]),
+        "WEIGHT": num([r.weight for r in records]),
+        "REJECTED_FRACTION": num([r.rejected_pixel_fraction for r in records]),
+        "TRANSFORM": transforms,
+    }

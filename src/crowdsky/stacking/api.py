@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.stacking import debayer, detect, errors, header, io, memory, quality, register
-from crowdsky.stacking import result
+from crowdsky.stacking import debayer, detect, errors, header, io, memory, quality, register, result
 from crowdsky.stacking.params import StackParams
 from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
 

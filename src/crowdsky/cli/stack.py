@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from crowdsky.stacking import StackParams, StackProgress, StackResult
 
 __all__ = ["register"]
 
@@ -85,8 +89,13 @@ def stack(
             typer.echo(f"  rejected {frame.filename}: {frame.reason}")
 
 
-def _stack_with_bar(stack_files, files, output, params):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _stack_with_bar(
+    stack_files: Callable[..., StackResult],
+    files: list[Path],
+    output: Path,
+    params: StackParams,
+) -> StackResult:
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(
         TextColumn("{task.description:<10}"),
@@ -94,9 +103,9 @@ def _stack_with_bar(stack_files, files, output, params):  # type: ignore[no-unty
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
     ) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
-        def on_progress(event) -> None:  # type: ignore[no-untyped-def]
+        def on_progress(event: StackProgress) -> None:
             if event.stage not in tasks:
                 tasks[event.stage] = bar.add_task(event.stage, total=max(event.total, 1))
             bar.update(tasks[event.stage], completed=event.done, total=max(event.total, 1))

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -459,9 +460,7 @@ def _warm_up_combine() -> None:
     combine.warm_up()
 
 
-def _seconds(value: float | None) -> object:
-    from datetime import timedelta
-
+def _seconds(value: float | None) -> timedelta:
     return timedelta(seconds=value or 0.0)
 
 

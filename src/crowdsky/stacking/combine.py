@@ -102,7 +102,7 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
     i = int(pos)
     f = pos - i
     if i + 1 < hi:
-        return (1.0 - f) * v[i, c] + f * v[i + 1, c]
+        return float((1.0 - f) * v[i, c] + f * v[i + 1, c])
     return float(v[i, c])
 
 
@@ -361,7 +361,8 @@ class FrameStore:
         """
         if self.kind == "ram-float32":
             assert self.array is not None
-            return self.array[i]
+            slot: np.ndarray = self.array[i]
+            return slot
         return None
 
     def put(self, i: int, frame: np.ndarray) -> None:
@@ -382,7 +383,7 @@ class FrameStore:
         data = np.empty(frame.shape, dtype=np.float16)
         np.minimum(frame, F16_MAX, out=data, casting="unsafe")
         try:
-            written = os.pwrite(self.fd, memoryview(data).cast("B"), i * self.frame_bytes)
+            written = os.pwrite(self.fd, data.data.cast("B"), i * self.frame_bytes)
         except OSError as exc:
             raise errors.OutputError(f"scratch write failed: {exc}") from exc
         if written != data.nbytes:

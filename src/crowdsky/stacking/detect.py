@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class Detection:
         return float(np.median(good["fwhm"])) if good.size else float("nan")
 
 
-def measure_background(image: np.ndarray, mesh_px: int = BACKGROUND_MESH_PX) -> object:
+def measure_background(image: np.ndarray, mesh_px: int = BACKGROUND_MESH_PX) -> Any:
     """sep background model of a float32 image (``.back()``, ``.globalback``, ``.globalrms``)."""
     import sep
 

@@ -130,7 +130,7 @@ def _parse_value(text: str) -> tuple[object, str]:
 
 def _read_raw_header(handle: Any) -> bytes | None:
     """The primary header's bytes (whole 2880-byte blocks), or None if not FITS."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         block = handle.read(FITS_BLOCK)
         if len(block) < FITS_BLOCK:
@@ -293,7 +293,7 @@ def _read_fast_uint16(handle: Any, header: Any) -> np.ndarray | None:
         return None
     rows, cols = int(header["NAXIS2"]), int(header["NAXIS1"])
     data = np.empty((rows, cols), dtype=np.uint16)
-    view = memoryview(data).cast("B")
+    view = data.data.cast("B")
     if handle.readinto(view) != data.nbytes:
         return None
     if np.little_endian:
@@ -453,7 +453,8 @@ def read_image_for_display(path: Path) -> np.ndarray:
     if data.ndim == 3 and data.shape[-1] == 3:
         return data
     if data.ndim == 3:
-        return data[0]
+        first: np.ndarray = data[0]
+        return first
     if data.ndim != 2:
         raise errors.InvalidInput(f"{path.name}: cannot display an image of shape {data.shape}")
     return data

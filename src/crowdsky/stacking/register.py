@@ -81,7 +81,8 @@ class Registration:
 
 def apply(matrix: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Apply a 2×3 affine matrix to (N, 2) points."""
-    return xy @ matrix[:, :2].T + matrix[:, 2]
+    out: np.ndarray = xy @ matrix[:, :2].T + matrix[:, 2]
+    return out
 
 
 def estimate_transform(src: np.ndarray, dst: np.ndarray, model: str = "similarity") -> np.ndarray:

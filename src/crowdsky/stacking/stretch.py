@@ -34,12 +34,14 @@ def _sample(values: np.ndarray) -> np.ndarray:
     flat = values.reshape(-1)
     step = max(1, flat.size // SAMPLE_PIXELS)
     sample = flat[::step]
-    return sample[np.isfinite(sample)]
+    finite: np.ndarray = sample[np.isfinite(sample)]
+    return finite
 
 
 def _to_uint8(unit: np.ndarray) -> np.ndarray:
     out = np.nan_to_num(unit, nan=0.0, posinf=1.0, neginf=0.0)
-    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    pixels: np.ndarray = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return pixels
 
 
 def linear_stretch(image: np.ndarray) -> np.ndarray:

@@ -287,18 +287,7 @@ def _record_file(
             duplicate = _find_duplicate(session, ref, sha256)
             if duplicate is not None:
                 existing, note = duplicate
-                return ReceivedFile(
-                    existing.id,
-                    client_name,
-                    existing.storage_path.rsplit("/", 1)[-1],
-                    sha256,
-                    existing.file_size_bytes,
-                    existing.chunk_key,
-                    existing.fits_date_obs,
-                    existing.fits_object,
-                    duplicate=True,
-                    duplicate_note=note,
-                )
+                return _already_stored(existing, client_name, note)
             published = raw_store.publish(partial, filenames.storage_name(client_name))
             raw = RawFile(
                 upload_session_id=ref.id,
@@ -351,17 +340,8 @@ def _record_file(
             existing = session.execute(
                 select(RawFile).where(RawFile.upload_session_id == ref.id, RawFile.sha256 == sha256)
             ).scalar_one()
-            return ReceivedFile(
-                existing.id,
-                client_name,
-                existing.storage_path.rsplit("/", 1)[-1],
-                sha256,
-                existing.file_size_bytes,
-                existing.chunk_key,
-                existing.fits_date_obs,
-                existing.fits_object,
-                duplicate=True,
-                duplicate_note=f"same content as {existing.filename!r} in this session",
+            return _already_stored(
+                existing, client_name, f"same content as {existing.filename!r} in this session"
             )
     except BaseException:
         _unlink_quietly(raw_store, published)
@@ -391,6 +371,22 @@ def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[Raw
     if elsewhere is not None:
         return elsewhere, f"already uploaded as {elsewhere.filename!r} in another session"
     return None
+
+
+def _already_stored(existing: RawFile, client_name: str, note: str) -> ReceivedFile:
+    """The answer for a file whose content the session already has."""
+    return ReceivedFile(
+        existing.id,
+        client_name,
+        existing.storage_path.rsplit("/", 1)[-1],
+        existing.sha256,
+        existing.file_size_bytes,
+        existing.chunk_key,
+        existing.fits_date_obs,
+        existing.fits_object,
+        duplicate=True,
+        duplicate_note=note,
+    )
 
 
 def _unlink_quietly(raw_store: RawStore, relative: str | None) -> None:

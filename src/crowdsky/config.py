@@ -21,6 +21,7 @@ DEFAULT_UPLOAD_EXPIRY_HOURS = 24.0
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MIN_CHUNK_FRAMES = 3
 DEFAULT_FAILED_RAW_RETENTION_HOURS = 7 * 24.0
+DEFAULT_CLAIM_CONCURRENCY = 4
 
 
 class SettingsError(Exception):
@@ -86,6 +87,16 @@ class ServerSettings(BaseSettings):
             "CROWDSKY_CLEANUP_INTERVAL_SECONDS", "cleanup_interval_seconds"
         ),
         description="The server runs cleanup this often by itself (0 disables).",
+    )
+    claim_concurrency: int = Field(
+        default=DEFAULT_CLAIM_CONCURRENCY,
+        ge=1,
+        le=256,
+        validation_alias=AliasChoices("CROWDSKY_CLAIM_CONCURRENCY", "claim_concurrency"),
+        description=(
+            "Claims one server process runs at once; more wait their turn. Beyond a few "
+            "per core, concurrent claims only contend for locks and CPU."
+        ),
     )
     max_upload_bytes: int = Field(
         default=DEFAULT_MAX_UPLOAD_BYTES,

@@ -60,6 +60,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             engine=engine,
             session_factory=make_session_factory(engine),
             raw_store=RawStore(settings.uploads_dir),
+            claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
         housekeeping = asyncio.create_task(_housekeeping_loop(state))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class ServerState:
     engine: Engine
     session_factory: sessionmaker[Session]
     raw_store: RawStore
+    #: Bounds the claims in flight in this process (created in the lifespan's loop).
+    claim_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _reap_lock: threading.Lock = field(default_factory=threading.Lock)
     _last_reap: float = 0.0
 

@@ -100,7 +100,8 @@ async def next_job(
     serializes its small answer itself (the shape is ``NextJobResponse``).
     """
     name = _worker_name(worker_id, principal)
-    claimed = await run_in_threadpool(_claim, state, name)
+    async with state.claim_slots:  # waiting here is cheap; contending in the database is not
+        claimed = await run_in_threadpool(_claim, state, name)
     if claimed is None:
         return Response(status_code=204)
     body = {

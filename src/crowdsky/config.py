@@ -62,7 +62,7 @@ class ServerSettings(BaseSettings):
     )
     job_lease_seconds: int = Field(
         default=DEFAULT_LEASE_SECONDS,
-        ge=5,
+        ge=1,
         validation_alias=AliasChoices("CROWDSKY_JOB_LEASE_SECONDS", "job_lease_seconds"),
         description="How long a claim holds a job without a heartbeat.",
     )

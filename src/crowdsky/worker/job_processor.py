@@ -422,32 +422,36 @@ class JobProcessor:
 
     def _hand_back(self, job_id: int, log: Any) -> str | None:
         """Give the job back without a failed attempt (``release_job``)."""
-        try:
-            reply = self.api.release_job(job_id, SHUTDOWN_MESSAGE)
-        except LeaseLost as exc:
-            log.warning("release_job_refused", error=str(exc))
-            return None
-        except Exception as exc:
-            # The lease will run out and the server re-queues the job; nothing else to do.
-            log.error("release_job_not_reported", error=str(exc))
-            return None
-        status = reply.get("status")
-        log.info("job_released", server_status=status)
-        return str(status) if status is not None else None
+        return _final_report(
+            log,
+            "release_job",
+            "job_released",
+            lambda: self.api.release_job(job_id, SHUTDOWN_MESSAGE),
+        )
 
     def _report_failure(self, job_id: int, message: str, log: Any) -> str | None:
-        try:
-            reply = self.api.fail_job(job_id, message)
-        except LeaseLost as exc:
-            log.warning("fail_job_refused", error=str(exc))
-            return None
-        except Exception as exc:
-            # The lease will run out and the server re-queues the job; nothing else to do.
-            log.error("fail_job_not_reported", error=str(exc))
-            return None
-        status = reply.get("status")
-        log.info("job_reported_failed", server_status=status)
-        return str(status) if status is not None else None
+        """Report the failure (``fail_job``); the server answers retry or failed."""
+        return _final_report(
+            log, "fail_job", "job_reported_failed", lambda: self.api.fail_job(job_id, message)
+        )
+
+
+def _final_report(
+    log: Any, call: str, done_event: str, send: Callable[[], dict[str, Any]]
+) -> str | None:
+    """Send a job's last report; the job's new server status, or None if not taken."""
+    try:
+        reply = send()
+    except LeaseLost as exc:
+        log.warning(f"{call}_refused", error=str(exc))
+        return None
+    except Exception as exc:
+        # The lease will run out and the server re-queues the job; nothing else to do.
+        log.error(f"{call}_not_reported", error=str(exc))
+        return None
+    status = reply.get("status")
+    log.info(done_event, server_status=status)
+    return str(status) if status is not None else None
 
 
 def failure_message(step: str, exc: BaseException) -> str:

@@ -39,12 +39,10 @@ def peak_rss(paths: list[Path], out: Path, limit: int) -> dict:
 def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
     seq = simulate_sequence(tmp_path / "raw", n_frames=24, seed=8, n_stars=200)
     limit = 256 * 1024 * 1024
-    # A fresh checkout has no numba cache yet: compiling the kernel (LLVM) would
-    # dominate the peak. Compile it once in its own process, as a worker's first job does.
-    subprocess.run(
-        [sys.executable, "-c", "from crowdsky.stacking import combine; combine.warm_up()"],
-        check=True,
-    )
+    # A fresh checkout has no numba cache yet: compiling the kernels' specializations
+    # (LLVM) would dominate the peak. One discarded run compiles and caches all the
+    # ones this measurement uses, as a worker's first job does.
+    peak_rss(seq.paths[:12], tmp_path / "warm-up.fits", limit)
     small = peak_rss(seq.paths[:12], tmp_path / "a.fits", limit)
     large = peak_rss(seq.paths, tmp_path / "b.fits", limit)
     assert small["n"] == 12 and large["n"] == 24

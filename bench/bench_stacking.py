@@ -11,7 +11,7 @@ In one run on this machine:
   CrowdSky alone.
 
 Per run: wall time of the whole subprocess (interpreter start and imports included),
-time of the stacking call itself, seconds per frame, peak RSS (``ru_maxrss`` of the
+time of the stacking call itself, seconds per frame, peak RSS (``VmHWM`` of the
 subprocess), scratch bytes (CrowdSky reports its scratch file; seestarpy has none) and
 all bytes the process wrote. Quality figures are computed by this script in the same
 way for every output, on the summed RGB channels, 100 px inside the edges: stars

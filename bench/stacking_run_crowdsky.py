@@ -2,7 +2,8 @@
 
 Usage: ``python stacking_run_crowdsky.py LIST_FILE OUTPUT.fits [INTERPOLATION]``; prints one
 JSON line
-with import and stacking time, peak RSS (``ru_maxrss``), bytes written and the
+with import and stacking time, peak RSS (``VmHWM``; ``ru_maxrss`` would include the parent's
+peak, which Linux carries across fork+exec), bytes written and the
 engine's own figures (scratch bytes, storage, per-stage timings).
 """
 
@@ -13,6 +14,18 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS (VmHWM, reset by exec; ru_maxrss is not)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:
@@ -32,7 +45,7 @@ def main() -> None:
             {
                 "import_s": t1 - t0,
                 "stack_s": t2 - t1,
-                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                "peak_rss_bytes": _peak_rss_bytes(),
                 "cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
                 "write_bytes": int(io_counts.get("write_bytes", 0)),
                 "scratch_bytes": result.scratch_bytes,

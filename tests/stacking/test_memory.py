@@ -13,14 +13,28 @@ from crowdsky.simulate import simulate_sequence
 
 pytestmark = pytest.mark.slow
 
+# Peak RSS of this process only: VmHWM belongs to the address space, which exec replaces.
+# (ru_maxrss survives fork+exec on Linux, so a child of a big pytest process would report
+# the parent's peak.)
 SCRIPT = """
 import json, resource, sys
 from pathlib import Path
 from crowdsky.stacking import StackParams, stack_files
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
 paths = [Path(p) for p in sys.argv[3:]]
 params = StackParams(memory_limit_bytes=int(sys.argv[2]), scratch_dir=Path(sys.argv[1]).parent)
 result = stack_files(paths, sys.argv[1], params=params)
-print(json.dumps({"rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+print(json.dumps({"rss": peak_rss_bytes(),
                   "storage": result.storage, "scratch": result.scratch_bytes,
                   "n": result.n_aligned}))
 """

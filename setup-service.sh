@@ -9,9 +9,9 @@
 # to /etc/crowdsky/worker.env (mode 600, copied from --env-file once; never overwritten
 # unless --force-env). The worker runs as the invoking user (or --user), with absolute
 # state/scratch folders managed by systemd (/var/lib/crowdsky-worker,
-# /var/cache/crowdsky-worker), Restart=on-failure, a stop timeout longer than the
-# worker's shutdown bound, and sandboxing. Check the result with
-# `systemd-analyze verify`.
+# /var/cache/crowdsky-worker, numba's kernel cache included), Restart=on-failure, a stop
+# timeout derived from the worker's shutdown timeout, and sandboxing. Check the result
+# with `systemd-analyze verify`.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,6 +19,13 @@ TEMPLATE_DIR="$SCRIPT_DIR/src/crowdsky/worker/systemd"
 UNIT_DIR="/etc/systemd/system"
 CONFIG_DIR="/etc/crowdsky"
 ENV_TARGET="$CONFIG_DIR/worker.env"
+# The worker's default SHUTDOWN_TIMEOUT and its hand-back grace
+# (crowdsky.worker.config.DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+# crowdsky.worker.main.HANDBACK_GRACE_SECONDS); systemd waits that long plus a margin
+# for the hand-back calls before it sends SIGKILL.
+DEFAULT_SHUTDOWN_TIMEOUT=120
+HANDBACK_GRACE_SECONDS=20
+STOP_MARGIN_SECONDS=40
 
 dry_run=0
 output_dir=""
@@ -28,6 +35,7 @@ exec_path=""
 instances=0
 start=1
 force_env=0
+shutdown_timeout=""
 
 usage() {
     sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
@@ -41,6 +49,8 @@ Options:
   --force-env          replace an existing /etc/crowdsky/worker.env
   --exec PATH          the crowdsky executable (default: ./.venv/bin/crowdsky, then PATH)
   --instances N        enable N template instances instead of the single unit
+  --shutdown-timeout S seconds running jobs get after SIGTERM (default: SHUTDOWN_TIMEOUT
+                       from the settings file, else 120); TimeoutStopSec is S + 60
   --unit-dir DIR       where units are installed (default: /etc/systemd/system)
   --no-start           install and enable, but do not start
   -h, --help           this help
@@ -58,6 +68,7 @@ while [[ $# -gt 0 ]]; do
         --force-env) force_env=1 ;;
         --exec) exec_path="${2:?--exec needs a path}"; shift ;;
         --instances) instances="${2:?--instances needs a number}"; shift ;;
+        --shutdown-timeout) shutdown_timeout="${2:?--shutdown-timeout needs seconds}"; shift ;;
         --unit-dir) UNIT_DIR="${2:?--unit-dir needs a folder}"; shift ;;
         --no-start) start=0 ;;
         -h|--help) usage; exit 0 ;;
@@ -85,11 +96,36 @@ id "$run_user" >/dev/null 2>&1 || die "no such user: $run_user"
 run_group="$(id -gn "$run_user")"
 [[ -d "$TEMPLATE_DIR" ]] || die "unit templates not found in $TEMPLATE_DIR"
 
+settings_value() {  # settings_value FILE NAME: NAME's last value in a dotenv file, if any
+    [[ -r "$1" ]] || return 0
+    sed -n -E "s/^[[:space:]]*(export[[:space:]]+)?$2[[:space:]]*=[[:space:]]*[\"']?([^\"'#[:space:]]*).*/\2/p" \
+        "$1" | tail -n 1
+}
+
+# The settings file the service will read: the installed one unless it gets replaced.
+settings_file="$env_source"
+if [[ "$dry_run" -eq 0 && -f "$ENV_TARGET" && "$force_env" -eq 0 ]]; then
+    settings_file="$ENV_TARGET"
+fi
+if [[ -z "$shutdown_timeout" ]]; then
+    shutdown_timeout="$(settings_value "$settings_file" SHUTDOWN_TIMEOUT)"
+    [[ -n "$shutdown_timeout" ]] || shutdown_timeout="$DEFAULT_SHUTDOWN_TIMEOUT"
+fi
+[[ "$shutdown_timeout" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    die "SHUTDOWN_TIMEOUT must be a number of seconds, got '$shutdown_timeout'"
+shutdown_whole="$((10#${shutdown_timeout%%.*}))"
+if [[ "$shutdown_timeout" == *.* && ! "${shutdown_timeout#*.}" =~ ^0+$ ]]; then
+    shutdown_whole=$((shutdown_whole + 1))  # round a fraction up
+fi
+timeout_stop_sec=$((shutdown_whole + HANDBACK_GRACE_SECONDS + STOP_MARGIN_SECONDS))
+
 render() {  # render TEMPLATE OUTPUT
     sed -e "s|@EXEC@|$exec_path|g" \
         -e "s|@USER@|$run_user|g" \
         -e "s|@GROUP@|$run_group|g" \
         -e "s|@ENV_FILE@|$ENV_TARGET|g" \
+        -e "s|@SHUTDOWN_TIMEOUT@|$shutdown_timeout|g" \
+        -e "s|@TIMEOUT_STOP_SEC@|$timeout_stop_sec|g" \
         "$1" > "$2"
     chmod 644 "$2"
 }
@@ -100,6 +136,7 @@ if [[ "$dry_run" -eq 1 ]]; then
     render "$TEMPLATE_DIR/crowdsky-worker.service.in" "$output_dir/crowdsky-worker.service"
     render "$TEMPLATE_DIR/crowdsky-worker@.service.in" "$output_dir/crowdsky-worker@.service"
     echo "wrote $output_dir/crowdsky-worker.service and $output_dir/crowdsky-worker@.service"
+    echo "shutdown timeout ${shutdown_timeout} s, TimeoutStopSec=${timeout_stop_sec}"
     exit 0
 fi
 
@@ -123,6 +160,7 @@ render "$TEMPLATE_DIR/crowdsky-worker@.service.in" "$UNIT_DIR/crowdsky-worker@.s
 if command -v systemd-analyze >/dev/null 2>&1; then
     systemd-analyze verify "$UNIT_DIR/crowdsky-worker.service" || die "unit check failed"
 fi
+echo "shutdown timeout ${shutdown_timeout} s, TimeoutStopSec=${timeout_stop_sec}"
 systemctl daemon-reload
 
 if [[ "$instances" -gt 0 ]]; then

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
         poll_interval: float | None = typer.Option(
             None, "--poll-interval", help="Overrides POLL_INTERVAL (seconds)."
         ),
+        shutdown_timeout: float | None = typer.Option(
+            None, "--shutdown-timeout", help="Overrides SHUTDOWN_TIMEOUT (seconds)."
+        ),
         log_level: str | None = typer.Option(None, "--log-level", help="Overrides LOG_LEVEL."),
         json_logs: bool | None = typer.Option(
             None, "--json-logs/--console-logs", help="Log format (default: JSON unless a TTY)."
@@ -44,6 +47,7 @@ def register(app: typer.Typer) -> None:
                 max_workers=max_workers,
                 work_dir=work_dir,
                 poll_interval=poll_interval,
+                shutdown_timeout=shutdown_timeout,
             )
         except ConfigError as exc:
             typer.echo(f"crowdsky worker: {exc}", err=True)

@@ -9,7 +9,8 @@
 * SIGTERM / SIGINT stop claiming; running jobs get ``SHUTDOWN_TIMEOUT`` seconds to
   finish, then are cancelled and handed back with ``release_job`` ("worker shutting
   down") so another worker picks them up. A second signal hands them back at once.
-  The process then exits 0 (systemd's ``TimeoutStopSec`` must exceed the bound).
+  The process then exits 0 (``setup-service.sh`` derives systemd's ``TimeoutStopSec``
+  from the bound).
 * ``--once``: claim one job and process it; exit 0 when a job was processed, 1 when
   none was available (or the server could not be asked), as in the original.
 
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-workers", type=int, help="overrides MAX_WORKERS")
     parser.add_argument("--work-dir", help="overrides WORK_DIR")
     parser.add_argument("--poll-interval", type=float, help="overrides POLL_INTERVAL")
+    parser.add_argument("--shutdown-timeout", type=float, help="overrides SHUTDOWN_TIMEOUT")
     parser.add_argument("--log-level", help="overrides LOG_LEVEL")
     logs = parser.add_mutually_exclusive_group()
     logs.add_argument(
@@ -403,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_workers=args.max_workers,
             work_dir=args.work_dir,
             poll_interval=args.poll_interval,
+            shutdown_timeout=args.shutdown_timeout,
         )
     except ConfigError as exc:
         sys.stderr.write(f"crowdsky worker: {exc}\n")

@@ -14,24 +14,53 @@ from tests.support.webdav_server import WebDavServer
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+def fails_after_three_attempts(
+    deployment: Deployment,
+    share: WebDavServer,
+    workers: WorkerLauncher,
+    job_id: int,
+    worker_id: str,
+    message_parts: tuple[str, ...],
+) -> None:
+    """Three ``--once`` runs: retry, retry, failed, each with the message; nothing published."""
+    for attempt in range(1, 4):
+        worker = workers.run_once(worker_id)
+        assert worker.process.returncode == 0, worker.log()  # a job was processed
+        row = deployment.job(job_id)
+        assert row["status"] == ("failed" if attempt == 3 else "retry"), row
+        for part in message_parts:
+            assert part in row["error_message"], row["error_message"]
+        assert row["stacked"] is None  # never reported complete
+    assert workers.run_once(worker_id).process.returncode == 1  # terminally failed
+    assert not any(r["method"] == "PUT" and r["status"] == 201 for r in share.requests())
+    # the raws stay on the server for inspection; nothing was deleted
+    assert all(
+        path.exists() and not deleted for path, deleted in deployment.job(job_id)["raw_paths"]
+    )
+
+
 def test_share_answering_507_fails_the_job_after_three_attempts(
     deployment: Deployment, share: WebDavServer, workers: WorkerLauncher
 ) -> None:
     job_id, _ = deployment.simulate_and_upload(3, seed=41)
     share.set_mode("507")
-    for attempt in range(1, 4):
-        worker = workers.run_once("e2e-full")
-        assert worker.process.returncode == 0, worker.log()  # a job was processed
-        row = deployment.job(job_id)
-        assert row["status"] == ("failed" if attempt == 3 else "retry"), row
-        assert "HTTP 507" in row["error_message"]
-        assert "share is full" in row["error_message"]
-        assert row["stacked"] is None  # never reported complete
-    assert workers.run_once("e2e-full").process.returncode == 1  # terminally failed
-    assert not any(r["method"] == "PUT" and r["status"] == 201 for r in share.requests())
-    # the raws stay on the server for inspection; nothing was deleted
-    assert all(
-        path.exists() and not deleted for path, deleted in deployment.job(job_id)["raw_paths"]
+    fails_after_three_attempts(
+        deployment, share, workers, job_id, "e2e-full", ("HTTP 507", "share is full")
+    )
+
+
+def test_share_down_for_good_fails_the_job_after_three_attempts(
+    deployment: Deployment, share: WebDavServer, workers: WorkerLauncher
+) -> None:
+    job_id, _ = deployment.simulate_and_upload(3, seed=47)
+    share.stop()  # connection refused on every attempt of every run
+    fails_after_three_attempts(
+        deployment,
+        share,
+        workers,
+        job_id,
+        "e2e-gone",
+        ("WebDAV share unavailable after", "connection failed"),
     )
 
 

@@ -2,54 +2,167 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from astropy.io import fits
+from PIL import Image
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+#: Half-size S50 frames keep the --frames run fast (as in tests/e2e).
+FRAME_SHAPE = (540, 960)
+
+
+def demo_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CROWDSKY_", "WORKER_"))}
+
+
+def start_demo(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``crowdsky demo ARGS`` with its output (stdout and stderr) in a file."""
+    output = cwd / "demo-output.txt"
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crowdsky", "demo", *args],
+            cwd=cwd,
+            env=demo_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return process, output
+
+
+def watch_children(
+    process: subprocess.Popen[bytes], timeout_s: float, *, until_count: int | None = None
+) -> dict[psutil.Process, str]:
+    """Every child process (and its command) seen until ``process`` exits or ``until_count``."""
+    parent = psutil.Process(process.pid)
+    seen: dict[psutil.Process, str] = {}
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for child in parent.children(recursive=True):
+                if child not in seen:
+                    seen[child] = " ".join(child.cmdline())
+        if until_count is not None and len(seen) >= until_count:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"the demo did not finish within {timeout_s} s")
+        time.sleep(0.1)
+    return seen
+
+
+def run_demo(cwd: Path, *args: str, timeout_s: float = 900) -> tuple[int, str]:
+    """Run the demo to its end; check it started a server and a worker and left neither."""
+    process, output = start_demo(cwd, *args)
+    children = watch_children(process, timeout_s)
+    text = output.read_text(errors="replace")
+    assert_no_survivors(children, cwd)
+    commands = list(children.values())
+    assert any(" server " in c for c in commands) and any(c.endswith(" worker") for c in commands)
+    return int(process.returncode), text
+
+
+def assert_no_survivors(children: dict[psutil.Process, str], root: Path) -> None:
+    """No child of the demo still runs, and no process at all runs inside ``root``."""
+
+    def alive(proc: psutil.Process) -> bool:
+        try:
+            return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    survivors = [command for child, command in children.items() if alive(child)]
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if alive(proc) and Path(proc.cwd()).is_relative_to(root):
+                survivors.append(" ".join(proc.cmdline()))
+    assert not survivors, f"still running after the demo exited: {survivors}"
+
+
+def demo_outputs(data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """The stacked FITS files and the thumbnails of every run under ``data_dir``."""
+    stacks = sorted(data_dir.glob("run-*/results/crowdsky/stacks/user_*/*/*.fits"))
+    thumbs = sorted(data_dir.glob("run-*/results/crowdsky/stacks/user_*/*/*.png"))
+    return stacks, thumbs
+
+
+def check_stack(path: Path, min_frames: int) -> None:
+    with fits.open(path) as hdul:
+        hdul.verify("exception")
+        assert [h.name for h in hdul][:4] == ["PRIMARY", "RED", "GREEN", "BLUE"]
+        assert hdul[0].header["NCOMBINE"] >= min_frames
+        assert "BAYERPAT" not in hdul[0].header
+
+
+def check_thumbnail(path: Path) -> None:
+    """A PNG that Pillow decodes completely, at most 512 pixels on a side."""
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.verify()
+    with Image.open(path) as image:
+        image.load()
+        assert image.mode in ("RGB", "L")
+        assert min(image.size) > 0 and max(image.size) <= 512
+
 
 def test_demo_runs_a_small_night_and_produces_valid_stacks(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CROWDSKY_", "WORKER_"))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crowdsky",
-            "demo",
-            "--night",
-            "small",
-            "--data-dir",
-            str(tmp_path / "demo"),
-            "--timeout",
-            "600",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
+    data_dir = tmp_path / "demo"
+    code, out = run_demo(
+        tmp_path, "--night", "small", "--data-dir", str(data_dir), "--timeout", "600"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    assert code == 0, out
     assert "stacks" in out and "rejected frames (why)" in out
     assert "transparency" in out  # the cloudy frame is rejected with its reason
-    stacks = sorted((tmp_path / "demo").glob("run-*/results/crowdsky/stacks/user_*/*/*.fits"))
-    thumbs = sorted((tmp_path / "demo").glob("run-*/results/crowdsky/stacks/user_*/*/*.png"))
+    stacks, thumbs = demo_outputs(data_dir)
     assert len(stacks) == 4 and len(thumbs) == 4  # 2 targets x 2 chunks
     for path in stacks:
         assert str(path) in out
-        with fits.open(path) as hdul:
-            hdul.verify("exception")
-            assert [h.name for h in hdul][:4] == ["PRIMARY", "RED", "GREEN", "BLUE"]
-            assert hdul[0].header["NCOMBINE"] >= 4
-            assert "BAYERPAT" not in hdul[0].header
-    # everything was shut down: no raw files left on the server, no stray processes
-    assert not list((tmp_path / "demo").glob("run-*/server/uploads/**/*.fit"))
+        check_stack(path, min_frames=4)
+    for path in thumbs:
+        assert str(path) in out
+        check_thumbnail(path)
+    # everything was shut down (run_demo checked the processes); no raws left on the server
+    assert not list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+
+
+def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
+    from crowdsky.simulate import simulate_sequence
+
+    frames = tmp_path / "my frames"  # a space, as in a Seestar's own folder names
+    simulate_sequence(frames, 4, seed=61, shape=FRAME_SHAPE)
+    data_dir = tmp_path / "demo"
+    code, out = run_demo(
+        tmp_path, "--frames", str(frames), "--data-dir", str(data_dir), "--timeout", "600"
+    )
+    assert code == 0, out
+    assert "simulating" not in out and not list(data_dir.glob("run-*/night"))
+    stacks, thumbs = demo_outputs(data_dir)
+    assert len(stacks) == 1 and len(thumbs) == 1, out  # four frames: one chunk, one job
+    assert str(stacks[0]) in out and str(thumbs[0]) in out
+    check_stack(stacks[0], min_frames=4)
+    check_thumbnail(thumbs[0])
+    assert not list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+
+
+def test_demo_stopped_with_sigterm_stops_its_server_and_worker(tmp_path: Path) -> None:
+    process, output = start_demo(tmp_path, "--night", "small", "--data-dir", str(tmp_path / "d"))
+    children = watch_children(process, 120, until_count=2)  # the server and the worker
+    assert process.poll() is None, output.read_text(errors="replace")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    assert process.returncode != 0
+    assert_no_survivors(children, tmp_path)
 
 
 def test_demo_reports_a_missing_frames_folder(tmp_path: Path) -> None:

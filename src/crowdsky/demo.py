@@ -156,27 +156,32 @@ def start_services(
         }
     )
     server, url = launch.start_server(run.server_dir, env=server_env, port=options.port)
-    run.server_url = url
-    create_demo_user(run)
-    worker_env = launch.clean_environment(
-        {
-            "API_BASE_URL": f"{url}/api",
-            "WORKER_API_KEY": key,
-            "WORKER_ID": "demo-worker",
-            "POLL_INTERVAL": "1",
-            "WORK_DIR": str(run.work_dir),
-            "RESULT_STORE": "local",
-            "LOCAL_RESULTS_DIR": str(run.results_dir),
-            "MAX_WORKERS": "1",
-        }
-    )
-    worker = launch.start_process(
-        "worker",
-        ["worker"],
-        env=worker_env,
-        log_path=run.run_dir / "worker.log",
-        cwd=run.run_dir,
-    )
+    try:
+        run.server_url = url
+        create_demo_user(run)
+        worker_env = launch.clean_environment(
+            {
+                "API_BASE_URL": f"{url}/api",
+                "WORKER_API_KEY": key,
+                "WORKER_ID": "demo-worker",
+                "POLL_INTERVAL": "1",
+                "WORK_DIR": str(run.work_dir),
+                "RESULT_STORE": "local",
+                "LOCAL_RESULTS_DIR": str(run.results_dir),
+                "MAX_WORKERS": "1",
+            }
+        )
+        worker = launch.start_process(
+            "worker",
+            ["worker"],
+            env=worker_env,
+            log_path=run.run_dir / "worker.log",
+            cwd=run.run_dir,
+        )
+    except BaseException:
+        # the caller never gets hold of the server: stop it here, or it outlives the demo
+        server.stop()
+        raise
     return server, worker
 
 

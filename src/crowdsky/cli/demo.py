@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -60,6 +63,7 @@ def demo(
     console.print(f"[bold]CrowdSky demo[/] in {run.run_dir}")
     started = time.monotonic()
     server = worker = None
+    previous_sigterm = _interrupt_on_sigterm()
     try:
         with console.status("starting the server and a worker"):
             server, worker = demo_run.start_services(run, options)
@@ -92,6 +96,23 @@ def demo(
             worker.stop()
         if server is not None:
             server.stop()
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Make SIGTERM end the demo as Ctrl-C does, so the server and worker are stopped too.
+
+    Returns the previous handler (``None`` outside the main thread, where nothing changes).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the clean-up run
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _follow(console: Console, run: Any, worker: Any, options: Any) -> list[dict[str, Any]]:

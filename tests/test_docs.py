@@ -59,6 +59,18 @@ def test_every_spec_variable_is_documented() -> None:
         assert f"`{name}`" in text, name
 
 
+def test_command_line_variables_are_documented(gen) -> None:  # type: ignore[no-untyped-def]
+    table = gen.cli_variables_table()
+    for name, option in (
+        ("CROWDSKY_SERVER", "crowdsky upload --server"),
+        ("CROWDSKY_USER", "crowdsky upload --user"),
+        ("CROWDSKY_PASSWORD", "crowdsky upload --password"),
+        ("CROWDSKY_API_KEY", "crowdsky upload --api-key"),
+        ("CROWDSKY_PASSWORD", "crowdsky user create --password"),
+    ):
+        assert f"| `{name}` | `{option}` |" in table, name
+
+
 def test_every_variable_has_a_meaning(gen) -> None:  # type: ignore[no-untyped-def]
     for line in gen.configuration_markdown().splitlines():
         if line.startswith("| `"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,16 +60,19 @@ def _open_upload(db: TestDatabase, raw_store: RawStore, idle_hours: float) -> Pa
             )
             session.add(upload)
             session.flush()
-            session.add(
-                RawFile(
-                    upload_session_id=upload.id,
-                    filename="a.fit",
-                    storage_path=f"{folder}/a.fit",
-                    file_size_bytes=6,
-                    sha256="0" * 64,
-                )
-            )
+            session.add(_raw_row(upload, "a.fit"))
     return raw_store.resolve(folder)
+
+
+def _raw_row(upload: UploadSession, name: str) -> RawFile:
+    """A frame row of ``upload`` stored as ``name`` (6 bytes, placeholder hash)."""
+    return RawFile(
+        upload_session_id=upload.id,
+        filename=name,
+        storage_path=f"{upload.storage_path}/{name}",
+        file_size_bytes=6,
+        sha256=hashlib.sha256(name.encode()).hexdigest(),
+    )
 
 
 def test_idle_uploads_expire_active_ones_stay(test_db: TestDatabase, raw_store: RawStore) -> None:
@@ -108,6 +112,35 @@ def test_raws_of_waiting_running_or_retrying_jobs_are_never_deleted(
     assert report.deleted_files == 0 and report.reaped_jobs == 0
     files = list(raw_store.root.rglob("*.fit"))
     assert len(files) == 6
+
+
+def test_jobless_frames_of_a_finalized_session_go_and_job_frames_stay(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    """Frames a finalize skipped but left on disk (crash) go; no active job's frame does."""
+    long_ago = utcnow() - timedelta(days=30)
+    to_retry, running, _waiting = seed_jobs(
+        test_db.session_factory, raw_store, n_jobs=3, files_per_job=2, now=long_ago
+    )
+    with test_db.session_factory() as session:
+        queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=3600)
+        queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=3600)
+        queue.fail_job(session, utcnow(), job_id=to_retry, error_message="x", backoff_seconds=0)
+    with test_db.session_factory() as session, session.begin():
+        upload = session.execute(select(UploadSession)).scalar_one()
+        folder = raw_store.resolve(upload.storage_path)
+        (folder / "skipped.fit").write_bytes(b"SIMPLE")
+        session.add(_raw_row(upload, "skipped.fit"))
+    far_future = utcnow() + timedelta(days=365)
+    with test_db.session_factory() as session:
+        queue.extend_lease(session, far_future, job_id=running, lease_seconds=3600)
+    report = _cleanup(test_db, raw_store, now=far_future)
+    assert report.deleted_files == 1 and report.reaped_jobs == 0
+    assert not (folder / "skipped.fit").exists()
+    assert len(list(folder.glob("job*.fit"))) == 6
+    with test_db.session_factory() as session, session.begin():
+        flags = {r.filename: r.is_deleted for r in session.execute(select(RawFile)).scalars()}
+    assert flags.pop("skipped.fit") is True and not any(flags.values())
 
 
 def test_expired_leases_are_reaped_by_cleanup(test_db: TestDatabase, raw_store: RawStore) -> None:

@@ -61,6 +61,29 @@ def test_interrupted_upload_resumes_without_duplicates(
         assert third.finalize["job_ids"] == second.finalize["job_ids"]
 
 
+def test_rerun_after_finalize_sends_nothing_again_overwrite_sends_everything(
+    server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    """Skipped frames are deleted at finalize, yet a re-run knows the session has them."""
+    live, key = server
+    folder = tmp_path / "night"
+    write_sequence(folder, 4, ra=50.0, dec=10.0, seed=21)
+    write_sequence(folder, 2, ra=80.0, dec=10.0, seed=22, prefix="Other")  # too few: skipped
+    with UploadClient(live.url, api_key=key) as client:
+        first = upload_folder(client, folder)
+        assert first.count("uploaded") == 6 and first.finalize["jobs"] == 1
+        (skipped,) = first.finalize["skipped"]
+        assert sorted(skipped["filenames"]) == ["Other_000.fit", "Other_001.fit"]
+        again = upload_folder(client, folder)
+        assert again.count("already_on_server") == 6
+        assert again.session_token == first.session_token
+        assert again.finalize["job_ids"] == first.finalize["job_ids"]
+        assert again.finalize["skipped"] == first.finalize["skipped"]
+        restack = upload_folder(client, folder, overwrite=True)
+        assert restack.session_token != first.session_token
+        assert restack.count("uploaded") == 6 and restack.finalize["jobs"] == 1
+
+
 def test_refused_file_is_reported_and_others_go_through(
     server: tuple[LiveServer, str], tmp_path: Path
 ) -> None:

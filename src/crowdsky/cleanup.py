@@ -8,8 +8,12 @@ when no pending, processing or retry job needs it:
 - files of an ``uploading`` session idle for ``UPLOAD_EXPIRY_HOURS`` (never finalized,
   so no job exists) — the session becomes ``expired``;
 - files of a terminally ``failed`` job, after a retention period for inspection;
+- files a finalize gave no job (chunks skipped as too small, already stacked or
+  already queued) that the finalize itself did not get to delete (a crash between
+  queueing and deleting), ``SKIPPED_FRAME_GRACE_HOURS`` after the finalize;
 - files already marked deleted whose unlink was interrupted (a crash after commit).
-Completed jobs delete their own files in ``queue.complete_job``.
+Completed jobs delete their own files in ``queue.complete_job``, finalize deletes the
+frames it skipped. A session folder goes once nothing in it is needed any more.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from crowdsky.db.models import RawFile, StackingJob, UploadSession
@@ -26,6 +30,10 @@ from crowdsky.queue.states import ACTIVE_STATUSES, JobStatus
 from crowdsky.storage.raw_store import RawStore
 
 REAP_BATCH = 100
+#: How long after a finalize cleanup deletes frames it left without a job. Finalize
+#: deletes them itself within seconds; the margin keeps cleanup clear of a finalize
+#: still running (its frames get their jobs only at its end).
+SKIPPED_FRAME_GRACE_HOURS = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,10 @@ def run_cleanup(
     failed_files = _release_failed_job_files(
         session, now - timedelta(hours=failed_raw_retention_hours)
     )
-    deleted = raw_store.delete_files(expired_files + failed_files)
+    skipped_files = _release_skipped_frames(
+        session, now - timedelta(hours=SKIPPED_FRAME_GRACE_HOURS)
+    )
+    deleted = raw_store.delete_files(expired_files + failed_files + skipped_files)
     removed = sum(raw_store.remove_dir(path) >= 0 for path in expired_dirs)
     swept_files, swept_dirs = _sweep_finished_sessions(session, raw_store)
     return CleanupReport(
@@ -136,6 +147,32 @@ def _release_failed_job_files(session: Session, failed_before: datetime) -> list
             session.execute(
                 update(RawFile)
                 .where(RawFile.stacking_job_id.in_(failed_jobs), RawFile.is_deleted.is_(False))
+                .values(is_deleted=True)
+                .execution_options(synchronize_session=False)
+            )
+    return files
+
+
+def _release_skipped_frames(session: Session, finalized_before: datetime) -> list[str]:
+    """Mark deleted the jobless frames of sessions finalized before the grace limit.
+
+    Only a session's finalize attaches frames to jobs, so once it is over a frame
+    without a job is one it skipped, which nothing will ever need.
+    """
+    with session.begin():
+        finalized = select(UploadSession.id).where(
+            UploadSession.status == "complete", UploadSession.completed_at < finalized_before
+        )
+        jobless = and_(
+            RawFile.upload_session_id.in_(finalized),
+            RawFile.stacking_job_id.is_(None),
+            RawFile.is_deleted.is_(False),
+        )
+        files = list(session.execute(select(RawFile.storage_path).where(jobless)).scalars())
+        if files:
+            session.execute(
+                update(RawFile)
+                .where(jobless)
                 .values(is_deleted=True)
                 .execution_options(synchronize_session=False)
             )

@@ -6,7 +6,8 @@ which files the server already had (bugs 41, 42). This client
 1. keeps the session token in ``.crowdsky-upload.json`` inside the folder;
 2. on a re-run asks the server for the session's files with their SHA-256 and
    uploads only the files whose hash is missing (a finalized session is finalized
-   again, which returns the same jobs);
+   again, which returns the same jobs; files new to a finalized session, or all of
+   them with ``overwrite``, go to a new session);
 3. uploads with several connections at once, retrying transient failures
    (connection errors, 5xx, 429) with capped backoff;
 4. finalizes and returns the jobs created.
@@ -216,7 +217,11 @@ def upload_folder(
     token, known, state = _resume_or_start(client, folder)
     pending = [p for p in paths if not known or sha256_of(p) not in known]
     if state == "complete" and (pending or overwrite):
+        # a finalized session takes no more files: new files, or all of them to stack
+        # again with overwrite, go to a new session
         token, known, state = _new_session(client, folder), set(), "new"
+        if overwrite:
+            pending = paths
     report = UploadReport(session_token=token, resumed=state != "new")
     for path in paths:
         if path not in pending:

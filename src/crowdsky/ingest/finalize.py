@@ -1,11 +1,20 @@
 """Finalize: turn an upload session's frames into stacking jobs, once.
 
 Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
-that are too small or already stacked (with the reason, never silently), optionally
-scrubs the observing site from the stored files, and queues one job per chunk through
-:func:`crowdsky.queue.enqueue_jobs`. The session is closed first, so a concurrent
-upload or finalize sees it closed; if queueing fails the session is reopened. A
-repeated finalize answers with what the first one did.
+that are too small or already stacked or queued (with the reason, never silently),
+optionally scrubs the observing site from the stored files, and queues one job per
+chunk through :func:`crowdsky.queue.enqueue_jobs`. The session is closed first, so a
+concurrent upload or finalize sees it closed; if queueing fails the session is
+reopened. A repeated finalize answers with what the first one did.
+
+Frames of skipped chunks are deleted as soon as the jobs are queued: nothing can use
+them any more (a finalized session takes no files and is never finalized again), and
+the answer has already told the user which files got no job and why; to stack them
+after all, upload them again (with ``overwrite=1`` for an already stacked chunk). A
+session folder without jobs is removed at once; otherwise the last of its jobs to
+complete removes it. Should the server stop between queueing and deleting, cleanup
+deletes the leftovers later (``crowdsky.cleanup``). Frames of queued jobs are never
+touched here.
 """
 
 from __future__ import annotations
@@ -60,6 +69,7 @@ class FinalizeResult:
     skipped: tuple[SkippedReport, ...]
     repeated: bool
     scrubbed_files: int = 0
+    discarded_files: int = 0
 
 
 def finalize_session(
@@ -74,6 +84,9 @@ def finalize_session(
     scrub_location: bool = False,
 ) -> FinalizeResult:
     """Turn a session's frames into stacking jobs (idempotent).
+
+    Frames of skipped chunks are deleted once the jobs are queued (see the module
+    docstring); a repeated finalize still lists them in ``skipped``.
 
     Raises
     ------
@@ -126,13 +139,14 @@ class _Frame:
 
 
 def _session_frames(
-    session: Session, session_id: int, user_id: int, *, unattached_only: bool = False
+    session: Session, session_id: int, user_id: int, *, skipped_only: bool = False
 ) -> list[_Frame]:
-    query = select(RawFile).where(
-        RawFile.upload_session_id == session_id, RawFile.is_deleted.is_(False)
-    )
-    if unattached_only:
+    """The session's stored frames, or (``skipped_only``) those a finalize gave no job."""
+    query = select(RawFile).where(RawFile.upload_session_id == session_id)
+    if skipped_only:  # deleted or not: a repeated finalize reports them as the first did
         query = query.where(RawFile.stacking_job_id.is_(None))
+    else:
+        query = query.where(RawFile.is_deleted.is_(False))
     frames = []
     for f in session.execute(query.order_by(RawFile.id)).scalars():
         if f.fits_date_obs is None:  # cannot happen for files received here
@@ -223,6 +237,10 @@ def _run_finalize(
         for chunk in to_queue
     ]
     job_ids = enqueue_jobs(session, now, new_jobs) if new_jobs else []
+    queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
+    discarded = _discard_skipped(
+        session, session_id, [i for i in by_id if i not in queued_ids], raw_store
+    )
     reports = tuple(
         ChunkReport(
             job.chunk_key,
@@ -235,7 +253,42 @@ def _run_finalize(
         )
         for job, job_id in zip(new_jobs, job_ids, strict=True)
     )
-    return FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed)
+    return FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed, discarded)
+
+
+def _discard_skipped(
+    session: Session, session_id: int, frame_ids: Sequence[int], raw_store: RawStore
+) -> int:
+    """Delete the frames of skipped chunks (after the jobs are queued); returns files removed.
+
+    Rows are marked deleted before the files go (a crash in between leaves work for
+    cleanup, never a row pointing at a missing file); a frame that belongs to a job is
+    never selected. The folder goes too when nothing is left in it (with an upload
+    still arriving, cleanup removes it later).
+    """
+    doomed: list[str] = []
+    if frame_ids:
+        with session.begin():
+            mine = and_(
+                RawFile.upload_session_id == session_id,
+                RawFile.id.in_(frame_ids),
+                RawFile.stacking_job_id.is_(None),
+                RawFile.is_deleted.is_(False),
+            )
+            doomed = list(session.execute(select(RawFile.storage_path).where(mine)).scalars())
+            session.execute(
+                update(RawFile)
+                .where(mine)
+                .values(is_deleted=True)
+                .execution_options(synchronize_session=False)
+            )
+    removed = raw_store.delete_files(doomed)
+    with session.begin():
+        folder = session.execute(
+            select(UploadSession.storage_path).where(UploadSession.id == session_id)
+        ).scalar_one()
+    raw_store.remove_dir_if_empty(folder, keep_if_receiving=True)
+    return removed
 
 
 def _repeat_finalize(
@@ -262,7 +315,7 @@ def _repeat_finalize(
             )
             for j in jobs
         )
-        leftovers = _session_frames(session, session_id, user_id, unattached_only=True)
+        leftovers = _session_frames(session, session_id, user_id, skipped_only=True)
     by_id = {f.info.frame_id: f for f in leftovers}
     plan = _plan(leftovers, intake)
     skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
@@ -291,7 +344,10 @@ def _existing_work(
         .limit(1)
     ).scalar_one_or_none()
     if stack_id is not None:
-        return f"already stacked (stack {stack_id}); finalize with overwrite=1 to stack it again"
+        return (
+            f"already stacked (stack {stack_id}); to stack it again, upload the files "
+            "again and finalize with overwrite=1"
+        )
     job_id = session.execute(
         select(StackingJob.id)
         .where(
@@ -302,7 +358,10 @@ def _existing_work(
         .limit(1)
     ).scalar_one_or_none()
     if job_id is not None:
-        return f"already queued as job {job_id}; finalize with overwrite=1 to queue it again"
+        return (
+            f"already queued as job {job_id}; to queue it again, upload the files again "
+            "and finalize with overwrite=1"
+        )
     return None
 
 

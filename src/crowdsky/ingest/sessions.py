@@ -2,13 +2,22 @@
 
 One session is one upload batch of one user (``raw_upload.php`` in the original).
 Files arrive one request each, possibly in parallel; each is validated from its FITS
-header before it becomes visible under its final name, stored once per content hash
-(bugs 16, 17), and recorded with every header value chunking needs. Finalize groups
-the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks that are too
-small or already stacked (with the reason), optionally scrubs the observing site,
-and queues one job per chunk through :func:`crowdsky.queue.enqueue_jobs`. A repeated
-finalize answers with the same jobs. Sessions expire after inactivity, not after
-creation (bug 44).
+header before it becomes visible under its final name, stored once per session and
+content hash (bugs 16, 17), and recorded with every header value chunking needs.
+Finalize (:mod:`crowdsky.ingest.finalize`) groups the session's frames into jobs.
+Sessions expire after inactivity, not after creation (bug 44).
+
+Deduplication stays inside one session on purpose. A frame whose content another
+session of the same user also holds is stored again here: that other session may never
+be finalized (client state lost, another machine) and then expires with its files, or
+its finalize may skip the chunk; answering "duplicate" would leave the frame in no job
+and lose it. Copies finalized in two sessions still make one stack of a chunk: the
+second finalize finds the chunk (same key) already queued or stacked, skips it and
+deletes its copies.
+
+The status call lists every file the session received, including the ones already
+stacked or skipped and deleted, so a client that resumes from it (``crowdsky upload``)
+never sends a file of its session twice.
 
 Every function takes a SQLAlchemy session that is not inside a transaction and runs
 its own short transactions; files are published (hard-linked to their final name)
@@ -22,7 +31,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -171,16 +180,18 @@ def receive_file(
 def session_status(
     session: Session, now: datetime, *, user_id: int, token: str, expiry_hours: float
 ) -> SessionStatus:
-    """A session's state and its files (with hashes, so a client can resume)."""
+    """A session's state and every file it received (with hashes, so a client can resume).
+
+    Files whose stored copy is gone (stacked, or skipped at finalize) are listed too:
+    the session has them, and a client must not send them to it again.
+    """
     with session.begin():
         row = load_row(session, user_id, token)
         status = row.status
         if status == "uploading" and _is_idle(row, now, expiry_hours):
             status = "expired"
         files = session.execute(
-            select(RawFile)
-            .where(RawFile.upload_session_id == row.id, RawFile.is_deleted.is_(False))
-            .order_by(RawFile.id)
+            select(RawFile).where(RawFile.upload_session_id == row.id).order_by(RawFile.id)
         ).scalars()
         file_list = tuple(
             FileStatus(
@@ -349,27 +360,12 @@ def _record_file(
 
 
 def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[RawFile, str] | None:
-    """An earlier copy of the same content: in this session, or queued or pending in another."""
+    """An earlier copy of the same content in this session (see the module docstring)."""
     same_session = session.execute(
         select(RawFile).where(RawFile.upload_session_id == ref.id, RawFile.sha256 == sha256)
     ).scalar_one_or_none()
     if same_session is not None:
         return same_session, f"same content as {same_session.filename!r} in this session"
-    elsewhere = session.execute(
-        select(RawFile)
-        .join(UploadSession, UploadSession.id == RawFile.upload_session_id)
-        .where(
-            UploadSession.user_id == ref.user_id,
-            RawFile.sha256 == sha256,
-            RawFile.is_deleted.is_(False),
-            # waiting for a job, or in a batch that may still get one; files a
-            # finalize skipped do not count, so they can be sent again with overwrite
-            or_(RawFile.stacking_job_id.is_not(None), UploadSession.status == "uploading"),
-        )
-        .limit(1)
-    ).scalar_one_or_none()
-    if elsewhere is not None:
-        return elsewhere, f"already uploaded as {elsewhere.filename!r} in another session"
     return None
 
 

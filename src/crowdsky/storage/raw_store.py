@@ -82,14 +82,20 @@ class RawStore:
                 removed += 1
         return removed
 
-    def remove_dir_if_empty(self, relative_dir: str) -> bool:
-        """Remove a session folder (and an emptied user folder) if nothing is left in it."""
+    def remove_dir_if_empty(self, relative_dir: str, *, keep_if_receiving: bool = False) -> bool:
+        """Remove a session folder (and an emptied user folder) if nothing is left in it.
+
+        Partial uploads left in it are deleted with it (an abandoned upload), unless
+        ``keep_if_receiving``: then a folder with one is kept, because an upload may
+        still be streaming into it (the request will find its session closed).
+        """
         path = self.resolve(relative_dir)
         try:
-            leftovers = [p for p in path.iterdir() if not p.name.startswith(".upload-")]
+            entries = list(path.iterdir())
         except FileNotFoundError:
             return False
-        if leftovers:
+        leftovers = [p for p in entries if not p.name.startswith(PARTIAL_PREFIX)]
+        if leftovers or (keep_if_receiving and entries):
             return False
         for partial in path.iterdir():  # stale partial uploads of an abandoned session
             with contextlib.suppress(FileNotFoundError):

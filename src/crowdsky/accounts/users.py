@@ -212,19 +212,31 @@ def create_api_key(
 
 
 def revoke_api_key(session: Session, now: datetime, *, username: str, name: str) -> None:
-    """Revoke a user's key; it stops working at once."""
+    """Revoke a user's key; it stops working at once.
+
+    Raises
+    ------
+    AccountError
+        Unknown user, no such key, or the key is already revoked or expired.
+    """
     with session.begin():
-        user_id = session.execute(
-            select(User.id).where(User.username == username)
+        user_id = _user_id(session, username)
+        key = session.execute(
+            select(ApiKey).where(
+                ApiKey.user_id == user_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
+            )
         ).scalar_one_or_none()
+        if key is not None and _is_expired(key, now):
+            raise AccountError(
+                f"key {name!r} of user {username!r} already expired "
+                f"({key.expires_at:%Y-%m-%d %H:%M} UTC): it no longer works, nothing to revoke"
+            )
         changed = 0
-        if user_id is not None:
+        if key is not None:
             changed = affected_rows(
                 session.execute(
                     update(ApiKey)
-                    .where(
-                        ApiKey.user_id == user_id, ApiKey.name == name, ApiKey.revoked_at.is_(None)
-                    )
+                    .where(ApiKey.id == key.id, ApiKey.revoked_at.is_(None))
                     .values(revoked_at=now)
                 )
             )
@@ -233,13 +245,17 @@ def revoke_api_key(session: Session, now: datetime, *, username: str, name: str)
 
 
 def list_api_keys(session: Session, *, username: str) -> list[ApiKeyInfo]:
-    """A user's keys, active and not, by name."""
+    """A user's keys, active and not, by name.
+
+    Raises
+    ------
+    AccountError
+        Unknown user.
+    """
     with session.begin():
+        user_id = _user_id(session, username)
         rows = session.execute(
-            select(ApiKey)
-            .join(User, User.id == ApiKey.user_id)
-            .where(User.username == username)
-            .order_by(ApiKey.name)
+            select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.name)
         ).scalars()
         return [
             ApiKeyInfo(
@@ -267,6 +283,14 @@ def authenticate_api_key(session: Session, now: datetime, key: str) -> UserInfo 
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
             api_key.last_used_at = now
         return _info(user)
+
+
+def _user_id(session: Session, username: str) -> int:
+    """The id of a user by name (inside the caller's transaction)."""
+    user_id = session.execute(select(User.id).where(User.username == username)).scalar_one_or_none()
+    if user_id is None:
+        raise AccountError(f"no user {username!r}")
+    return user_id
 
 
 def _is_expired(api_key: ApiKey, now: datetime) -> bool:

@@ -117,14 +117,22 @@ def revoke_key(
 @api_key_app.command("list")
 def list_keys(user: Annotated[str, typer.Argument(help="User name.")]) -> None:
     """List a user's keys (names and prefixes, never secrets)."""
-    from crowdsky.accounts import list_api_keys
+    from crowdsky.accounts import AccountError, list_api_keys
+    from crowdsky.db.types import utcnow
 
+    now = utcnow()
     with db_session(server_settings()) as session:
-        for key in list_api_keys(session, username=user):
-            if key.revoked_at:
-                state = f"revoked {key.revoked_at:%Y-%m-%d}"
-            elif key.expires_at:
-                state = f"expires {key.expires_at:%Y-%m-%d %H:%M}"
-            else:
-                state = "active"
-            typer.echo(f"{key.name}\t{key.prefix}…\t{state}")
+        try:
+            keys = list_api_keys(session, username=user)
+        except AccountError as exc:
+            raise fail(str(exc)) from exc
+    for key in keys:
+        if key.revoked_at:
+            state = f"revoked {key.revoked_at:%Y-%m-%d}"
+        elif key.expires_at and key.expires_at <= now:
+            state = f"expired {key.expires_at:%Y-%m-%d %H:%M}"
+        elif key.expires_at:
+            state = f"expires {key.expires_at:%Y-%m-%d %H:%M}"
+        else:
+            state = "active"
+        typer.echo(f"{key.name}\t{key.prefix}…\t{state}")

@@ -12,6 +12,7 @@ from astropy_healpix import HEALPix
 
 from crowdsky.ingest.chunking import (
     FrameInfo,
+    KeyFormat,
     chunk_key,
     group_frames,
     healpix_ring_pixel,
@@ -195,7 +196,8 @@ def test_simulated_night_ground_truth() -> None:
     m94 = sequence(t0, 40, 192.72, 41.12, first_id=100, drift_ra=0.002)  # slot 04, 7.5 min
     # a second target interleaved in the same slot (another field, 30° away)
     m51 = sequence(t0 + timedelta(seconds=5), 20, 202.47, 47.2, first_id=200, cadence_s=20)
-    # meridian flip: same target re-acquired 1° off after a pause, same slot 05
+    # a pointing change after a pause: the target re-acquired 1° off (more than half
+    # the field's width) is another field, same slot 05
     before_flip = sequence(utc(2025, 3, 27, 1, 16), 20, 192.72, 41.12, first_id=300)
     after_flip = sequence(utc(2025, 3, 27, 1, 21), 20, 193.9, 41.6, first_id=400)
     # filter change in slot 06
@@ -241,6 +243,74 @@ def test_simulated_night_ground_truth() -> None:
     )
     # frames inside a chunk are in time order
     assert list(by_first[100].frame_ids) == sorted(by_first[100].frame_ids)
+
+
+def flip_night(
+    ra: float, dec: float, east_arcmin: float, north_arcmin: float, *, first_id: int = 1
+) -> tuple[list[FrameInfo], list[FrameInfo]]:
+    """20 frames, a 3-minute pause (the flip), then 20 frames offset on the sky.
+
+    The offset is given on the sky (arc-minutes east and north), so near the pole it
+    becomes a large RA difference, as it does in real headers.
+    """
+    before = sequence(utc(2025, 3, 27, 1, 15, 30), 20, ra, dec, first_id=first_id, drift_ra=0.001)
+    ra_after = (ra + east_arcmin / 60.0 / math.cos(math.radians(dec))) % 360.0
+    after = sequence(
+        utc(2025, 3, 27, 1, 22), 20, ra_after, dec + north_arcmin / 60.0, first_id=first_id + 100
+    )
+    return before, after
+
+
+@pytest.mark.parametrize("key_format", ["classic", "healpix"])
+@pytest.mark.parametrize(
+    ("ra", "dec", "east_arcmin", "north_arcmin"),
+    [
+        (192.72, 41.12, 3.0, -2.0),  # M 94, a typical re-acquisition after the flip
+        (83.82, -5.39, -8.0, 6.0),  # M 42
+        (192.72, 41.12, 0.0, 20.0),  # a poor one, still well inside the 44' x 77' field
+        (359.98, 20.0, 4.0, 3.0),  # across RA 0/360
+        (10.3, 85.1, 6.0, -5.0),  # NGC 188: 6' east is more than 1° of header RA
+        (100.0, 89.9, 5.0, 0.0),  # at the pole RA may jump by tens of degrees
+    ],
+)
+def test_meridian_flip_small_offset_stays_one_chunk(
+    ra: float, dec: float, east_arcmin: float, north_arcmin: float, key_format: KeyFormat
+) -> None:
+    """The case users have: the same target re-acquired after a flip, arc-minutes off."""
+    before, after = flip_night(ra, dec, east_arcmin, north_arcmin)
+    plan = plan_chunks(before + after, key_format=key_format, min_frames=3)
+    assert plan.skipped == ()
+    (chunk,) = plan.chunks
+    assert chunk.frame_ids == tuple(f.frame_id for f in before + after)
+    assert chunk.chunk_key.startswith("20250327.05_")
+    assert chunk.ra_deg is not None and chunk.dec_deg is not None
+    # the key is named from the mean pointing, between the two pointings
+    mean_ra, mean_dec = mean_pointing(
+        [f.ra_deg for f in before + after],  # type: ignore[misc]
+        [f.dec_deg for f in before + after],  # type: ignore[misc]
+    )
+    assert chunk.chunk_key == chunk_key(before[0].date_obs, mean_ra, mean_dec, key_format)
+
+
+@pytest.mark.parametrize(
+    ("ra", "dec", "east_arcmin", "north_arcmin"),
+    [
+        (192.72, 41.12, 90.0, 0.0),  # the next mosaic panel: another field
+        (192.72, 41.12, 0.0, -60.0),
+        (10.3, 85.1, 0.0, 75.0),  # near the pole
+        (192.72, 41.12, 600.0, 360.0),  # another target altogether
+    ],
+)
+def test_pointing_change_to_another_field_splits(
+    ra: float, dec: float, east_arcmin: float, north_arcmin: float
+) -> None:
+    before, after = flip_night(ra, dec, east_arcmin, north_arcmin)
+    chunks = group_frames(list(reversed(before + after)))
+    assert {c.frame_ids for c in chunks} == {
+        tuple(f.frame_id for f in before),
+        tuple(f.frame_id for f in after),
+    }
+    assert len({c.chunk_key for c in chunks}) == 2
 
 
 def test_separate_users_telescopes_and_exposures_split() -> None:

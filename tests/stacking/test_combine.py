@@ -141,3 +141,65 @@ def test_store_picks_float16_in_ram_when_float32_does_not_fit(tmp_path: Path) ->
     store.put(0, np.full((10, 10), 70000.0, np.float32))
     assert np.isfinite(store.band(0, 10)[0]).all()  # clipped to float16's max, not inf
     store.close()
+
+
+def test_noisier_frame_judged_by_its_own_noise() -> None:
+    """The unresampled reference is noisier than interpolated frames; with every
+    frame's noise given, its samples are not clipped more often than the others'."""
+    rng = np.random.default_rng(7)
+    n = 12
+    sigma = np.full(n, 1.0)
+    sigma[0] = 1.6
+    cube = rng.normal(0.0, 1.0, (n, 200, 150)) * sigma[:, None, None]
+    cube[5, 100, :] += 60.0  # an outlier row is still removed
+    floor = np.array([float(np.sqrt(np.mean(sigma**2)))])
+    common = dict(
+        offsets=np.zeros((n, 1)),
+        scales=np.ones(n),
+        kappa_low=3.0,
+        kappa_high=3.0,
+        max_iterations=5,
+        method="mean",
+        reject=True,
+        band_budget_bytes=1 << 26,
+    )
+    store = combine.FrameStore(n, 200, 150, "ram-float32", cube.astype(np.float32))
+    plain = combine.combine_frames(store, 1, np.ones(n), floor, **common)  # type: ignore[arg-type]
+    fair = combine.combine_frames(
+        store,
+        1,
+        np.ones(n),
+        floor,
+        noise=sigma[:, None],
+        **common,  # type: ignore[arg-type]
+    )
+    rate_plain = plain.rejected_per_frame / plain.covered_per_frame
+    rate_fair = fair.rejected_per_frame / fair.covered_per_frame
+    assert rate_plain[0] > 5 * np.median(rate_plain[1:])
+    assert rate_fair[0] < 2 * np.median(rate_fair[1:]) + 1e-3
+    assert np.abs(fair.image[100]).max() < 3.0
+
+
+def test_engine_works_where_no_kernel_cache_can_be_written() -> None:
+    """A read-only install with no writable home: numba has no cache location and
+    refuses cache=True; the kernel must then compile in memory (and say so)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numba.core.caching as caching\n"
+        "caching.CacheImpl._locator_classes = []\n"
+        "import numpy as np\n"
+        "from crowdsky.stacking import combine\n"
+        "cube = np.ones((3, 2, 768), np.float32)\n"
+        "store = combine.FrameStore(3, 2, 768, 'ram-float32', cube)\n"
+        "out = combine.combine_frames(store, 3, np.ones(3), np.ones(3), offsets=np.zeros((3, 3)),"
+        " scales=np.ones(3), kappa_low=3, kappa_high=3, max_iterations=1, method='mean',"
+        " reject=True, band_budget_bytes=1 << 20)\n"
+        "assert float(out.image.mean()) == 1.0\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "compiling in memory" in proc.stderr

@@ -11,7 +11,10 @@ Storage (:class:`FrameStore`)
 
 Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row slices)
     Per row and block of 768 columns, the samples of every frame are normalised
-    (``(value − background) / transparency``) and sorted along the frame axis by a
+    (``(value − background) / transparency``), whitened (scaled by the common noise
+    floor over the frame's own noise, so that a sample of the unresampled reference,
+    noisier than the interpolated frames, is judged by its own noise), and sorted
+    along the frame axis by a
     sorting network applied to whole rows at once (SIMD min/max, no branches; per-pixel
     insertion sort was 10× slower). Then, per pixel, iterative κσ clipping around the
     median with σ = max(IQR / 1.349, floor): the floor is the frames' measured
@@ -20,18 +23,20 @@ Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row sli
     they inflate a mean/std clip (the original engine could not reject anything at
     N ≤ 10). Most pixels are settled by a vectorised first pass; only pixels with a
     sample outside the range iterate. The kept set is a contiguous range of the
-    sorted samples; every frame's value is then tested against that range and the
-    survivors are combined by weighted mean (or median). With two samples, a pair that
+    sorted samples; every frame's whitened value is then tested against that range
+    and the survivors' normalised values are combined by weighted mean (or median;
+    the median method does not whiten). With two samples, a pair that
     disagrees by more than κ√2·floor keeps the lower value (trails and cosmics are
     positive). Beyond 16 frames an evenly spaced subset of 16 estimates median and σ
     and the cut is applied to all. Rejections and coverage are counted per frame. No
     temporary cube is allocated. The kernel is compiled once and cached by numba
-    (``cache=True``).
+    (``cache=True``), or compiled in memory where no cache folder is writable.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import tempfile
@@ -39,6 +44,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import numba
 import numpy as np
@@ -46,6 +52,8 @@ import numpy as np
 from crowdsky.stacking import errors, memory
 
 __all__ = ["CombineOutput", "FrameStore", "combine_frames"]
+
+log = logging.getLogger(__name__)
 
 BAND_BYTES_MAX = 192 * 1024 * 1024
 """Upper bound on one row band of float32 samples handed to the kernel."""
@@ -60,6 +68,28 @@ COLUMN_CHUNK = 768
 the sorted block (≤ 16 × 768 float32) stays in L2."""
 _SENTINEL = np.float32(np.finfo(np.float32).max)
 F16_MAX = np.float32(np.finfo(np.float16).max)
+
+
+_Kernel = TypeVar("_Kernel", bound=Callable[..., Any])
+
+
+def _compiled(*, fastmath: bool = False) -> Callable[[_Kernel], _Kernel]:
+    """``numba.njit`` with its on-disk cache where one can be written.
+
+    numba refuses ``cache=True`` outright when neither the package folder nor a user
+    cache folder is writable (a read-only install under a hardened service unit with
+    no ``NUMBA_CACHE_DIR``). The engine must still work there: it compiles in memory
+    instead, once per process (~1–2 s), and says so.
+    """
+
+    def wrap(func: _Kernel) -> _Kernel:
+        try:
+            return cast(_Kernel, numba.njit(cache=True, nogil=True, fastmath=fastmath)(func))
+        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
+            log.warning("stack.no_kernel_cache: %s; compiling in memory", exc)
+            return cast(_Kernel, numba.njit(cache=False, nogil=True, fastmath=fastmath)(func))
+
+    return wrap
 
 
 def sorting_network(n: int) -> np.ndarray:
@@ -83,7 +113,7 @@ def sorting_network(n: int) -> np.ndarray:
     return np.array(comps, dtype=np.int64).reshape(-1, 2)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
+@_compiled(fastmath=True)
 def _network_sort(v: np.ndarray, comps: np.ndarray, width: int) -> None:  # pragma: no cover
     for k in range(comps.shape[0]):
         ra = v[comps[k, 0]]
@@ -95,7 +125,7 @@ def _network_sort(v: np.ndarray, comps: np.ndarray, width: int) -> None:  # prag
             rb[c] = max(x, y)
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled()
 def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # pragma: no cover
     """Linearly interpolated quantile ``q`` of the sorted column ``v[lo:hi, c]``."""
     pos = lo + q * (hi - lo - 1)
@@ -106,13 +136,14 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
     return float(v[i, c])
 
 
-@numba.njit(cache=True, nogil=True)
+@_compiled()
 def _combine_kernel(  # pragma: no cover - compiled
     band: np.ndarray,  # (N, R, C) float32, NaN = not covered
     subset: np.ndarray,  # (S,) int64 frames used for the centre/scale estimate
     comps: np.ndarray,  # (K, 2) sorting network for S inputs
     offsets: np.ndarray,  # (N, COLUMN_CHUNK) float32 background per column (channel pattern)
     scales: np.ndarray,  # (N,) float32 normalisation factors
+    gains: np.ndarray,  # (N, COLUMN_CHUNK) float32 1 / relative noise: whitening per column
     weights: np.ndarray,  # (N,) float64
     floor: np.ndarray,  # (n_channels,) float64
     kappa_low: float,
@@ -144,10 +175,11 @@ def _combine_kernel(  # pragma: no cover - compiled
                 src = band[subset[j], r]
                 off = offsets[subset[j]]
                 sc = scales[subset[j]]
+                gain = gains[subset[j]]
                 dst = v[j]
                 for c in range(w):
-                    x = (src[c0 + c] - off[c]) * sc
-                    dst[c] = x if x == x else _SENTINEL
+                    y = (src[c0 + c] - off[c]) * sc * gain[c]
+                    dst[c] = y if y == y else _SENTINEL
             _network_sort(v, comps, w)
             # 2a. fast path, vectorised over columns: fully covered pixels whose sorted
             #     extremes already lie inside median ± κσ need no iteration (most do)
@@ -243,13 +275,15 @@ def _combine_kernel(  # pragma: no cover - compiled
                 src = band[i, r]
                 off = offsets[i]
                 sc = scales[i]
+                gain = gains[i]
                 wi = weights[i]
                 n_rej = 0
                 n_cov = 0
                 for c in range(w):
                     x = (src[c0 + c] - off[c]) * sc
+                    y = x * gain[c]
                     finite = x == x
-                    ok = finite and x >= low[c] and x <= high[c]
+                    ok = finite and y >= low[c] and y <= high[c]
                     cov[c] += 1 if finite else 0
                     n_cov += 1 if finite else 0
                     n_rej += 1 if (finite and not ok) else 0
@@ -458,6 +492,7 @@ def combine_frames(
     reject: bool,
     band_budget_bytes: int,
     n_threads: int = 2,
+    noise: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> CombineOutput:
     """Combine the stored frames band by band.
@@ -488,6 +523,12 @@ def combine_frames(
         Bytes of float32 samples per band.
     n_threads : int
         Threads running the kernel on row slices of each band.
+    noise : ndarray or None
+        (N, n_channels) each frame's background noise in normalised ADU. Rejection
+        then measures every sample against its own frame's noise (the samples are
+        *whitened*: scaled by floor / noise), so noisier frames, such as the
+        reference that was not resampled, are not clipped more often than the
+        others. None treats every frame as equally noisy, as does ``'median'``.
     progress : callable or None
         Called with (bands done, bands total).
 
@@ -507,6 +548,14 @@ def combine_frames(
     offs = np.asarray(offsets, dtype=np.float32).reshape(n, n_channels)
     pattern = np.ascontiguousarray(np.tile(offs, (1, COLUMN_CHUNK // n_channels)))
     sc = np.ascontiguousarray(scales, dtype=np.float32)
+    relative: np.ndarray
+    if noise is None or method == "median":  # a median of whitened values is no median
+        relative = np.ones((n, n_channels), dtype=np.float32)
+    else:
+        fl_c = np.maximum(np.asarray(floor, dtype=np.float32).reshape(1, n_channels), 1e-6)
+        relative = np.asarray(noise, dtype=np.float32).reshape(n, n_channels) / fl_c
+        relative = np.clip(np.nan_to_num(relative, nan=1.0), 0.25, 4.0)
+    gains = np.ascontiguousarray(np.tile(1.0 / relative, (1, COLUMN_CHUNK // n_channels)))
     w = np.ascontiguousarray(weights, dtype=np.float64)
     if n <= SORT_NETWORK_MAX:
         subset = np.arange(n, dtype=np.int64)
@@ -530,6 +579,7 @@ def combine_frames(
                     comps,
                     pattern,
                     sc,
+                    gains,
                     w,
                     fl,
                     float(kappa_low),

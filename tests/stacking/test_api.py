@@ -97,31 +97,39 @@ def test_satellite_trail_removed_at_n5(tmp_path: Path) -> None:
     assert np.nanmax((lum_n - lum_b)[q[:, 1], q[:, 0]]) > 10.0 * sigma
 
 
-@pytest.mark.parametrize("interpolation", ["cubic-linear", "cubic"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        StackParams(),
+        StackParams(smoothing_px=0.0),
+        StackParams(demosaic="bilinear", interpolation="cubic-linear", smoothing_px=0.0),
+    ],
+    ids=["default", "no-smoothing", "bilinear-demosaic"],
+)
 def test_background_noise_close_to_single_frame_over_sqrt_n(
-    sim_clean: SimulatedSequence, tmp_path: Path, interpolation: str
+    sim_clean: SimulatedSequence, tmp_path: Path, params: StackParams
 ) -> None:
     """σ_stack ≈ σ₁/√N, σ₁ measured on single frames resampled exactly as the engine
-    resampled them (interpolation correlates noise, which is not the combiner's doing)."""
+    resampled them (interpolation and the final low-pass correlate noise, which is
+    not the combiner's doing)."""
     from crowdsky.stacking import debayer, io, warp
 
-    result = stack_files(
-        sim_clean.paths, tmp_path / "s.fits", params=StackParams(interpolation=interpolation)
-    )
+    result = stack_files(sim_clean.paths, tmp_path / "s.fits", params=params)
     n = result.n_aligned
     assert n == 15
     rgb, footprint = read_rgb(tmp_path / "s.fits")
     partial = footprint < n
     frames = [f for f in result.frames if not f.is_reference][:5]
-    warped = [
-        warp.warp_image(
-            debayer.debayer(io.read_frame(f.path).data, "GRBG"),
-            np.array(f.transform),
-            SMALL_SHAPE,
-            interpolation,
-        )
-        for f in frames
-    ]
+    warped = []
+    for f in frames:
+        mosaic = io.read_frame(f.path).data
+        matrix = np.array(f.transform)
+        if params.demosaic == "cfa":
+            single = warp.warp_bayer(mosaic, "GRBG", matrix, SMALL_SHAPE, params.interpolation)
+        else:
+            rgb_f = debayer.debayer(mosaic, "GRBG")
+            single = warp.warp_image(rgb_f, matrix, SMALL_SHAPE, params.interpolation)
+        warped.append(warp.low_pass(single, params.smoothing_px))
     for c in range(3):
         singles = [
             robust_background_std(w[..., c], exclude=~np.isfinite(w[..., c])) for w in warped

@@ -62,3 +62,35 @@ def test_hot_pixels_removed_stars_kept() -> None:
     assert n == 2
     assert img[10, 10] < 1100 and img[50, 31] < 1100
     np.testing.assert_array_equal(img[15:26, 35:46], before[15:26, 35:46])
+
+
+def test_sharp_bright_star_cores_on_a_bayer_mosaic_are_kept() -> None:
+    """Real S50 star cores (M 94 frames): sharp, and their red and blue neighbours
+    are weak, so the 3×3 median is far below the peak. A test against the median
+    flattened them; they are stars because their brightest neighbours are bright."""
+    cores = [
+        [
+            [1201, 1969, 1578, 2142, 1134],
+            [1678, 3623, 8142, 4180, 2170],
+            [1162, 3130, 5351, 14551, 3438],
+            [1588, 2129, 4135, 4218, 3556],
+            [926, 1620, 1332, 2142, 1118],
+        ],
+        [
+            [1674, 2212, 3898, 2743, 1959],
+            [1703, 2378, 12433, 5924, 3562],
+            [2385, 4769, 13546, 23748, 6020],
+            [1927, 1438, 7143, 5313, 4558],
+            [1380, 1911, 2868, 2897, 2254],
+        ],
+    ]
+    rng = np.random.default_rng(5)
+    img = rng.normal(950, 100, (40, 40)).clip(0).astype(np.uint16)
+    img[5:10, 5:10] = cores[0]
+    img[25:30, 20:25] = cores[1]
+    img[33, 8] = 15201  # an isolated hot pixel
+    before = img.copy()
+    assert debayer.suppress_hot_pixels(img, 8.0) == 1
+    assert img[33, 8] < 1400
+    np.testing.assert_array_equal(img[5:10, 5:10], before[5:10, 5:10])
+    np.testing.assert_array_equal(img[25:30, 20:25], before[25:30, 20:25])

@@ -42,7 +42,18 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.stacking import debayer, detect, errors, header, io, memory, quality, register, result
+from crowdsky.stacking import (
+    debayer,
+    detect,
+    errors,
+    header,
+    io,
+    memory,
+    quality,
+    register,
+    result,
+    warp,
+)
 from crowdsky.stacking.params import StackParams
 from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
 
@@ -345,6 +356,7 @@ def _pipeline(
             reject=params.rejection != "none" and params.sigma_clip > 0,
             band_budget_bytes=band_budget,
             n_threads=params.n_threads,
+            noise=noise,
             progress=lambda d, tot: report("combine", d, tot, "rejecting and combining"),
         )
         scratch_bytes = store.bytes_written
@@ -353,6 +365,7 @@ def _pipeline(
         store.close()
     ref_back = back[used.index(ref)]
     image = combined.image.reshape(rows, cols, n_channels)
+    warp.low_pass(image if n_channels == 3 else image[..., 0], params.smoothing_px)
     image += ref_back.astype(np.float32)
     for k, s in enumerate(used):
         s.record.weight = float(weights[k])
@@ -586,20 +599,20 @@ def _warp_all(
     params: StackParams,
     report: _Reporter,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Demosaic and warp every used frame into the store; return per-channel stats.
+    """Resample every used frame onto the reference grid into the store; return
+    per-channel stats.
 
-    Each thread reuses its own demosaic and warp buffers (a fresh 25 MB array per
-    frame costs more in page faults than the warp itself), and with in-RAM float32
-    storage the warp writes straight into the frame's slot.
+    Bayer frames go straight from the mosaic to RGB on the reference grid
+    (``warp.warp_bayer``, each colour interpolated once from its own sites) unless
+    ``params.demosaic == 'bilinear'``. Each thread reuses its own buffers (a fresh
+    25 MB array per frame costs more in page faults than the warp itself), and with
+    in-RAM float32 storage the result is written straight into the frame's slot.
     """
     import threading
 
-    import cv2
-
-    from crowdsky.stacking import warp
-
     rows, cols = ref.shape
     local = threading.local()
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
     def buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not hasattr(local, "rgb16"):
@@ -615,26 +628,27 @@ def _warp_all(
             data = _load_mosaic(s.record.path, params).data
         s.image = None
         rgb16, rgb32, out = buffers()
-        if s.kind == "bayer":
-            assert s.pattern is not None
-            try:
-                cv2.cvtColor(data, debayer.bayer_code(s.pattern), dst=rgb16)
-            except cv2.error as exc:
-                raise errors.StackingError(f"{s.record.filename}: demosaic failed: {exc}") from exc
-            np.copyto(rgb32, rgb16, casting="unsafe")
-        else:
-            np.copyto(rgb32, data.reshape(rows, cols, n_channels), casting="unsafe")
-        del data
         target = store.target(k)  # type: ignore[attr-defined]
         if target is None:
             target = out
         dst = target.reshape(rows, cols, n_channels)
-        if s is ref:
-            np.copyto(dst, rgb32)
+        matrix = identity if s is ref else np.asarray(s.record.transform, dtype=np.float64)
+        if s.kind == "bayer" and params.demosaic == "cfa":
+            assert s.pattern is not None
+            warp.warp_bayer(data, s.pattern, matrix, ref.shape, params.interpolation, dst=dst)
         else:
-            matrix = np.asarray(s.record.transform, dtype=np.float64)
-            src = rgb32 if n_channels == 3 else rgb32[..., 0]
-            warp.warp_image(src, matrix, ref.shape, params.interpolation, dst=dst)
+            if s.kind == "bayer":
+                assert s.pattern is not None
+                debayer.debayer(data, s.pattern, dst=rgb16)
+                np.copyto(rgb32, rgb16, casting="unsafe")
+            else:
+                np.copyto(rgb32, data.reshape(rows, cols, n_channels), casting="unsafe")
+            if s is ref:
+                np.copyto(dst, rgb32)
+            else:
+                src = rgb32 if n_channels == 3 else rgb32[..., 0]
+                warp.warp_image(src, matrix, ref.shape, params.interpolation, dst=dst)
+        del data
         back, noise = quality.channel_statistics(dst)
         store.put(k, target)  # type: ignore[attr-defined]
         return back, noise

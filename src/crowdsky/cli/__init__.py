@@ -7,6 +7,10 @@ parse options, build settings and call into the core packages.
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+
 import typer
 
 from crowdsky.cli import admin, demo, server, stack, upload, users, worker
@@ -23,6 +27,32 @@ for _module in (server, admin, stack, worker, demo, users, upload):
     _module.register(app)
 
 
+QUICK_EXIT_COMMANDS = frozenset({"stack"})
+"""Commands after which the console script skips the interpreter's teardown."""
+
+
 def main() -> None:
-    """Entry point of the `crowdsky` console script."""
-    app()
+    """Entry point of the `crowdsky` console script.
+
+    After ``crowdsky stack`` the process ends without the interpreter's teardown
+    (unloading numba's LLVM, astropy and the thread pools took ~0.4 s, a fifth of a
+    15-frame stack): the output is complete, renamed into place and closed, and the
+    standard streams and log handlers are flushed first. Every other command exits
+    normally.
+    """
+    try:
+        app()
+    except SystemExit as exc:
+        if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT_COMMANDS:
+            _quick_exit(exc.code)
+        raise
+
+
+def _quick_exit(code: object) -> None:
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

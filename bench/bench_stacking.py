@@ -7,22 +7,34 @@ In one run on this machine:
   ``FrameCollection(paths).process(method="mean", sigma_clip=3.0)`` + ``save``, each
   in its own subprocess. seestarpy is installed with pip into a separate virtual
   environment under the work directory (``--work-dir``, outside the repository).
+  Also CrowdSky variants (``--variants``), by default the previous resampling
+  (bilinear demosaic, then the blended cubic/linear warp, no low-pass) and the
+  current one without the final low-pass.
 * **Simulated frames** (``crowdsky.simulate``, full S50 size, 90 and 300 frames):
   CrowdSky alone.
 
-Per run: wall time of the whole subprocess (interpreter start and imports included),
-time of the stacking call itself, seconds per frame, peak RSS (``VmHWM`` of the
-subprocess), scratch bytes (CrowdSky reports its scratch file; seestarpy has none) and
-all bytes the process wrote. Quality figures are computed by this script in the same
-way for every output, on the summed RGB channels, 100 px inside the edges: stars
+Two timings per engine, both measured in every run:
+
+* *fresh*: a new process stacks once: wall time of the whole subprocess
+  (interpreter start and imports included; both runners end without the
+  interpreter's teardown, as ``crowdsky stack`` does) and its CPU time;
+* *warm*: the same process then stacks the same frames ``--warm`` more times, as a
+  long-lived worker does job after job: the median wall time of those calls.
+
+Per case also seconds per frame (warm), peak RSS (``VmHWM`` of the subprocess),
+scratch bytes (CrowdSky reports its scratch file; seestarpy has none) and the bytes
+the fresh call wrote. Quality figures are computed by this script in the same way
+for every output, on the summed RGB channels, 100 px inside the edges: stars
 detected by sep at 5σ (minarea 5), median FWHM (2 × half-flux radius of unflagged
 stars) and background noise (clipped RMS after a 64 px background model with sources
-masked). One warm-up run per case, then ``--repeats`` timed runs; medians reported.
+masked); FWHM and noise are also compared with seestarpy's on the same stars. One
+warm-up run per case, then ``--repeats`` timed runs; medians reported.
 
 Usage (from the project root)::
 
-    .venv/bin/python bench/bench_stacking.py [--repeats 3] [--work-dir DIR]
-        [--real 15,32] [--sim 90,300] [--no-seestarpy] [--write-doc]
+    .venv/bin/python bench/bench_stacking.py [--repeats 3] [--warm 3] [--work-dir DIR]
+        [--real 15,32] [--sim 90,300] [--no-seestarpy] [--variants SPEC;SPEC]
+        [--write-doc]
 
 ``--write-doc`` replaces the "## Stacking engine" section of docs/benchmarks.md.
 """
@@ -49,6 +61,7 @@ SEESTARPY_SPEC = "seestarpy==0.1.3"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Stacking engine"
 EDGE_PX = 100
+DEFAULT_VARIANTS = "demosaic=bilinear,interpolation=cubic-linear,smoothing_px=0;smoothing_px=0"
 NOTES = """
 How to read it:
 
@@ -137,7 +150,8 @@ def run_once(
     if proc.returncode != 0:
         raise RuntimeError(f"{runner.name} failed:\n{proc.stderr[-3000:]}")
     record = json.loads(proc.stdout.strip().splitlines()[-1])
-    record["wall_s"] = wall
+    # the subprocess's wall time covers the warm calls too: take them out
+    record["wall_s"] = wall - sum(w["wall_s"] for w in record["warm"])
     return record
 
 
@@ -218,18 +232,23 @@ def simulated_frames(work: Path, n: int) -> list[Path]:
     return sorted(existing)[:n]
 
 
-def bench_case(label, engine, python, runner, paths, work, repeats, extra=()) -> dict:
-    out = work / f"out-{engine}-{len(paths)}-{'-'.join(extra) or 'default'}.fits"
-    extra = list(extra)
-    print(f"{engine:10s} {label:12s} warm-up ...", flush=True)
+def bench_case(label, engine, python, runner, paths, work, repeats, warm, extra=()) -> dict:
+    """One warm-up run, then ``repeats`` runs of a fresh process that stacks once and
+    then ``warm`` more times; medians of the fresh and of all warm figures."""
+    tag = "-".join(x.strip("-{}\"':, ") for x in extra) or "default"
+    out = work / f"out-{engine}-{len(paths)}-{tag}.fits"
+    extra = [*extra, "--warm", str(warm)]
+    print(f"{engine:10s} {label:12s} {tag} warm-up ...", flush=True)
     run_once(python, runner, paths, out, work, extra)
     runs = []
     for k in range(repeats):
         record = run_once(python, runner, paths, out, work, extra)
         runs.append(record)
+        warm_walls = ", ".join(f"{w['wall_s']:.2f}" for w in record["warm"])
         print(
-            f"{engine:10s} {label:12s} run {k + 1}: wall {record['wall_s']:.2f} s, "
-            f"stack {record['stack_s']:.2f} s, peak RSS {record['peak_rss_bytes'] / 1e6:.0f} MB",
+            f"{engine:10s} {label:12s} run {k + 1}: fresh wall {record['wall_s']:.2f} s "
+            f"(call {record['stack_s']:.2f} s), warm calls {warm_walls} s, "
+            f"peak RSS {record['peak_rss_bytes'] / 1e6:.0f} MB",
             flush=True,
         )
     med = {
@@ -244,6 +263,10 @@ def bench_case(label, engine, python, runner, paths, work, repeats, extra=()) ->
             "scratch_bytes",
         )
     }
+    warm_calls = [w for r in runs for w in r["warm"]]
+    med["warm_s"] = statistics.median(w["wall_s"] for w in warm_calls) if warm_calls else None
+    med["warm_max_s"] = max(w["wall_s"] for w in warm_calls) if warm_calls else None
+    med["warm_cpu_s"] = statistics.median(w["cpu_s"] for w in warm_calls) if warm_calls else None
     med.update(quality(load_luminance(out)))
     med.update(
         engine=engine,
@@ -273,9 +296,9 @@ def single_frame_quality(path: Path) -> dict:
 
 def table(rows: list[dict]) -> str:
     head = (
-        "| Input | Engine | Frames (stacked) | Wall s (median / max) | Stack call s | CPU s "
-        "| s/frame | Peak RSS MB | Scratch MB | Written MB | Stars | Median FWHM px "
-        "| Bkg noise ADU |\n"
+        "| Input | Engine | Frames (stacked) | Fresh process wall s (median / max) | CPU s "
+        "| Warm call s (median / max) | Warm s/frame | Peak RSS MB | Scratch MB "
+        "| Written MB | Stars | Median FWHM px | Bkg noise ADU |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = []
@@ -287,10 +310,15 @@ def table(rows: list[dict]) -> str:
             )
             continue
         aligned = "?" if r["n_aligned"] is None else str(r["n_aligned"])
+        warm = (
+            f"{r['warm_s']:.2f} / {r['warm_max_s']:.2f} | {r['warm_s'] / r['n']:.3f}"
+            if r["warm_s"] is not None
+            else "– | –"
+        )
         lines.append(
             f"| {r['label']} | {r['engine']} | {r['n']} ({aligned}) "
-            f"| {r['wall_s']:.2f} / {r['wall_max_s']:.2f} | {r['stack_s']:.2f} | {r['cpu_s']:.2f} "
-            f"| {r['wall_s'] / r['n']:.3f} | {r['peak_rss_bytes'] / 1e6:.0f} "
+            f"| {r['wall_s']:.2f} / {r['wall_max_s']:.2f} | {r['cpu_s']:.2f} | {warm} "
+            f"| {r['peak_rss_bytes'] / 1e6:.0f} "
             f"| {r['scratch_bytes'] / 1e6:.0f} | {r['write_bytes'] / 1e6:.0f} "
             f"| {r['stars']:.0f} | {r['fwhm_px']:.2f} | {r['noise_adu']:.1f} |"
         )
@@ -312,6 +340,7 @@ def write_doc(text: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warm", type=int, default=3, help="warm calls per process")
     parser.add_argument(
         "--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "crowdsky-bench"
     )
@@ -319,9 +348,10 @@ def main() -> None:
     parser.add_argument("--sim", default="90,300", help="simulated-frame counts ('' to skip)")
     parser.add_argument("--no-seestarpy", action="store_true")
     parser.add_argument(
-        "--also-interpolation",
-        default="cubic",
-        help="extra CrowdSky runs on the real frames with these interpolations ('' for none)",
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help="extra CrowdSky runs on the real frames: StackParams overrides as "
+        "name=value,... separated by ';' ('' for none)",
     )
     parser.add_argument("--write-doc", action="store_true")
     args = parser.parse_args()
@@ -332,6 +362,7 @@ def main() -> None:
     ours_py = Path(sys.executable)
     ours = HERE / "stacking_run_crowdsky.py"
     theirs = HERE / "stacking_run_seestarpy.py"
+    variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
     rows: list[dict] = []
     real_counts = [int(x) for x in args.real.split(",") if x]
     if real_counts:
@@ -342,47 +373,41 @@ def main() -> None:
         for n in real_counts:
             label = f"real M 94 ×{n}"
             rows.append(dict(single_frame_quality(frames[n // 2]), engine="single", label=label))
-            rows.append(
-                bench_case(label, "crowdsky", ours_py, ours, frames[:n], work, args.repeats)
-            )
-            for interp in args.also_interpolation.split(","):
-                if interp:
-                    row = bench_case(
-                        label, "crowdsky", ours_py, ours, frames[:n], work, args.repeats, [interp]
-                    )
-                    row["engine"] = f"crowdsky ({interp})"
-                    rows.append(row)
+            common = (frames[:n], work, args.repeats, args.warm)
+            rows.append(bench_case(label, "crowdsky", ours_py, ours, *common))
+            for name, overrides in variants:
+                extra = ["--params", json.dumps(overrides)]
+                row = bench_case(label, "crowdsky", ours_py, ours, *common, extra)
+                row["engine"] = f"crowdsky ({name})"
+                rows.append(row)
             if seestar_py is not None:
-                rows.append(
-                    bench_case(
-                        label, "seestarpy", seestar_py, theirs, frames[:n], work, args.repeats
-                    )
-                )
+                rows.append(bench_case(label, "seestarpy", seestar_py, theirs, *common))
     for n in [int(x) for x in args.sim.split(",") if x]:
         paths = simulated_frames(work, n)
         label = f"simulated ×{n}"
-        rows.append(bench_case(label, "crowdsky", ours_py, ours, paths, work, args.repeats))
+        rows.append(
+            bench_case(label, "crowdsky", ours_py, ours, paths, work, args.repeats, args.warm)
+        )
     env_end = f"load average at end {os.getloadavg()[0]:.1f}"
     md = table(rows)
-    speedups = []
+    comparisons = []
     for n in real_counts:
         b = next((r for r in rows if r["engine"] == "seestarpy" and r["n"] == n), None)
         for a in rows:
-            if not (a["engine"].startswith("crowdsky") and a["n"] == n and "real" in a["label"]):
-                continue
-            if b is None:
+            if b is None or not (a["engine"].startswith("crowdsky") and a["n"] == n):
                 continue
             ratio, matched = paired_fwhm_ratio(a, b)
-            speedups.append(
-                f"- {n} real frames, {a['engine']}: {b['wall_s'] / a['wall_s']:.1f}× faster "
-                f"end to end ({b['stack_s'] / a['stack_s']:.1f}× on the stacking call), "
-                f"{b['cpu_s'] / a['cpu_s']:.1f}× less CPU time, "
+            comparisons.append(
+                f"- {n} real frames, {a['engine']}: "
+                f"{b['warm_s'] / a['warm_s']:.1f}× faster warm, "
+                f"{b['wall_s'] / a['wall_s']:.1f}× faster as a fresh process, "
+                f"{b['cpu_s'] / a['cpu_s']:.1f}× less CPU time (fresh), "
                 f"{b['peak_rss_bytes'] / a['peak_rss_bytes']:.1f}× less peak memory; "
                 f"FWHM ratio to seestarpy on the same {matched} stars {ratio:.3f}, "
                 f"background noise ratio {a['noise_adu'] / b['noise_adu']:.3f}."
             )
     stage_lines = [
-        f"- {r['label']}: "
+        f"- {r['label']}, {r['engine']}: "
         + ", ".join(f"{k} {v:.2f}" for k, v in (r.get("stages") or {}).items())
         + f" (storage {r['storage']})"
         for r in rows
@@ -390,28 +415,42 @@ def main() -> None:
     ]
     print()
     print(md)
-    print("\n".join(speedups))
+    print("\n".join(comparisons))
     print("\n".join(stage_lines))
     if args.write_doc:
+        variant_text = "; ".join(f"*{name}* = `{spec}`" for name, spec in variants)
         write_doc(
             f"{SECTION}\n\n"
             "Reproduce (from the project root; creates a seestarpy 0.1.3 venv and a simulated "
             "sequence in the work directory, default `$TMPDIR/crowdsky-bench`):\n\n"
             "```\n.venv/bin/python bench/bench_stacking.py --repeats "
-            f"{args.repeats} --write-doc\n```\n\n"
+            f"{args.repeats} --warm {args.warm} --write-doc\n```\n\n"
             f"Machine: {env_line}; {env_end}. The machine is shared and noisy: compare rows "
-            "of one run only. Medians of the timed runs after one warm-up run; quality "
-            "figures from the last run's output, measured identically for every engine "
-            "(summed RGB, 100 px inside the edges).\n\n"
+            "of one run only. Fresh: median of the timed runs after one warm-up run; warm: "
+            "median of every warm call of those runs. Quality figures from the last run's "
+            "output, measured identically for every engine (summed RGB, 100 px inside the "
+            f"edges). Variants: {variant_text or 'none'}.\n\n"
             + md
             + "\n"
-            + "\n".join(speedups)
-            + "\n\nCrowdSky stage times of the last run (seconds):\n\n"
+            + "\n".join(comparisons)
+            + "\n\nCrowdSky stage times of the last fresh call (seconds):\n\n"
             + "\n".join(stage_lines)
             + "\n"
             + NOTES
         )
         print(f"\nwrote {DOC.relative_to(ROOT)}")
+
+
+def parse_variant(spec: str) -> tuple[str, dict]:
+    """``name=value,...`` → (the spec as a label, StackParams overrides)."""
+    overrides: dict = {}
+    for item in spec.split(","):
+        key, _, raw = item.strip().partition("=")
+        try:
+            overrides[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[key] = raw
+    return spec.strip(), overrides
 
 
 if __name__ == "__main__":

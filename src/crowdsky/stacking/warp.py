@@ -194,7 +194,7 @@ def warp_bayer(
         covered = cv2.warpAffine(inside, matrix, size, flags=cv2.INTER_NEAREST, borderValue=0)
     except cv2.error as exc:
         raise errors.StackingError(f"warp failed: {exc}") from exc
-    np.copyto(out, np.float32(np.nan), where=covered[..., None] == 0)
+    out[covered == 0] = np.nan  # boolean indexing touches the uncovered pixels only
     return out
 
 

@@ -66,8 +66,9 @@ MOSAIC_CACHE_FRACTION = 0.15
 """Share of the memory budget that may keep raw frames between analysis and warping
 (re-reading a frame costs ~3 ms, so beyond this they are simply read again)."""
 WORKING_BYTES_PER_THREAD_FACTOR = 4.5
-"""Frame-sized float32 buffers alive per warping thread (uint16 RGB, float RGB, warped,
-bilinear scratch of the blended warp)."""
+"""Frame-sized float32 RGB buffers alive per resampling thread, at most: the bilinear
+path holds uint16 RGB, float RGB, the warped frame and the blended warp's scratch; the
+CFA path four one-channel colour planes and a scratch plane."""
 BAND_BYTES_RAM16 = 48 * 1024 * 1024
 """Row band converted from in-RAM float16 at a time (conversion is cheap; memory is not)."""
 FIXED_OVERHEAD_BYTES = 48 * 1024 * 1024
@@ -614,12 +615,13 @@ def _warp_all(
     local = threading.local()
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
-    def buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not hasattr(local, "rgb16"):
-            local.rgb16 = memory.empty((rows, cols, 3), np.uint16)
-            local.rgb32 = memory.empty((rows, cols, n_channels), np.float32)
-            local.out = memory.empty((rows, cols * n_channels), np.float32)
-        return local.rgb16, local.rgb32, local.out
+    def buffer(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """This thread's reusable buffer ``name``, allocated when first needed."""
+        found: np.ndarray | None = getattr(local, name, None)
+        if found is None:
+            found = memory.empty(shape, dtype)
+            setattr(local, name, found)
+        return found
 
     def work(k: int) -> tuple[np.ndarray, np.ndarray]:
         s = used[k]
@@ -627,18 +629,19 @@ def _warp_all(
         if data is None:
             data = _load_mosaic(s.record.path, params).data
         s.image = None
-        rgb16, rgb32, out = buffers()
         target = store.target(k)  # type: ignore[attr-defined]
         if target is None:
-            target = out
+            target = buffer("out", (rows, cols * n_channels), np.float32)
         dst = target.reshape(rows, cols, n_channels)
         matrix = identity if s is ref else np.asarray(s.record.transform, dtype=np.float64)
         if s.kind == "bayer" and params.demosaic == "cfa":
             assert s.pattern is not None
             warp.warp_bayer(data, s.pattern, matrix, ref.shape, params.interpolation, dst=dst)
         else:
+            rgb32 = buffer("rgb32", (rows, cols, n_channels), np.float32)
             if s.kind == "bayer":
                 assert s.pattern is not None
+                rgb16 = buffer("rgb16", (rows, cols, 3), np.uint16)
                 debayer.debayer(data, s.pattern, dst=rgb16)
                 np.copyto(rgb32, rgb16, casting="unsafe")
             else:

@@ -65,23 +65,26 @@ DEFAULT_VARIANTS = "demosaic=bilinear,interpolation=cubic-linear,smoothing_px=0;
 NOTES = """
 How to read it:
 
-- *Wall* is the whole subprocess (interpreter start, imports, numba's cached-kernel
-  load, stacking, writing); *stack call* is `stack_files` / `FrameCollection(...)
-  .process(...)` + `save` alone; *CPU* is user + system time of the subprocess, the
-  figure least disturbed by other load on this shared machine.
-- seestarpy runs with `pip install seestarpy==0.1.3` (its GUI `opencv-python` imported
-  fine here, so no headless substitute was needed); its output is the interleaved
+- *Fresh process* is what `crowdsky stack` (or a `--once` worker) costs: interpreter
+  start, imports, numba's cached-kernel load, stacking, writing. *Warm call* is what a
+  long-lived worker pays per job once those are paid: `stack_files` /
+  `FrameCollection(...).process(...)` + `save` called again in the same process.
+  *CPU* is user + system time of the fresh process, the figure least disturbed by
+  other load on this shared machine.
+- seestarpy runs with `pip install seestarpy==0.1.3`; its output is the interleaved
   (H, W, 3) primary array of stacking.md §2.3, read as such for the quality figures.
-- FWHM ratio and noise ratio compare CrowdSky with seestarpy on the *same* stars
-  (star lists matched with CrowdSky's registration code); the per-engine median FWHM
-  over ~80–110 stars moves by ±0.05 px from run to run, the paired ratio does not.
-- The interpolation sets a sharpness/noise trade-off. Default `cubic-linear` (mean of
-  OpenCV's cubic and bilinear warps): about 1 % wider stars than seestarpy's
-  spline-warped stack with about 2 % less background noise. `cubic`: about 1 %
-  sharper, about 4–5 % more noise. Neither is better than seestarpy's order-3 spline
-  on *both* counts; a spline warp would be, at several times the warp cost.
-- Simulated frames are `crowdsky.simulate.simulate_sequence(n_frames=300, seed=42)`
-  at full S50 size (the first 90 for N = 90). Beyond the in-memory budget
+- FWHM ratio and noise ratio compare CrowdSky with seestarpy on the *same* stars (star
+  lists matched with CrowdSky's registration code): the per-engine median FWHM over
+  ~80–120 stars moves by a few hundredths of a pixel with the grid, the paired ratio
+  does not.
+- Sharpness and noise pull against each other: any interpolation smooths a frame by an
+  amount that depends on its sub-pixel offset. CrowdSky resamples each Bayer colour once
+  from its own sites (no demosaic before the warp) with the sharp cubic kernel, then
+  applies one uniform Gaussian low-pass (σ = 0.5 px) to the stack. The variant rows show
+  the parts: *smoothing_px=0* is the sharpest, noisiest stack; *demosaic=bilinear,...* is
+  the previous engine (bilinear demosaic, then the mean of cubic and bilinear warps).
+- Simulated frames are `crowdsky.simulate.simulate_sequence(n_frames=300, seed=42)` at
+  full S50 size (the first 90 for N = 90). Beyond the in-memory budget
   (`StackParams.memory_limit_bytes`, default 768 MiB) frames stream through a float16
   scratch file, so peak RSS stays flat from 90 to 300 frames; the scratch file is
   removed at the end. *Written* includes the output FITS (~29 MB).

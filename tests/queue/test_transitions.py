@@ -280,16 +280,23 @@ def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
 ) -> None:
     (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
     _claim(test_db)
+    start = utcnow() - timedelta(hours=2)
+    dates = {"date_obs_start": start, "date_obs_end": start + timedelta(minutes=5)}
     with test_db.session_factory() as session:
-        queue.complete_job(session, utcnow(), _completion(job_id), raw_store=raw_store)
+        queue.complete_job(session, utcnow(), _completion(job_id, **dates), raw_store=raw_store)
         again = queue.complete_job(
-            session, utcnow(), _completion(job_id), raw_store=raw_store, worker_id="w1"
+            session, utcnow(), _completion(job_id, **dates), raw_store=raw_store, worker_id="w1"
         )
         assert again.repeated
-        with pytest.raises(queue.AlreadyCompleted):
-            queue.complete_job(
-                session, utcnow(), _completion(job_id, n_frames_aligned=1), raw_store=raw_store
-            )
+        for different in (
+            {**dates, "n_frames_aligned": 1},
+            {**dates, "date_obs_start": start - timedelta(seconds=1)},
+            {**dates, "date_obs_end": None},
+        ):
+            with pytest.raises(queue.AlreadyCompleted):
+                queue.complete_job(
+                    session, utcnow(), _completion(job_id, **different), raw_store=raw_store
+                )
     with test_db.session_factory() as session, session.begin():
         count = session.execute(select(StackedFrame.id)).scalars().all()
     assert len(count) == 1
@@ -304,22 +311,19 @@ def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: Ra
     with test_db.session_factory() as session:
         with pytest.raises(queue.WrongState):
             queue.complete_job(session, utcnow(), _completion(held_job), raw_store=raw_store)
-        with pytest.raises(queue.HeldByOtherWorker):
-            queue.complete_job(
-                session,
-                utcnow(),
-                _completion(pending_job),
-                raw_store=raw_store,
-                worker_id="w2",
-            )
-        with pytest.raises(queue.HeldByOtherWorker):
-            queue.complete_job(
-                session,
-                utcnow(),
-                _completion(pending_job),
-                raw_store=raw_store,
-                lease_token="0" * 32,
-            )
+        strangers: list[dict[str, str]] = [
+            {"worker_id": "w2"},
+            *({"lease_token": t} for t in ("0" * 32, "é" * 32, "\ud800")),  # any text
+        ]
+        for stranger in strangers:
+            with pytest.raises(queue.HeldByOtherWorker):
+                queue.complete_job(
+                    session,
+                    utcnow(),
+                    _completion(pending_job),
+                    raw_store=raw_store,
+                    **stranger,  # type: ignore[arg-type]
+                )
         # nothing changed: the holder can still complete
         queue.complete_job(
             session, utcnow(), _completion(pending_job), raw_store=raw_store, worker_id="w1"

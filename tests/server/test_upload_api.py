@@ -324,6 +324,47 @@ def test_malformed_requests(up: Upload) -> None:
     assert r.status_code == 400 and "overwrite must be 0 or 1" in r.json()["error"]
 
 
+FRAME_PART = {"file": ("a.fit", b"SIMPLE  =                    T", "application/fits")}
+# (method, url, request arguments, status): text no session token, object name or login
+# can hold (PostgreSQL answered NUL with a 500), refused before the database is asked.
+HOSTILE_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
+    ("GET", URL + "?action=status&session_token=a%00b", {}, 400),
+    ("GET", URL + "?action=status&session_token=%C3%A9", {}, 400),
+    ("POST", URL + "?action=status&session_token=a%00b", {}, 400),
+    ("POST", URL + "?action=status", {"data": {"session_token": "a\x00b"}}, 400),
+    ("POST", URL + "?action=finalize", {"data": {"session_token": "a\x00b"}}, 400),
+    ("POST", URL + "?action=finalize", {"data": {"session_token": "t" * 65}}, 400),
+    ("POST", URL + "?action=finalize&session_token=a%00b", {}, 400),
+    ("POST", URL + "?action=file", {"data": {"session_token": "a\x00b"}, "files": FRAME_PART}, 400),
+    ("POST", URL + "?action=file&session_token=a%00b", {"files": FRAME_PART}, 400),
+    ("GET", "/api/my_jobs.php?session_token=a%00b", {}, 400),
+    ("GET", "/api/my_jobs.php?limit=1e3", {}, 400),
+    ("GET", "/api/my_stacks.php?object=M%0094", {}, 400),
+    ("GET", "/api/my_stacks.php?object=" + "m" * 256, {}, 400),
+    ("POST", URL + "?action=start", {"auth": ("alice\x00", PASSWORD)}, 401),
+    ("POST", URL + "?action=start", {"auth": ("a" * 300, PASSWORD)}, 401),
+    ("POST", URL + "?action=start", {"headers": {"Authorization": b"Basic \xff\xfe"}}, 401),
+    ("POST", URL + "?action=start", {"headers": {"Authorization": b"Bearer csk_\xff"}}, 401),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "kwargs", "status"), HOSTILE_REQUESTS)
+def test_hostile_tokens_and_logins_get_a_clear_4xx_and_change_nothing(
+    up: Upload, method: str, url: str, kwargs: dict[str, Any], status: int
+) -> None:
+    token = up.start()
+    if "headers" not in kwargs:
+        kwargs = {"auth": up.auth, **kwargs}
+    response = up.client.request(method, url, **kwargs)
+    assert response.status_code == status, response.text
+    message = response.json()["error"]
+    if status == 400:
+        assert any(name in message for name in ("session_token", "object", "limit")), message
+    after = up.status(token).json()
+    assert (after["status"], after["file_count"]) == ("uploading", 0)
+    assert files_outside_sessions(up) == []
+
+
 def test_finalized_and_empty_sessions(up: Upload) -> None:
     token = up.start()
     r = up.finalize(token)

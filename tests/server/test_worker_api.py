@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from crowdsky import queue
 from crowdsky.accounts import create_worker_token, revoke_worker_token
 from crowdsky.db.types import utcnow
 from tests.server.conftest import Api
 
-ENDPOINTS = ["next_job", "job_files", "download_raw", "complete_job", "fail_job", "cleanup"]
+ENDPOINTS = [
+    "next_job",
+    "job_files",
+    "download_raw",
+    "complete_job",
+    "fail_job",
+    "heartbeat",
+    "release_job",
+    "cleanup",
+]
+POST_ENDPOINTS = ("complete_job", "fail_job", "heartbeat", "release_job")
 
 
 def _complete_body(job_id: object, **extra: object) -> dict[str, Any]:
@@ -102,10 +114,11 @@ def test_complete_job_deletes_raws_and_is_idempotent(api: Api) -> None:
     assert first.status_code == 200 and first.json() == {"ok": True}
     repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
     assert repeat.status_code == 200 and repeat.json() == {"ok": True}
-    different = api.client.post(
-        "/api/complete_job.php", json={**body, "n_stars_detected": 1}, headers=api.headers
-    )
-    assert different.status_code == 409
+    for change in ({"n_stars_detected": 1}, {"date_obs_end": "2025-03-27T01:30:00"}):
+        different = api.client.post(
+            "/api/complete_job.php", json={**body, **change}, headers=api.headers
+        )
+        assert different.status_code == 409, change
     for entry in files:
         gone = api.client.get(
             "/api/download_raw.php", params={"file_id": entry["id"]}, headers=api.headers
@@ -172,9 +185,9 @@ def test_heartbeat_extends_and_refuses_strangers(api: Api) -> None:
     assert missing.status_code == 404
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS[:5])
+@pytest.mark.parametrize("endpoint", [e for e in ENDPOINTS if e != "cleanup"])
 def test_every_worker_endpoint_requires_the_key(api: Api, endpoint: str) -> None:
-    method = "POST" if endpoint in ("complete_job", "fail_job") else "GET"
+    method = "POST" if endpoint in POST_ENDPOINTS else "GET"
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}):
         response = api.client.request(method, f"/api/{endpoint}.php", headers=headers)
         assert response.status_code == 401
@@ -230,6 +243,9 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
     ("GET", "/api/job_files.php?job_id=-3", {}, 400),
     ("GET", "/api/job_files.php?job_id=0", {}, 400),
     ("GET", "/api/job_files.php?job_id=99999999999999999999", {}, 400),
+    ("GET", "/api/job_files.php?job_id=1.5", {}, 400),
+    ("GET", "/api/job_files.php?job_id=1&lease_token=%C3%A9", {}, 400),
+    ("GET", "/api/job_files.php?job_id=1&lease_token=" + "a" * 65, {}, 400),
     ("GET", "/api/job_files.php?job_id=424242", {}, 404),
     ("GET", "/api/download_raw.php", {}, 400),
     ("GET", "/api/download_raw.php?file_id=1e3", {}, 400),
@@ -246,10 +262,20 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int]] = [
     ("POST", "/api/complete_job.php", {"json": _complete_body(1, n_frames_aligned=9)}, 400),
     ("POST", "/api/complete_job.php", {"json": _complete_body(1, date_obs_start="soon")}, 400),
     ("POST", "/api/complete_job.php", {"json": _complete_body(1, total_exptime="NaN")}, 400),
+    ("POST", "/api/complete_job.php", {"json": _complete_body(1, total_exptime=1e39)}, 400),
+    ("POST", "/api/complete_job.php", {"json": _complete_body(1, ucloud_path="y" * 513)}, 400),
+    ("POST", "/api/complete_job.php", {"json": _complete_body(1, n_stars_detected=2**70)}, 400),
+    ("POST", "/api/complete_job.php", {"json": _complete_body(1, file_size_bytes=1.5)}, 400),
+    ("POST", "/api/complete_job.php", {"data": {"job_id": "1", "ucloud_path": "/x"}}, 400),
     ("POST", "/api/complete_job.php", {"content": b"x" * 2_000_000}, 413),
     ("POST", "/api/fail_job.php", {"json": {"error_message": "no id"}}, 400),
     ("POST", "/api/fail_job.php", {"json": {"job_id": 424242}}, 404),
+    ("POST", "/api/fail_job.php", {"json": {"job_id": [1]}}, 400),
+    ("POST", "/api/fail_job.php", {"json": {"job_id": 1, "error_message": ["x"]}}, 400),
     ("POST", "/api/heartbeat.php", {"json": {"job_id": 1, "progress": 7}}, 400),
+    ("POST", "/api/heartbeat.php", {"json": {"job_id": 1, "message": "m" * 256}}, 400),
+    ("POST", "/api/release_job.php", {"json": {"job_id": 2**70}}, 400),
+    ("POST", "/api/release_job.php", {"json": {"job_id": 1, "reason": "r" * 4001}}, 400),
     ("PUT", "/api/complete_job.php", {}, 405),
     ("DELETE", "/api/next_job.php", {}, 405),
     ("GET", "/api/complete_job.php", {}, 405),
@@ -270,6 +296,65 @@ def test_bad_input_gets_a_clear_4xx_and_changes_nothing(
     assert api.claim()["attempt"] == 1
 
 
+# (endpoint, values sent with the id of a job claimed by "w1", the field the error names):
+# the audit's 500s; each must reach the job's holder check, so the job is claimed.
+HOSTILE_FOR_A_CLAIMED_JOB: list[tuple[str, dict[str, Any], str]] = [
+    ("complete_job", {"lease_token": "é" * 32}, "lease_token"),
+    ("fail_job", {"lease_token": "☃"}, "lease_token"),
+    ("heartbeat", {"lease_token": "🚀"}, "lease_token"),
+    ("release_job", {"lease_token": "é"}, "lease_token"),
+    ("job_files", {"lease_token": "é"}, "lease_token"),
+    ("complete_job", {"ucloud_path": "/stacks/a\x00.fits"}, "ucloud_path"),
+    ("complete_job", {"thumbnail_path": "/stacks/a\x00.png"}, "thumbnail_path"),
+    ("complete_job", {"date_obs_end": "9999-12-31T23:59:59-12:00"}, "date_obs_end"),
+    ("complete_job", {"total_exptime": 1e39}, "total_exptime"),
+    ("fail_job", {"error_message": "Alignment failed\x00"}, "error_message"),
+    ("fail_job", {"error_message": "\ud800"}, "error_message"),
+    ("fail_job", {"worker_id": "w1\x00"}, "worker_id"),
+    ("heartbeat", {"message": "stacking\x00"}, "message"),
+    ("release_job", {"reason": "shutting down\x00"}, "reason"),
+    ("job_files", {"worker_id": "w1\x00"}, "worker_id"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "values", "field"), HOSTILE_FOR_A_CLAIMED_JOB)
+def test_hostile_text_for_a_claimed_job_gets_a_400_naming_the_field(
+    api: Api, endpoint: str, values: dict[str, Any], field: str
+) -> None:
+    api.seed()
+    job = api.claim("w1")
+    job_id = job["job_id"]
+    if endpoint == "job_files":
+        response = api.client.get(
+            "/api/job_files.php", params={"job_id": job_id, **values}, headers=api.headers
+        )
+    else:
+        body = _complete_body(job_id) if endpoint == "complete_job" else {"job_id": job_id}
+        body.update(values)
+        response = api.client.post(  # json.dumps escapes a lone surrogate as a client would
+            f"/api/{endpoint}.php",
+            content=json.dumps(body),
+            headers={**api.headers, "Content-Type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"].startswith(f"{field} ("), response.text
+    # nothing changed: the job is still held, with its lease, and no attempt was recorded
+    with api.state.session_factory() as session:
+        view = queue.get_job(session, int(str(job_id)))
+    assert (view.status, view.attempts, view.errors, view.progress_message) == (
+        queue.JobStatus.PROCESSING,
+        1,
+        (),
+        None,
+    )
+    renewed = api.client.post(
+        "/api/heartbeat.php",
+        json={"job_id": job_id, "worker_id": "w1", "lease_token": job["lease_token"]},
+        headers=api.headers,
+    )
+    assert renewed.status_code == 200, renewed.text
+
+
 def test_wrong_state_answers_409(api: Api) -> None:
     (job_id,) = api.seed()
     for path, body in (
@@ -286,7 +371,7 @@ def test_wrong_state_answers_409(api: Api) -> None:
 
 def test_openapi_describes_every_endpoint(api: Api) -> None:
     paths = api.client.get("/openapi.json").json()["paths"]
-    for name in [*ENDPOINTS, "heartbeat"]:
+    for name in ENDPOINTS:
         assert f"/api/{name}.php" in paths and f"/api/{name}" in paths
     assert "204" in paths["/api/next_job.php"]["get"]["responses"]
 

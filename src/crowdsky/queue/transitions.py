@@ -507,11 +507,18 @@ def _require_holder(job: StackingJob, worker_id: str | None, lease_token: str | 
         raise errors.HeldByOtherWorker(
             f"job {job.id} is held by worker {job.worker_id!r}, not {worker_id!r}"
         )
-    if lease_token is not None and not secrets.compare_digest(job.lease_token or "", lease_token):
+    if lease_token is not None and not _same_token(job.lease_token, lease_token):
         raise errors.HeldByOtherWorker(
             f"job {job.id}: the lease token does not match; the lease was lost "
             "(it expired and the job was handed to another claim)"
         )
+
+
+def _same_token(held: str | None, presented: str) -> bool:
+    """Constant-time comparison of any presented text (``compare_digest`` refuses non-ASCII str)."""
+    return held is not None and secrets.compare_digest(
+        held.encode("utf-8"), presented.encode("utf-8", "surrogatepass")
+    )
 
 
 def _guarded_update(
@@ -608,6 +615,8 @@ def _same_result(existing: StackedFrame, completion: Completion, job: StackingJo
         (existing.n_frames_aligned, _or(completion.n_frames_aligned, 0)),
         (existing.file_size_bytes, completion.file_size_bytes),
         (existing.n_stars_detected, completion.n_stars_detected),
+        (existing.date_obs_start, completion.date_obs_start),
+        (existing.date_obs_end, completion.date_obs_end),
     )
     if any(a != b for a, b in pairs_exact):
         return False

@@ -3,16 +3,23 @@
 Handlers raise domain errors (or let validation fail); this module turns them into
 4xx answers a client can act on. Anything unexpected becomes a logged 500 with a
 generic message, which no client input should ever reach.
+
+The request schemas refuse text and numbers a database cannot store, naming the
+field. As a safety net, a database driver's refusal of a value (a ``DataError``:
+NUL in PostgreSQL text, a number out of a column's range) or text a driver cannot
+encode is answered 400 with a fixed message, never the driver's text (it holds the
+SQL and its parameters), and logged as a gap in the schemas.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdsky.queue import errors as queue_errors
@@ -20,6 +27,7 @@ from crowdsky.server.auth import NotAuthenticated
 from crowdsky.storage.raw_store import UnsafePath
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 #: Domain error class -> HTTP status. Subclasses inherit their parent's entry.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
@@ -30,6 +38,17 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     queue_errors.HeldByOtherWorker: 409,
     queue_errors.AlreadyCompleted: 409,
     UnsafePath: 400,
+    sa_exc.DataError: 400,
+    UnicodeEncodeError: 400,
+}
+
+#: Errors answered with a fixed message instead of their own text.
+FIXED_MESSAGE_BY_ERROR: dict[type[Exception], str] = {
+    sa_exc.DataError: (
+        "the request holds a value the database cannot store "
+        "(a NUL character, or a number out of range)"
+    ),
+    UnicodeEncodeError: "the request holds text that cannot be encoded (an unpaired surrogate)",
 }
 
 
@@ -55,10 +74,10 @@ def error_response(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def _status_for(exc: Exception) -> int | None:
+def _lookup(table: dict[type[Exception], _T], exc: Exception) -> _T | None:
     for cls in type(exc).__mro__:
-        if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]
+        if cls in table:
+            return table[cls]
     return None
 
 
@@ -76,6 +95,8 @@ def describe_validation(exc: RequestValidationError) -> str:
         message = str(error.get("msg", "is invalid"))
         if kind == "missing":
             message = "is required"
+        elif kind == "value_error" and "error" in error.get("ctx", {}):
+            message = str(error["ctx"]["error"])  # our own words, without "Value error, "
         parts.append(f"{name} ({where}): {message}")
     return "; ".join(parts) or "invalid request"
 
@@ -83,13 +104,23 @@ def describe_validation(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same JSON shape."""
 
-    async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
-        status = _status_for(exc)
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = _lookup(STATUS_BY_ERROR, exc)
         if status is None:
             log.exception("unhandled_error", error=str(exc))
             return error_response(500, "Internal error.")
         if status == 401:
             return error_response(401, "Unauthorized.", **{"WWW-Authenticate": "Bearer"})
+        fixed = _lookup(FIXED_MESSAGE_BY_ERROR, exc)
+        if fixed is not None:
+            log.warning(
+                "client_value_refused_by_driver",
+                path=request.url.path,
+                error=type(exc).__name__,
+                detail=str(getattr(exc, "orig", exc))[:200],
+                hint="a request schema lets this value through; constrain the field",
+            )
+            return error_response(status, fixed)
         return error_response(status, str(exc) or (type(exc).__doc__ or "error").strip())
 
     async def validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -11,12 +11,12 @@ request, so deactivation or a password change takes effect at once.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 import threading
 import time
+import unicodedata
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -34,6 +34,8 @@ from crowdsky.server.auth import NotAuthenticated
 #: How long a verified Basic login is remembered (seconds).
 LOGIN_CACHE_SECONDS = 300.0
 LOGIN_CACHE_MAX_ENTRIES = 1024
+#: No username (64) or email (255) is longer; longer logins are refused unread.
+MAX_LOGIN_CHARS = 255
 
 
 class _LoginCache:
@@ -87,10 +89,10 @@ def require_user(request: Request) -> UserInfo:
 def _basic_login(state: object, encoded: str) -> UserInfo | None:
     try:
         decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (binascii.Error), non-ASCII header text, not UTF-8
         return None
     login, sep, password = decoded.partition(":")
-    if not sep or not login or not password:
+    if not sep or not login or not password or not _could_be_login(login):
         return None
     digest = _cache.digest(login, password)
     session_factory = state.session_factory  # type: ignore[attr-defined]
@@ -106,6 +108,14 @@ def _basic_login(state: object, encoded: str) -> UserInfo | None:
             if current is not None:
                 _cache.put(digest, user.id, current)
         return user
+
+
+def _could_be_login(login: str) -> bool:
+    """Whether ``login`` could name an account: no username or email is longer or holds
+    control characters (PostgreSQL could not even compare a login holding NUL)."""
+    return len(login) <= MAX_LOGIN_CHARS and not any(
+        unicodedata.category(char) == "Cc" for char in login
+    )
 
 
 AuthenticatedUser = Annotated[UserInfo, Depends(require_user)]

@@ -31,6 +31,7 @@ from crowdsky.config import ServerSettings
 from crowdsky.db.types import utcnow
 from crowdsky.server.deps import State
 from crowdsky.server.errors import BadRequest, PayloadTooLarge, register_error_status
+from crowdsky.server.schemas import fields
 from crowdsky.server.schemas.upload_api import (
     Action,
     ChunkDetail,
@@ -72,6 +73,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorResponse, "description": "Session finalized, expired or empty"},
     413: {"model": ErrorResponse, "description": "File larger than the per-file limit"},
 }
+TOKEN_FIELD = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": fields.MAX_TOKEN_CHARS,
+    "pattern": fields.TOKEN_PATTERN,
+}
 FORM_BODY: dict[str, Any] = {
     "requestBody": {
         "required": False,
@@ -85,7 +92,7 @@ FORM_BODY: dict[str, Any] = {
                             "format": "binary",
                             "description": "FITS raw frame (action=file)",
                         },
-                        "session_token": {"type": "string", "maxLength": 64},
+                        "session_token": TOKEN_FIELD,
                         "overwrite": {"type": "string", "enum": ["0", "1"]},
                         "scrub_location": {"type": "string", "enum": ["0", "1"]},
                     },
@@ -95,7 +102,7 @@ FORM_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "session_token": {"type": "string", "maxLength": 64},
+                        "session_token": TOKEN_FIELD,
                         "overwrite": {"type": "string", "enum": ["0", "1"]},
                         "scrub_location": {"type": "string", "enum": ["0", "1"]},
                     },
@@ -106,8 +113,8 @@ FORM_BODY: dict[str, Any] = {
 }
 AnyReply = StartResponse | UploadedFileResponse | FinalizeResponse | StatusResponse
 TokenQuery = Annotated[
-    str | None,
-    Query(max_length=64, description="Session token (may also be sent as a form field)"),
+    fields.Token | None,
+    Query(description="Session token (may also be sent as a form field)"),
 ]
 
 
@@ -140,9 +147,9 @@ async def raw_upload(
     if action == "file":
         return await _receive_file(request, state, user, session_token)
     form = await _small_form(request)
-    token = session_token or form.get("session_token")
     if action == "start":
         return await run_in_threadpool(_start, state, user)
+    token = _session_token(session_token, form)
     if not token:
         raise BadRequest("session_token is required (form field or query parameter)")
     if action == "finalize":
@@ -161,7 +168,7 @@ async def raw_upload(
 def raw_upload_status(
     state: State,
     user: AuthenticatedUser,
-    session_token: Annotated[str, Query(min_length=1, max_length=64)],
+    session_token: Annotated[fields.Token, Query()],
     action: Annotated[Action, Query()] = "status",
 ) -> Any:
     """The session's status and files (``action`` must be ``status``)."""
@@ -177,7 +184,6 @@ def _intake(settings: ServerSettings) -> ingest.IntakeSettings:
     return ingest.IntakeSettings(
         key_format=settings.chunk_key_format,
         min_frames=settings.min_chunk_frames,
-        min_total_exptime_s=getattr(settings, "min_chunk_exposure_seconds", 0.0),
         expiry_hours=settings.upload_expiry_hours,
     )
 
@@ -202,9 +208,9 @@ class _FileReceiver:
         self.partial: PartialUpload | None = None
         self.too_large = False
 
-    async def open(self, fields: dict[str, str], file_name: str | None) -> _FileReceiver:
+    async def open(self, form: dict[str, str], file_name: str | None) -> _FileReceiver:
         self.name = ingest.check_file_name(file_name)
-        token = self.token or fields.get("session_token")
+        token = _session_token(self.token, form)
         if not token:
             raise BadRequest(
                 f"{self.name}: session_token is required before the file part "
@@ -415,6 +421,16 @@ async def _drain(request: Request, limit: int) -> None:
             seen += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
+
+
+def _session_token(from_query: str | None, form: dict[str, str]) -> str | None:
+    """The session token from the query (validated there) or else the form, checked alike."""
+    if from_query:
+        return from_query
+    token = form.get("session_token")
+    if token and not fields.is_token(token):
+        raise BadRequest(f"session_token (form): {fields.TOKEN_PROBLEM}")
+    return token
 
 
 def _flag(value: str | None, name: str) -> bool:

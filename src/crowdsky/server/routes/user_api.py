@@ -14,7 +14,8 @@ from fastapi import APIRouter, Query
 
 from crowdsky.queue import JobView, StackView, list_user_jobs, list_user_stacks
 from crowdsky.server.deps import DbSession
-from crowdsky.server.schemas.user_api import JobItem, JobsResponse, StackItem
+from crowdsky.server.schemas import fields
+from crowdsky.server.schemas.user_api import JobItem, JobsResponse, ObjectName, StackItem
 from crowdsky.server.schemas.worker_api import ErrorResponse
 from crowdsky.server.user_auth import AuthenticatedUser
 
@@ -79,8 +80,7 @@ def my_jobs(
     session: DbSession,
     user: AuthenticatedUser,
     session_token: Annotated[
-        str | None,
-        Query(max_length=64, description="Only the jobs of this upload session"),
+        fields.Token | None, Query(description="Only the jobs of this upload session")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JobsResponse:
@@ -92,7 +92,7 @@ def my_jobs(
 def my_stacks(
     session: DbSession,
     user: AuthenticatedUser,
-    object: Annotated[str | None, Query(max_length=255, description="Object name")] = None,
+    object: Annotated[ObjectName | None, Query(description="Object name")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[StackItem]:
     """The caller's stacks, newest observation first (the original's ``my_stacks``)."""

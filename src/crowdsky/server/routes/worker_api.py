@@ -30,6 +30,7 @@ from crowdsky.server.schemas.worker_api import (
     JobFileItem,
     JobFilesResponse,
     JobId,
+    LeaseToken,
     NextJobResponse,
     OkResponse,
     ReleaseJobRequest,
@@ -135,7 +136,7 @@ def job_files(
     _principal: AuthenticatedWorker,
     job_id: Annotated[JobId, Query(description="The stacking job id")],
     worker_id: Annotated[WorkerId | None, Query()] = None,
-    lease_token: Annotated[str | None, Query(max_length=64)] = None,
+    lease_token: Annotated[LeaseToken | None, Query()] = None,
 ) -> JobFilesResponse:
     """The raw files of a job being processed, ordered by DATE-OBS."""
     listing = queue.list_job_files(

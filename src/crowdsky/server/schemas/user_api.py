@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, Field
+
+from crowdsky.server.schemas import fields
+
+ObjectName = Annotated[str, Field(max_length=255), fields.LINE]
 
 
 class StackItem(BaseModel):

@@ -13,11 +13,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-WorkerId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
-LeaseToken = Annotated[str, Field(min_length=1, max_length=64)]
+from crowdsky.server.schemas import fields
+
+#: A chunk is one night of one target; 10^7 s (116 days) is far beyond any real stack,
+#: and keeps the value inside MariaDB's single-precision FLOAT column.
+MAX_TOTAL_EXPTIME_S = 1e7
+
+WorkerId = Annotated[str, Field(min_length=1, max_length=64), fields.NAME]
+LeaseToken = fields.Token
 JobId = Annotated[int, Field(gt=0, lt=2**31, description="stacking_jobs.id")]
 Count = Annotated[int, Field(ge=0, lt=2**31)]
-PathText = Annotated[str, Field(max_length=512)]
+PathText = Annotated[str, Field(max_length=512), fields.LINE]
 
 
 class ErrorResponse(BaseModel):
@@ -93,7 +99,9 @@ class CompleteJobRequest(_WorkerIdentity):
     thumbnail_path: PathText | None = None
     n_frames_input: Count | None = None
     n_frames_aligned: Count | None = None
-    total_exptime: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    total_exptime: (
+        Annotated[float, Field(ge=0, le=MAX_TOTAL_EXPTIME_S, allow_inf_nan=False)] | None
+    ) = None
     date_obs_start: datetime | None = None
     date_obs_end: datetime | None = None
     ra_deg: Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)] | None = None
@@ -108,7 +116,10 @@ class CompleteJobRequest(_WorkerIdentity):
             return None
         if value.tzinfo is None:  # the original worker sends naive UTC
             return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is past year 9999 in UTC
+            raise ValueError("is outside the supported date range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _consistent(self) -> CompleteJobRequest:
@@ -127,7 +138,9 @@ class FailJobRequest(_WorkerIdentity):
     """Body of fail_job."""
 
     job_id: JobId
-    error_message: str | None = Field(default=None, description="Stored, truncated to 4000 chars.")
+    error_message: Annotated[str, fields.TEXT] | None = Field(
+        default=None, description="Stored, truncated to 4000 chars."
+    )
 
 
 class FailJobResponse(BaseModel):
@@ -141,7 +154,7 @@ class ReleaseJobRequest(_WorkerIdentity):
     """Extension: hand a held job back (worker shutting down) without a failed attempt."""
 
     job_id: JobId
-    reason: Annotated[str, Field(max_length=4000)] | None = None
+    reason: Annotated[str, Field(max_length=4000), fields.TEXT] | None = None
 
 
 class ReleaseJobResponse(BaseModel):
@@ -156,7 +169,7 @@ class HeartbeatRequest(_WorkerIdentity):
 
     job_id: JobId
     progress: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] | None = None
-    message: Annotated[str, Field(max_length=255)] | None = None
+    message: Annotated[str, Field(max_length=255), fields.TEXT] | None = None
 
 
 class HeartbeatResponse(BaseModel):

@@ -15,20 +15,22 @@ Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row sli
     floor over the frame's own noise, so that a sample of the unresampled reference,
     noisier than the interpolated frames, is judged by its own noise), and sorted
     along the frame axis by a sorting network applied to whole rows at once (SIMD
-    min/max, no branches; per-pixel insertion sort was 10× slower). Then, per pixel, iterative κσ clipping around the
-    median with σ = max(IQR / 1.349, floor): the floor is the frames' measured
-    background noise (RMS), so at small N a chance-small IQR cannot over-reject, and a
-    satellite trail or two coincident outliers cannot inflate median or IQR the way
-    they inflate a mean/std clip (the original engine could not reject anything at
-    N ≤ 10). Most pixels are settled by a vectorised first pass; only pixels with a
-    sample outside the range iterate. The kept set is a contiguous range of the
-    sorted samples; every frame's whitened value is then tested against that range
-    and the survivors' normalised values are combined by weighted mean (or median;
-    the median method does not whiten). With two samples, a pair that disagrees by
-    more than κ√2·floor keeps the lower value (trails and cosmics are positive). Beyond 16 frames an evenly spaced subset of 16 estimates median and σ
-    and the cut is applied to all. Rejections and coverage are counted per frame. No
-    temporary cube is allocated. The kernel is compiled once and cached by numba
-    (``cache=True``), or compiled in memory where no cache folder is writable.
+    min/max, no branches; per-pixel insertion sort was 10× slower). Then, per pixel,
+    iterative κσ clipping around the median with σ = max(IQR / 1.349, floor): the
+    floor is the frames' measured background noise (RMS), so at small N a
+    chance-small IQR cannot over-reject, and a satellite trail or two coincident
+    outliers cannot inflate median or IQR the way they inflate a mean/std clip (the
+    original engine could not reject anything at N ≤ 10). Most pixels are settled by
+    a vectorised first pass; only pixels with a sample outside the range iterate. The
+    kept set is a contiguous range of the sorted samples; every frame's whitened
+    value is then tested against that range and the survivors' normalised values are
+    combined by weighted mean (or median; the median method does not whiten). With
+    two samples, a pair that disagrees by more than κ√2·floor keeps the lower value
+    (trails and cosmics are positive). Beyond 16 frames an evenly spaced subset of 16
+    estimates median and σ and the cut is applied to all. Rejections and coverage are
+    counted per frame. No temporary cube is allocated. The kernel is compiled once
+    and cached by numba (``cache=True``), or compiled in memory where no cache folder
+    is writable.
 """
 
 from __future__ import annotations

@@ -145,6 +145,17 @@ def test_fail_job_truncates_and_returns_status() -> None:
     assert len(fake.jobs[3].error_messages[0]) == 500
 
 
+def test_reports_replace_what_the_server_refuses() -> None:
+    """An exception's text may hold a NUL or a lone surrogate (undecodable bytes): the
+    server answers 400 to those, which would leave the failure unreported."""
+    fake = FakeWorkerApi()
+    fake.add_job(3)
+    with client(fake) as api:
+        api.get_next_job()
+        api.fail_job(3, "cannot open 'Light\x00.fit': \udcff bad byte")
+    assert fake.jobs[3].error_messages[0] == "cannot open 'Light\ufffd.fit': \ufffd bad byte"
+
+
 def test_4xx_error_message_is_kept() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, json={"error": "job_id is required."})

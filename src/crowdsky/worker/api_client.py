@@ -15,6 +15,7 @@ server's ``{"error": ...}`` message.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,6 +46,20 @@ API_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 MAX_ERROR_MESSAGE_CHARS = 500
+MAX_PROGRESS_MESSAGE_CHARS = 200
+_UNSENDABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def report_text(text: str, limit: int) -> str:
+    """Text for the server's free-text fields: trimmed, at most ``limit`` characters.
+
+    An exception's text can hold anything, such as a NUL from a corrupt file name or a
+    lone surrogate from undecodable bytes, which the server refuses (400) and which
+    would leave a failure unreported until the lease runs out. Those characters are
+    replaced by U+FFFD.
+    """
+    clean = _UNSENDABLE.sub("\ufffd", text).strip()
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
 class JobPayload(TypedDict):
@@ -269,9 +284,7 @@ class ApiClient:
 
     def fail_job(self, job_id: int, error_message: str) -> dict[str, Any]:
         """Report a failed job; the server decides between ``retry`` and ``failed``."""
-        message = (error_message or "Unknown error").strip()
-        if len(message) > MAX_ERROR_MESSAGE_CHARS:
-            message = message[: MAX_ERROR_MESSAGE_CHARS - 1] + "…"
+        message = report_text(error_message or "Unknown error", MAX_ERROR_MESSAGE_CHARS)
         body = {"job_id": job_id, "error_message": message, **self._identity(job_id)}
         response = self._request("POST", "fail_job.php", json=body, what="fail_job", job_id=job_id)
         self.forget_lease(job_id)
@@ -285,7 +298,7 @@ class ApiClient:
         """
         body = {
             "job_id": job_id,
-            "reason": reason[:MAX_ERROR_MESSAGE_CHARS],
+            "reason": report_text(reason, MAX_ERROR_MESSAGE_CHARS),
             **self._identity(job_id),
         }
         try:
@@ -315,7 +328,7 @@ class ApiClient:
         if progress is not None:
             body["progress"] = round(min(1.0, max(0.0, progress)), 4)
         if message:
-            body["message"] = message[:200]
+            body["message"] = report_text(message, MAX_PROGRESS_MESSAGE_CHARS)
         try:
             response = self._request(
                 "POST", "heartbeat.php", json=body, what="heartbeat", job_id=job_id

@@ -6,8 +6,9 @@ measures
 1. aggregate upload throughput (MB/s) of ~4 MB Seestar-sized FITS frames with 1 and
    with 8 parallel clients (each its own connection and upload session), median of
    several runs;
-2. the server process's peak RSS growth while it receives one ~1 GB FITS upload
-   (the per-file limit raised via ``CROWDSKY_MAX_UPLOAD_BYTES``).
+2. the server process's RSS (idle after start, before, and peak during) while it
+   receives one ~1 GB FITS upload (the per-file limit raised via
+   ``CROWDSKY_MAX_UPLOAD_BYTES``).
 
 Run: ``.venv/bin/python bench/bench_upload.py [--frames 48] [--runs 3] [--big-mb 1024]``
 """
@@ -143,8 +144,8 @@ def upload_run(
     return total / 1e6 / elapsed, cpu / (total / 1e9)
 
 
-def big_upload(base: str, key: str, path: Path, pid: int) -> tuple[float, float]:
-    """Upload one big file; returns (peak RSS growth in MB, MB/s)."""
+def big_upload(base: str, key: str, path: Path, pid: int) -> tuple[float, float, float]:
+    """Upload one big file; returns (server RSS before, its peak during, in MB; MB/s)."""
     process = psutil.Process(pid)
     baseline = process.memory_info().rss
     peak = baseline
@@ -175,7 +176,7 @@ def big_upload(base: str, key: str, path: Path, pid: int) -> tuple[float, float]
         stop.set()
         sampler.join()
     elapsed = time.perf_counter() - started
-    return (peak - baseline) / 1e6, path.stat().st_size / 1e6 / elapsed
+    return baseline / 1e6, peak / 1e6, path.stat().st_size / 1e6 / elapsed
 
 
 def main() -> None:
@@ -195,6 +196,7 @@ def main() -> None:
             },
         )
         try:
+            idle_mb = psutil.Process(server.process.pid).memory_info().rss / 1e6
             engine = create_db_engine(f"sqlite:///{data_dir / 'crowdsky.sqlite3'}")
             with make_session_factory(engine)() as session:
                 create_user(
@@ -227,7 +229,7 @@ def main() -> None:
                     serial += args.frames
             big = tmp / "big.fit"
             big_size = write_big_fits(big, args.big_mb)
-            growth, big_rate = big_upload(server.url, key, big, server.process.pid)
+            before_mb, peak_mb, big_rate = big_upload(server.url, key, big, server.process.pid)
         finally:
             server.stop()
     print(f"frame size {mb:.2f} MB, {args.frames} frames per run, {args.runs} runs")
@@ -239,8 +241,9 @@ def main() -> None:
         )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(
-        f"single {big_size / 1e6:.0f} MB upload: {big_rate:.0f} MB/s, "
-        f"server peak RSS growth {growth:.1f} MB"
+        f"single {big_size / 1e6:.0f} MB upload: {big_rate:.0f} MB/s; server RSS "
+        f"{idle_mb:.0f} MB idle after start, {before_mb:.0f} MB before this upload, "
+        f"peak {peak_mb:.0f} MB during it (growth {peak_mb - before_mb:.1f} MB)"
     )
 
 

@@ -1,4 +1,5 @@
-"""Peak memory stays bounded by ``memory_limit_bytes`` (full-size frames, subprocess)."""
+"""Large buffers: reuse across stacks, and peak memory bounded by ``memory_limit_bytes``
+(full-size frames, subprocess)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crowdsky.simulate import simulate_sequence
-
-pytestmark = pytest.mark.slow
+from crowdsky.stacking import memory
 
 # Peak RSS of this process only: VmHWM belongs to the address space, which exec replaces.
 # (ru_maxrss survives fork+exec on Linux, so a child of a big pytest process would report
@@ -31,18 +32,22 @@ def peak_rss_bytes():
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-paths = [Path(p) for p in sys.argv[3:]]
-params = StackParams(memory_limit_bytes=int(sys.argv[2]), scratch_dir=Path(sys.argv[1]).parent)
-result = stack_files(paths, sys.argv[1], params=params)
-print(json.dumps({"rss": peak_rss_bytes(),
+repeats, out, limit, *names = sys.argv[1:]
+paths = [Path(p) for p in names]
+params = StackParams(memory_limit_bytes=int(limit), scratch_dir=Path(out).parent)
+peaks = []
+for _ in range(int(repeats)):
+    result = stack_files(paths, out, params=params)
+    peaks.append(peak_rss_bytes())
+print(json.dumps({"rss": peak_rss_bytes(), "peaks": peaks,
                   "storage": result.storage, "scratch": result.scratch_bytes,
                   "n": result.n_aligned}))
 """
 
 
-def peak_rss(paths: list[Path], out: Path, limit: int) -> dict:
+def peak_rss(paths: list[Path], out: Path, limit: int, repeats: int = 1) -> dict:
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(out), str(limit), *map(str, paths)],
+        [sys.executable, "-c", SCRIPT, str(repeats), str(out), str(limit), *map(str, paths)],
         capture_output=True,
         text=True,
         check=True,
@@ -50,6 +55,7 @@ def peak_rss(paths: list[Path], out: Path, limit: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
     seq = simulate_sequence(tmp_path / "raw", n_frames=24, seed=8, n_stars=200)
     limit = 256 * 1024 * 1024
@@ -65,3 +71,47 @@ def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
     # near the limit, and doubling N does not double the peak
     assert large["rss"] < 0.25e9 + 1.6 * limit, (small, large)
     assert large["rss"] < 1.3 * small["rss"], (small, large)
+
+
+@pytest.mark.slow
+def test_job_after_job_the_peak_levels_off(tmp_path: Path) -> None:
+    """A worker stacks job after job in one process. Kept buffers are reused, so the
+    peak levels off after the first jobs (the allocator settles in two or three) and
+    stays within the bound; a leak, or buffers kept instead of reused, would add to
+    it with every job."""
+    seq = simulate_sequence(tmp_path / "raw", n_frames=8, seed=9, n_stars=200)
+    limit = 256 * 1024 * 1024
+    peaks = peak_rss(seq.paths, tmp_path / "a.fits", limit, repeats=6)["peaks"]
+    assert peaks[-1] < 1.03 * peaks[3], peaks
+    assert peaks[-1] < 0.25e9 + 1.6 * limit, peaks
+
+
+def test_released_buffer_serves_the_next_request() -> None:
+    a = memory.empty((64, 1024, 8), np.float32)
+    mapping = memory._mapping_of(a[3])  # views lead back to the mapping too
+    assert mapping is not None
+    memory.release(a[::2])
+    memory.release(a)  # a second release of the same memory is ignored
+    del a
+    b = memory.empty((60, 1024, 8), np.float32)  # smaller, within the slack: reused
+    assert memory._mapping_of(b) is mapping and b.shape == (60, 1024, 8)
+    c = memory.empty((64, 1024, 8), np.float32)  # b still holds it: a new mapping
+    assert memory._mapping_of(c) is not mapping
+    memory.release(b)
+    memory.release(c)
+    d = memory.empty((16, 1024, 8), np.float32)  # far smaller: not worth a big mapping
+    assert memory._mapping_of(d) not in (mapping, memory._mapping_of(c))
+
+
+def test_release_ignores_foreign_arrays_and_keeps_a_bounded_amount(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memory.release(np.zeros(10))  # not from memory.empty: nothing to keep
+    memory.release(None)
+    monkeypatch.setattr(memory, "KEEP_BYTES", 3 << 20)
+    monkeypatch.setattr(memory, "_kept", [])
+    arrays = [memory.empty((1 << 20,), np.uint8) for _ in range(5)]
+    for array in arrays:
+        memory.release(array)
+    assert sum(len(m) for m in memory._kept) <= 3 << 20
+    assert memory._kept[-1] is memory._mapping_of(arrays[-1])  # the newest are kept

@@ -421,6 +421,8 @@ def _pipeline(
         result.frames_table([s.record for s in states]),
     )
     report("write", 1, 1, str(output))
+    del image
+    memory.release(combined.image)  # the stack is on disk; its memory serves the next one
     timings["write"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     log.info(
@@ -615,12 +617,15 @@ def _warp_all(
     local = threading.local()
     identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
 
+    allocated: list[np.ndarray] = []
+
     def buffer(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
         """This thread's reusable buffer ``name``, allocated when first needed."""
         found: np.ndarray | None = getattr(local, name, None)
         if found is None:
             found = memory.empty(shape, dtype)
             setattr(local, name, found)
+            allocated.append(found)
         return found
 
     def work(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -636,7 +641,10 @@ def _warp_all(
         matrix = identity if s is ref else np.asarray(s.record.transform, dtype=np.float64)
         if s.kind == "bayer" and params.demosaic == "cfa":
             assert s.pattern is not None
-            warp.warp_bayer(data, s.pattern, matrix, ref.shape, params.interpolation, dst=dst)
+            planes = buffer("planes", (warp.BAYER_WORK_PLANES, rows, cols), np.float32)
+            warp.warp_bayer(
+                data, s.pattern, matrix, ref.shape, params.interpolation, dst=dst, work=planes
+            )
         else:
             rgb32 = buffer("rgb32", (rows, cols, n_channels), np.float32)
             if s.kind == "bayer":
@@ -650,16 +658,24 @@ def _warp_all(
                 np.copyto(dst, rgb32)
             else:
                 src = rgb32 if n_channels == 3 else rgb32[..., 0]
-                warp.warp_image(src, matrix, ref.shape, params.interpolation, dst=dst)
+                scratch = buffer("scratch", dst.shape, np.float32)
+                warp.warp_image(
+                    src, matrix, ref.shape, params.interpolation, dst=dst, scratch=scratch
+                )
         del data
         back, noise = quality.channel_statistics(dst)
         store.put(k, target)  # type: ignore[attr-defined]
         return back, noise
 
-    with ThreadPoolExecutor(params.n_threads) as pool:
-        futures = [pool.submit(work, k) for k in range(len(used))]
-        _wait_all(futures, lambda done: report("warp", done, len(used), "aligning"))
-    return [f.result() for f in futures]
+    try:
+        with ThreadPoolExecutor(params.n_threads) as pool:
+            futures = [pool.submit(work, k) for k in range(len(used))]
+            _wait_all(futures, lambda done: report("warp", done, len(used), "aligning"))
+        return [f.result() for f in futures]
+    finally:  # the pool's threads have ended: the buffers are referenced here only
+        for array in allocated:
+            memory.release(array)
+        allocated.clear()
 
 
 def _no_usable(states: list[_Analysis]) -> errors.NoUsableFrames:

@@ -458,7 +458,9 @@ class FrameStore:
         return band
 
     def close(self) -> None:
-        """Free memory and remove the scratch file."""
+        """Free memory (kept for the next store, see ``memory``) and remove the scratch file."""
+        for array in (self.array, self._band, self._raw):
+            memory.release(array)
         self.array = self._band = self._raw = None
         if self.fd is not None:
             os.close(self.fd)

@@ -25,26 +25,15 @@ interpolation and σ = 0.5 px gave stars ~2 % sharper than the original engine's
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from crowdsky.stacking import debayer, errors, memory
 
-__all__ = ["BLENDED", "low_pass", "warp_bayer", "warp_image"]
+__all__ = ["BAYER_WORK_PLANES", "BLENDED", "low_pass", "warp_bayer", "warp_image"]
 
-_local = threading.local()
-
-
-def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A per-thread reusable float32 buffer (fresh 25 MB arrays cost more in page faults)."""
-    buffers: dict[str, np.ndarray] = _local.__dict__.setdefault("buffers", {})
-    buf = buffers.get(name)
-    if buf is None or buf.shape != shape:
-        buf = memory.empty(shape, np.float32)
-        buffers[name] = buf
-    return buf
-
+BAYER_WORK_PLANES = 5
+"""Output-sized float32 planes :func:`warp_bayer` works in: one per colour site (R, two
+G, B) and one for the bilinear half of the blended kernel."""
 
 _FLAGS = {"cubic": "INTER_CUBIC", "linear": "INTER_LINEAR", "lanczos4": "INTER_LANCZOS4"}
 BLENDED = "cubic-linear"
@@ -58,6 +47,7 @@ def warp_image(
     interpolation: str = "cubic",
     *,
     dst: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """Warp a float32 image (H, W) or (H, W, C ≤ 4) by a frame → reference 2×3 matrix.
 
@@ -74,6 +64,8 @@ def warp_image(
     dst : ndarray or None
         Preallocated float32 output of the right shape to write into (saves a
         frame-sized allocation and its page faults).
+    scratch : ndarray or None
+        Like ``dst``, for the bilinear half of ``'cubic-linear'``.
 
     Returns
     -------
@@ -82,7 +74,9 @@ def warp_image(
     """
     if image.dtype != np.float32:
         raise errors.InvalidInput(f"warp_image expects float32, got {image.dtype}")
-    return _warp(image, matrix, shape, interpolation, replicate_border=False, dst=dst)
+    return _warp(
+        image, matrix, shape, interpolation, replicate_border=False, dst=dst, scratch=scratch
+    )
 
 
 def _warp(
@@ -93,13 +87,14 @@ def _warp(
     *,
     replicate_border: bool,
     dst: np.ndarray | None,
+    scratch: np.ndarray | None = None,
 ) -> np.ndarray:
     """One OpenCV warp (two for the blended kernel), NaN or repeated samples outside."""
     import cv2
 
     if interpolation == BLENDED:
         out = _warp(image, matrix, shape, "cubic", replicate_border=replicate_border, dst=dst)
-        soft = _scratch("blend", out.shape)
+        soft = scratch if scratch is not None else memory.empty(out.shape, np.float32)
         _warp(image, matrix, shape, "linear", replicate_border=replicate_border, dst=soft)
         cv2.addWeighted(out, 0.5, soft, 0.5, 0.0, dst=out)
         return out
@@ -129,6 +124,7 @@ def warp_bayer(
     interpolation: str = "cubic",
     *,
     dst: np.ndarray | None = None,
+    work: np.ndarray | None = None,
 ) -> np.ndarray:
     """Resample a Bayer mosaic straight to RGB on the reference grid.
 
@@ -152,6 +148,8 @@ def warp_bayer(
         As for :func:`warp_image`, applied to each colour's lattice.
     dst : ndarray or None
         Preallocated (rows, columns, 3) float32 output.
+    work : ndarray or None
+        (:data:`BAYER_WORK_PLANES`, rows, columns) float32 working planes to reuse.
 
     Returns
     -------
@@ -165,14 +163,17 @@ def warp_bayer(
     rows, cols = int(shape[0]), int(shape[1])
     size = (cols, rows)
     out = dst if dst is not None else memory.empty((rows, cols, 3), np.float32)
+    if work is None:
+        work = memory.empty((BAYER_WORK_PLANES, rows, cols), np.float32)
     matrix = np.asarray(matrix, dtype=np.float64)
     forward = np.vstack([matrix, [0.0, 0.0, 1.0]])
     sites = debayer.bayer_sites(pattern)
     channels = []
+    planes = iter(work[: BAYER_WORK_PLANES - 1])
     try:
         for letter in "RGB":
             results = []
-            for k, (dy, dx) in enumerate(sites[letter]):
+            for dy, dx in sites[letter]:
                 lattice = np.ascontiguousarray(mosaic[dy::2, dx::2], dtype=np.float32)
                 # lattice pixel (i, j) is mosaic pixel (2i + dx, 2j + dy)
                 site = np.array([[2.0, 0.0, dx], [0.0, 2.0, dy], [0.0, 0.0, 1.0]])
@@ -183,7 +184,8 @@ def warp_bayer(
                         shape,
                         interpolation,
                         replicate_border=True,
-                        dst=_scratch(f"{letter}{k}", (rows, cols)),
+                        dst=next(planes),
+                        scratch=work[BAYER_WORK_PLANES - 1],
                     )
                 )
             if len(results) == 2:

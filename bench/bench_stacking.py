@@ -421,7 +421,7 @@ def main() -> None:
     print("\n".join(comparisons))
     print("\n".join(stage_lines))
     if args.write_doc:
-        variant_text = "; ".join(f"*{name}* = `{spec}`" for name, spec in variants)
+        variant_text = ", ".join(f"*{name}*" for name, _ in variants)
         write_doc(
             f"{SECTION}\n\n"
             "Reproduce (from the project root; creates a seestarpy 0.1.3 venv and a simulated "

@@ -39,6 +39,8 @@ from crowdsky.storage.raw_store import RawStore  # noqa: E402
 from crowdsky.testing import seed_jobs  # noqa: E402
 
 CLIENT_PROCESSES_MAX = 4
+SEED_CLAIMS_PER_SECOND = 3000
+"""Jobs seeded per second of measurement; a run that drains them fails loudly."""
 
 
 def _client_process(
@@ -63,7 +65,8 @@ def _client_process(
             if response.status == 200:
                 mine.append(elapsed)
             elif response.status == 204:
-                break  # queue drained: seed more jobs
+                out.put(None)  # queue drained before the end: the rate would be capped
+                break
             else:
                 raise RuntimeError(f"unexpected {response.status}")
         conn.close()
@@ -92,13 +95,25 @@ def run_load(port: int, key: str, clients: int, seconds: float) -> tuple[float, 
     for proc in procs:
         proc.start()
     latencies: list[float] = []
-    for _ in procs:
-        latencies.extend(out.get())
+    drained = False
+    finished = 0
+    while finished < len(procs):
+        item = out.get()
+        if item is None:
+            drained = True
+            continue
+        latencies.extend(item)
+        finished += 1
     for proc in procs:
         proc.join()
     latencies.sort()
     if not latencies:
         raise RuntimeError("no claims")
+    if drained:
+        raise RuntimeError(
+            f"the queue ran dry after {len(latencies)} claims: seed more jobs "
+            f"(SEED_CLAIMS_PER_SECOND) or the rate is only a lower bound"
+        )
     rate = len(latencies) / seconds
     p50 = latencies[len(latencies) // 2] * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
@@ -122,11 +137,11 @@ def bench_backend(
                 try:
                     upgrade_database(url)
                     engine = create_db_engine(url)
-                    # enough work for the run at up to ~1200 claims/s
+                    # enough work for the whole run (a drained queue is an error)
                     seed_jobs(
                         make_session_factory(engine),
                         RawStore(data / "uploads"),
-                        n_jobs=int(1200 * seconds) + 500,
+                        n_jobs=int(SEED_CLAIMS_PER_SECOND * seconds) + 500,
                         files_per_job=1,
                     )
                     engine.dispose()

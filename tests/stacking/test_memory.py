@@ -76,14 +76,17 @@ def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_job_after_job_the_peak_levels_off(tmp_path: Path) -> None:
     """A worker stacks job after job in one process. Kept buffers are reused, so the
-    peak levels off after the first jobs (the allocator settles in two or three) and
-    stays within the bound; a leak, or buffers kept instead of reused, would add to
-    it with every job."""
+    peak levels off; a leak, or buffers kept instead of reused, would add at least one
+    colour frame (25 MB) with every job. (The bound itself is the test above.)
+
+    The allocator settles over the first jobs and then still moves now and then by up
+    to ~50 MB (glibc arenas of the kernels' threads; seen on a loaded machine), so the
+    growth is judged over several later jobs against what a leak would add there."""
     seq = simulate_sequence(tmp_path / "raw", n_frames=8, seed=9, n_stars=200)
     limit = 256 * 1024 * 1024
-    peaks = peak_rss(seq.paths, tmp_path / "a.fits", limit, repeats=6)["peaks"]
-    assert peaks[-1] < 1.03 * peaks[3], peaks
-    assert peaks[-1] < 0.25e9 + 1.6 * limit, peaks
+    peaks = peak_rss(seq.paths, tmp_path / "a.fits", limit, repeats=9)["peaks"]
+    frame_bytes = 3 * 1080 * 1920 * 4
+    assert peaks[-1] - peaks[3] < 0.8 * (len(peaks) - 4) * frame_bytes, peaks
 
 
 def test_released_buffer_serves_the_next_request() -> None:

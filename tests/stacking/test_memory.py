@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import mmap
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +92,20 @@ def test_job_after_job_the_peak_levels_off(tmp_path: Path) -> None:
     assert peaks[-1] - peaks[3] < 0.8 * (len(peaks) - 4) * frame_bytes, peaks
 
 
+@pytest.fixture(autouse=True)
+def own_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool is process-wide: stacks run earlier in the session leave mappings kept."""
+    monkeypatch.setattr(memory, "_kept", [])
+    monkeypatch.setattr(memory, "_loans", weakref.WeakValueDictionary())
+
+
 def test_released_buffer_serves_the_next_request() -> None:
-    a = memory.empty((64, 1024, 8), np.float32)
+    a = memory.empty((64, 1024, 8), np.float32)  # 2 MiB
     mapping = memory._mapping_of(a[3])  # views lead back to the mapping too
     assert mapping is not None
     memory.release(a[::2])
     memory.release(a)  # a second release of the same memory is ignored
+    assert memory._kept == [mapping]
     del a
     b = memory.empty((60, 1024, 8), np.float32)  # smaller, within the slack: reused
     assert memory._mapping_of(b) is mapping and b.shape == (60, 1024, 8)
@@ -102,19 +113,73 @@ def test_released_buffer_serves_the_next_request() -> None:
     assert memory._mapping_of(c) is not mapping
     memory.release(b)
     memory.release(c)
-    d = memory.empty((16, 1024, 8), np.float32)  # far smaller: not worth a big mapping
+    # 1.25 MiB: mapped (above MIN_MAPPED_BYTES), but a 2 MiB mapping would waste too much
+    d = memory.empty((40, 1024, 8), np.float32)
+    assert d.nbytes > memory.MIN_MAPPED_BYTES
+    assert d.nbytes * memory.REUSE_SLACK < len(mapping)
+    assert memory._mapping_of(d) is not None
     assert memory._mapping_of(d) not in (mapping, memory._mapping_of(c))
 
 
-def test_release_ignores_foreign_arrays_and_keeps_a_bounded_amount(
+def test_stale_release_after_reuse_does_not_hand_the_mapping_out_twice() -> None:
+    a = memory.empty((1 << 21,), np.uint8)
+    memory.release(a)
+    y = memory.empty((1 << 21,), np.uint8)  # the new owner of a's mapping
+    assert np.shares_memory(a, y)
+    y[:] = 7
+    memory.release(a)  # stale: must neither queue y's mapping nor free y's pages
+    assert memory._kept == []
+    z = memory.empty((1 << 21,), np.uint8)
+    assert not np.shares_memory(y, z)
+    assert (y == 7).all()
+    memory.release(y)  # the owner's own release still counts
+    assert memory._kept == [memory._mapping_of(y)]
+
+
+def test_release_ignores_arrays_not_on_loan(tmp_path: Path) -> None:
+    memory.release(np.zeros(1 << 20))  # not from memory.empty: nothing to keep
+    memory.release(None)
+    on_disk = np.memmap(tmp_path / "frames.bin", dtype=np.uint8, mode="w+", shape=(1 << 21,))
+    on_disk[:] = 5
+    memory.release(on_disk)  # file-backed: neither advised nor kept
+    memory.release(on_disk[10:])
+    assert memory._kept == []
+    assert (on_disk == 5).all()
+
+
+def test_a_dropped_array_is_unmapped_without_release() -> None:
+    a = memory.empty((1 << 21,), np.uint8)
+    mapping = weakref.ref(memory._mapping_of(a))
+    del a
+    gc.collect()
+    assert mapping() is None and len(memory._loans) == 0
+
+
+def test_release_keeps_a_mapping_when_the_kernel_refuses_the_advice(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    memory.release(np.zeros(10))  # not from memory.empty: nothing to keep
-    memory.release(None)
+    monkeypatch.setattr(mmap, "MADV_FREE", 0x7FFF, raising=False)  # EINVAL
+    a = memory.empty((1 << 21,), np.uint8)
+    memory.release(a)
+    assert memory._kept == [memory._mapping_of(a)]
+
+
+def test_release_keeps_a_bounded_amount(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "KEEP_BYTES", 3 << 20)
-    monkeypatch.setattr(memory, "_kept", [])
     arrays = [memory.empty((1 << 20,), np.uint8) for _ in range(5)]
     for array in arrays:
         memory.release(array)
-    assert sum(len(m) for m in memory._kept) <= 3 << 20
-    assert memory._kept[-1] is memory._mapping_of(arrays[-1])  # the newest are kept
+    kept = [memory._mapping_of(array) for array in arrays[2:]]  # the newest are kept
+    assert memory._kept == kept
+    memory.release(memory.empty((4 << 20,), np.uint8))  # over the cap: not kept...
+    assert memory._kept == kept  # ...and the others stay
+
+
+def test_trim_drops_the_oldest_kept_mappings() -> None:
+    arrays = [memory.empty((1 << 20,), np.uint8) for _ in range(3)]
+    for array in arrays:
+        memory.release(array)
+    memory.trim((2 << 20) + 1)
+    assert memory._kept == [memory._mapping_of(array) for array in arrays[1:]]
+    memory.trim(0)
+    assert memory._kept == []

@@ -15,18 +15,27 @@ again by every job of a long-lived worker. Buffers the engine has finished with 
 therefore handed back with :func:`release` and kept for the next :func:`empty` of a
 similar size, marked ``MADV_FREE``: the kernel takes the pages back if memory gets
 short (the next user then gets fresh zero pages), otherwise they are reused without a
-single fault. At most :data:`KEEP_BYTES` are kept.
+single fault. At most :data:`KEEP_BYTES` are kept, and :func:`trim` drops more: kept
+pages still count in the process's RSS until the kernel takes them, so the engine trims
+the pool to its memory budget before a stack.
+
+Only a mapping on loan from :func:`empty` is taken back, once per loan. A stale second
+release of an array whose mapping has since been handed to someone else must neither
+queue the mapping twice (two owners of one memory) nor ``MADV_FREE`` the new owner's
+live pages (they could read back as zeros).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import threading
+import weakref
 
 import numpy as np
 
-__all__ = ["KEEP_BYTES", "empty", "release"]
+__all__ = ["KEEP_BYTES", "empty", "release", "trim"]
 
 MIN_MAPPED_BYTES = 1 << 20
 """Smaller arrays come from numpy's allocator (no huge-page advice applies to them)."""
@@ -37,6 +46,10 @@ REUSE_SLACK = 1.25
 
 _lock = threading.Lock()
 _kept: list[mmap.mmap] = []  # oldest first
+_loans: weakref.WeakValueDictionary[int, np.ndarray] = weakref.WeakValueDictionary()
+"""id(mapping) -> the array of its current loan, which all views of it lead back to.
+Weak: an array dropped without release still frees its mapping (and while an entry
+lives, its array holds the mapping, so the id cannot belong to another object)."""
 
 
 def empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
@@ -51,26 +64,47 @@ def empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     buffer = _take(nbytes)
     if buffer is None:
         buffer = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(buffer, dtype=dt, count=math.prod(shape)).reshape(shape)
+    loan = np.frombuffer(buffer, dtype=dt, count=math.prod(shape))
+    with _lock:
+        _loans[id(buffer)] = loan
+    return loan.reshape(shape)
 
 
 def release(array: np.ndarray | None) -> None:
     """Hand back an array from :func:`empty` that nothing uses any more.
 
     The caller must drop every reference to ``array`` and its views: the memory will
-    back another array. Arrays that did not come from :func:`empty`'s mappings are
-    ignored.
+    back another array. Anything but the current loan of a mapping (a second release,
+    an array not from :func:`empty`, a file-backed ``np.memmap``) is ignored. A mapping
+    larger than :data:`KEEP_BYTES` is not kept: it is unmapped once unreferenced.
     """
-    buffer = _mapping_of(array)
+    buffer, loan = _loan_of(array)
     if buffer is None:
         return
-    if hasattr(mmap, "MADV_FREE"):
+    with _lock:
+        if _loans.get(id(buffer)) is not loan:
+            return
+        del _loans[id(buffer)]
+    if len(buffer) > KEEP_BYTES:
+        return
+    # The constant may exist while the kernel refuses it (EINVAL); the mapping is kept
+    # all the same, its pages resident. Nothing may escape from callers' finally blocks.
+    with contextlib.suppress(AttributeError, OSError):
         buffer.madvise(mmap.MADV_FREE)
     with _lock:
-        if any(kept is buffer for kept in _kept):
-            return
         _kept.append(buffer)
-        while sum(len(kept) for kept in _kept) > KEEP_BYTES:
+    trim(KEEP_BYTES)
+
+
+def trim(max_bytes: int) -> None:
+    """Drop the oldest kept mappings until at most ``max_bytes`` remain kept.
+
+    The engine calls this at the start of a stack with its memory budget: kept pages
+    count in RSS until the kernel reclaims them, outside what the stack accounts for.
+    ``trim(0)`` unmaps every kept mapping.
+    """
+    with _lock:
+        while _kept and sum(len(kept) for kept in _kept) > max_bytes:
             _kept.pop(0)  # unmapped once unreferenced
 
 
@@ -85,11 +119,18 @@ def _take(nbytes: int) -> mmap.mmap | None:
         return best
 
 
+def _loan_of(array: np.ndarray | None) -> tuple[mmap.mmap | None, np.ndarray | None]:
+    """The anonymous mapping behind an array (views included) and the array that wraps
+    it, else None for both. (A file-backed ``np.memmap`` has the mmap as its base, not
+    the memoryview ``np.frombuffer`` makes, and is not one of ours.)"""
+    root, base = None, array
+    while isinstance(base, np.ndarray):
+        root, base = base, base.base
+    if isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap):
+        return base.obj, root
+    return None, None
+
+
 def _mapping_of(array: np.ndarray | None) -> mmap.mmap | None:
     """The mapping behind an array from :func:`empty` (views included), else None."""
-    base: object = array
-    while isinstance(base, np.ndarray):
-        base = base.base
-    if isinstance(base, memoryview):  # np.frombuffer keeps the buffer in a memoryview
-        base = base.obj
-    return base if isinstance(base, mmap.mmap) else None
+    return _loan_of(array)[0]

@@ -101,6 +101,9 @@ def _expire_idle_sessions(
                 .where(
                     UploadSession.status == "uploading",
                     UploadSession.last_activity_at < idle_before,
+                    # an open session has no jobs; should one ever have some, expiring
+                    # it would delete the frames they need
+                    ~exists().where(StackingJob.upload_session_id == UploadSession.id),
                 )
                 .with_for_update(skip_locked=True)
             ).all()

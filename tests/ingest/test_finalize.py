@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from crowdsky.cleanup import SKIPPED_FRAME_GRACE_HOURS
 from crowdsky.db.models import RawFile, UploadSession
 from crowdsky.db.types import utcnow
-from tests.ingest.conftest import Intake
+from tests.ingest.conftest import EXPIRY_HOURS, Intake
 from tests.ingest.fits_factory import write_sequence
 
 
@@ -112,3 +113,56 @@ def test_folder_with_an_upload_still_arriving_is_left_to_cleanup(intake: Intake)
     assert intake.cleanup(utcnow()).removed_dirs == 1
     assert not intake.session_dir(token).exists()
     arriving.discard()
+
+
+def test_more_frames_of_a_queued_chunk_get_their_own_job(intake: Intake) -> None:
+    """The chunk key names a slot and a pointing, not the frames: frames of the same
+    slot uploaded later in another session are new data, never discarded as a copy."""
+    night = write_sequence(intake.raw_store.root.parent / "night", 8)
+    (first_job,) = intake.finalize(intake.upload(night[:4])).job_ids
+    later = intake.upload(night[4:])
+    result = intake.finalize(later)
+    assert len(result.job_ids) == 1 and result.skipped == () and result.discarded_files == 0
+    assert result.chunks[0].chunk_key == intake.finalize(later).chunks[0].chunk_key
+    assert len(intake.job_files_on_disk(first_job)) == 4
+    assert len(intake.job_files_on_disk(result.job_ids[0])) == 4
+    # the same once the first chunk is stacked
+    intake.complete(first_job)
+    evening = write_sequence(intake.raw_store.root.parent / "more", 3, seed=7)
+    again = intake.finalize(intake.upload(evening))
+    assert len(again.job_ids) == 1 and again.discarded_files == 0
+
+
+def test_a_chunk_with_copies_and_new_frames_is_queued_whole(intake: Intake) -> None:
+    night = write_sequence(intake.raw_store.root.parent / "night", 6)
+    (first_job,) = intake.finalize(intake.upload(night[:4])).job_ids
+    intake.complete(first_job)
+    result = intake.finalize(intake.upload(night[2:]))  # two copies, two new frames
+    assert len(result.job_ids) == 1 and result.chunks[0].frame_count == 4
+    assert result.discarded_files == 0
+
+
+def test_a_failed_deletion_keeps_the_session_closed_and_its_jobs(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once jobs are queued, finalize has happened: a failure while deleting skipped
+    frames is left to cleanup, it must not reopen the session (a second finalize would
+    queue the frames again, and expiry would delete the queued job's frames)."""
+    m94, m51 = intake.night_with_a_small_group(3)
+    token = intake.upload(m94 + m51)
+
+    def broken(paths: object) -> int:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(intake.raw_store, "delete_files", broken)
+    result = intake.finalize(token)
+    (job_id,) = result.job_ids
+    assert result.discarded_files == 0 and len(result.skipped) == 1
+    monkeypatch.undo()
+    assert intake.status(token).status == "complete"
+    assert intake.finalize(token).job_ids == (job_id,), "a repeat answers the first finalize"
+    intake.cleanup(utcnow() + timedelta(hours=EXPIRY_HOURS + 1))  # no expiry of it
+    assert len(intake.job_files_on_disk(job_id)) == 3
+    intake.complete(job_id)
+    swept = intake.cleanup(utcnow())  # the frames it could not delete, then the folder
+    assert swept.deleted_files == 2 and not intake.session_dir(token).exists()

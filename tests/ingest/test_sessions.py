@@ -84,8 +84,11 @@ def test_status_lists_every_received_file(intake: Intake) -> None:
     m94, m51 = intake.night_with_a_small_group(3)
     token = intake.upload(m94 + m51)
     (job_id,) = intake.finalize(token).job_ids
+    stored = {f.filename: f.stored for f in intake.status(token).files}
+    assert stored == {p.name: p in m94 for p in m94 + m51}, "the skipped pair was deleted"
     intake.complete(job_id)
     status = intake.status(token)
+    assert not any(f.stored for f in status.files)
     assert status.status == "complete" and status.file_count == 5
     assert sorted(f.filename for f in status.files) == sorted(p.name for p in m94 + m51)
     assert {f.job_id for f in status.files} == {job_id, None}

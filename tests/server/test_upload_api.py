@@ -421,6 +421,12 @@ def test_small_groups_are_skipped_with_reason(up: Upload) -> None:
     assert skipped["chunk_key"] == "20250327.05_202.5_+47.2"
     assert skipped["frames"] == 2 and "at least 3" in skipped["reason"]
     assert sorted(skipped["filenames"]) == ["M51_000.fit", "M51_001.fit"]
+    assert body["discarded_files"] == 2, "a skipped chunk's files are deleted"
+    stored = {f["filename"]: f["stored"] for f in up.status(token).json()["files"]}
+    assert [name for name, kept in sorted(stored.items()) if not kept] == [
+        "M51_000.fit",
+        "M51_001.fit",
+    ]
 
 
 def _complete(up: Upload, job_id: int) -> None:

@@ -1,16 +1,20 @@
 """Finalize: turn an upload session's frames into stacking jobs, once.
 
 Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
-that are too small or already stacked or queued (with the reason, never silently),
+that are too small or whose frames are all already stacked or queued (the same files,
+by SHA-256, uploaded again; with the reason, never silently),
 optionally scrubs the observing site from the stored files, and queues one job per
 chunk through :func:`crowdsky.queue.enqueue_jobs`. The session is closed first, so a
 concurrent upload or finalize sees it closed; if queueing fails the session is
-reopened. A repeated finalize answers with what the first one did.
+reopened. A repeated finalize answers with what the first one did. A chunk whose
+key is stacked or queued already but which brings frames that work lacks (more of
+the slot, uploaded later in another session) is new data: it gets its own job.
 
 Frames of skipped chunks are deleted as soon as the jobs are queued: nothing can use
 them any more (a finalized session takes no files and is never finalized again), and
-the answer has already told the user which files got no job and why; to stack them
-after all, upload them again (with ``overwrite=1`` for an already stacked chunk). A
+the answer has already told the user which files got no job and why (too few frames,
+or copies of files already stacked or queued); to stack them after all, upload them
+again (with ``overwrite=1`` for an already stacked chunk). A
 session folder without jobs is removed at once; otherwise the last of its jobs to
 complete removes it. Should the server stop between queueing and deleting, cleanup
 deletes the leftovers later (``crowdsky.cleanup``). Frames of queued jobs are never
@@ -19,8 +23,9 @@ touched here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +40,8 @@ from crowdsky.ingest.sessions import IntakeSettings
 from crowdsky.queue import NewJob, enqueue_jobs
 from crowdsky.queue.states import ACTIVE_STATUSES
 from crowdsky.storage.raw_store import RawStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +120,29 @@ def finalize_session(
     if repeated:
         return _repeat_finalize(session, user_id, session_id, intake)
     try:
-        return _run_finalize(
+        result, jobless = _run_finalize(
             session, now, user_id, session_id, raw_store, intake, overwrite, scrub_location
         )
     except BaseException:
-        with session.begin():  # give the session back so the user can try again
+        with session.begin():  # no job was queued: give the session back to try again
             session.execute(
                 update(UploadSession)
                 .where(UploadSession.id == session_id, UploadSession.status == "complete")
                 .values(status="uploading", completed_at=None)
             )
         raise
+    # The jobs are queued and the session stays closed whatever happens from here: a
+    # frame this fails to delete is deleted by cleanup after its grace period.
+    try:
+        discarded = _discard_skipped(session, session_id, jobless, raw_store)
+    except Exception:
+        log.warning(
+            "finalize.discard_failed: session %d; cleanup will delete its skipped frames",
+            session_id,
+            exc_info=True,
+        )
+        discarded = 0
+    return replace(result, discarded_files=discarded)
 
 
 # -- internals ---------------------------------------------------------------------------
@@ -136,6 +155,7 @@ class _Frame:
     object_name: str | None
     storage_path: str
     has_site: bool
+    sha256: str
 
 
 def _session_frames(
@@ -167,6 +187,7 @@ def _session_frames(
                 f.fits_object,
                 f.storage_path,
                 f.fits_sitelat is not None or f.fits_sitelong is not None,
+                f.sha256,
             )
         )
     return frames
@@ -191,7 +212,8 @@ def _run_finalize(
     intake: IntakeSettings,
     overwrite: bool,
     scrub_location: bool,
-) -> FinalizeResult:
+) -> tuple[FinalizeResult, list[int]]:
+    """Queue the jobs; return the result and the frames that got none."""
     with session.begin():
         frames = _session_frames(session, session_id, user_id)
     by_id = {f.info.frame_id: f for f in frames}
@@ -212,7 +234,13 @@ def _run_finalize(
     to_queue: list[chunking.Chunk] = []
     with session.begin():
         for chunk in plan.chunks:
-            conflict = None if overwrite else _existing_work(session, user_id, session_id, chunk)
+            conflict = (
+                None
+                if overwrite
+                else _existing_work(
+                    session, user_id, session_id, chunk, {by_id[i].sha256 for i in chunk.frame_ids}
+                )
+            )
             if conflict is not None:
                 skipped.append(_skipped_report(chunk, conflict, by_id))
             else:
@@ -238,9 +266,6 @@ def _run_finalize(
     ]
     job_ids = enqueue_jobs(session, now, new_jobs) if new_jobs else []
     queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
-    discarded = _discard_skipped(
-        session, session_id, [i for i in by_id if i not in queued_ids], raw_store
-    )
     reports = tuple(
         ChunkReport(
             job.chunk_key,
@@ -253,7 +278,8 @@ def _run_finalize(
         )
         for job, job_id in zip(new_jobs, job_ids, strict=True)
     )
-    return FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed, discarded)
+    result = FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed)
+    return result, [i for i in by_id if i not in queued_ids]
 
 
 def _discard_skipped(
@@ -319,17 +345,27 @@ def _repeat_finalize(
     by_id = {f.info.frame_id: f for f in leftovers}
     plan = _plan(leftovers, intake)
     skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
-    skipped += [
-        _skipped_report(c, "not queued at finalize: already stacked or queued", by_id)
-        for c in plan.chunks
-    ]
+    reason = "not queued at finalize: copies of files already stacked or queued"
+    skipped += [_skipped_report(c, reason, by_id) for c in plan.chunks]
     return FinalizeResult(tuple(j.id for j in jobs), reports, tuple(skipped), True)
 
 
 def _existing_work(
-    session: Session, user_id: int, session_id: int, chunk: chunking.Chunk
+    session: Session, user_id: int, session_id: int, chunk: chunking.Chunk, hashes: set[str]
 ) -> str | None:
-    """Why this chunk needs no new job: a completed stack or an active job of it."""
+    """Why this chunk needs no new job: a completed stack or an active job of the same
+    chunk already has every one of its files (``hashes``, their SHA-256).
+
+    The key alone is not enough: it names a 15-minute slot and a pointing, not the
+    frames. More frames of a slot, uploaded later in another session, are new data and
+    get a job of their own; only copies of files already stacked or queued are skipped
+    (and then deleted).
+    """
+
+    def has_every_file(job_id: int) -> bool:
+        held = session.execute(select(RawFile.sha256).where(RawFile.stacking_job_id == job_id))
+        return hashes <= set(held.scalars())
+
     same_chunk = and_(
         StackingJob.user_id == user_id,
         StackingJob.chunk_key == chunk.chunk_key,
@@ -337,31 +373,33 @@ def _existing_work(
         _equal_or_both_null(StackingJob.filter_name, chunk.filter_name),
         _equal_or_both_null(StackingJob.exptime, chunk.exptime_s),
     )
-    stack_id = session.execute(
-        select(StackedFrame.id)
+    stacks = session.execute(
+        select(StackedFrame.id, StackingJob.id)
         .join(StackingJob, StackingJob.id == StackedFrame.stacking_job_id)
         .where(same_chunk)
-        .limit(1)
-    ).scalar_one_or_none()
-    if stack_id is not None:
-        return (
-            f"already stacked (stack {stack_id}); to stack it again, upload the files "
-            "again and finalize with overwrite=1"
-        )
-    job_id = session.execute(
+        .order_by(StackedFrame.id)
+    ).all()
+    for stack_id, job_id in stacks:
+        if has_every_file(job_id):
+            return (
+                f"already stacked (stack {stack_id}) from these same files; to stack it "
+                "again, upload the files again and finalize with overwrite=1"
+            )
+    active = session.execute(
         select(StackingJob.id)
         .where(
             same_chunk,
             StackingJob.upload_session_id != session_id,
             StackingJob.status.in_([str(s) for s in ACTIVE_STATUSES]),
         )
-        .limit(1)
-    ).scalar_one_or_none()
-    if job_id is not None:
-        return (
-            f"already queued as job {job_id}; to queue it again, upload the files again "
-            "and finalize with overwrite=1"
-        )
+        .order_by(StackingJob.id)
+    ).scalars()
+    for job_id in active:
+        if has_every_file(job_id):
+            return (
+                f"already queued as job {job_id} with these same files; to queue it again, "
+                "upload the files again and finalize with overwrite=1"
+            )
     return None
 
 

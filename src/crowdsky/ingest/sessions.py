@@ -92,6 +92,8 @@ class FileStatus:
     date_obs: datetime | None
     object_name: str | None
     job_id: int | None
+    stored: bool
+    """Whether the server still holds the file (False once stacked or skipped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,7 @@ def session_status(
                 f.fits_date_obs,
                 f.fits_object,
                 f.stacking_job_id,
+                not f.is_deleted,
             )
             for f in files
         )

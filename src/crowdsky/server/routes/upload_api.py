@@ -352,6 +352,7 @@ def _finalize(
         ],
         already_finalized=result.repeated,
         scrubbed_files=result.scrubbed_files,
+        discarded_files=result.discarded_files,
     )
 
 
@@ -382,6 +383,7 @@ def _status(state: ServerState, user: UserInfo, token: str) -> StatusResponse:
                 date_obs=_iso(f.date_obs),
                 object=f.object_name,
                 job_id=f.job_id,
+                stored=f.stored,
             )
             for f in status.files
         ],

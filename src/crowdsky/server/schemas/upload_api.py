@@ -78,6 +78,11 @@ class FinalizeResponse(BaseModel):
     chunk_details: list[ChunkDetail]
     already_finalized: bool = False
     scrubbed_files: int = 0
+    discarded_files: int = Field(
+        0,
+        description="Files of skipped chunks deleted by this finalize (too few frames, or "
+        "copies of files already stacked or queued); 0 when repeated.",
+    )
 
 
 class StatusFile(BaseModel):
@@ -91,6 +96,10 @@ class StatusFile(BaseModel):
     date_obs: str | None
     object: str | None
     job_id: int | None
+    stored: bool = Field(
+        description="The server still holds the file; false once it was stacked, or "
+        "deleted as part of a skipped chunk at finalize (see `job_id`)."
+    )
 
 
 class StatusResponse(BaseModel):

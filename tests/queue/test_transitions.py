@@ -302,6 +302,37 @@ def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
     assert len(count) == 1
 
 
+def test_completion_floats_round_trip_and_a_repeat_matches_a_single_precision_row(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    precise = {"ra_deg": 192.7213458123, "dec_deg": 41.1203456789, "total_exptime": 150.000001}
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
+    _claim(test_db)
+    with test_db.session_factory() as session:
+        queue.complete_job(session, utcnow(), _completion(job_id, **precise), raw_store=raw_store)
+    with test_db.session_factory() as session, session.begin():
+        frame = session.execute(select(StackedFrame)).scalar_one()
+        assert (frame.ra_deg, frame.dec_deg, frame.total_exptime) == (
+            precise["ra_deg"],
+            precise["dec_deg"],
+            precise["total_exptime"],
+        )
+        # what a MariaDB FLOAT column (before migration 0002) handed back: 6 digits
+        frame.ra_deg, frame.dec_deg, frame.total_exptime = 192.721, 41.1203, 150.0
+    with test_db.session_factory() as session:
+        again = queue.complete_job(
+            session, utcnow(), _completion(job_id, **precise), raw_store=raw_store
+        )
+        assert again.repeated
+        with pytest.raises(queue.AlreadyCompleted):
+            queue.complete_job(
+                session,
+                utcnow(),
+                _completion(job_id, **{**precise, "ra_deg": 192.8}),
+                raw_store=raw_store,
+            )
+
+
 def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: RawStore) -> None:
     pending_job, held_job = seed_jobs(test_db.session_factory, raw_store, n_jobs=2)
     with test_db.session_factory() as session, pytest.raises(queue.JobNotFound):

@@ -126,6 +126,28 @@ def test_complete_job_deletes_raws_and_is_idempotent(api: Api) -> None:
         assert gone.status_code == 404
 
 
+def test_repeated_complete_job_with_precise_floats_is_ok(api: Api) -> None:
+    """Values beyond single precision survive the round trip, so a retry is not a 409."""
+    api.seed()
+    job = api.claim()
+    body = _complete_body(
+        job["job_id"],
+        worker_id="w1",
+        lease_token=job["lease_token"],
+        ra_deg=192.7213458123,
+        dec_deg=41.1203456789,
+        total_exptime=150.000001,
+    )
+    first = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
+    assert first.status_code == 200 and first.json() == {"ok": True}
+    repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
+    assert repeat.status_code == 200 and repeat.json() == {"ok": True}, repeat.text
+    different = api.client.post(
+        "/api/complete_job.php", json={**body, "ra_deg": 193.5}, headers=api.headers
+    )
+    assert different.status_code == 409
+
+
 def test_complete_job_by_another_worker_is_refused(api: Api) -> None:
     api.seed()
     job = api.claim("w1")

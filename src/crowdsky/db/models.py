@@ -24,7 +24,6 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -35,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from crowdsky.db.types import UTCDateTime, utcnow
+from crowdsky.db.types import DOUBLE, UTCDateTime, utcnow
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -107,8 +106,8 @@ class UploadSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     session_token: Mapped[str] = mapped_column(String(64), unique=True)
     object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    ra_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
-    dec_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ra_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     total_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     # uploading -> complete (finalize) | expired (cleanup); see ingest.sessions
@@ -143,18 +142,18 @@ class RawFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     fits_date_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     fits_object: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    fits_exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fits_ra: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fits_dec: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_exptime: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    fits_ra: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    fits_dec: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     fits_filter: Mapped[str | None] = mapped_column(String(32), nullable=True)
     fits_telescop: Mapped[str | None] = mapped_column(String(64), nullable=True)
     fits_instrume: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    fits_gain: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fits_ccd_temp: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_gain: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    fits_ccd_temp: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     fits_bayerpat: Mapped[str | None] = mapped_column(String(8), nullable=True)
     fits_eqmode: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    fits_sitelat: Mapped[float | None] = mapped_column(Float, nullable=True)
-    fits_sitelong: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fits_sitelat: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    fits_sitelong: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     image_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
     image_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     chunk_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -181,7 +180,7 @@ class StackingJob(Base):
     object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     telescope: Mapped[str | None] = mapped_column(String(64), nullable=True)
     filter_name: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    exptime: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     frame_count: Mapped[int] = mapped_column(Integer, default=0)
     # pending -> processing -> completed | retry -> processing ... | failed; see queue.states
     status: Mapped[str] = mapped_column(String(16), default="pending")
@@ -192,7 +191,7 @@ class StackingJob(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
-    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    progress: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     progress_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -240,11 +239,11 @@ class StackedFrame(Base):
     thumbnail_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     n_frames_input: Mapped[int] = mapped_column(Integer)
     n_frames_aligned: Mapped[int] = mapped_column(Integer)
-    total_exptime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    total_exptime: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     date_obs_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     date_obs_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    ra_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
-    dec_deg: Mapped[float | None] = mapped_column(Float, nullable=True)
+    ra_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     file_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     n_stars_detected: Mapped[int | None] = mapped_column(Integer, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

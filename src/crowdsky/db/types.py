@@ -1,4 +1,6 @@
-"""A datetime column type that is always timezone-aware UTC in Python.
+"""Column types that behave the same on every backend.
+
+``UTCDateTime``: a datetime column type that is always timezone-aware UTC in Python.
 
 SQLite and MariaDB have no timezone-aware timestamp type, and the original system
 stored server-local times (bug 9). We store naive UTC in the database on every
@@ -11,9 +13,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Double, Float
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# Floating-point columns: 8-byte on every backend. ``Float`` alone is a 4-byte FLOAT on
+# MariaDB (6 significant digits back), which broke idempotent completion; ``Double`` is
+# DOUBLE / DOUBLE PRECISION there and on PostgreSQL. SQLite keeps the declared ``FLOAT``
+# of its existing tables: it stores every REAL in 8 bytes whatever the declared type,
+# and rewriting its tables (with foreign keys on) is not worth it (migration 0002).
+DOUBLE: TypeEngine[float] = Double().with_variant(Float(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -606,6 +606,14 @@ def _finished_session_dir(session: Session, upload_session_id: int) -> str | Non
     return None if active else upload.storage_path
 
 
+# How close a repeated completion's floats must be to the recorded ones. The columns
+# are double precision (migration 0002), but a MariaDB row written before that was a
+# single-precision FLOAT and reads back with 6 significant digits (relative error up to
+# 5e-6); a retry of such a completion must still be answered ok. A different stack
+# differs in its path, size or star count anyway.
+_FLOAT_REPEAT_REL_TOL = 1e-5
+
+
 def _same_result(existing: StackedFrame, completion: Completion, job: StackingJob) -> bool:
     """Whether a repeated completion reports the same stack as the recorded one."""
     pairs_exact = (
@@ -627,7 +635,11 @@ def _same_result(existing: StackedFrame, completion: Completion, job: StackingJo
     )
     return all(
         (a is None and b is None)
-        or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9))
+        or (
+            a is not None
+            and b is not None
+            and math.isclose(a, b, rel_tol=_FLOAT_REPEAT_REL_TOL, abs_tol=1e-9)
+        )
         for a, b in pairs_float
     )
 

@@ -182,6 +182,8 @@ def _pipeline(
     from crowdsky import __version__
 
     t_start = time.perf_counter()
+    # buffers kept from earlier stacks still count in RSS: no more than this stack's budget
+    memory.trim(params.memory_limit_bytes)
     timings: dict[str, float] = {}
     n = len(paths)
     states = [_Analysis(FrameRecord(path=p, index=i)) for i, p in enumerate(paths)]

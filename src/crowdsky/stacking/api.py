@@ -660,7 +660,11 @@ def _warp_all(
                 np.copyto(dst, rgb32)
             else:
                 src = rgb32 if n_channels == 3 else rgb32[..., 0]
-                scratch = buffer("scratch", dst.shape, np.float32)
+                scratch = (  # only the blended kernel needs a second plane
+                    buffer("scratch", dst.shape, np.float32)
+                    if params.interpolation == warp.BLENDED
+                    else None
+                )
                 warp.warp_image(
                     src, matrix, ref.shape, params.interpolation, dst=dst, scratch=scratch
                 )

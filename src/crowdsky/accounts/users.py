@@ -183,11 +183,7 @@ def create_api_key(
     expires_at = now + expires_in if expires_in is not None else None
     try:
         with session.begin():
-            user_id = session.execute(
-                select(User.id).where(User.username == username)
-            ).scalar_one_or_none()
-            if user_id is None:
-                raise AccountError(f"no user {username!r}")
+            user_id = _user_id(session, username)
             existing = session.execute(
                 select(ApiKey).where(ApiKey.user_id == user_id, ApiKey.name == name)
             ).scalar_one_or_none()

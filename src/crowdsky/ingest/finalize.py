@@ -217,18 +217,6 @@ def _run_finalize(
     with session.begin():
         frames = _session_frames(session, session_id, user_id)
     by_id = {f.info.frame_id: f for f in frames}
-    scrubbed = 0
-    if scrub_location:
-        for frame in frames:
-            if frame.has_site:
-                scrub.scrub_site_location(raw_store.resolve(frame.storage_path))
-                scrubbed += 1
-        with session.begin():
-            session.execute(
-                update(RawFile)
-                .where(RawFile.upload_session_id == session_id)
-                .values(fits_sitelat=None, fits_sitelong=None)
-            )
     plan = _plan(frames, intake)
     skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
     to_queue: list[chunking.Chunk] = []
@@ -251,6 +239,19 @@ def _run_finalize(
                 .where(RawFile.id.in_(chunk.frame_ids))
                 .values(chunk_key=chunk.chunk_key)
             )
+    queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
+    scrubbed = 0
+    if scrub_location:  # before the jobs exist: no worker may fetch an unscrubbed frame
+        for frame_id in sorted(queued_ids):  # the others are deleted, never served
+            if by_id[frame_id].has_site:
+                scrub.scrub_site_location(raw_store.resolve(by_id[frame_id].storage_path))
+                scrubbed += 1
+        with session.begin():
+            session.execute(
+                update(RawFile)
+                .where(RawFile.upload_session_id == session_id)
+                .values(fits_sitelat=None, fits_sitelong=None)
+            )
     new_jobs = [
         NewJob(
             user_id=user_id,
@@ -265,7 +266,6 @@ def _run_finalize(
         for chunk in to_queue
     ]
     job_ids = enqueue_jobs(session, now, new_jobs) if new_jobs else []
-    queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
     reports = tuple(
         ChunkReport(
             job.chunk_key,

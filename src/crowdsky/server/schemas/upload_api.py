@@ -77,7 +77,11 @@ class FinalizeResponse(BaseModel):
     skipped: list[SkippedChunk]
     chunk_details: list[ChunkDetail]
     already_finalized: bool = False
-    scrubbed_files: int = 0
+    scrubbed_files: int = Field(
+        0,
+        description="Files of the queued jobs rewritten without SITELAT/SITELONG "
+        "(scrub_location=1); the database forgets the site of every file of the session.",
+    )
     discarded_files: int = Field(
         0,
         description="Files of skipped chunks deleted by this finalize (too few frames, or "

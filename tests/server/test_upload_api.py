@@ -468,10 +468,12 @@ def test_already_stacked_chunk_is_skipped_unless_overwrite(up: Upload) -> None:
 def test_scrub_location(up: Upload) -> None:
     token = up.start()
     frames = write_sequence(up.tmp / "n", 3)
-    for path in frames:
+    strays = write_sequence(up.tmp / "m51", 2, ra=202.47, dec=47.2, seed=7, prefix="M51")
+    for path in frames + strays:
         up.send(token, path)
     body = up.finalize(token, scrub_location="1").json()
-    assert body["scrubbed_files"] == 3
+    # the job's frames are rewritten; the skipped pair is deleted, not rewritten first
+    assert body["scrubbed_files"] == 3 and body["discarded_files"] == 2
     session_dir = up.session_dir(token)
     for stored in session_dir.iterdir():
         header = fits.getheader(stored)

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from crowdsky.db.models import RawFile, StackedFrame, StackingJob
 from crowdsky.ingest import FrameHeader, InvalidFits, read_frame_header
-from crowdsky.ingest.fits_headers import parse_angle, parse_date_obs
+from crowdsky.ingest.fits_headers import (
+    BAYER_PATTERNS,
+    TEXT_KEYWORDS,
+    parse_angle,
+    parse_date_obs,
+)
 from tests.ingest.fits_factory import frame_header, write_frame
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -115,6 +121,11 @@ def test_sexagesimal_header_values(tmp_path: Path) -> None:
         ({"bayerpat": None}, "without BAYERPAT"),
         ({"exptime": -1.0}, "not a positive"),
         ({"extra": {"GAIN": "high"}}, "GAIN 'high' is not a number"),
+        (
+            {"filter_name": "F" * 60},
+            "FILTER 'F+' is 60 characters long; CrowdSky stores at most 32",
+        ),
+        ({"telescop": "T" * 66}, "TELESCOP 'T+' is 66 characters long; CrowdSky stores at most 64"),
     ],
 )
 def test_bad_headers_are_refused(tmp_path: Path, values: dict, fragment: str) -> None:
@@ -122,6 +133,37 @@ def test_bad_headers_are_refused(tmp_path: Path, values: dict, fragment: str) ->
     with pytest.raises(InvalidFits, match=fragment) as info:
         read(path)
     assert str(info.value).startswith("bad.fit: ")
+
+
+def test_long_descriptive_text_is_cut_to_its_column(tmp_path: Path) -> None:
+    long_object = "NGC 4736 " + "x" * 300  # astropy writes CONTINUE cards
+    h = read(write_frame(tmp_path / "t.fit", object_name=long_object, instrume="I" * 66))
+    assert h.object_name == long_object[:255]
+    assert h.instrume == "I" * 64
+    # exactly at the limits nothing changes
+    h = read(write_frame(tmp_path / "u.fit", filter_name="F" * 32, telescop="T" * 64))
+    assert (h.filter_name, h.telescop) == ("F" * 32, "T" * 64)
+
+
+def test_text_limits_are_the_columns_lengths() -> None:
+    tables = (RawFile.__table__, StackingJob.__table__, StackedFrame.__table__)
+    raw, job, stack = (table.c for table in tables)
+    expected = {
+        "OBJECT": (raw.fits_object.type.length, True),
+        "INSTRUME": (raw.fits_instrume.type.length, True),
+        "FILTER": (raw.fits_filter.type.length, False),
+        "TELESCOP": (raw.fits_telescop.type.length, False),
+    }
+    assert expected == TEXT_KEYWORDS
+    # what fits a raw file fits the job and the stack made of it
+    for raw_column, copies in (
+        (raw.fits_object, (job.object_name, stack.object_name)),
+        (raw.fits_filter, (job.filter_name, stack.filter_name)),
+        (raw.fits_telescop, (job.telescope, stack.telescope)),
+    ):
+        for copy in copies:
+            assert copy.type.length >= raw_column.type.length, copy
+    assert all(len(p) <= raw.fits_bayerpat.type.length for p in BAYER_PATTERNS)
 
 
 def test_missing_coordinates_are_allowed(tmp_path: Path) -> None:

@@ -294,6 +294,30 @@ def test_bad_files_get_4xx_naming_file_and_session_stays_usable(up: Upload) -> N
     assert [p.name for p in up.session_dir(token).iterdir()] == ["good.fit"]
 
 
+def test_header_text_longer_than_its_column(up: Upload) -> None:
+    """Grouping keywords are refused naming file, keyword and limit; names are cut."""
+    token = up.start()
+    for keyword, values in (
+        ("FILTER", {"filter_name": "Baader UHC-S nebula filter, 2 inch, mounted by hand 01"}),
+        ("TELESCOP", {"telescop": "T" * 66}),
+    ):
+        frame = write_frame(up.tmp / f"long_{keyword}.fit", **values)
+        r = up.send(token, frame)
+        assert r.status_code == 400, r.text
+        message = r.json()["error"]
+        assert message.startswith(f"long_{keyword}.fit: {keyword} "), message
+        assert "characters long; CrowdSky stores at most" in message, message
+    long_object = "M 94 " + "o" * 295
+    frame = write_frame(up.tmp / "named.fit", object_name=long_object, instrume="I" * 66)
+    r = up.send(token, frame)
+    assert r.status_code == 200, r.text
+    assert r.json()["object"] == long_object[:255]
+    with up.state.session_factory() as session:
+        raw = session.execute(select(RawFile)).scalar_one()
+    assert (raw.fits_object, raw.fits_instrume) == (long_object[:255], "I" * 64)
+    assert up.status(token).json()["file_count"] == 1
+
+
 def test_size_limit(test_db: TestDatabase, tmp_path: Path) -> None:
     for up in make_app(test_db, tmp_path, max_upload_bytes=20_000):
         token = up.start()

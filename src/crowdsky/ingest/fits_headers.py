@@ -10,7 +10,14 @@ keyword the chunking and the stacker need. Values are normalised once:
   fractional seconds are kept (bug 11), implausible dates are refused;
 - ``RA``/``DEC`` may be degrees or sexagesimal strings (RA then in hours, bug 22);
 - ``BAYERPAT`` must be one of the four Bayer layouts when present, and a Seestar
-  raw (2-D) must have one, because the stacker cannot debayer without it (bug 20).
+  raw (2-D) must have one, because the stacker cannot debayer without it (bug 20);
+- text longer than its ``raw_files`` column (FITS allows 68 characters a card, and
+  more with ``CONTINUE`` cards) never reaches the database, which would refuse it on
+  PostgreSQL and MariaDB and keep it whole on SQLite. Keywords that group frames into
+  chunks and jobs (``FILTER``, ``TELESCOP``) are refused naming the keyword and the
+  limit: cutting them could merge two distinct filters or telescopes into one stack.
+  Descriptive ones (``OBJECT``, ``INSTRUME``) are cut to fit; only a name shown to
+  people is shortened. ``BAYERPAT`` needs no limit: only 4-letter layouts pass.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from astropy.io import fits
+from sqlalchemy import String
 
+from crowdsky.db.models import RawFile
 from crowdsky.ingest.errors import InvalidFits
 
 #: Oldest plausible DATE-OBS (no smart telescope existed before).
@@ -44,6 +53,24 @@ _SEXAGESIMAL = re.compile(
     r"^([+-])?\s*(\d+(?:\.\d*)?)[\s:hHdD°]+(\d+(?:\.\d*)?)"
     r"(?:[\s:mM']+(\d+(?:\.\d*)?)[sS\"]?)?\s*$"
 )
+
+
+def _column_length(name: str) -> int:
+    column_type = RawFile.__table__.c[name].type
+    if not isinstance(column_type, String) or column_type.length is None:
+        raise TypeError(f"raw_files.{name} is not a text column with a length")
+    return column_type.length
+
+
+#: Text keyword -> (most characters stored, whether a longer value is cut rather than
+#: refused). The lengths are those of the ``raw_files`` columns the values go to;
+#: ``BAYERPAT`` is absent, its validation admits only 4-letter layouts.
+TEXT_KEYWORDS: dict[str, tuple[int, bool]] = {
+    "OBJECT": (_column_length("fits_object"), True),
+    "INSTRUME": (_column_length("fits_instrume"), True),
+    "FILTER": (_column_length("fits_filter"), False),
+    "TELESCOP": (_column_length("fits_telescop"), False),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +140,8 @@ def read_frame_header(
         exptime = _number(header, "EXPOSURE", filename)
     if exptime is not None and exptime <= 0:
         raise InvalidFits(filename, f"EXPTIME {exptime} is not a positive number of seconds")
-    instrume = _text(header, "INSTRUME")
-    bayerpat = _text(header, "BAYERPAT")
+    instrume = _text(header, "INSTRUME", filename)
+    bayerpat = _text(header, "BAYERPAT", filename)
     if bayerpat is not None:
         bayerpat = bayerpat.upper()
         if bayerpat not in BAYER_PATTERNS:
@@ -130,9 +157,9 @@ def read_frame_header(
         exptime_s=exptime,
         ra_deg=ra_deg,
         dec_deg=dec_deg,
-        object_name=_text(header, "OBJECT"),
-        filter_name=_text(header, "FILTER"),
-        telescop=_text(header, "TELESCOP"),
+        object_name=_text(header, "OBJECT", filename),
+        filter_name=_text(header, "FILTER", filename),
+        telescop=_text(header, "TELESCOP", filename),
         instrume=instrume,
         gain=_number(header, "GAIN", filename),
         ccd_temp_c=_number(header, "CCD-TEMP", filename),
@@ -264,11 +291,21 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
     raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
 
 
-def _text(header: fits.Header, key: str) -> str | None:
+def _text(header: fits.Header, key: str, filename: str) -> str | None:
+    """A text keyword, stripped, fitted to its column (see ``TEXT_KEYWORDS``)."""
     value = header.get(key)
     if value is None or isinstance(value, bool):
         return None
     text = str(value).strip()
+    limit, cut = TEXT_KEYWORDS.get(key, (None, False))
+    if limit is not None and len(text) > limit:
+        if not cut:
+            raise InvalidFits(
+                filename,
+                f"{key} {text!r} is {len(text)} characters long; CrowdSky stores at most "
+                f"{limit} (frames are grouped by {key}, so it is not shortened)",
+            )
+        text = text[:limit].rstrip()
     return text or None
 
 

@@ -5,10 +5,11 @@ Handlers raise domain errors (or let validation fail); this module turns them in
 generic message, which no client input should ever reach.
 
 The request schemas refuse text and numbers a database cannot store, naming the
-field. As a safety net, a database driver's refusal of a value (a ``DataError``:
-NUL in PostgreSQL text, a number out of a column's range) or text a driver cannot
-encode is answered 400 with a fixed message, never the driver's text (it holds the
-SQL and its parameters), and logged as a gap in the schemas.
+field, and the FITS header reading fits or refuses text longer than its column. As a
+safety net, a database driver's refusal of a value (a ``DataError``: text too long
+for its column, a number out of its range, NUL in PostgreSQL text) or text a driver
+cannot encode is answered 400 with a fixed message, never the driver's text (it holds
+the SQL and its parameters), and logged as a gap in the schemas.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
 FIXED_MESSAGE_BY_ERROR: dict[type[Exception], str] = {
     sa_exc.DataError: (
         "the request holds a value the database cannot store "
-        "(a NUL character, or a number out of range)"
+        "(text too long, a number out of range, or a NUL character)"
     ),
     UnicodeEncodeError: "the request holds text that cannot be encoded (an unpaired surrogate)",
 }

@@ -21,6 +21,8 @@ import httpx
 
 DEFAULT_READY_TIMEOUT_S = 60.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
+#: How long a server that never became ready gets to exit on SIGTERM before SIGKILL.
+ABORT_STOP_TIMEOUT_S = 5.0
 #: Variables of ours that must not leak from the caller's environment into a child.
 OWN_VARIABLE_PREFIXES = (
     "CROWDSKY_",
@@ -118,7 +120,12 @@ def start_server(
     workers: int = 1,
     ready_timeout_s: float = DEFAULT_READY_TIMEOUT_S,
 ) -> tuple[ManagedProcess, str]:
-    """Start ``crowdsky server`` on 127.0.0.1 and wait for ``/healthz``; returns (process, URL)."""
+    """Start ``crowdsky server`` on 127.0.0.1 and wait for ``/healthz``; returns (process, URL).
+
+    The caller owns the process only once this returns: if the wait ends in anything
+    else (not ready, or a ``KeyboardInterrupt`` from a SIGTERM handler while waiting),
+    the server is stopped here before the exception propagates.
+    """
     port = port or free_port()
     arguments = ["server", "--host", "127.0.0.1", "--port", str(port), "--log-level", log_level]
     if workers > 1:
@@ -127,7 +134,14 @@ def start_server(
         "server", arguments, env=env, log_path=data_dir / f"server-{port}.log", cwd=data_dir
     )
     url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(server, url, ready_timeout_s)
+    try:
+        wait_until_healthy(server, url, ready_timeout_s)
+    except BaseException:
+        try:
+            server.stop(timeout_s=ABORT_STOP_TIMEOUT_S)
+        finally:
+            server.kill()  # a second interrupt during stop() must not leave it running
+        raise
     return server, url
 
 

@@ -94,10 +94,12 @@ class RawStore:
             entries = list(path.iterdir())
         except FileNotFoundError:
             return False
-        leftovers = [p for p in entries if not p.name.startswith(PARTIAL_PREFIX)]
-        if leftovers or (keep_if_receiving and entries):
+        partials = [p for p in entries if p.name.startswith(PARTIAL_PREFIX)]
+        if len(partials) < len(entries) or (keep_if_receiving and partials):
             return False
-        for partial in path.iterdir():  # stale partial uploads of an abandoned session
+        # Only the stale partial uploads seen above go: a file that arrived since is not
+        # in the snapshot and makes the rmdir below fail, which keeps the folder.
+        for partial in partials:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
         with contextlib.suppress(OSError):

@@ -10,7 +10,7 @@ import pytest
 from crowdsky.stacking import combine
 
 
-def run(cube: np.ndarray, **kw: object) -> combine.CombineOutput:
+def run(cube: np.ndarray, floor: float = 1.0, **kw: object) -> combine.CombineOutput:
     n, rows, cols = cube.shape
     store = combine.FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
     args: dict[str, object] = dict(
@@ -24,7 +24,7 @@ def run(cube: np.ndarray, **kw: object) -> combine.CombineOutput:
         band_budget_bytes=1 << 26,
     )
     args.update(kw)
-    return combine.combine_frames(store, 1, np.ones(n), np.array([1.0]), **args)  # type: ignore[arg-type]
+    return combine.combine_frames(store, 1, np.ones(n), np.array([floor]), **args)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 15, 16, 17, 31, 32])
@@ -144,8 +144,9 @@ def test_store_picks_float16_in_ram_when_float32_does_not_fit(tmp_path: Path) ->
 
 
 def test_noisier_frame_judged_by_its_own_noise() -> None:
-    """The unresampled reference is noisier than interpolated frames; with every
-    frame's noise given, its samples are not clipped more often than the others'."""
+    """A frame that interpolation smoothed less is noisier than the others (such as
+    the reference where it is not resampled: mono frames, demosaic='bilinear'); with
+    every frame's noise given, its samples are not clipped more often than the others'."""
     rng = np.random.default_rng(7)
     n = 12
     sigma = np.full(n, 1.0)
@@ -203,3 +204,38 @@ def test_engine_works_where_no_kernel_cache_can_be_written() -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "compiling in memory" in proc.stderr
+
+
+@pytest.mark.parametrize(("level", "spread"), [(300.0, 0.03), (300.0, 0.2), (3000.0, 0.03)])
+def test_trail_over_bright_signal_rejected_with_frame_noise(level: float, spread: float) -> None:
+    """Per-frame noise must widen each frame's own band, not rescale its samples: they
+    still hold the signal (only the sky is subtracted), so rescaled samples of a star or
+    nebula spread apart in proportion to the signal, inflated σ, and a trail over it
+    survived (mean residual 0.5–2.5 σ of a frame here; 2.5 is the whole trail)."""
+    rng = np.random.default_rng(11)
+    n, rows, cols = 12, 40, 300
+    sigma = 1.0 + spread * np.linspace(-1.0, 1.0, n)  # each frame's noise
+    rng.shuffle(sigma)
+    cube = rng.normal(0.0, 1.0, (n, rows, cols)) * sigma[:, None, None]
+    cube[:, :, 100:200] += level  # a plateau level / σ above the sky
+    cube[5, 20, :] += 30.0  # a 30σ trail in one frame, over sky and plateau
+    floor = float(np.sqrt(np.mean(sigma**2)))
+    out = run(cube, floor=floor, noise=sigma[:, None])
+    combined = floor / np.sqrt(n - 1)  # σ of one combined pixel
+    assert abs(float(np.mean(out.image[20, :100]))) < combined
+    assert abs(float(np.mean(out.image[20, 100:200])) - level) < combined
+    assert out.rejected_per_frame[5] >= 290  # the trail, over sky and plateau alike
+    rate = out.rejected_per_frame / out.covered_per_frame
+    assert np.delete(rate, 5).max() < 0.01  # the others: about the 0.3 % of a 3σ cut
+
+
+def test_equal_noise_is_the_same_as_no_noise() -> None:
+    rng = np.random.default_rng(12)
+    cube = rng.normal(0.0, 1.0, (7, 30, 40))
+    cube[:, :, 20:] += 500.0
+    cube[2, 10, :] += 30.0
+    cube[4, :, 35:] = np.nan
+    plain = run(cube, floor=1.3)
+    equal = run(cube, floor=1.3, noise=np.full((7, 1), 1.3))
+    np.testing.assert_array_equal(plain.image, equal.image)
+    np.testing.assert_array_equal(plain.rejected_per_frame, equal.rejected_per_frame)

@@ -11,20 +11,29 @@ Storage (:class:`FrameStore`)
 
 Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row slices)
     Per row and block of 768 columns, the samples of every frame are normalised
-    (``(value − background) / transparency``), whitened (scaled by the common noise
-    floor over the frame's own noise, so that a sample of the unresampled reference,
-    noisier than the interpolated frames, is judged by its own noise), and sorted
-    along the frame axis by a sorting network applied to whole rows at once (SIMD
-    min/max, no branches; per-pixel insertion sort was 10× slower). Then, per pixel,
-    iterative κσ clipping around the median with σ = max(IQR / 1.349, floor): the
-    floor is the frames' measured background noise (RMS), so at small N a
-    chance-small IQR cannot over-reject, and a satellite trail or two coincident
-    outliers cannot inflate median or IQR the way they inflate a mean/std clip (the
-    original engine could not reject anything at N ≤ 10). Most pixels are settled by
-    a vectorised first pass; only pixels with a sample outside the range iterate. The
-    kept set is a contiguous range of the sorted samples; every frame's whitened
-    value is then tested against that range and the survivors' normalised values are
-    combined by weighted mean (or median; the median method does not whiten). With
+    (``(value − background) / transparency``) and sorted along the frame axis by a
+    sorting network applied to whole rows at once (SIMD min/max, no branches;
+    per-pixel insertion sort was 10× slower). Then, per pixel, iterative κσ clipping
+    around the median with σ = max(IQR / 1.349, floor): the floor is the frames'
+    measured background noise (RMS), so at small N a chance-small IQR cannot
+    over-reject, and a satellite trail or two coincident outliers cannot inflate
+    median or IQR the way they inflate a mean/std clip (the original engine could not
+    reject anything at N ≤ 10). Most pixels are settled by a vectorised first pass;
+    only pixels with a sample outside the range iterate. Without per-frame noise the
+    kept set is a contiguous range of the sorted samples, and every frame's value is
+    tested against that range. With each frame's noise given (relative to the floor,
+    r = noise / floor), a sample is judged by its own frame's noise: frame i is kept
+    when median − κ_low·σ·r_i ≤ value ≤ median + κ_high·σ·r_i, median and σ still
+    estimated from the samples themselves, as without noise. (Scaling the samples by
+    1 / r_i instead would scale the signal too: on a star or nebula the frames'
+    values would spread apart in proportion to the signal, inflate σ and let trails
+    through.) So a frame that interpolation smoothed less than the others is not
+    clipped more often than the rest: the reference where it is copied without
+    resampling (mono frames, ``demosaic='bilinear'``; with the default
+    ``demosaic='cfa'`` it goes through the same CFA warp as the others, with an
+    identity matrix, which interpolates most of each colour's pixels), or frames
+    whose sub-pixel offsets smooth them less. The survivors' normalised values are
+    combined by weighted mean (or median, which keeps one band for all frames). With
     two samples, a pair that disagrees by more than κ√2·floor keeps the lower value
     (trails and cosmics are positive). Beyond 16 frames an evenly spaced subset of 16
     estimates median and σ and the cut is applied to all. Rejections and coverage are
@@ -143,7 +152,8 @@ def _combine_kernel(  # pragma: no cover - compiled
     comps: np.ndarray,  # (K, 2) sorting network for S inputs
     offsets: np.ndarray,  # (N, COLUMN_CHUNK) float32 background per column (channel pattern)
     scales: np.ndarray,  # (N,) float32 normalisation factors
-    gains: np.ndarray,  # (N, COLUMN_CHUNK) float32 1 / relative noise: whitening per column
+    gains: np.ndarray,  # (N, COLUMN_CHUNK) float32 1 / relative noise per column (1: none)
+    whiten: bool,  # per-frame acceptance bands (False: every gain is 1)
     weights: np.ndarray,  # (N,) float64
     floor: np.ndarray,  # (n_channels,) float64
     kappa_low: float,
@@ -162,6 +172,7 @@ def _combine_kernel(  # pragma: no cover - compiled
     everyone = n_sub == n_frames
     for r in range(n_rows):
         v = np.empty((n_sub, COLUMN_CHUNK), dtype=np.float32)
+        centre = np.empty(COLUMN_CHUNK, dtype=np.float32)
         low = np.empty(COLUMN_CHUNK, dtype=np.float32)
         high = np.empty(COLUMN_CHUNK, dtype=np.float32)
         acc = np.empty(COLUMN_CHUNK, dtype=np.float64)
@@ -175,14 +186,14 @@ def _combine_kernel(  # pragma: no cover - compiled
                 src = band[subset[j], r]
                 off = offsets[subset[j]]
                 sc = scales[subset[j]]
-                gain = gains[subset[j]]
                 dst = v[j]
                 for c in range(w):
-                    y = (src[c0 + c] - off[c]) * sc * gain[c]
+                    y = (src[c0 + c] - off[c]) * sc
                     dst[c] = y if y == y else _SENTINEL
             _network_sort(v, comps, w)
             # 2a. fast path, vectorised over columns: fully covered pixels whose sorted
-            #     extremes already lie inside median ± κσ need no iteration (most do)
+            #     extremes already lie inside median ± κσ need no iteration (most do;
+            #     whitened, each frame is then tested against its own band in step 3)
             if n_sub >= 3:
                 q_lo = 0.25 * (n_sub - 1)
                 q_hi = 0.75 * (n_sub - 1)
@@ -203,9 +214,14 @@ def _combine_kernel(  # pragma: no cover - compiled
                         v[n_sub - 1, c] < _SENTINEL and v[0, c] >= lcut and v[n_sub - 1, c] <= hcut
                     )
                     todo[c] = not clean
+                    centre[c] = 0.0
                     if not reject:
                         low[c] = -np.inf
                         high[c] = np.inf
+                    elif whiten:
+                        centre[c] = m
+                        low[c] = -kappa_low * sig
+                        high[c] = kappa_high * sig
                     elif everyone:
                         low[c] = v[0, c]
                         high[c] = v[n_sub - 1, c]
@@ -224,6 +240,7 @@ def _combine_kernel(  # pragma: no cover - compiled
                 n = 0
                 while n < n_sub and v[n, c] < _SENTINEL:
                     n += 1
+                centre[c] = 0.0
                 if n == 0:
                     low[c] = np.inf  # nothing covers: everything is rejected below
                     high[c] = -np.inf
@@ -254,9 +271,17 @@ def _combine_kernel(  # pragma: no cover - compiled
                             break
                         lo = new_lo
                         hi = new_hi
-                if not reject:
-                    low[c] = -np.inf
+                if not reject or (whiten and everyone and n <= 2 and hi == n):
+                    low[c] = -np.inf  # (whitened: one sample, or two that agree)
                     high[c] = np.inf
+                elif whiten and everyone and n == 2:
+                    centre[c] = v[0, c]  # the lower of two that disagree, alone
+                    low[c] = 0.0
+                    high[c] = 0.0
+                elif whiten:
+                    centre[c] = m
+                    low[c] = -kappa_low * sig
+                    high[c] = kappa_high * sig
                 elif everyone:
                     low[c] = v[lo, c]
                     high[c] = v[hi - 1, c]
@@ -265,7 +290,9 @@ def _combine_kernel(  # pragma: no cover - compiled
                     high[c] = m + kappa_high * sig
                 if use_median:
                     acc[c] = _order_stat(v, lo, hi, 0.5, c)
-            # 3. every frame against the accepted range: weighted sum, counts
+            # 3. every frame against the accepted range, whitened: its distance from the
+            #    centre over its relative noise (unwhitened: centre 0, gain 1, d = x);
+            #    weighted sum, counts
             for c in range(w):
                 wsum[c] = 0.0
                 cov[c] = 0
@@ -281,9 +308,9 @@ def _combine_kernel(  # pragma: no cover - compiled
                 n_cov = 0
                 for c in range(w):
                     x = (src[c0 + c] - off[c]) * sc
-                    y = x * gain[c]
+                    d = (x - centre[c]) * gain[c]
                     finite = x == x
-                    ok = finite and y >= low[c] and y <= high[c]
+                    ok = finite and d >= low[c] and d <= high[c]
                     cov[c] += 1 if finite else 0
                     n_cov += 1 if finite else 0
                     n_rej += 1 if (finite and not ok) else 0
@@ -543,10 +570,13 @@ def combine_frames(
         Threads running the kernel on row slices of each band.
     noise : ndarray or None
         (N, n_channels) each frame's background noise in normalised ADU. Rejection
-        then measures every sample against its own frame's noise (the samples are
-        *whitened*: scaled by floor / noise), so noisier frames, such as the
-        reference that was not resampled, are not clipped more often than the
-        others. None treats every frame as equally noisy, as does ``'median'``.
+        then measures every sample against its own frame's noise: median and σ come
+        from the samples as without noise, and frame i's band is median ± κσ·r_i with
+        r_i = noise_i / floor (clipped to 0.25–4), so noisier frames (smoothed less
+        by interpolation, such as a reference that is not resampled: mono frames,
+        ``demosaic='bilinear'``) are not clipped more often than the others. None
+        treats every frame as equally noisy, as does ``'median'``; so does noise
+        equal to the floor for every frame (the result is then the same).
     progress : callable or None
         Called with (bands done, bands total).
 
@@ -567,12 +597,13 @@ def combine_frames(
     pattern = np.ascontiguousarray(np.tile(offs, (1, COLUMN_CHUNK // n_channels)))
     sc = np.ascontiguousarray(scales, dtype=np.float32)
     relative: np.ndarray
-    if noise is None or method == "median":  # a median of whitened values is no median
+    if noise is None or method == "median":  # median: that of the kept range, one band
         relative = np.ones((n, n_channels), dtype=np.float32)
     else:
         fl_c = np.maximum(np.asarray(floor, dtype=np.float32).reshape(1, n_channels), 1e-6)
         relative = np.asarray(noise, dtype=np.float32).reshape(n, n_channels) / fl_c
         relative = np.clip(np.nan_to_num(relative, nan=1.0), 0.25, 4.0)
+    whiten = bool(np.any(relative != 1.0))
     gains = np.ascontiguousarray(np.tile(1.0 / relative, (1, COLUMN_CHUNK // n_channels)))
     w = np.ascontiguousarray(weights, dtype=np.float64)
     if n <= SORT_NETWORK_MAX:
@@ -598,6 +629,7 @@ def combine_frames(
                     pattern,
                     sc,
                     gains,
+                    whiten,
                     w,
                     fl,
                     float(kappa_low),

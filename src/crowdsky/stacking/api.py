@@ -333,7 +333,8 @@ def _pipeline(
         )
         noise = np.array([st[1] for st in stats]) * scales[:, None]  # normalised
         # inverse variance of the *warped, normalised* frame: interpolation smooths
-        # frames by different amounts (sub-pixel phase), the unwarped reference least
+        # frames by different amounts (sub-pixel phase; the reference too, through the
+        # CFA warp, unless it is mono or demosaiced first and so copied as it is)
         weights = quality.frame_weights(
             np.sqrt(np.mean(noise**2, axis=1)).tolist(),
             [1.0] * len(used),

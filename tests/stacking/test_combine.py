@@ -153,27 +153,9 @@ def test_noisier_frame_judged_by_its_own_noise() -> None:
     sigma[0] = 1.6
     cube = rng.normal(0.0, 1.0, (n, 200, 150)) * sigma[:, None, None]
     cube[5, 100, :] += 60.0  # an outlier row is still removed
-    floor = np.array([float(np.sqrt(np.mean(sigma**2)))])
-    common = dict(
-        offsets=np.zeros((n, 1)),
-        scales=np.ones(n),
-        kappa_low=3.0,
-        kappa_high=3.0,
-        max_iterations=5,
-        method="mean",
-        reject=True,
-        band_budget_bytes=1 << 26,
-    )
-    store = combine.FrameStore(n, 200, 150, "ram-float32", cube.astype(np.float32))
-    plain = combine.combine_frames(store, 1, np.ones(n), floor, **common)  # type: ignore[arg-type]
-    fair = combine.combine_frames(
-        store,
-        1,
-        np.ones(n),
-        floor,
-        noise=sigma[:, None],
-        **common,  # type: ignore[arg-type]
-    )
+    floor = float(np.sqrt(np.mean(sigma**2)))
+    plain = run(cube, floor)
+    fair = run(cube, floor, noise=sigma[:, None])
     rate_plain = plain.rejected_per_frame / plain.covered_per_frame
     rate_fair = fair.rejected_per_frame / fair.covered_per_frame
     assert rate_plain[0] > 5 * np.median(rate_plain[1:])

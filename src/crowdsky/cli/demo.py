@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -63,7 +64,7 @@ def demo(
     console.print(f"[bold]CrowdSky demo[/] in {run.run_dir}")
     started = time.monotonic()
     server = worker = None
-    previous_sigterm = _interrupt_on_sigterm()
+    sigterm = _SigtermInterrupt()
     try:
         with console.status("starting the server and a worker"):
             server, worker = demo_run.start_services(run, options)
@@ -92,27 +93,53 @@ def demo(
             console.print(f"server log: {server.log_path}")
         raise fail(str(exc), code=1) from exc
     finally:
+        sigterm.stopping()
         if worker is not None:
             worker.stop()
         if server is not None:
             server.stop()
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        sigterm.restore()
 
 
-def _interrupt_on_sigterm() -> Any:
+class _SigtermInterrupt:
     """Make SIGTERM end the demo as Ctrl-C does, so the server and worker are stopped too.
 
-    Returns the previous handler (``None`` outside the main thread, where nothing changes).
+    The handler raises KeyboardInterrupt in the main thread. Python ignores (prints and
+    drops) an exception raised while a finalizer or weakref callback happens to run,
+    so one raise is not enough: until the demo reaches its clean-up, SIGTERM is sent
+    again every half second. Once :meth:`stopping` is called, further signals are
+    ignored so the clean-up runs to the end. Outside the main thread nothing changes.
     """
-    if threading.current_thread() is not threading.main_thread():
-        return None
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the clean-up run
+    RETRY_S = 0.5
+
+    def __init__(self) -> None:
+        self._cleaning = threading.Event()
+        self._requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._cleaning.is_set():
+            return
+        if not self._requested:
+            self._requested = True
+            threading.Thread(target=self._insist, name="demo-sigterm", daemon=True).start()
         raise KeyboardInterrupt
 
-    return signal.signal(signal.SIGTERM, handler)
+    def _insist(self) -> None:
+        while not self._cleaning.wait(self.RETRY_S):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def stopping(self) -> None:
+        """The clean-up starts: SIGTERM no longer interrupts."""
+        self._cleaning.set()
+
+    def restore(self) -> None:
+        """Put back the handler found at start."""
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _follow(console: Console, run: Any, worker: Any, options: Any) -> list[dict[str, Any]]:

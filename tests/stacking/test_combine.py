@@ -165,7 +165,8 @@ def test_noisier_frame_judged_by_its_own_noise() -> None:
 
 def test_engine_works_where_no_kernel_cache_can_be_written() -> None:
     """A read-only install with no writable home: numba has no cache location and
-    refuses cache=True; the kernel must then compile in memory (and say so)."""
+    refuses cache=True; the kernels (combination, resampling) must then compile in
+    memory (and say so)."""
     import subprocess
     import sys
 
@@ -180,6 +181,9 @@ def test_engine_works_where_no_kernel_cache_can_be_written() -> None:
         " scales=np.ones(3), kappa_low=3, kappa_high=3, max_iterations=1, method='mean',"
         " reject=True, band_budget_bytes=1 << 20)\n"
         "assert float(out.image.mean()) == 1.0\n"
+        "from crowdsky.stacking import warp\n"
+        "rgb = warp.warp_bayer(np.full((8, 8), 5, np.uint16), 'GRBG', np.eye(2, 3), (8, 8))\n"
+        "assert np.allclose(rgb, 5.0)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300

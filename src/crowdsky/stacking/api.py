@@ -11,9 +11,11 @@ them, keeps the records and does the bookkeeping):
 2. **Reference** by quality with a consensus check (``quality.choose_reference``).
 3. **Register** every frame onto the reference and validate the transform
    (``register``); reject cloud-covered (low transparency) and blurred frames.
-4. **Warp** (thread pool): demosaic (four-letter BAYERPAT per file), OpenCV cubic
-   warp with NaN outside the frame (``warp``), per-channel background and noise,
-   normalise ``(value − background) / transparency`` and store (``combine.FrameStore``:
+4. **Warp** (thread pool): each Bayer colour resampled from its own sites straight
+   onto the reference grid (``warp``: a separable cubic resampler, ``resample``, for
+   rotations up to 10°, OpenCV beyond), NaN outside the frame; mono and RGB frames
+   with OpenCV's cubic warp. Per-channel background and noise, normalise
+   ``(value − background) / transparency`` and store (``combine.FrameStore``:
    RAM float32 / RAM float16 / float16 scratch file, chosen from
    ``memory_limit_bytes``).
 5. **Combine** row band by row band: robust median/IQR rejection floored at the
@@ -167,7 +169,7 @@ def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter
     # numba's import and kernel loading overlap the analysis (see combine.warm_up)
     warm_pool = ThreadPoolExecutor(1, thread_name_prefix="crowdsky-warm-up")
     try:
-        return _pipeline(paths, output, params, report, warm_pool.submit(_warm_up_combine))
+        return _pipeline(paths, output, params, report, warm_pool.submit(_warm_up_kernels))
     finally:
         warm_pool.shutdown(wait=True)
 
@@ -471,11 +473,12 @@ def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> Non
         raise
 
 
-def _warm_up_combine() -> None:
+def _warm_up_kernels() -> None:
     import astropy.io.fits  # noqa: F401  (needed for the output; import it off the critical path)
 
-    from crowdsky.stacking import combine
+    from crowdsky.stacking import combine, resample
 
+    resample.warm_up()
     combine.warm_up()
 
 
@@ -511,7 +514,7 @@ def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
     )
     state.signature = (frame.shape, frame.kind == "mono")
     rec.date_obs, rec.exptime_s = frame.date_obs, frame.exptime_s
-    lum_full = frame.data.sum(axis=2, dtype=np.float32) if frame.kind == "rgb" else frame.data
+    lum_full = detect.channel_sum(frame.data) if frame.kind == "rgb" else frame.data
     lum = debayer.superpixel_luminance(lum_full)
     try:
         found = detect.find_stars(

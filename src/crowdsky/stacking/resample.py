@@ -1,0 +1,291 @@
+"""Separable cubic resampling of a Bayer mosaic's colour lattices onto the reference grid.
+
+Why not ``cv2.warpAffine``
+    Warping was the largest share of a stack: four cubic warps per frame (one per
+    colour site), ~7.6 ms each on one core with OpenCV, whose cubic remap evaluates
+    16 taps per output pixel with scalar code. Here one warp of a lattice takes
+    ~1 ms, and the green average, the interleaving into RGB and the coverage mask are
+    done in the same pass over the output instead of four more.
+
+How
+    The affine map from output pixel (x, y) to mosaic position (X, Y) is split into
+    two one-dimensional passes (a shear decomposition of the affine map, exact for
+    affine maps): a horizontal pass resamples every lattice row at the output
+    columns, a vertical pass resamples those columns at the output rows. Each pass
+    applies OpenCV's cubic kernel (a = −0.75), so a pure shift gives exactly the
+    separable 2-D bicubic interpolation OpenCV computes, without its quantisation of
+    positions to 1/32 pixel. Along a row of either pass the source index advances
+    steadily (by ~½ lattice pixel per output column in the horizontal pass, and
+    with the field rotation only in the vertical one), so each row is cut into
+    segments with a constant integer offset; inside a segment the four taps are
+    contiguous loads and the loop vectorises (AVX2/AVX-512).
+
+    Samples beyond the lattice's edge repeat the outermost one (as
+    ``BORDER_REPLICATE``); an output pixel whose nearest mosaic pixel lies outside
+    the frame is NaN: coverage is the frame's own footprint.
+
+Domain
+    Rotations up to 10° and scales within [0.75, 1.33] without mirroring
+    (:func:`supported`): a field rotating within a chunk, drift, refraction. Larger
+    rotations are warped by OpenCV (``warp.warp_bayer``): the shear passes lose
+    accuracy as the rotation grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from crowdsky.stacking.kernels import SAFE_FASTMATH, compiled, inlined
+
+__all__ = ["supported", "warm_up", "warp_lattices"]
+
+MAX_SHEAR = 0.175
+"""|sin θ| of the inverse map, at most (10°). Beyond, the two passes interpolate
+measurably worse than a 2-D kernel (on undersampled synthetic stars, RMS error +3 %
+at 10°, +13 % at 20°; equal up to 2°)."""
+SCALE_RANGE = (0.75, 1.33)
+
+_A = np.float32(-0.75)  # OpenCV's INTER_CUBIC coefficient
+_ONE = np.float32(1.0)
+_HALF = np.float32(0.5)
+
+
+def supported(inverse: np.ndarray) -> bool:
+    """Whether the output → mosaic map ``inverse`` (2×3) is in this module's domain."""
+    (a, b, _), (d, e, _) = np.asarray(inverse, dtype=np.float64)
+    lo, hi = SCALE_RANGE
+    return bool(
+        a * e - b * d > 0
+        and lo <= a <= hi
+        and lo <= e <= hi
+        and abs(b) <= MAX_SHEAR
+        and abs(d) <= MAX_SHEAR
+    )
+
+
+def warp_lattices(
+    mosaic: np.ndarray,
+    sites: list[tuple[int, int]],
+    inverse: np.ndarray,
+    dst: np.ndarray,
+    work: np.ndarray,
+) -> None:
+    """Resample the four colour lattices of ``mosaic`` into RGB ``dst``.
+
+    Parameters
+    ----------
+    mosaic : ndarray
+        2-D uint16 or float32 Bayer mosaic, C-contiguous.
+    sites : list of (row, column)
+        Offsets in the 2×2 cell of the red, first green, second green and blue site.
+    inverse : ndarray
+        2×3 map from output pixel (x, y) to mosaic position (X, Y); see :func:`supported`.
+    dst : ndarray
+        (rows, columns, 3) float32 output: R, mean of the two greens, B; NaN where
+        the frame does not cover.
+    work : ndarray
+        float32 scratch of shape (≥ 4, ≥ ⌈mosaic rows / 2⌉, columns), C-contiguous rows.
+    """
+    (a, b, c), (d, e, f) = np.asarray(inverse, dtype=np.float64)
+    cols = dst.shape[1]
+    # vertical pass: lattice row of output (x, y) is (d·x + e·y + f − sy) / 2
+    row_offsets = np.empty(4)
+    lattice_rows = np.empty(4, dtype=np.int64)
+    for k, (sy, sx) in enumerate(sites):
+        rows_k = (mosaic.shape[0] - sy + 1) // 2
+        lattice_rows[k] = rows_k
+        # horizontal pass: lattice row i, output column x → lattice column g·x + h·i + k0
+        # (the column of the output pixel whose source lies on lattice row i)
+        g = (a - b * d / e) / 2.0
+        h = b / e
+        k0 = (b * (sy - f) / e + c - sx) / 2.0
+        _horizontal(mosaic, sy, sx, g, h, k0, work[k, :rows_k, :cols])
+        row_offsets[k] = (f - sy) / 2.0
+    _vertical_rgb(
+        work,
+        lattice_rows,
+        d / 2.0,
+        e / 2.0,
+        row_offsets,
+        np.array([a, b, c, d, e, f]),
+        mosaic.shape[0],
+        mosaic.shape[1],
+        dst,
+    )
+
+
+@inlined
+def _cubic_weights(t: np.float32) -> tuple[np.float32, np.float32, np.float32, np.float32]:
+    """The four cubic-convolution weights for fractional offset ``t`` (float32)."""
+    x = t + _ONE
+    w0 = ((_A * x - np.float32(5.0) * _A) * x + np.float32(8.0) * _A) * x - np.float32(4.0) * _A
+    w1 = ((_A + np.float32(2.0)) * t - (_A + np.float32(3.0))) * t * t + _ONE
+    u = _ONE - t
+    w2 = ((_A + np.float32(2.0)) * u - (_A + np.float32(3.0))) * u * u + _ONE
+    return w0, w1, w2, _ONE - w0 - w1 - w2
+
+
+@inlined
+def _segment_end(start: int, stop: int, slope: float, offset: float, base: int) -> int:
+    """First index after ``start`` (≤ ``stop``) where ⌊slope·i + offset⌋ leaves ``base``."""
+    if slope > 0.0:
+        at = (base + 1 - offset) / slope
+    elif slope < 0.0:
+        at = (base - offset) / slope
+    else:
+        return stop
+    at = min(max(at, start - 1.0), stop + 1.0)  # no integer overflow for a tiny slope
+    end = math.ceil(at) if slope > 0.0 else math.floor(at) + 1
+    return min(max(end, start + 1), stop)
+
+
+@compiled(fastmath=SAFE_FASTMATH)
+def _horizontal(
+    mosaic: np.ndarray, sy: int, sx: int, g: float, h: float, k0: float, out: np.ndarray
+) -> None:
+    """out[i, x] = cubic interpolation of lattice row i at column g·x + h·i + k0.
+
+    Output columns are taken by parity (x = 2m + p): the lattice column then
+    advances by 2g ≈ 1 per m, so within a segment tap j reads lattice column m + s + j.
+    """
+    n_rows = out.shape[0]
+    width = (mosaic.shape[1] - sx + 1) // 2
+    line = np.empty(width, dtype=np.float32)
+    step = 2.0 * g - 1.0
+    step32 = np.float32(step)
+    for i in range(n_rows):
+        src = mosaic[2 * i + sy]
+        for j in range(width):
+            line[j] = np.float32(src[2 * j + sx])
+        for parity in range(2):
+            dst = out[i, parity::2]
+            n = dst.shape[0]
+            offset = g * parity + h * i + k0
+            m = 0
+            while m < n:
+                s = math.floor(step * m + offset)
+                end = _segment_end(m, n, step, offset, s)
+                # taps m + s − 1 … m + s + 2 inside the lattice for m in [lo, hi)
+                lo = min(max(m, 1 - s), end)
+                hi = max(min(end, width - 2 - s), lo)
+                frac0 = offset - s
+                _clamped_taps(line, dst, m, lo, s, step32, np.float32(frac0))
+                _clamped_taps(line, dst, hi, end, s, step32, np.float32(frac0))
+                if hi > lo:
+                    count = hi - lo
+                    t0 = np.float32(frac0 + step * lo)
+                    l0 = line[lo + s - 1 : lo + s - 1 + count]
+                    l1 = line[lo + s : lo + s + count]
+                    l2 = line[lo + s + 1 : lo + s + 1 + count]
+                    l3 = line[lo + s + 2 : lo + s + 2 + count]
+                    o = dst[lo:hi]
+                    for k in range(count):
+                        w0, w1, w2, w3 = _cubic_weights(step32 * np.float32(k) + t0)
+                        o[k] = w0 * l0[k] + w1 * l1[k] + w2 * l2[k] + w3 * l3[k]
+                m = end
+
+
+@inlined
+def _clamped_taps(
+    line: np.ndarray,
+    dst: np.ndarray,
+    start: int,
+    stop: int,
+    s: int,
+    step32: np.float32,
+    frac0: np.float32,
+) -> None:
+    """The horizontal pass near the lattice's edges: taps clamped to the outermost sample."""
+    last = line.shape[0] - 1
+    for m in range(start, stop):
+        w0, w1, w2, w3 = _cubic_weights(step32 * np.float32(m) + frac0)
+        base = m + s
+        dst[m] = (
+            w0 * line[min(max(base - 1, 0), last)]
+            + w1 * line[min(max(base, 0), last)]
+            + w2 * line[min(max(base + 1, 0), last)]
+            + w3 * line[min(max(base + 2, 0), last)]
+        )
+
+
+@compiled(fastmath=SAFE_FASTMATH)
+def _vertical_rgb(
+    work: np.ndarray,
+    lattice_rows: np.ndarray,
+    p: float,
+    q: float,
+    row_offsets: np.ndarray,
+    inverse: np.ndarray,
+    mosaic_rows: int,
+    mosaic_cols: int,
+    dst: np.ndarray,
+) -> None:
+    """Vertical pass of the four lattices, green average, RGB interleave and coverage.
+
+    Lattice k's row for output (x, y) is p·x + q·y + row_offsets[k]; its samples are
+    ``work[k, :lattice_rows[k]]``. Output (x, y) is covered when its nearest mosaic
+    pixel, (a·x + b·y + c, d·x + e·y + f) rounded, lies inside the mosaic.
+    """
+    rows, cols = dst.shape[0], dst.shape[1]
+    a, b, c, d, e, f = inverse[0], inverse[1], inverse[2], inverse[3], inverse[4], inverse[5]
+    lines = np.empty((4, cols), dtype=np.float32)
+    p32 = np.float32(p)
+    nan = np.float32(np.nan)
+    for y in range(rows):
+        for k in range(4):
+            n_lat = lattice_rows[k]
+            offset = q * y + row_offsets[k]
+            line = lines[k]
+            x = 0
+            while x < cols:
+                base = math.floor(p * x + offset)
+                end = _segment_end(x, cols, p, offset, base)
+                r0 = work[k, min(max(base - 1, 0), n_lat - 1), x:end]
+                r1 = work[k, min(max(base, 0), n_lat - 1), x:end]
+                r2 = work[k, min(max(base + 1, 0), n_lat - 1), x:end]
+                r3 = work[k, min(max(base + 2, 0), n_lat - 1), x:end]
+                o = line[x:end]
+                t0 = np.float32(offset - base + p * x)
+                for j in range(end - x):
+                    w0, w1, w2, w3 = _cubic_weights(p32 * np.float32(j) + t0)
+                    o[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]
+                x = end
+        red, green1, green2, blue = lines[0], lines[1], lines[2], lines[3]
+        out = dst[y].reshape(-1)  # (x, channel) interleaved: flat index 3·x + channel
+        x0, x1 = _inside(a, b * y + c, -0.5, mosaic_cols - 0.5, cols)
+        y0, y1 = _inside(d, e * y + f, -0.5, mosaic_rows - 0.5, cols)
+        x0, x1 = max(x0, y0), min(x1, y1)
+        x1 = max(x0, x1)
+        for i in range(3 * x0):
+            out[i] = nan
+        for x in range(x0, x1):
+            out[3 * x] = red[x]
+            out[3 * x + 1] = _HALF * (green1[x] + green2[x])
+            out[3 * x + 2] = blue[x]
+        for i in range(3 * x1, 3 * cols):
+            out[i] = nan
+
+
+@inlined
+def _inside(slope: float, offset: float, lo: float, hi: float, n: int) -> tuple[int, int]:
+    """Range [i0, i1) of indices 0 ≤ i < n with lo ≤ slope·i + offset < hi."""
+    if slope == 0.0:
+        return (0, n) if lo <= offset < hi else (0, 0)
+    a = min(max((lo - offset) / slope, -1.0), n + 1.0)  # clamped: no integer overflow
+    b = min(max((hi - offset) / slope, -1.0), n + 1.0)
+    if slope > 0.0:
+        i0, i1 = math.ceil(a), math.ceil(b)
+    else:
+        i0, i1 = math.floor(b) + 1, math.floor(a) + 1
+    return min(max(i0, 0), n), min(max(i1, 0), n)
+
+
+def warm_up() -> None:
+    """Load (or compile) the kernels for uint16 and float32 mosaics on a tiny input."""
+    dst = np.empty((8, 8, 3), np.float32)
+    work = np.empty((4, 4, 8), np.float32)
+    inverse = np.array([[1.0, 0.0, 0.25], [0.0, 1.0, -0.25]])
+    for dtype in (np.uint16, np.float32):
+        warp_lattices(np.ones((8, 8), dtype), [(0, 1), (0, 0), (1, 1), (1, 0)], inverse, dst, work)

@@ -525,6 +525,7 @@ def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
             or (params.detect_sigma,),
             target_stars=params.target_stars,
             max_stars=params.max_stars,
+            binned_background=True,  # superpixels of a raw frame: independent noise
         )
     except errors.StackingError as exc:
         rec.reject(RejectReason.TOO_FEW_STARS, f"star detection failed: {exc}")

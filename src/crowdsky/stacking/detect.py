@@ -28,6 +28,7 @@ from crowdsky.stacking import errors
 __all__ = [
     "STAR_DTYPE",
     "Detection",
+    "Sky",
     "catalogue_stack",
     "channel_sum",
     "configure_sep",
@@ -108,10 +109,61 @@ class Detection:
         return float(np.median(good["fwhm"])) if good.size else float("nan")
 
 
-def measure_background(image: np.ndarray, mesh_px: int = BACKGROUND_MESH_PX) -> Any:
-    """sep background model of a float32 image (``.back()``, ``.globalback``, ``.globalrms``)."""
+@dataclass(frozen=True, slots=True)
+class Sky:
+    """Background model of an image.
+
+    Attributes
+    ----------
+    back : ndarray
+        float32 per-pixel background, the image's shape.
+    level : float
+        Global sky level (ADU).
+    rms : float
+        Global sky RMS (ADU per pixel of the image).
+    """
+
+    back: np.ndarray
+    level: float
+    rms: float
+
+
+def measure_background(
+    image: np.ndarray, mesh_px: int = BACKGROUND_MESH_PX, *, binned: bool = False
+) -> Sky:
+    """sep's background model (σ-clipped mesh statistics, 3×3 mesh filter, spline).
+
+    ``binned=True`` estimates it on the 2×2 mean of the image, with a mesh half as
+    wide, and interpolates it back (bilinear; the model is smooth on the mesh scale):
+    2.7× faster, and most of the time saved is time sep holds the GIL, which
+    serialised the analysis threads. The RMS is then scaled by 2, which holds for
+    pixels with independent noise only (raw frames and their superpixels; on the
+    32 real M 94 frames within 1 % of the direct estimate, the model within 0.25 σ),
+    not for a resampled stack.
+    """
     import sep
 
+    rows, cols = image.shape
+    if binned and rows >= 4 and cols >= 4:
+        import cv2
+
+        h, w = rows // 2, cols // 2
+        small = image[0 : 2 * h : 2, 0 : 2 * w : 2].astype(np.float32)  # a copy
+        small += image[1 : 2 * h : 2, 0 : 2 * w : 2]
+        small += image[0 : 2 * h : 2, 1 : 2 * w : 2]
+        small += image[1 : 2 * h : 2, 1 : 2 * w : 2]
+        small *= np.float32(0.25)
+        half = max(1, mesh_px // 2)
+        model = _sep_background(sep, small, half)
+        back = cv2.resize(model.back(), (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+        if back.shape != image.shape:  # odd size: repeat the last row / column
+            back = cv2.copyMakeBorder(back, 0, rows - 2 * h, 0, cols - 2 * w, cv2.BORDER_REPLICATE)
+        return Sky(back, float(model.globalback), 2.0 * float(model.globalrms))
+    model = _sep_background(sep, image, mesh_px)
+    return Sky(model.back(), float(model.globalback), float(model.globalrms))
+
+
+def _sep_background(sep: Any, image: np.ndarray, mesh_px: int) -> Any:
     try:
         return sep.Background(image, bw=mesh_px, bh=mesh_px, fw=3, fh=3)
     except Exception as exc:  # sep raises bare Exception
@@ -126,6 +178,7 @@ def find_stars(
     max_stars: int = 500,
     minarea: int = 3,
     mask: np.ndarray | None = None,
+    binned_background: bool = False,
 ) -> Detection:
     """Detect stars, lowering the threshold until ``target_stars`` are found.
 
@@ -143,6 +196,9 @@ def find_stars(
         Minimum connected pixels above threshold.
     mask : ndarray or None
         True where pixels must be ignored (e.g. uncovered areas of a stack).
+    binned_background : bool
+        Model the background on the 2×2-binned image (:func:`measure_background`);
+        only for images whose pixels have independent noise.
 
     Returns
     -------
@@ -153,9 +209,9 @@ def find_stars(
     configure_sep()
     if image.dtype != np.float32 or not image.flags.c_contiguous:
         image = np.ascontiguousarray(image, dtype=np.float32)
-    bkg = measure_background(image)
-    data = image - bkg.back()
-    noise = float(bkg.globalrms) or 1.0
+    sky = measure_background(image, binned=binned_background)
+    data = image - sky.back
+    noise = sky.rms or 1.0
     if mask is not None:
         data[mask] = 0.0
     # One extraction at the lowest threshold, then the highest threshold of the ladder
@@ -175,7 +231,7 @@ def find_stars(
     raw = raw[significance >= used]
     raw = raw[np.argsort(-raw["flux"], kind="stable")][:max_stars]
     stars = _measure(data, raw)
-    return Detection(stars, float(bkg.globalback), noise, used)
+    return Detection(stars, sky.level, noise, used)
 
 
 def _measure(data: np.ndarray, raw: np.ndarray) -> np.ndarray:

@@ -37,7 +37,12 @@ Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row sli
     two samples, a pair that disagrees by more than κ√2·floor keeps the lower value
     (trails and cosmics are positive). Beyond 16 frames an evenly spaced subset of 16
     estimates median and σ and the cut is applied to all. Rejections and coverage are
-    counted per frame. No temporary cube is allocated. The kernel is compiled once
+    counted per frame. No temporary cube is allocated. The per-column loops are
+    written so that they vectorise: the kernel receives whole C-contiguous arrays
+    (a band sliced across frames would be compiled for arbitrary strides), rows are
+    sliced to start at the chunk, and mode tests sit outside the loops (with these
+    alone the kernel went from 3.0 to 1.1 ns per sample, bit-identical results).
+    The kernel is compiled once
     and cached by numba (``cache=True``), or compiled in memory where no cache folder
     is writable.
 """
@@ -124,7 +129,9 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
 
 @compiled()
 def _combine_kernel(  # pragma: no cover - compiled
-    band: np.ndarray,  # (N, R, C) float32, NaN = not covered
+    band: np.ndarray,  # (N, rows, C) float32, C-contiguous, NaN = not covered
+    row_begin: int,  # rows row_begin:row_end of band are combined into out[0:...]
+    row_end: int,
     subset: np.ndarray,  # (S,) int64 frames used for the centre/scale estimate
     comps: np.ndarray,  # (K, 2) sorting network for S inputs
     offsets: np.ndarray,  # (N, COLUMN_CHUNK) float32 background per column (channel pattern)
@@ -133,6 +140,7 @@ def _combine_kernel(  # pragma: no cover - compiled
     whiten: bool,  # per-frame acceptance bands (False: every gain is 1)
     weights: np.ndarray,  # (N,) float64
     floor: np.ndarray,  # (n_channels,) float64
+    fl_pattern: np.ndarray,  # (COLUMN_CHUNK,) float64 floor per column (channel pattern)
     kappa_low: float,
     kappa_high: float,
     max_iter: int,
@@ -143,7 +151,8 @@ def _combine_kernel(  # pragma: no cover - compiled
     rejected: np.ndarray,  # (R, N) int64
     covered: np.ndarray,  # (R, N) int64
 ) -> None:
-    n_frames, n_rows, n_cols = band.shape
+    n_frames, n_cols = band.shape[0], band.shape[2]
+    n_rows = row_end - row_begin
     n_sub = subset.shape[0]
     n_ch = floor.shape[0]
     everyone = n_sub == n_frames
@@ -153,6 +162,7 @@ def _combine_kernel(  # pragma: no cover - compiled
         low = np.empty(COLUMN_CHUNK, dtype=np.float32)
         high = np.empty(COLUMN_CHUNK, dtype=np.float32)
         acc = np.empty(COLUMN_CHUNK, dtype=np.float64)
+        spread = np.empty(COLUMN_CHUNK, dtype=np.float64)
         wsum = np.empty(COLUMN_CHUNK, dtype=np.float64)
         cov = np.empty(COLUMN_CHUNK, dtype=np.int64)
         todo = np.empty(COLUMN_CHUNK, dtype=np.bool_)
@@ -160,12 +170,12 @@ def _combine_kernel(  # pragma: no cover - compiled
             w = min(COLUMN_CHUNK, n_cols - c0)
             # 1. the estimation samples, uncovered (NaN) as +max so they sort last
             for j in range(n_sub):
-                src = band[subset[j], r]
+                src = band[subset[j], row_begin + r, c0 : c0 + w]
                 off = offsets[subset[j]]
                 sc = scales[subset[j]]
                 dst = v[j]
                 for c in range(w):
-                    y = (src[c0 + c] - off[c]) * sc
+                    y = (src[c] - off[c]) * sc
                     dst[c] = y if y == y else _SENTINEL
             _network_sort(v, comps, w)
             # 2a. fast path, vectorised over columns: fully covered pixels whose sorted
@@ -180,33 +190,41 @@ def _combine_kernel(  # pragma: no cover - compiled
                 f_hi = q_hi - i_hi
                 mid_a = (n_sub - 1) // 2
                 mid_b = n_sub // 2
+                va, vb = v[mid_a], v[mid_b]
+                vlo, vlo1 = v[i_lo], v[min(i_lo + 1, n_sub - 1)]
+                vhi, vhi1 = v[i_hi], v[min(i_hi + 1, n_sub - 1)]
+                vmin, vmax = v[0], v[n_sub - 1]
+                # one loop per mode: tests inside it would keep it from vectorising
                 for c in range(w):
-                    m = 0.5 * (v[mid_a, c] + v[mid_b, c])
-                    q1 = (1.0 - f_lo) * v[i_lo, c] + f_lo * v[min(i_lo + 1, n_sub - 1), c]
-                    q3 = (1.0 - f_hi) * v[i_hi, c] + f_hi * v[min(i_hi + 1, n_sub - 1), c]
-                    sig = max((q3 - q1) / 1.349, floor[(c0 + c) % n_ch])
+                    m = 0.5 * (va[c] + vb[c])
+                    q1 = (1.0 - f_lo) * vlo[c] + f_lo * vlo1[c]
+                    q3 = (1.0 - f_hi) * vhi[c] + f_hi * vhi1[c]
+                    sig = max((q3 - q1) / 1.349, fl_pattern[c])
                     lcut = m - kappa_low * sig
                     hcut = m + kappa_high * sig
-                    clean = (
-                        v[n_sub - 1, c] < _SENTINEL and v[0, c] >= lcut and v[n_sub - 1, c] <= hcut
-                    )
-                    todo[c] = not clean
-                    centre[c] = 0.0
-                    if not reject:
+                    todo[c] = (vmax[c] >= _SENTINEL) | (vmin[c] < lcut) | (vmax[c] > hcut)
+                    centre[c] = m
+                    spread[c] = sig
+                    low[c] = lcut
+                    high[c] = hcut
+                    acc[c] = m  # the median, for use_median (reset below otherwise)
+                if not reject:
+                    for c in range(w):
+                        centre[c] = 0.0
                         low[c] = -np.inf
                         high[c] = np.inf
-                    elif whiten:
-                        centre[c] = m
-                        low[c] = -kappa_low * sig
-                        high[c] = kappa_high * sig
-                    elif everyone:
-                        low[c] = v[0, c]
-                        high[c] = v[n_sub - 1, c]
-                    else:
-                        low[c] = lcut
-                        high[c] = hcut
-                    if use_median:
-                        acc[c] = m
+                elif whiten:
+                    for c in range(w):
+                        low[c] = -kappa_low * spread[c]
+                        high[c] = kappa_high * spread[c]
+                elif everyone:
+                    for c in range(w):
+                        centre[c] = 0.0
+                        low[c] = vmin[c]
+                        high[c] = vmax[c]
+                else:
+                    for c in range(w):
+                        centre[c] = 0.0
             else:
                 for c in range(w):
                     todo[c] = True
@@ -276,23 +294,34 @@ def _combine_kernel(  # pragma: no cover - compiled
                 if not use_median:
                     acc[c] = 0.0
             for i in range(n_frames):
-                src = band[i, r]
+                src = band[i, row_begin + r, c0 : c0 + w]
                 off = offsets[i]
                 sc = scales[i]
                 gain = gains[i]
                 wi = weights[i]
                 n_rej = 0
                 n_cov = 0
-                for c in range(w):
-                    x = (src[c0 + c] - off[c]) * sc
-                    d = (x - centre[c]) * gain[c]
-                    finite = x == x
-                    ok = finite and d >= low[c] and d <= high[c]
-                    cov[c] += 1 if finite else 0
-                    n_cov += 1 if finite else 0
-                    n_rej += 1 if (finite and not ok) else 0
-                    wsum[c] += wi if ok else 0.0
-                    if not use_median:
+                # two copies of the loop: a test inside it would keep it from vectorising
+                if use_median:
+                    for c in range(w):
+                        x = (src[c] - off[c]) * sc
+                        d = (x - centre[c]) * gain[c]
+                        finite = x == x
+                        ok = finite & (d >= low[c]) & (d <= high[c])
+                        cov[c] += finite
+                        n_cov += finite
+                        n_rej += finite & (not ok)
+                        wsum[c] += wi if ok else 0.0
+                else:
+                    for c in range(w):
+                        x = (src[c] - off[c]) * sc
+                        d = (x - centre[c]) * gain[c]
+                        finite = x == x
+                        ok = finite & (d >= low[c]) & (d <= high[c])
+                        cov[c] += finite
+                        n_cov += finite
+                        n_rej += finite & (not ok)
+                        wsum[c] += wi if ok else 0.0
                         acc[c] += wi * x if ok else 0.0
                 rejected[r, i] += n_rej
                 covered[r, i] += n_cov
@@ -438,16 +467,27 @@ class FrameStore:
         fault per 4 KiB, ~0.3 s per GB converted), so the returned array is only valid
         until the next call.
         """
+        frames, first = self.band_rows(r0, r1)
+        return frames[:, first : first + (r1 - r0)]
+
+    def band_rows(self, r0: int, r1: int) -> tuple[np.ndarray, int]:
+        """Rows ``r0:r1`` of every frame inside a C-contiguous (N, rows, W·C) float32
+        array: the array and the index of row ``r0`` in it (valid as for :meth:`band`).
+
+        The kernel is given whole contiguous arrays, not a band sliced out of them:
+        numba compiles a slice across frames for arbitrary strides, and its loops
+        then stay scalar (2.5× slower).
+        """
         if self.kind == "ram-float32":
             assert self.array is not None
-            return self.array[:, r0:r1]
+            return self.array, r0
         rows = r1 - r0
         if self._band is None or self._band.shape[1] < rows:
             self._band = memory.empty((self.n_frames, rows, self.cols), np.float32)
         band = self._band[:, :rows]
         if self.array is not None:
             np.copyto(band, self.array[:, r0:r1])
-            return band
+            return self._band, 0
         assert self.fd is not None
         if self._raw is None or self._raw.shape[1] < rows:
             self._raw = memory.empty((self.n_frames, rows, self.cols), np.float16)
@@ -459,7 +499,7 @@ class FrameStore:
             if got != view.nbytes:
                 raise errors.OutputError("scratch read was short")
         np.copyto(band, raw)
-        return band
+        return self._band, 0
 
     def close(self) -> None:
         """Free memory (kept for the next store, see ``memory``) and remove the scratch file."""
@@ -589,18 +629,21 @@ def combine_frames(
         subset = np.unique(np.linspace(0, n - 1, SORT_NETWORK_MAX).round().astype(np.int64))
     comps = sorting_network(len(subset))
     fl = np.ascontiguousarray(floor, dtype=np.float64)
+    fl_pattern = np.ascontiguousarray(np.tile(fl, COLUMN_CHUNK // n_channels))
     n_bands = math.ceil(rows / band_rows)
     # The kernel releases the GIL; threads split each band by rows. (numba's own
     # ``parallel=True`` would cost ~0.5 s per process to start its threading layer.)
     with ThreadPoolExecutor(max(1, n_threads)) as pool:
         for b in range(n_bands):
             r0, r1 = b * band_rows, min(rows, (b + 1) * band_rows)
-            band = store.band(r0, r1)
+            frames, first = store.band_rows(r0, r1)
             cuts = np.linspace(0, r1 - r0, max(1, n_threads) * 2 + 1).round().astype(int)
             jobs = [
                 pool.submit(
                     _combine_kernel,
-                    band[:, a:z],
+                    frames,
+                    first + a,
+                    first + z,
                     subset,
                     comps,
                     pattern,
@@ -609,6 +652,7 @@ def combine_frames(
                     whiten,
                     w,
                     fl,
+                    fl_pattern,
                     float(kappa_low),
                     float(kappa_high),
                     int(max_iterations),

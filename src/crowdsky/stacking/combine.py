@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 
 from crowdsky.stacking import errors, memory
-from crowdsky.stacking.kernels import compiled
+from crowdsky.stacking.kernels import compiled, inlined
 
 __all__ = ["CombineOutput", "FrameStore", "combine_frames"]
 
@@ -125,6 +125,40 @@ def _order_stat(v: np.ndarray, lo: int, hi: int, q: float, c: int) -> float:  # 
     if i + 1 < hi:
         return float((1.0 - f) * v[i, c] + f * v[i + 1, c])
     return float(v[i, c])
+
+
+@inlined
+def _accept(  # pragma: no cover - compiled
+    src: np.ndarray,
+    off: np.ndarray,
+    sc: float,
+    gain: np.ndarray,
+    wi: float,
+    centre: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    w: int,
+    sum_values: bool,
+    acc: np.ndarray,
+    wsum: np.ndarray,
+    cov: np.ndarray,
+) -> tuple[int, int]:
+    """One frame's row chunk against the accepted range: add its weight (and with
+    ``sum_values`` its weighted values) where it is kept; (rejected, covered) counts."""
+    n_rej = 0
+    n_cov = 0
+    for c in range(w):
+        x = (src[c] - off[c]) * sc
+        d = (x - centre[c]) * gain[c]
+        finite = x == x
+        ok = finite & (d >= low[c]) & (d <= high[c])
+        cov[c] += finite
+        n_cov += finite
+        n_rej += finite & (not ok)
+        wsum[c] += wi if ok else 0.0
+        if sum_values:
+            acc[c] += wi * x if ok else 0.0
+    return n_rej, n_cov
 
 
 @compiled()
@@ -301,28 +335,15 @@ def _combine_kernel(  # pragma: no cover - compiled
                 wi = weights[i]
                 n_rej = 0
                 n_cov = 0
-                # two copies of the loop: a test inside it would keep it from vectorising
+                # the constant flag is folded: a test inside the loop would keep it scalar
                 if use_median:
-                    for c in range(w):
-                        x = (src[c] - off[c]) * sc
-                        d = (x - centre[c]) * gain[c]
-                        finite = x == x
-                        ok = finite & (d >= low[c]) & (d <= high[c])
-                        cov[c] += finite
-                        n_cov += finite
-                        n_rej += finite & (not ok)
-                        wsum[c] += wi if ok else 0.0
+                    n_rej, n_cov = _accept(
+                        src, off, sc, gain, wi, centre, low, high, w, False, acc, wsum, cov
+                    )
                 else:
-                    for c in range(w):
-                        x = (src[c] - off[c]) * sc
-                        d = (x - centre[c]) * gain[c]
-                        finite = x == x
-                        ok = finite & (d >= low[c]) & (d <= high[c])
-                        cov[c] += finite
-                        n_cov += finite
-                        n_rej += finite & (not ok)
-                        wsum[c] += wi if ok else 0.0
-                        acc[c] += wi * x if ok else 0.0
+                    n_rej, n_cov = _accept(
+                        src, off, sc, gain, wi, centre, low, high, w, True, acc, wsum, cov
+                    )
                 rejected[r, i] += n_rej
                 covered[r, i] += n_cov
             for c in range(w):

@@ -235,3 +235,25 @@ def test_unreadable_frame_is_rejected_not_fatal(
     assert result.n_aligned == 4
     assert result.frames[4].reason_code is RejectReason.UNREADABLE
     assert "junk.fit" in (result.frames[4].reason or "")
+
+
+def test_prepare_loads_once_and_retries_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crowdsky.stacking import api
+
+    monkeypatch.setattr(api, "_warming", None)
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("failed")
+        raise RuntimeError("no kernels")
+
+    monkeypatch.setattr(api, "_warm_up_kernels", failing)
+    first = api.prepare()
+    with pytest.raises(RuntimeError, match="no kernels"):
+        first.result(timeout=60)
+    monkeypatch.setattr(api, "_warm_up_kernels", lambda: calls.append("loaded"))
+    second = api.prepare()
+    assert second is not first
+    second.result(timeout=60)
+    assert api.prepare() is second  # once loaded, never again
+    assert calls == ["failed", "loaded"]

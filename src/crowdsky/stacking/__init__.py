@@ -4,6 +4,7 @@ Public API::
 
     stack_files(paths, output, method="mean", sigma_clip=3.0, *, params=None, progress=None)
     generate_thumbnail(fits_path, output_path, max_size=512, stretch="linear")
+    prepare()  # optional: load the compiled kernels in the background ahead of time
 
 This package imports nothing from the server, worker, database, queue or ingest
 packages; importing it loads only numpy and the standard library (astropy, OpenCV,
@@ -12,7 +13,7 @@ sep and numba are imported when a function needs them).
 
 from __future__ import annotations
 
-from crowdsky.stacking.api import stack_files
+from crowdsky.stacking.api import prepare, stack_files
 from crowdsky.stacking.errors import InvalidInput, NoUsableFrames, OutputError, StackingError
 from crowdsky.stacking.params import StackParams
 from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
@@ -29,5 +30,6 @@ __all__ = [
     "StackResult",
     "StackingError",
     "generate_thumbnail",
+    "prepare",
     "stack_files",
 ]

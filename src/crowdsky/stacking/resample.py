@@ -260,10 +260,12 @@ def _vertical_rgb(
         x1 = max(x0, x1)
         for i in range(3 * x0):
             out[i] = nan
-        for x in range(x0, x1):
-            out[3 * x] = red[x]
-            out[3 * x + 1] = _HALF * (green1[x] + green2[x])
-            out[3 * x + 2] = blue[x]
+        seg = out[3 * x0 : 3 * x1]  # slices from 0: indices provably ≥ 0, so it vectorises
+        r_, g1, g2, b_ = red[x0:x1], green1[x0:x1], green2[x0:x1], blue[x0:x1]
+        for j in range(x1 - x0):
+            seg[3 * j] = r_[j]
+            seg[3 * j + 1] = _HALF * (g1[j] + g2[j])
+            seg[3 * j + 2] = b_[j]
         for i in range(3 * x1, 3 * cols):
             out[i] = nan
 
@@ -283,9 +285,10 @@ def _inside(slope: float, offset: float, lo: float, hi: float, n: int) -> tuple[
 
 
 def warm_up() -> None:
-    """Load (or compile) the kernels for uint16 and float32 mosaics on a tiny input."""
+    """Load (or compile) the kernels for uint16 mosaics (Seestar's) on a tiny input;
+    other types are loaded when first met."""
     dst = np.empty((8, 8, 3), np.float32)
     work = np.empty((4, 4, 8), np.float32)
     inverse = np.array([[1.0, 0.0, 0.25], [0.0, 1.0, -0.25]])
-    for dtype in (np.uint16, np.float32):
-        warp_lattices(np.ones((8, 8), dtype), [(0, 1), (0, 0), (1, 1), (1, 0)], inverse, dst, work)
+    sites = [(0, 1), (0, 0), (1, 1), (1, 0)]
+    warp_lattices(np.ones((8, 8), np.uint16), sites, inverse, dst, work)

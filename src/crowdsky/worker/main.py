@@ -36,6 +36,7 @@ import structlog
 
 from crowdsky.logs import configure_logging
 from crowdsky.storage.result_store import ResultStore
+from crowdsky.worker import stacking_adapter
 from crowdsky.worker.api_client import ApiClient, JobPayload
 from crowdsky.worker.config import WorkerSettings, describe, load_worker_settings
 from crowdsky.worker.errors import ApiAuthError, ConfigError, LeaseLost
@@ -365,6 +366,7 @@ def run(
     """
     settings = load_worker_settings(env_file, **overrides)
     configure_logging(log_level or settings.log_level, json=json_logs)
+    stacking_adapter.prepare_engine()  # overlaps the first claim and download
     return run_once(settings) if once else run_daemon(settings)
 
 

@@ -66,6 +66,14 @@ class Stacker(Protocol):
     ) -> StackOutcome: ...
 
 
+def prepare_engine() -> None:
+    """Load the engine's compiled kernels in the background (the first job of a
+    fresh worker then does not wait for them)."""
+    from crowdsky.stacking import prepare
+
+    prepare()
+
+
 def stack_files(
     fits_paths: Sequence[Path],
     output_path: Path,

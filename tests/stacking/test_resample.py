@@ -132,3 +132,15 @@ def test_warp_bayer_uses_opencv_outside_the_domain() -> None:
         mosaic, sites, matrix, (80, 100), "cubic", np.empty((80, 100, 3), np.float32), None
     )
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(61.3, -44.8), (-150.0, 2.0), (400.0, 400.0)])
+def test_far_shifts_keep_the_footprint(dx: float, dy: float) -> None:
+    """Half the frame, a sliver of it, or none of it on the reference grid."""
+    yy, xx = np.mgrid[0:120, 0:160].astype(float)
+    mosaic = scene(xx, yy).astype(np.float32)
+    fast, slow = fast_and_opencv(mosaic, transform(2.0, dx, dy))
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(slow))
+    both = np.isfinite(fast)
+    if both.any():
+        assert np.sqrt(np.mean((fast - slow)[both] ** 2)) < 3.0

@@ -133,11 +133,13 @@ def channel_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Background and noise, each of shape (C,).
     """
     img = image if image.ndim == 3 else image[..., None]
-    sample = img[::STAT_STRIDE, ::STAT_STRIDE].reshape(-1, img.shape[2])
+    # one copy, channel-major: each channel's sample is then contiguous
+    sample = np.ascontiguousarray(img[::STAT_STRIDE, ::STAT_STRIDE].transpose(2, 0, 1))
+    sample = sample.reshape(img.shape[2], -1)
     back = np.empty(img.shape[2])
     noise = np.empty(img.shape[2])
     for c in range(img.shape[2]):
-        v = sample[:, c]
+        v = sample[c]
         v = v[np.isfinite(v)]
         if v.size == 0:
             back[c], noise[c] = 0.0, 1.0

@@ -1,14 +1,15 @@
 """Where a warm stack's time goes: per-stage medians of repeated calls in one process.
 
 The quick companion of ``bench_stacking.py`` for work on the engine: stacks the first
-``--frames`` real frames of ``../shared/data/seestar-s50-m94`` ``--calls`` times in
-this process (the first call pays the one-time loading and is left out) and prints
-the median wall time and the median of each stage of ``StackResult.timings_s``, plus
-the process's CPU time per call.
+``--frames`` frames of ``--dir`` (default: the real ``../shared/data/seestar-s50-m94``)
+``--calls`` times in this process (the first call pays the one-time loading and is
+left out) and prints the median wall time and the median of each stage of
+``StackResult.timings_s``, plus the process's CPU time per call.
 
 Usage (from the project root)::
 
     .venv/bin/python bench/bench_stacking_stages.py [--frames 15] [--calls 6] [--threads 2]
+        [--dir FOLDER]   (e.g. the simulated frames bench_stacking.py leaves in its work dir)
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=15)
     parser.add_argument("--calls", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--dir", type=Path, default=REAL_DIR, help="folder of frames (default: the real M 94)"
+    )
     args = parser.parse_args()
-    frames = sorted(REAL_DIR.glob("*.fit"))[: args.frames]
+    frames = sorted(args.dir.glob("*.fit*"))[: args.frames]
     if len(frames) < args.frames:
-        sys.exit(f"need {args.frames} real frames in {REAL_DIR}")
+        sys.exit(f"need {args.frames} frames in {args.dir}")
     from crowdsky.stacking import StackParams, stack_files
 
     params = StackParams(n_threads=args.threads)

@@ -90,6 +90,7 @@ class _Analysis:
     xy: np.ndarray | None = None
     flux: np.ndarray | None = None
     signature: tuple[object, ...] = ()
+    hot_pixels: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class _Reporter:
@@ -513,17 +514,36 @@ def states_cleanup(states: list[_Analysis]) -> None:
         s.image = None
 
 
-def _load_mosaic(path: Path, params: StackParams) -> io.RawFrame:
+def _load_mosaic(
+    path: Path, params: StackParams
+) -> tuple[io.RawFrame, tuple[np.ndarray, np.ndarray] | None]:
+    """Read a frame and repair its hot pixels; also return the repairs (None when the
+    frame has no raw mosaic to repair)."""
     frame = io.read_frame(path)
     if frame.kind == "bayer" or (frame.kind == "mono" and frame.data.dtype == np.uint16):
-        debayer.suppress_hot_pixels(frame.data, params.hot_pixel_sigma)
-    return frame
+        fixes = debayer.find_hot_pixels(frame.data, params.hot_pixel_sigma)
+        frame.data.reshape(-1)[fixes[0]] = fixes[1]
+        return frame, fixes
+    return frame, None
+
+
+def _reload_mosaic(state: _Analysis) -> np.ndarray:
+    """Read a frame again for warping, with the hot-pixel repairs found in its
+    analysis (finding them again cost more than the read)."""
+    frame = io.read_frame(state.record.path)
+    if frame.shape != state.shape or frame.kind != state.kind:
+        raise errors.StackingError(
+            f"{state.record.filename} changed on disk while it was being stacked"
+        )
+    if state.hot_pixels is not None:
+        frame.data.reshape(-1)[state.hot_pixels[0]] = state.hot_pixels[1]
+    return frame.data
 
 
 def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
     rec = state.record
     try:
-        frame = _load_mosaic(rec.path, params)
+        frame, state.hot_pixels = _load_mosaic(rec.path, params)
     except errors.InvalidInput as exc:
         rec.reject(RejectReason.UNREADABLE, f"unreadable: {exc}")
         return
@@ -658,7 +678,7 @@ def _warp_all(
         s = used[k]
         data = s.image
         if data is None:
-            data = _load_mosaic(s.record.path, params).data
+            data = _reload_mosaic(s)
         s.image = None
         target = store.target(k)  # type: ignore[attr-defined]
         if target is None:

@@ -32,6 +32,7 @@ __all__ = [
     "bayer_code",
     "bayer_sites",
     "debayer",
+    "find_hot_pixels",
     "superpixel_luminance",
     "suppress_hot_pixels",
 ]
@@ -135,7 +136,7 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
     Parameters
     ----------
     mosaic : ndarray
-        2-D uint16 Bayer mosaic (or mono image); modified in place.
+        2-D uint16 Bayer mosaic (or mono image), C-contiguous; modified in place.
     sigma : float
         Detection threshold in units of the sky noise; 0 disables.
 
@@ -143,6 +144,21 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
     -------
     int
         Number of pixels replaced.
+    """
+    hot, values = find_hot_pixels(mosaic, sigma)
+    mosaic.reshape(-1)[hot] = values
+    return int(hot.size)
+
+
+def find_hot_pixels(mosaic: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Isolated hot pixels and hot pairs of a uint16 mosaic, and their replacements.
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Flat indices (int64, ascending) and uint16 replacement values: applied with
+        ``mosaic.reshape(-1)[indices] = values``. Kept, they repair a re-read of the
+        same frame without detecting again.
 
     A pixel towers over a neighbour when it stands more than ``sigma`` noise above
     it and its excess over the sky is more than ``HOT_PIXEL_PEAK_RATIO`` times the
@@ -151,12 +167,14 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
     neighbour towers over its own second-brightest (both members of a hot pair,
     side by side or diagonal). Only pixels above their 3×3 median by ``sigma``
     noise are examined one by one: a superset, as that median never exceeds the
-    second-brightest neighbour.
+    second-brightest neighbour. Each is replaced by the mean of its same-colour
+    neighbours two pixels away that are not hot themselves.
     """
     import cv2
 
+    none = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint16))
     if sigma <= 0 or mosaic.shape[0] < 5 or mosaic.shape[1] < 5:
-        return 0
+        return none
     sample = mosaic[::7, ::7].astype(np.float32)
     sky = float(np.median(sample))
     noise = 1.4826 * float(np.median(np.abs(sample - sky))) or 1.0
@@ -174,8 +192,7 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
         memory.release(excess)
         memory.release(above)
     if candidates.size == 0:
-        return 0
-    flat = mosaic.reshape(-1)
+        return none
     value, first, second, brightest = _neighbour_ranks(mosaic, candidates)
 
     def towers(value: np.ndarray, over: np.ndarray) -> np.ndarray:
@@ -195,7 +212,7 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
         paired[paired] = towers(p_value, p_second)
     hot = candidates[single | paired]
     if hot.size == 0:
-        return 0
+        return none
     # Same-colour neighbours two pixels away; never a pair's other member (one pixel
     # away), nor another hot pixel.
     rows, cols = np.divmod(hot, mosaic.shape[1])
@@ -208,8 +225,7 @@ def suppress_hot_pixels(mosaic: np.ndarray, sigma: float) -> int:
         total[ok] += mosaic[r[ok], c[ok]]
         count[ok] += 1
     total[count == 0] = sky
-    flat[hot] = np.round(total / np.maximum(count, 1)).astype(np.uint16)
-    return int(hot.size)
+    return hot.astype(np.int64), np.round(total / np.maximum(count, 1)).astype(np.uint16)
 
 
 def _neighbour_ranks(

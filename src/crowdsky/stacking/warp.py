@@ -131,7 +131,7 @@ def warp_bayer(
 
     Each colour's sites are interpolated from their own lattice (pitch 2): with the
     cubic kernel and a rotation within ``resample.supported`` by the separable
-    resampler of :mod:`crowdsky.stacking.resample` (~6× faster), otherwise with one
+    resampler of :mod:`crowdsky.stacking.resample` (~4× faster on one core), otherwise with one
     OpenCV warp per site. Coverage is that of the mosaic itself: an output pixel is
     NaN exactly when its source position falls outside the frame. (A NaN border on
     each lattice would cost twice the kernel's reach at native resolution, 3–4
@@ -177,8 +177,13 @@ def warp_bayer(
 
     if interpolation == "cubic" and resample.supported(inverse) and out.flags.c_contiguous:
         lattice_rows = (mosaic.shape[0] + 1) // 2
-        if work is None or work.shape[1] < lattice_rows or work.shape[2] < cols:
-            work = memory.empty((BAYER_WORK_PLANES, lattice_rows, cols), np.float32)
+        if (
+            work is None
+            or work.shape[0] < 4
+            or work.shape[1] < lattice_rows
+            or work.shape[2] < cols
+        ):
+            work = memory.empty((4, lattice_rows, cols), np.float32)
         if mosaic.dtype not in (np.uint16, np.float32) or not mosaic.flags.c_contiguous:
             mosaic = np.ascontiguousarray(mosaic, dtype=np.float32)
         order = [sites["R"][0], sites["G"][0], sites["G"][1], sites["B"][0]]

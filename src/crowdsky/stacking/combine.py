@@ -44,9 +44,8 @@ Rejection (``_combine_kernel``, a numba kernel run by a thread pool over row sli
     (a band sliced across frames would be compiled for arbitrary strides), rows are
     sliced to start at the chunk, and mode tests sit outside the loops (with these
     alone the kernel went from 3.0 to 1.1 ns per sample, bit-identical results).
-    The kernel is compiled once
-    and cached by numba (``cache=True``), or compiled in memory where no cache folder
-    is writable.
+    The kernel is compiled once and cached by numba (``cache=True``), or compiled in
+    memory where no cache folder is writable (``stacking.kernels``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ float32 → float16 (:func:`to_half`)
 
 float16 → float32 (:func:`from_half`)
     Exact: the half's exponent and mantissa bits are moved into place and the result
-    multiplied by 2^112 (the difference of the biases), which also normalises
-    subnormals; infinities and NaNs are built directly.
+    multiplied by 2^112 (the difference of the biases); subnormal halves are their
+    integer mantissa times 2^-24 (no float32 denormal is ever read, so a library that
+    switches on flush-to-zero cannot zero them); infinities and NaNs are built
+    directly.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = ["F16_MAX", "from_half", "to_half"]
 F16_MAX = np.float32(np.finfo(np.float16).max)
 _TWO_112 = np.float32(2.0**112)
 _TWO_24 = np.float32(2.0**24)
+_TWO_MINUS_24 = np.float32(2.0**-24)
 
 
 def to_half(src: np.ndarray, dst: np.ndarray) -> None:
@@ -93,6 +96,8 @@ def _from_half(src: np.ndarray, dst: np.ndarray) -> None:
         h = np.uint32(src[i])
         a = h & np.uint32(0x7FFF)
         value = dst[i] * _TWO_112
+        if a < np.uint32(0x0400):  # subnormal half: from the integer, no float denormal
+            value = np.float32(a) * _TWO_MINUS_24  # (exact; immune to flush-to-zero modes)
         if a >= np.uint32(0x7C00):  # inf or NaN
             value = np.inf if a == np.uint32(0x7C00) else np.nan
         dst[i] = -value if h & np.uint32(0x8000) else value

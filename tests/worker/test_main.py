@@ -149,3 +149,48 @@ def test_unwritable_work_dir_is_a_config_error(tmp_path: Path, clean_env: Path) 
     worker = make_worker(tmp_path, FakeWorkerApi(), work_dir=blocker / "sub")
     with pytest.raises(ConfigError, match="WORK_DIR"):
         worker.run_once()
+
+
+def test_the_engine_loads_at_start_only_for_a_daemon(
+    tmp_path: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its loading thread is joined at exit: a --once run that finds no job must not
+    start it (it would wait for numba), a daemon starts it before its first claim."""
+    from crowdsky.worker import main, stacking_adapter
+
+    calls: list[str] = []
+    monkeypatch.setattr(stacking_adapter, "prepare_engine", lambda: calls.append("prepare"))
+    monkeypatch.setattr(main, "run_once", lambda s: calls.append("once") or 1)
+    monkeypatch.setattr(main, "run_daemon", lambda s: calls.append("daemon") or 0)
+    options: dict[str, object] = {
+        "api_base_url": API,
+        "worker_api_key": KEY,
+        "work_dir": tmp_path / "work",
+        "local_results_dir": tmp_path / "results",
+    }
+    assert main.run(once=True, env_file=None, **options) == 1
+    assert calls == ["once"]
+    assert main.run(once=False, env_file=None, **options) == 0
+    assert calls == ["once", "prepare", "daemon"]
+
+
+def test_a_claimed_job_loads_the_real_engine(
+    tmp_path: Path, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crowdsky.worker import stacking_adapter
+
+    calls: list[str] = []
+    monkeypatch.setattr(stacking_adapter, "prepare_engine", lambda: calls.append("prepare"))
+    fake = FakeWorkerApi()
+    s = settings(tmp_path)
+    api = ApiClient(API, KEY, s.worker_id, transport=fake.transport, retry=no_wait_retry(2))
+    store = LocalResultStore(s.local_results_dir)
+    for stacker, expected in ((FakeStacker(), []), (None, ["prepare"])):
+        calls.clear()
+        proc = JobProcessor.from_settings(s, api, store, stacker=stacker)
+        fake.add_job(len(fake.jobs) + 1)
+        job = api.get_next_job()
+        assert job is not None
+        fake.jobs[int(job["job_id"])].files.clear()  # fails at once, before any stacking
+        proc.process_job(job)
+        assert calls == expected

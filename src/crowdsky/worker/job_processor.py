@@ -153,6 +153,8 @@ class JobProcessor:
             Never raises for a job failure; the outcome says what happened.
         """
         control = control or JobControl()
+        if self.stacker is stacking_adapter.stack_files:
+            stacking_adapter.prepare_engine()  # loads while the raws download (once)
         with structlog.contextvars.bound_contextvars(
             job_id=int(job["job_id"]), worker_id=self.worker_id, chunk_key=job.get("chunk_key")
         ):

@@ -366,8 +366,10 @@ def run(
     """
     settings = load_worker_settings(env_file, **overrides)
     configure_logging(log_level or settings.log_level, json=json_logs)
-    stacking_adapter.prepare_engine()  # overlaps the first claim and download
-    return run_once(settings) if once else run_daemon(settings)
+    if once:
+        return run_once(settings)  # the engine loads once a job is claimed (none: no cost)
+    stacking_adapter.prepare_engine()  # a daemon loads it at start-up, before the first claim
+    return run_daemon(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

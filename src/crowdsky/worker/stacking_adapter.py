@@ -67,8 +67,10 @@ class Stacker(Protocol):
 
 
 def prepare_engine() -> None:
-    """Load the engine's compiled kernels in the background (the first job of a
-    fresh worker then does not wait for them)."""
+    """Load the engine's compiled kernels in the background, once per process (the
+    first job of a fresh worker then does not wait for them). The loading thread is
+    joined at exit, so a ``--once`` worker calls this only after it has claimed a job:
+    finding none stays instant."""
     from crowdsky.stacking import prepare
 
     prepare()

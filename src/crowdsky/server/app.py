@@ -21,6 +21,7 @@ from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import health, upload_api, user_api, worker_api
 from crowdsky.server.state import ServerState
 from crowdsky.storage.raw_store import RawStore
+from crowdsky.web import mount as mount_web
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     app.include_router(worker_api.router)
     app.include_router(upload_api.router)
     app.include_router(user_api.router)
+    mount_web(app, settings)  # the web app: pages at /, data at /web/api, /static
     return app
 
 

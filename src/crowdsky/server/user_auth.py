@@ -30,6 +30,7 @@ from crowdsky.accounts import (
 )
 from crowdsky.db.types import utcnow
 from crowdsky.server.auth import NotAuthenticated
+from crowdsky.web.identity import cookie_user
 
 #: How long a verified Basic login is remembered (seconds).
 LOGIN_CACHE_SECONDS = 300.0
@@ -79,6 +80,8 @@ def require_user(request: Request) -> UserInfo:
             user = authenticate_api_key(session, utcnow(), value)
     elif scheme.lower() == "basic" and value:
         user = _basic_login(state, value)
+    elif not header:
+        user = cookie_user(request)  # the web app's session cookie (+ CSRF header on writes)
     else:
         user = None
     if user is None:
@@ -92,7 +95,15 @@ def _basic_login(state: object, encoded: str) -> UserInfo | None:
     except ValueError:  # not base64 (binascii.Error), non-ASCII header text, not UTF-8
         return None
     login, sep, password = decoded.partition(":")
-    if not sep or not login or not password or not _could_be_login(login):
+    if not sep:
+        return None
+    return password_login(state, login, password)
+
+
+def password_login(state: object, login: str, password: str) -> UserInfo | None:
+    """The active user for a username-or-email and password: the one check that the API's
+    Basic auth and the web app's login form share (and any throttling with them)."""
+    if not login or not password or not _could_be_login(login):
         return None
     digest = _cache.digest(login, password)
     session_factory = state.session_factory  # type: ignore[attr-defined]

@@ -1,0 +1,257 @@
+"""JSON and file endpoints of the web pages, under ``/web/api`` (cookie session + CSRF).
+
+These serve the browser only; the public client API (``/api/*.php``) is separate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from astropy.io import fits
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from crowdsky.accounts import UserInfo
+from crowdsky.db.types import utcnow
+from crowdsky.queue import list_user_jobs
+from crowdsky.storage import LocalResultStore
+from crowdsky.web import queries
+from crowdsky.web.cookies import CSRF_FIELD, SAFE_METHODS
+from crowdsky.web.identity import csrf_ok, session_user, web_state
+from crowdsky.web.zipstream import stream_zip
+
+router = APIRouter(prefix="/web/api", include_in_schema=False)
+JOB_LIMIT = 1000
+MAX_ZIP_STACKS = 5000
+
+
+def require_web_user(request: Request) -> UserInfo:
+    """The session user; writes also need the CSRF header (else 403), no session 401."""
+    user = session_user(request)
+    if user is None:
+        raise HTTPException(401, "log in first")
+    if request.method not in SAFE_METHODS and not csrf_ok(request):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    return user
+
+
+WebUser = Annotated[UserInfo, Depends(require_web_user)]
+
+
+def _no_store(payload: Any) -> JSONResponse:
+    return JSONResponse(payload, headers={"cache-control": "no-store"})
+
+
+def _results_dir(request: Request) -> Path | None:
+    return web_state(request).settings.results_dir
+
+
+def _store(request: Request) -> LocalResultStore:
+    results = _results_dir(request)
+    if results is None:
+        raise HTTPException(
+            503, "this server has no result store configured (CROWDSKY_RESULTS_DIR)"
+        )
+    return LocalResultStore(results)
+
+
+@router.get("/jobs")
+def jobs(request: Request, user: WebUser) -> JSONResponse:
+    """The user's upload sessions and jobs, for the live jobs page."""
+    state = request.app.state.crowdsky
+    with state.session_factory() as session:
+        sessions = queries.user_sessions(session, user.id)
+        views = list_user_jobs(session, user_id=user.id, limit=JOB_LIMIT)
+    return _no_store(
+        {
+            "sessions": sessions,
+            "jobs": [
+                {
+                    "id": v.job_id,
+                    "session": v.upload_session_id,
+                    "chunk_key": v.chunk_key,
+                    "object": v.object_name,
+                    "frames": v.frame_count,
+                    "status": v.status.value,
+                    "attempts": v.attempts,
+                    "progress": v.progress,
+                    "progress_message": v.progress_message,
+                    "error": v.error_message,
+                    "errors": list(v.errors),
+                    "created": queries.iso(v.created_at),
+                    "started": queries.iso(v.started_at),
+                    "completed": queries.iso(v.completed_at),
+                    "stack": None
+                    if v.stack is None
+                    else {
+                        "id": v.stack.id,
+                        "aligned": v.stack.n_frames_aligned,
+                        "input": v.stack.n_frames_input,
+                        "stars": v.stack.n_stars_detected,
+                        "exptime": v.stack.total_exptime,
+                    },
+                }
+                for v in views
+            ],
+        }
+    )
+
+
+@router.get("/jobs/{job_id}/frames")
+def job_frames(request: Request, user: WebUser, job_id: int) -> JSONResponse:
+    """Per frame of a completed job's stack: used or rejected, and why (its FRAMES table)."""
+    with request.app.state.crowdsky.session_factory() as session:
+        views = [
+            v
+            for v in list_user_jobs(session, user_id=user.id, limit=JOB_LIMIT)
+            if v.job_id == job_id
+        ]
+    if not views or views[0].stack is None:
+        raise HTTPException(404, "no stack for this job")
+    path = _store(request).path_for(views[0].stack.ucloud_path)
+    if not path.is_file():
+        raise HTTPException(404, "the stack file is not in the result store")
+    frames = []
+    with fits.open(path, memmap=False) as hdul:
+        if "FRAMES" in hdul:
+            table = hdul["FRAMES"].data
+            accepted = np.asarray(table["ACCEPTED"], dtype=bool)
+            for i in range(len(table)):
+                frames.append(
+                    {
+                        "file": str(table["FILENAME"][i]).strip(),
+                        "used": bool(accepted[i]),
+                        "reason": str(table["REASON"][i]).strip(),
+                    }
+                )
+    return _no_store({"frames": frames})
+
+
+@router.post("/jobs/{job_id}/delete")
+def delete_job(request: Request, user: WebUser, job_id: int) -> JSONResponse:
+    """Delete one of the user's jobs with its frames and stack."""
+    state = request.app.state.crowdsky
+    with state.session_factory() as session:
+        try:
+            queries.delete_job(session, user.id, job_id, state.raw_store, _results_dir(request))
+        except queries.NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except queries.Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+    return _no_store({"deleted": job_id})
+
+
+@router.post("/sessions/{session_id}/delete")
+def delete_session(request: Request, user: WebUser, session_id: int) -> JSONResponse:
+    """Delete one of the user's upload sessions with everything made from it."""
+    state = request.app.state.crowdsky
+    with state.session_factory() as session:
+        try:
+            queries.delete_upload_session(
+                session, user.id, session_id, state.raw_store, _results_dir(request)
+            )
+        except queries.NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except queries.Conflict as exc:
+            raise HTTPException(409, str(exc)) from exc
+    return _no_store({"deleted": session_id})
+
+
+@router.get("/stacks")
+def stacks(request: Request, user: WebUser) -> JSONResponse:
+    """Every stack of the user as column arrays, plus HEALPix cell aggregates."""
+    with request.app.state.crowdsky.session_factory() as session:
+        return _no_store(queries.user_stacks(session, user.id))
+
+
+@router.get("/coverage")
+def coverage(request: Request) -> JSONResponse:
+    """Public sky coverage (cells of stacks whose owners made them public); no login."""
+    with request.app.state.crowdsky.session_factory() as session:
+        return JSONResponse({"cells": queries.public_coverage(session)})
+
+
+@router.get("/preferences")
+def preferences(request: Request, user: WebUser) -> JSONResponse:
+    """The user's defaults (the upload page reads ``scrub_location``)."""
+    with request.app.state.crowdsky.session_factory() as session:
+        return _no_store(queries.preferences(session, user.id))
+
+
+def _one_stack(request: Request, user: UserInfo, stack_id: int) -> queries.StackFile:
+    with request.app.state.crowdsky.session_factory() as session:
+        found = queries.stack_files(session, user.id, [stack_id])
+    if not found:
+        raise HTTPException(404, "no such stack")
+    return found[0]
+
+
+@router.get("/stacks/{stack_id}/fits")
+def stack_fits(request: Request, user: WebUser, stack_id: int) -> FileResponse:
+    """Download one stack as FITS."""
+    item = _one_stack(request, user, stack_id)
+    path = _store(request).path_for(item.fits_path)
+    if not path.is_file():
+        raise HTTPException(404, "the stack file is not in the result store")
+    return FileResponse(path, media_type="application/fits", filename=item.download_name)
+
+
+@router.get("/stacks/{stack_id}/thumbnail")
+def stack_thumbnail(request: Request, user: WebUser, stack_id: int) -> FileResponse:
+    """A stack's PNG preview."""
+    item = _one_stack(request, user, stack_id)
+    if item.thumbnail_path is None:
+        raise HTTPException(404, "this stack has no thumbnail")
+    path = _store(request).path_for(item.thumbnail_path)
+    if not path.is_file():
+        raise HTTPException(404, "the thumbnail is not in the result store")
+    return FileResponse(
+        path, media_type="image/png", headers={"cache-control": "private, max-age=3600"}
+    )
+
+
+@router.post("/stacks/zip")
+async def stacks_zip(request: Request) -> StreamingResponse:
+    """A selection of stacks as one ZIP, streamed as it is written (a plain form POST)."""
+    form = await request.form(max_files=0, max_fields=MAX_ZIP_STACKS + 4, max_part_size=65536)
+    if not csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    ids_text = str(form.get("ids", ""))
+    try:
+        ids = [int(x) for x in ids_text.split(",") if x.strip()][:MAX_ZIP_STACKS]
+    except ValueError as exc:
+        raise HTTPException(400, "ids must be stack numbers separated by commas") from exc
+    from starlette.concurrency import run_in_threadpool
+
+    user = await run_in_threadpool(session_user, request)
+    if user is None:
+        raise HTTPException(401, "log in first")
+
+    def load() -> list[queries.StackFile]:
+        with request.app.state.crowdsky.session_factory() as session:
+            return queries.stack_files(session, user.id, ids)
+
+    items = await run_in_threadpool(load)
+    store = _store(request)
+    members = [(i.download_name, store.path_for(i.fits_path)) for i in items]
+    members = [(name, path) for name, path in members if path.is_file()]
+    if not members:
+        raise HTTPException(404, "none of the selected stacks is in the result store")
+    stamp = utcnow().strftime("%Y%m%d-%H%M%S")
+    return StreamingResponse(
+        stream_zip(members),
+        media_type="application/zip",
+        headers={"content-disposition": f'attachment; filename="crowdsky-stacks-{stamp}.zip"'},
+    )
+
+
+@router.get("/ops")
+def ops(request: Request, user: WebUser) -> JSONResponse:
+    """Operations figures (admins only)."""
+    if not web_state(request).is_admin(user):
+        raise HTTPException(403, "for administrators")
+    state = request.app.state.crowdsky
+    with state.session_factory() as session:
+        return _no_store(queries.operations(session, utcnow(), state.settings.uploads_dir))

@@ -1,0 +1,465 @@
+"""The database reads and writes behind the web pages (one function per question).
+
+Stacks are returned as compact column arrays so a page with 10,000 stacks loads in
+one small JSON document; optional facts (filter, telescope) may be absent. Deletions
+refuse a job that a worker holds, so nothing it publishes later is orphaned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from crowdsky.db.models import (
+    JobAttempt,
+    RawFile,
+    StackedFrame,
+    StackingJob,
+    UploadSession,
+    User,
+    UserPreferences,
+    WorkerToken,
+)
+from crowdsky.ingest.chunking import healpix_ring_pixel
+from crowdsky.storage import LocalResultStore, RawStore
+
+#: HEALPix resolutions of the aggregated sky map, coarse to fine.
+MAP_NSIDES = (4, 16, 64)
+SESSION_LIMIT = 50
+FAILURE_LIMIT = 30
+
+
+class NotFound(Exception):
+    """No such item for this user."""
+
+
+class Conflict(Exception):
+    """The item cannot be changed in its current state."""
+
+
+def iso(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with ``Z``, or None."""
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+# -- stacks ------------------------------------------------------------------------------
+
+STACK_COLUMNS = (
+    "id",
+    "job_id",
+    "object",
+    "chunk_key",
+    "filter",
+    "telescope",
+    "ra",
+    "dec",
+    "start",
+    "end",
+    "frames",
+    "aligned",
+    "exptime",
+    "stars",
+    "size",
+    "thumb",
+)
+
+
+def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
+    """Every stack of a user as column arrays, newest observation first."""
+    with session.begin():
+        rows = session.execute(
+            select(
+                StackedFrame.id,
+                StackedFrame.stacking_job_id,
+                StackedFrame.object_name,
+                StackedFrame.chunk_key,
+                StackedFrame.filter_name,
+                StackedFrame.telescope,
+                StackedFrame.ra_deg,
+                StackedFrame.dec_deg,
+                StackedFrame.date_obs_start,
+                StackedFrame.date_obs_end,
+                StackedFrame.n_frames_input,
+                StackedFrame.n_frames_aligned,
+                StackedFrame.total_exptime,
+                StackedFrame.n_stars_detected,
+                StackedFrame.file_size_bytes,
+                StackedFrame.thumbnail_path,
+            )
+            .where(StackedFrame.user_id == user_id)
+            .order_by(StackedFrame.date_obs_start.desc(), StackedFrame.id.desc())
+        ).all()
+    columns: dict[str, list[Any]] = {name: [] for name in STACK_COLUMNS}
+    for row in rows:
+        values = list(row)
+        values[8], values[9] = iso(values[8]), iso(values[9])
+        values[15] = values[15] is not None
+        for name, value in zip(STACK_COLUMNS, values, strict=True):
+            columns[name].append(value)
+    return {"count": len(rows), "columns": columns, "cells": sky_cells(columns)}
+
+
+def sky_cells(columns: dict[str, list[Any]]) -> dict[str, list[list[Any]]]:
+    """Stacks aggregated per HEALPix cell at each of :data:`MAP_NSIDES`.
+
+    Each cell is ``[pixel, count, mean RA, mean Dec, most common filter]``; the mean RA
+    is taken relative to the first member so cells across RA 0/360 stay in place.
+    """
+    out: dict[str, list[list[Any]]] = {}
+    positions = [
+        (ra, dec, flt)
+        for ra, dec, flt in zip(columns["ra"], columns["dec"], columns["filter"], strict=True)
+        if ra is not None and dec is not None
+    ]
+    for nside in MAP_NSIDES:
+        groups: dict[int, list[tuple[float, float, str | None]]] = {}
+        for ra, dec, flt in positions:
+            groups.setdefault(healpix_ring_pixel(ra, dec, nside), []).append((ra, dec, flt))
+        cells = []
+        for pixel, members in groups.items():
+            ref = members[0][0]
+            ra_mean = ref + sum(((m[0] - ref + 180.0) % 360.0) - 180.0 for m in members) / len(
+                members
+            )
+            dec_mean = sum(m[1] for m in members) / len(members)
+            filters: dict[str | None, int] = {}
+            for m in members:
+                filters[m[2]] = filters.get(m[2], 0) + 1
+            top = max(filters.items(), key=lambda item: item[1])[0]
+            cells.append([pixel, len(members), round(ra_mean % 360.0, 4), round(dec_mean, 4), top])
+        out[str(nside)] = cells
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StackFile:
+    """Where one stack's files are, and the name to give it."""
+
+    id: int
+    fits_path: str
+    thumbnail_path: str | None
+    download_name: str
+
+
+def stack_files(session: Session, user_id: int, stack_ids: list[int]) -> list[StackFile]:
+    """The result paths of a user's stacks (another user's ids are silently absent)."""
+    with session.begin():
+        rows = session.execute(
+            select(
+                StackedFrame.id,
+                StackedFrame.ucloud_path,
+                StackedFrame.thumbnail_path,
+                StackedFrame.chunk_key,
+            ).where(StackedFrame.user_id == user_id, StackedFrame.id.in_(stack_ids))
+        ).all()
+    files = []
+    for row in rows:
+        base = row.ucloud_path.rsplit("/", 1)[-1] or f"stack-{row.id}.fits"
+        files.append(StackFile(row.id, row.ucloud_path, row.thumbnail_path, base))
+    order = {sid: i for i, sid in enumerate(stack_ids)}
+    return sorted(files, key=lambda f: order[f.id])
+
+
+def public_coverage(session: Session) -> list[list[Any]]:
+    """Sky coverage of the stacks their owners made public: HEALPix nside-16 cells."""
+    with session.begin():
+        rows = session.execute(
+            select(StackedFrame.ra_deg, StackedFrame.dec_deg, StackedFrame.filter_name)
+            .join(UserPreferences, UserPreferences.user_id == StackedFrame.user_id)
+            .where(
+                UserPreferences.stacks_public.is_(True),
+                StackedFrame.ra_deg.is_not(None),
+                StackedFrame.dec_deg.is_not(None),
+            )
+        ).all()
+    columns = {
+        "ra": [r[0] for r in rows],
+        "dec": [r[1] for r in rows],
+        "filter": [r[2] for r in rows],
+    }
+    return sky_cells(columns)["16"]
+
+
+# -- upload sessions and jobs ------------------------------------------------------------
+
+
+def user_sessions(
+    session: Session, user_id: int, limit: int = SESSION_LIMIT
+) -> list[dict[str, Any]]:
+    """A user's newest upload sessions with their job counts."""
+    with session.begin():
+        rows = session.execute(
+            select(UploadSession)
+            .where(UploadSession.user_id == user_id)
+            .order_by(UploadSession.created_at.desc(), UploadSession.id.desc())
+            .limit(limit)
+        ).scalars()
+        sessions = list(rows)
+        ids = [s.id for s in sessions]
+        counts = dict(
+            session.execute(
+                select(StackingJob.upload_session_id, func.count())
+                .where(StackingJob.upload_session_id.in_(ids))
+                .group_by(StackingJob.upload_session_id)
+            ).all()
+        )
+        return [
+            {
+                "id": s.id,
+                "status": s.status,
+                "object": s.object_name,
+                "files": s.file_count,
+                "size": s.total_size_bytes,
+                "created": iso(s.created_at),
+                "last_activity": iso(s.last_activity_at),
+                "completed": iso(s.completed_at),
+                "jobs": counts.get(s.id, 0),
+            }
+            for s in sessions
+        ]
+
+
+def delete_job(
+    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: Path | None
+) -> None:
+    """Delete a user's job, its raw frames and its stack (not while a worker holds it).
+
+    Raises
+    ------
+    NotFound
+    Conflict
+        The job is being processed.
+    """
+    with session.begin():
+        job = session.get(StackingJob, job_id)
+        if job is None or job.user_id != user_id:
+            raise NotFound(f"no job {job_id}")
+        if job.status == "processing":
+            raise Conflict(f"job {job_id} is being processed; delete it when it has finished")
+        raws, outputs = _job_files(session, [job_id])
+        session.execute(delete(RawFile).where(RawFile.stacking_job_id == job_id))
+        session.execute(delete(StackedFrame).where(StackedFrame.stacking_job_id == job_id))
+        session.execute(delete(JobAttempt).where(JobAttempt.stacking_job_id == job_id))
+        session.delete(job)
+    _remove_files(raw_store, raws, results, outputs)
+
+
+def delete_upload_session(
+    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: Path | None
+) -> None:
+    """Delete an upload session with all its files, jobs and stacks.
+
+    Raises
+    ------
+    NotFound
+    Conflict
+        One of its jobs is being processed.
+    """
+    with session.begin():
+        row = session.get(UploadSession, session_id)
+        if row is None or row.user_id != user_id:
+            raise NotFound(f"no upload session {session_id}")
+        jobs = list(
+            session.execute(
+                select(StackingJob.id, StackingJob.status).where(
+                    StackingJob.upload_session_id == session_id
+                )
+            ).all()
+        )
+        if any(status == "processing" for _, status in jobs):
+            raise Conflict("a job of this session is being processed; try again when it ends")
+        job_ids = [job_id for job_id, _ in jobs]
+        _, outputs = _job_files(session, job_ids)
+        session.execute(delete(StackedFrame).where(StackedFrame.stacking_job_id.in_(job_ids)))
+        session.execute(delete(JobAttempt).where(JobAttempt.stacking_job_id.in_(job_ids)))
+        session.execute(delete(RawFile).where(RawFile.upload_session_id == session_id))
+        session.execute(delete(StackingJob).where(StackingJob.upload_session_id == session_id))
+        storage = row.storage_path
+        session.delete(row)
+    with contextlib.suppress(OSError, ValueError):
+        raw_store.remove_dir(storage)
+    _remove_files(raw_store, [], results, outputs)
+
+
+def _job_files(session: Session, job_ids: list[int]) -> tuple[list[str], list[str]]:
+    raws = list(
+        session.execute(
+            select(RawFile.storage_path).where(
+                RawFile.stacking_job_id.in_(job_ids), RawFile.is_deleted.is_(False)
+            )
+        ).scalars()
+    )
+    outputs: list[str] = []
+    for fits_path, thumb in session.execute(
+        select(StackedFrame.ucloud_path, StackedFrame.thumbnail_path).where(
+            StackedFrame.stacking_job_id.in_(job_ids)
+        )
+    ):
+        outputs += [p for p in (fits_path, thumb) if p]
+    return raws, outputs
+
+
+def _remove_files(
+    raw_store: RawStore, raws: list[str], results: Path | None, outputs: list[str]
+) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        raw_store.delete_files(raws)
+    if results is not None and outputs:
+        with contextlib.suppress(OSError, ValueError):
+            LocalResultStore(results).delete_files(outputs)
+
+
+# -- account -----------------------------------------------------------------------------
+
+
+def preferences(session: Session, user_id: int) -> dict[str, bool]:
+    """A user's defaults (all off without a row)."""
+    with session.begin():
+        row = session.get(UserPreferences, user_id)
+        return {
+            "stacks_public": bool(row.stacks_public) if row else False,
+            "scrub_location": bool(row.scrub_location) if row else False,
+        }
+
+
+def set_preferences(
+    session: Session, now: datetime, user_id: int, *, stacks_public: bool, scrub_location: bool
+) -> None:
+    """Store a user's defaults."""
+    with session.begin():
+        row = session.get(UserPreferences, user_id)
+        if row is None:
+            row = UserPreferences(user_id=user_id)
+            session.add(row)
+        row.stacks_public = stacks_public
+        row.scrub_location = scrub_location
+        row.updated_at = now
+
+
+def telescopes_seen(session: Session, user_id: int) -> list[dict[str, Any]]:
+    """The telescopes (TELESCOP, INSTRUME) in a user's uploads, with frame counts."""
+    with session.begin():
+        rows = session.execute(
+            select(
+                RawFile.fits_telescop,
+                RawFile.fits_instrume,
+                func.count(),
+                func.max(RawFile.fits_date_obs),
+            )
+            .join(UploadSession, UploadSession.id == RawFile.upload_session_id)
+            .where(UploadSession.user_id == user_id)
+            .group_by(RawFile.fits_telescop, RawFile.fits_instrume)
+            .order_by(func.count().desc())
+        ).all()
+    return [
+        {"telescope": t, "instrument": i, "frames": n, "last": iso(last)} for t, i, n, last in rows
+    ]
+
+
+def change_password(session: Session, now: datetime, user_id: int, password_hash: str) -> None:
+    """Store a new password hash (every other session ends: its fingerprint changes)."""
+    with session.begin():
+        user = session.get(User, user_id)
+        if user is None:
+            raise NotFound("no such user")
+        user.password_hash = password_hash
+        user.updated_at = now
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, Any]:
+    """Queue depth, workers, throughput, failures and raw buffer use, for admins."""
+    with session.begin():
+        depth = dict(
+            session.execute(
+                select(StackingJob.status, func.count()).group_by(StackingJob.status)
+            ).all()
+        )
+        workers: dict[str, dict[str, Any]] = {}
+        for worker_id, last in session.execute(
+            select(JobAttempt.worker_id, func.max(JobAttempt.ended_at))
+            .where(JobAttempt.worker_id.is_not(None))
+            .group_by(JobAttempt.worker_id)
+        ):
+            workers[worker_id] = {"worker": worker_id, "last_seen": last, "job": None}
+        for job in session.execute(
+            select(StackingJob).where(StackingJob.status == "processing")
+        ).scalars():
+            name = job.worker_id or "?"
+            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
+            seen = job.heartbeat_at or job.started_at
+            if seen is not None and (entry["last_seen"] is None or seen > entry["last_seen"]):
+                entry["last_seen"] = seen
+            entry["job"] = job.id
+            entry["progress"] = job.progress
+        for name, last_used in session.execute(
+            select(WorkerToken.name, WorkerToken.last_used_at).where(
+                WorkerToken.revoked_at.is_(None)
+            )
+        ):
+            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
+            if last_used is not None and (
+                entry["last_seen"] is None or last_used > entry["last_seen"]
+            ):
+                entry["last_seen"] = last_used
+        since = now - timedelta(hours=24)
+        completed = list(
+            session.execute(
+                select(StackingJob.completed_at).where(
+                    StackingJob.status == "completed", StackingJob.completed_at >= since
+                )
+            ).scalars()
+        )
+        failures = session.execute(
+            select(
+                JobAttempt.stacking_job_id,
+                JobAttempt.worker_id,
+                JobAttempt.ended_at,
+                JobAttempt.outcome,
+                JobAttempt.error_message,
+            )
+            .where(JobAttempt.outcome != "completed")
+            .order_by(JobAttempt.ended_at.desc())
+            .limit(FAILURE_LIMIT)
+        ).all()
+        raw_bytes, raw_files = session.execute(
+            select(func.coalesce(func.sum(RawFile.file_size_bytes), 0), func.count()).where(
+                RawFile.is_deleted.is_(False)
+            )
+        ).one()
+    hours = [0] * 24
+    for moment in completed:
+        index = int((now - moment).total_seconds() // 3600)
+        if 0 <= index < 24:
+            hours[23 - index] += 1
+    disk = shutil.disk_usage(uploads_dir) if uploads_dir.exists() else None
+    return {
+        "depth": {
+            s: depth.get(s, 0) for s in ("pending", "processing", "retry", "failed", "completed")
+        },
+        "workers": sorted(
+            ({**w, "last_seen": iso(w["last_seen"])} for w in workers.values()),
+            key=lambda w: w["last_seen"] or "",
+            reverse=True,
+        ),
+        "jobs_per_hour": hours,
+        "failures": [
+            {"job": j, "worker": w, "at": iso(at), "outcome": o, "error": e}
+            for j, w, at, o, e in failures
+        ],
+        "raw_buffer": {
+            "bytes": int(raw_bytes),
+            "files": int(raw_files),
+            "disk_free": disk.free if disk else None,
+            "disk_total": disk.total if disk else None,
+        },
+    }

@@ -241,7 +241,8 @@ def _page(name: str, template: str, admin: bool = False) -> None:
                 title="Operations",
                 message="This page is for administrators.",
             )
-        return render(request, template, user)
+        limit = request.app.state.crowdsky.settings.max_upload_bytes
+        return render(request, template, user, max_upload_bytes=limit)
 
     page.__name__ = f"{name}_page"
     router.add_api_route(f"/{name}", page, methods=["GET"], response_class=HTMLResponse)

@@ -1,0 +1,196 @@
+"""The web app in a real browser against real server and worker processes.
+
+One module-scoped deployment; tests run in order and build on each other only through
+what a user would see (each registers its own users).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from astropy.io import fits
+
+from tests.web.conftest import (
+    ADMIN,
+    DESKTOP,
+    PHONE,
+    WebDeployment,
+    check_accessibility,
+    csrf,
+    register,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+XSS = '<img src=x onerror="window.__xss=1">'
+PAGES = ["/", "/login", "/register", "/upload", "/jobs", "/stacks", "/account", "/ops"]
+
+
+def _context(browser: Any, web: WebDeployment, viewport: dict[str, int] = DESKTOP) -> Any:
+    return browser.new_context(base_url=web.url, viewport=viewport, accept_downloads=True)
+
+
+def _wait_all_jobs(page: Any, count: int, timeout_ms: float = 600_000) -> None:
+    """Wait on the open jobs page (no reload) until ``count`` jobs are completed."""
+    page.wait_for_function(
+        f"document.querySelectorAll('tr[data-status=completed]').length >= {count}",
+        timeout=timeout_ms,
+    )
+
+
+def test_real_night_upload_watch_find_download(
+    browser: Any, web: WebDeployment, real_frames_dir: Path, screenshot_dir: Path, tmp_path: Path
+) -> None:
+    """register → log in → upload the folder → jobs finish live → map, gallery, table → FITS."""
+    context = _context(browser, web)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    register(page, web.url, ADMIN)
+    page.click("button:has-text('Log out')")
+    page.goto("/login")
+    page.fill("#login", f"{ADMIN}@example.org")
+    page.fill("#password", "Orion-Nebula-42")
+    page.click("form[action='/login'] button[type=submit]")
+    page.wait_for_url(re.compile(r".*/stacks$"))
+    page.goto("/upload")
+    page.set_input_files("#pick-folder", str(real_frames_dir))
+    page.wait_for_function(
+        "document.querySelectorAll('#file-table tr[data-state=done]').length === 32",
+        timeout=300_000,
+    )
+    page.click("#finalize")
+    summary = page.wait_for_selector("#finalize-summary", timeout=60_000)
+    assert "job" in summary.inner_text()
+    page.screenshot(path=str(screenshot_dir / "upload-desktop.png"))
+    page.click("a:has-text('Follow the jobs')")
+    page.wait_for_url(re.compile(r".*/jobs$"))
+    page.wait_for_selector("tr[data-job]")
+    _wait_all_jobs(page, 1)
+    page.screenshot(path=str(screenshot_dir / "jobs-desktop.png"), full_page=True)
+    assert "used" in page.inner_text("tr[data-status=completed]")
+
+    page.goto("/stacks")
+    page.wait_for_function("document.body.dataset.stacksReady === '1'")
+    assert page.locator("#skymap circle.dot").count() >= 1
+    assert page.locator("#gallery button.thumb img").count() >= 1
+    assert "M 94" in page.inner_text("#stack-table tbody")
+    page.locator("#gallery button.thumb").first.click()
+    page.wait_for_selector("#lightbox[open]")
+    assert "of 32" in page.inner_text("#lb-facts")
+    page.screenshot(path=str(screenshot_dir / "stacks-lightbox-desktop.png"))
+    page.click("#lb-close")
+    with page.expect_download() as download_info:
+        page.locator("#stack-table tbody a:has-text('FITS')").first.click()
+    saved = tmp_path / "stack.fits"
+    download_info.value.save_as(saved)
+    with fits.open(saved) as hdul:
+        hdul.verify("exception")
+        assert "GREEN" in hdul
+    with page.expect_download() as zip_info:
+        page.click("#zip-button")
+    zip_path = tmp_path / "stacks.zip"
+    zip_info.value.save_as(zip_path)
+    import zipfile
+
+    with zipfile.ZipFile(zip_path) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist()[0].endswith((".fits", ".fit"))
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+    # every page, desktop and phone: screenshots and an axe-core check
+    phone = browser.new_context(
+        base_url=web.url, viewport=PHONE, storage_state=context.storage_state()
+    )
+    for ctx, size in ((context, "desktop"), (phone, "phone")):
+        p = ctx.new_page()
+        for path in PAGES:
+            p.goto(path)
+            p.wait_for_load_state("networkidle")
+            name = path.strip("/") or "splash"
+            if path == "/stacks":
+                p.wait_for_function("document.body.dataset.stacksReady === '1'")
+            p.screenshot(path=str(screenshot_dir / f"{name}-{size}.png"), full_page=True)
+            violations = check_accessibility(p)
+            assert violations == [], (path, size, violations)
+        p.close()
+    phone.close()
+    context.close()
+
+
+def test_wrong_file_named_fit_is_an_error(browser: Any, web: WebDeployment, tmp_path: Path) -> None:
+    """A text file called .fit is refused in the browser, with the reason in words."""
+    fake = tmp_path / "notes.fit"
+    fake.write_text("these are my observing notes, not a FITS file\n" * 100)
+    context = _context(browser, web)
+    page = context.new_page()
+    register(page, web.url, "wrong-file-user")
+    page.set_input_files("#pick-files", str(fake))
+    cell = page.wait_for_selector("#file-table tr[data-state=error] td:last-child")
+    assert "not a FITS file" in cell.inner_text()
+    context.close()
+
+
+def test_upload_resumes_after_reload(browser: Any, web: WebDeployment, tmp_path: Path) -> None:
+    """Half the frames, a reload, all the frames: only the missing ones are sent."""
+    from crowdsky.simulate import simulate_sequence
+
+    simulate_sequence(tmp_path / "night", 8, seed=7, shape=(270, 480), object_name=XSS)
+    frames = sorted(str(p) for p in (tmp_path / "night").glob("*.fit"))
+    context = _context(browser, web)
+    page = context.new_page()
+    register(page, web.url, "resume-user")
+    page.set_input_files("#pick-files", frames[:4])
+    page.wait_for_function(
+        "document.querySelectorAll('#file-table tr[data-state=done]').length === 4"
+    )
+    # the OBJECT header is hostile: shown as text, never run
+    assert XSS in page.inner_text("#file-table")
+    page.reload()
+    note = page.wait_for_selector("#resume-note:not([hidden])")
+    assert "4 files" in note.inner_text()
+    page.set_input_files("#pick-files", frames)
+    page.wait_for_function(
+        "document.querySelectorAll('#file-table tr[data-state=done]').length === 4 && "
+        "document.querySelectorAll('#file-table tr[data-state=skipped]').length === 4"
+    )
+    page.click("#finalize")
+    page.wait_for_selector("#finalize-summary")
+    page.goto("/jobs")
+    page.wait_for_selector("tr[data-job]")
+    assert XSS in page.inner_text("#jobs-root")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#jobs-root img").count() == 0
+    context.close()
+
+
+def test_another_user_sees_none_of_it(browser: Any, web: WebDeployment) -> None:
+    """A second user has no jobs or stacks, and cannot fetch the first user's stack."""
+    context = _context(browser, web)
+    page = context.new_page()
+    register(page, web.url, "nosy-neighbour")
+    jobs = page.evaluate("async () => (await fetch('/web/api/jobs')).json()")
+    stacks = page.evaluate("async () => (await fetch('/web/api/stacks')).json()")
+    assert jobs == {"sessions": [], "jobs": []}
+    assert stacks["count"] == 0
+    for stack_id in range(1, 4):
+        status = page.evaluate(
+            f"async () => (await fetch('/web/api/stacks/{stack_id}/fits')).status"
+        )
+        assert status == 404
+    # a write without the CSRF token is refused even with a valid session
+    status = page.evaluate(
+        "async () => (await fetch('/web/api/jobs/1/delete', {method: 'POST'})).status"
+    )
+    assert status == 403
+    token = csrf(page)
+    status = page.evaluate(
+        "async (t) => (await fetch('/web/api/jobs/1/delete', {method: 'POST', headers: {'X-CSRF-Token': t}})).status",
+        token,
+    )
+    assert status == 404
+    page.goto("/ops")
+    assert "for administrators" in page.inner_text("main")
+    context.close()

@@ -153,6 +153,9 @@ def start_services(
             "CROWDSKY_DATA_DIR": str(run.server_dir),
             "WORKER_API_KEY": key,
             "CROWDSKY_RETRY_BACKOFF_SECONDS": "2",
+            # the web app serves stacks from the worker's local result store
+            "CROWDSKY_RESULTS_DIR": str(run.results_dir),
+            "CROWDSKY_ADMIN_USERS": DEMO_USER,
         }
     )
     server, url = launch.start_server(run.server_dir, env=server_env, port=options.port)
@@ -312,6 +315,30 @@ def _local(run: DemoRun, share_path: str) -> Path:
     from crowdsky.storage.result_store import LocalResultStore
 
     return LocalResultStore(run.results_dir).path_for(share_path)
+
+
+def web_login(run: DemoRun) -> str:
+    """Log the demo user in to the web app as a browser would (form, CSRF, cookie).
+
+    Returns the URL of the stacks page; raises :class:`DemoError` when the login fails.
+    """
+    import re
+
+    with httpx.Client(base_url=run.server_url, timeout=30.0) as client:
+        form = client.get("/login")
+        match = re.search(r'name="csrf-token" content="([^"]+)"', form.text)
+        if form.status_code != 200 or match is None:
+            raise DemoError(f"the web app's login page did not load ({form.status_code})")
+        reply = client.post(
+            "/login",
+            data={"csrf_token": match.group(1), "login": run.username, "password": run.password},
+        )
+        if reply.status_code != 303 or "crowdsky_session" not in reply.cookies:
+            raise DemoError(f"logging in to the web app failed ({reply.status_code})")
+        stacks = client.get("/web/api/stacks")
+        if stacks.status_code != 200:
+            raise DemoError(f"the web app did not list the stacks ({stacks.status_code})")
+    return f"{run.server_url}/stacks"
 
 
 def _parse(text: str) -> datetime:

@@ -239,10 +239,17 @@ def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
 
 
 def _serve(console: Console, run: Any) -> None:
+    from crowdsky.demo import web_login
+
+    stacks_url = web_login(run)
     console.print(
         f"\nserver keeps running at {run.server_url} — user {run.username!r}, password "
         f"{run.password!r} (HTTP Basic); e.g. {run.server_url}/api/my_stacks.php. "
         "Ctrl-C stops it."
+    )
+    console.print(
+        f"web app: {run.server_url}/  (the demo user logged in there just now; log in "
+        f"at {run.server_url}/login with the same name and password, then see {stacks_url})"
     )
     try:
         while True:

@@ -7,6 +7,7 @@
   const dialog = document.getElementById("confirm-dialog");
   const POLL_MS = 2000;
   const open = new Set();       // upload sessions the user expanded
+  const closed = new Set();     // ... and those they folded
   const frames = new Map();     // job id -> frames list (fetched on demand)
   let pendingDelete = null;
   let timer = null;
@@ -59,7 +60,7 @@
     }
     const parts = [];
     if (!data.sessions.length) parts.push(el("p", { class: "card" }, "No uploads yet. ", el("a", { href: "/upload" }, "Upload a night"), "."));
-    for (const s of data.sessions) {
+    for (const [index, s] of data.sessions.entries()) {
       const jobs = bySession.get(s.id) || [];
       const counts = {};
       for (const j of jobs) counts[j.status] = (counts[j.status] || 0) + 1;
@@ -70,11 +71,13 @@
       const table = el("table", {}, el("caption", { class: "sr-only" }, "Jobs of upload " + s.id),
         el("thead", {}, el("tr", {}, ...["Job", "Object / chunk", "Status", "Frames", "Created", ""].map((h) => el("th", { scope: "col" }, h)))),
         el("tbody", {}, ...jobs.map(jobRow)));
-      const details = el("details", { class: "card session", open: open.has(s.id) || jobs.some((j) => j.status !== "completed") ? true : null, dataset: { session: s.id } },
-        summary, el("div", { class: "scroll" }, jobs.length ? table : el("p", {}, s.status === "uploading" ? "Still uploading: finalize it on the upload page." : "No jobs.")),
+      const details = el("details", { class: "card session", open: !closed.has(s.id) && (open.has(s.id) || index < 5 || jobs.some((j) => j.status !== "completed")) ? true : null, dataset: { session: s.id } },
+        summary, el("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": "Jobs table" }, jobs.length ? table : el("p", {}, s.status === "uploading" ? "Still uploading: finalize it on the upload page." : "No jobs.")),
         el("button", { type: "button", class: "danger small", "aria-label": "Delete upload " + s.id,
           onclick: () => ask("Delete this whole upload (" + s.files + " files, " + jobs.length + " jobs and their stacks)?", "/web/api/sessions/" + s.id + "/delete") }, "Delete upload"));
-      details.addEventListener("toggle", () => { if (details.open) open.add(s.id); else open.delete(s.id); });
+      details.addEventListener("toggle", () => {
+        if (details.open) { open.add(s.id); closed.delete(s.id); } else { open.delete(s.id); closed.add(s.id); }
+      });
       parts.push(details);
     }
     root.replaceChildren(...parts);

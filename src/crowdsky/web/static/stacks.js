@@ -84,7 +84,7 @@
     map.setHighlight(selecting ? ids : null, selecting ? ids : null);
     tlDots.selectAll("circle").classed("dim", (s) => selecting && !ids.has(s.id)).classed("sel", (s) => selecting && ids.has(s.id));
     const size = current.reduce((a, s) => a + (s.size || 0), 0);
-    $("selection-text").textContent = (selecting ? current.length + " stacks selected" : current.length + " stacks" + (filtered.length < stacks.length ? " match the filters" : "")) + " (" + bytes(size) + ")";
+    $("selection-text").textContent = (current.length + (current.length === 1 ? " stack" : " stacks") + (selecting ? " selected" : "") + (filtered.length < stacks.length ? " match the filters" : "")) + " (" + bytes(size) + ")";
     $("zip-ids").value = current.map((s) => s.id).join(",");
     $("zip-button").disabled = current.length === 0;
     page = 0;

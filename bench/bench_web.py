@@ -11,7 +11,9 @@ Usage (from the project root)::
 
     .venv/bin/python bench/bench_web.py [--stacks 10000] [--anchor 100] [--repeats 5]
 
-Prints the median and range for the anchor (few stacks) and for N stacks, and their ratio.
+Prints, for the anchor (few stacks) and for N stacks, the first load (the server computes
+and keeps the stacks document) and the median and range of the following loads (the
+browser revalidates it with its ETag), and the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ def main() -> int:
             seed(url, "anchor-user", args.anchor, rng)
             seed(url, "many-user", args.stacks, rng)
             results: dict[str, list[float]] = {}
+            cold: dict[str, float] = {}
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(
                     executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
@@ -165,7 +168,8 @@ def main() -> int:
                     page.fill("#password", PASSWORD)
                     page.click("form[action='/login'] button[type=submit]")
                     page.wait_for_url("**/stacks")
-                    measure(page, server.url)  # warm the browser cache and the server
+                    # the first load computes the document (the server then keeps it)
+                    cold[username] = measure(page, server.url)
                     results[username] = [measure(page, server.url) for _ in range(args.repeats)]
                     context.close()
                 browser.close()
@@ -173,11 +177,13 @@ def main() -> int:
             server.stop()
     anchor = statistics.median(results["anchor-user"])
     many = statistics.median(results["many-user"])
-    print("| stacks | median s | min s | max s |")
-    print("| ---: | ---: | ---: | ---: |")
+    print("| stacks | first load s | median s | min s | max s |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
     for name, n in (("anchor-user", args.anchor), ("many-user", args.stacks)):
         r = results[name]
-        print(f"| {n} | {statistics.median(r):.3f} | {min(r):.3f} | {max(r):.3f} |")
+        print(
+            f"| {n} | {cold[name]:.3f} | {statistics.median(r):.3f} | {min(r):.3f} | {max(r):.3f} |"
+        )
     print(f"\nratio {args.stacks} / {args.anchor} stacks: {many / anchor:.2f}")
     print(f"target < 1.5 s for {args.stacks} stacks: {'met' if many < 1.5 else 'NOT met'}")
     return 0

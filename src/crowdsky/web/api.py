@@ -5,13 +5,15 @@ These serve the browser only; the public client API (``/api/*.php``) is separate
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 from astropy.io import fits
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
 from crowdsky.accounts import UserInfo
 from crowdsky.db.types import utcnow
@@ -159,11 +161,47 @@ def delete_session(request: Request, user: WebUser, session_id: int) -> JSONResp
     return _no_store({"deleted": session_id})
 
 
+class _StacksCache:
+    """The encoded stacks document per user, reused while the user's stacks are unchanged."""
+
+    def __init__(self, max_users: int) -> None:
+        self.max_users = max_users
+        self._entries: dict[int, tuple[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user_id: int, version: str) -> bytes | None:
+        with self._lock:
+            entry = self._entries.get(user_id)
+        return entry[1] if entry is not None and entry[0] == version else None
+
+    def put(self, user_id: int, version: str, body: bytes) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_users:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[user_id] = (version, body)
+
+
+_stacks_cache = _StacksCache(max_users=64)
+
+
 @router.get("/stacks")
-def stacks(request: Request, user: WebUser) -> JSONResponse:
-    """Every stack of the user as column arrays, plus HEALPix cell aggregates."""
+def stacks(request: Request, user: WebUser) -> Response:
+    """Every stack of the user as column arrays, plus HEALPix cell aggregates.
+
+    Revalidated with an ETag (the browser keeps the document; an unchanged set answers
+    304), and the encoded document is kept per user while the stacks do not change.
+    """
     with request.app.state.crowdsky.session_factory() as session:
-        return _no_store(queries.user_stacks(session, user.id))
+        version = queries.stacks_version(session, user.id)
+        etag = f'"{version}"'
+        headers = {"etag": etag, "cache-control": "private, no-cache"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        body = _stacks_cache.get(user.id, version)
+        if body is None:
+            body = json.dumps(queries.user_stacks(session, user.id), separators=(",", ":")).encode()
+            _stacks_cache.put(user.id, version, body)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 @router.get("/coverage")

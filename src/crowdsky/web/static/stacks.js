@@ -4,7 +4,7 @@
 "use strict";
 (function () {
   const { api, el, bytes, when, seconds } = window.CS;
-  const PAGE = 50, GALLERY_PAGE = 24;
+  const PAGE = 50, GALLERY_PAGE = 24, TIMELINE_DOTS = 1500;
   const colour = window.filterColour;
   const $ = (id) => document.getElementById(id);
   const tooltip = $("tooltip");
@@ -53,10 +53,21 @@
     if (extent[0] === extent[1]) { extent[0] -= 36e5; extent[1] += 36e5; }
     x = d3.scaleUtc().domain(extent).range([tl.margin, tl.width - tl.margin]).nice();
     tlAxis.call(d3.axisBottom(x).ticks(8));
-    const circles = tlDots.selectAll("circle").data(times, (s) => s.id);
-    circles.exit().remove();
-    circles.enter().append("circle").attr("class", "dot").attr("r", 3.5)
-      .merge(circles).attr("cx", (s) => x(s.t)).attr("cy", (s) => 10 + s.jitter * (tl.height - tl.margin - 20)).attr("fill", (s) => colour(s.filter));
+    if (times.length > TIMELINE_DOTS) {
+      // many stacks: a histogram (one bar per time bin) instead of one dot each
+      tlDots.selectAll("circle").remove();
+      const bins = d3.bin().value((s) => s.t).domain(x.domain()).thresholds(x.ticks(120).map(Number))(times);
+      const y = d3.scaleLinear().domain([0, d3.max(bins, (b) => b.length) || 1]).range([tl.height - tl.margin, 8]);
+      tlDots.selectAll("rect").data(bins).join("rect").attr("class", "bar")
+        .attr("x", (b) => x(b.x0) + 0.5).attr("width", (b) => Math.max(1, x(b.x1) - x(b.x0) - 1))
+        .attr("y", (b) => y(b.length)).attr("height", (b) => y(0) - y(b.length));
+    } else {
+      tlDots.selectAll("rect").remove();
+      const circles = tlDots.selectAll("circle").data(times, (s) => s.id);
+      circles.exit().remove();
+      circles.enter().append("circle").attr("class", "dot").attr("r", 3.5)
+        .merge(circles).attr("cx", (s) => x(s.t)).attr("cy", (s) => 10 + s.jitter * (tl.height - tl.margin - 20)).attr("fill", (s) => colour(s.filter));
+    }
     tlBrushG.call(tlBrush.move, null);
   }
 

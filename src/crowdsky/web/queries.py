@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -131,31 +132,47 @@ def sky_cells(columns: dict[str, list[Any]]) -> dict[str, list[list[Any]]]:
     """Stacks aggregated per HEALPix cell at each of :data:`MAP_NSIDES`.
 
     Each cell is ``[pixel, count, mean RA, mean Dec, most common filter]``; the mean RA
-    is taken relative to the first member so cells across RA 0/360 stay in place.
+    is taken relative to the cell's first member so cells across RA 0/360 stay in place.
     """
-    out: dict[str, list[list[Any]]] = {}
-    positions = [
-        (ra, dec, flt)
-        for ra, dec, flt in zip(columns["ra"], columns["dec"], columns["filter"], strict=True)
+    keep = [
+        i
+        for i, (ra, dec) in enumerate(zip(columns["ra"], columns["dec"], strict=True))
         if ra is not None and dec is not None
     ]
+    ra = np.array([columns["ra"][i] for i in keep], dtype=float)
+    dec = np.array([columns["dec"][i] for i in keep], dtype=float)
+    names = [columns["filter"][i] for i in keep]
+    filter_names = sorted({n for n in names if n is not None})
+    codes = {None: 0, **{n: k + 1 for k, n in enumerate(filter_names)}}
+    labels: list[str | None] = [None, *filter_names]
+    filter_code = np.array([codes[n] for n in names], dtype=np.int64)
+    out: dict[str, list[list[Any]]] = {}
     for nside in MAP_NSIDES:
-        groups: dict[int, list[tuple[float, float, str | None]]] = {}
-        for ra, dec, flt in positions:
-            groups.setdefault(healpix_ring_pixel(ra, dec, nside), []).append((ra, dec, flt))
-        cells = []
-        for pixel, members in groups.items():
-            ref = members[0][0]
-            ra_mean = ref + sum(((m[0] - ref + 180.0) % 360.0) - 180.0 for m in members) / len(
-                members
-            )
-            dec_mean = sum(m[1] for m in members) / len(members)
-            filters: dict[str | None, int] = {}
-            for m in members:
-                filters[m[2]] = filters.get(m[2], 0) + 1
-            top = max(filters.items(), key=lambda item: item[1])[0]
-            cells.append([pixel, len(members), round(ra_mean % 360.0, 4), round(dec_mean, 4), top])
-        out[str(nside)] = cells
+        if not keep:
+            out[str(nside)] = []
+            continue
+        pixels = np.fromiter(
+            (
+                healpix_ring_pixel(r, d, nside)
+                for r, d in zip(ra.tolist(), dec.tolist(), strict=True)
+            ),
+            dtype=np.int64,
+            count=len(keep),
+        )
+        cells, first, inverse, counts = np.unique(
+            pixels, return_index=True, return_inverse=True, return_counts=True
+        )
+        offsets = (ra - ra[first][inverse] + 180.0) % 360.0 - 180.0
+        ra_mean = (ra[first] + np.bincount(inverse, offsets) / counts) % 360.0
+        dec_mean = np.bincount(inverse, dec) / counts
+        votes = np.bincount(
+            inverse * len(labels) + filter_code, minlength=len(cells) * len(labels)
+        ).reshape(len(cells), len(labels))
+        top = votes.argmax(axis=1)
+        out[str(nside)] = [
+            [int(p), int(n), round(float(r), 4), round(float(d), 4), labels[int(t)]]
+            for p, n, r, d, t in zip(cells, counts, ra_mean, dec_mean, top, strict=True)
+        ]
     return out
 
 

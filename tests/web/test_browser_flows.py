@@ -162,6 +162,13 @@ def test_upload_resumes_after_reload(browser: Any, web: WebDeployment, tmp_path:
     assert XSS in page.inner_text("#jobs-root")
     assert page.locator("#jobs-root img").count() == 0
     assert dialogs == []
+    # once the job has ended, the whole upload is deleted after a confirmation
+    _count(page, "tr[data-status=completed], tr[data-status=failed]", 1, 300_000)
+    page.click("button:has-text('Delete upload')")
+    page.wait_for_selector("#confirm-dialog[open]")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#jobs-root:has-text('No uploads yet')")
+    assert page.evaluate("async () => (await fetch('/web/api/jobs')).json()")["jobs"] == []
     context.close()
 
 

@@ -287,7 +287,7 @@ def account_page(request: Request, changed: str | None = None) -> Response:
 @router.post("/account")
 async def account_submit(request: Request) -> Response:
     """One of the account forms, named by the ``action`` field."""
-    user = session_user(request)
+    user = await run_in_threadpool(session_user, request)
     if user is None:
         return _login_redirect(request)
     fields = await _form(request)

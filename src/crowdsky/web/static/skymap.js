@@ -84,6 +84,8 @@ window.SkyMap = function (container, options) {
       if (!on && brushLayer) { brushLayer.remove(); brushLayer = null; }
     },
     clearBrush() { if (brushLayer) brushLayer.call(brush.move, null); },
+    zoomBy(factor) { svg.transition().duration(200).call(zoom.scaleBy, factor); },
+    resetZoom() { svg.transition().duration(200).call(zoom.transform, d3.zoomIdentity); },
   };
 };
 

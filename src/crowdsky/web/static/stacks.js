@@ -26,6 +26,9 @@
     onSelect(ids) { mapSel = ids; update(); },
     onClick(d) { openLightbox(d); },
   });
+  $("zoom-in").addEventListener("click", () => map.zoomBy(2));
+  $("zoom-out").addEventListener("click", () => map.zoomBy(0.5));
+  $("zoom-reset").addEventListener("click", () => map.resetZoom());
   const brushButton = $("brush-toggle");
   brushButton.addEventListener("click", () => {
     const on = brushButton.getAttribute("aria-pressed") !== "true";

@@ -201,3 +201,92 @@ def test_another_user_sees_none_of_it(browser: Any, web: WebDeployment) -> None:
     page.goto("/ops")
     assert "for administrators" in page.inner_text("main")
     context.close()
+
+
+def test_jobs_page_shows_retry_and_failure_histories(browser: Any, web: WebDeployment) -> None:
+    """A job waiting to retry and a failed one show every attempt's error, as text."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from crowdsky.db import create_db_engine, make_session_factory
+    from crowdsky.db.models import JobAttempt, StackingJob, UploadSession, User
+    from crowdsky.db.types import utcnow
+
+    context = _context(browser, web)
+    page = context.new_page()
+    register(page, web.url, "unlucky-user")
+    engine = create_db_engine(f"sqlite:///{(web.server.data_dir / 'crowdsky.sqlite3').resolve()}")
+    now = utcnow()
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            user_id = session.execute(
+                select(User.id).where(User.username == "unlucky-user")
+            ).scalar_one()
+            upload = UploadSession(
+                user_id=user_id,
+                session_token="unlucky" * 4,
+                status="complete",
+                storage_path="user_x/unlucky",
+                created_at=now,
+                last_activity_at=now,
+            )
+            session.add(upload)
+            session.flush()
+            waiting = StackingJob(
+                user_id=user_id,
+                upload_session_id=upload.id,
+                chunk_key="20250327.05_A",
+                object_name="NGC 4736",
+                frame_count=20,
+                status="retry",
+                attempts=1,
+                retry_count=1,
+                error_message="too few stars",
+                created_at=now,
+                not_before=now + timedelta(days=1),  # the test's worker must not claim it
+            )
+            failed = StackingJob(
+                user_id=user_id,
+                upload_session_id=upload.id,
+                chunk_key="20250327.06_B",
+                object_name="M 64",
+                frame_count=20,
+                status="failed",
+                attempts=3,
+                retry_count=3,
+                error_message="<b>third</b> failure",
+                created_at=now,
+            )
+            session.add_all([waiting, failed])
+            session.flush()
+            session.add(
+                JobAttempt(
+                    stacking_job_id=waiting.id,
+                    attempt=1,
+                    outcome="failed",
+                    error_message="too few stars",
+                    ended_at=now,
+                )
+            )
+            for n, message in enumerate(["lease expired", "disk full", "<b>third</b> failure"]):
+                session.add(
+                    JobAttempt(
+                        stacking_job_id=failed.id,
+                        attempt=n + 1,
+                        outcome="failed",
+                        error_message=message,
+                        ended_at=now,
+                    )
+                )
+    finally:
+        engine.dispose()
+    page.goto("/jobs")
+    retry_row = page.wait_for_selector("tr[data-status=retry]")
+    assert "too few stars" in retry_row.inner_text()
+    assert "will retry" in retry_row.inner_text()
+    failed_text = page.inner_text("tr[data-status=failed]")
+    for message in ("lease expired", "disk full", "<b>third</b> failure"):
+        assert message in failed_text
+    assert page.locator("tr[data-status=failed] b").count() == 0
+    context.close()

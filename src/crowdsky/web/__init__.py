@@ -29,7 +29,7 @@ def mount(app: FastAPI, settings: ServerSettings, web: WebSettings | None = None
     web = web or WebSettings()
     app.state.crowdsky_web = WebState(
         settings=web,
-        signer=CookieSigner(signing_key(web, settings.data_dir), SESSION_MAX_AGE_S),
+        signer=CookieSigner(lambda: signing_key(web, settings.data_dir), SESSION_MAX_AGE_S),
         data_dir=settings.data_dir,
     )
     app.add_middleware(SecurityHeadersMiddleware)

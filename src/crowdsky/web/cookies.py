@@ -11,11 +11,13 @@ state-changing request must send it back (form field ``csrf_token`` or header
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SESSION_COOKIE = "crowdsky_session"
@@ -45,9 +47,16 @@ def _unb64(text: str) -> bytes:
 class CookieSigner:
     """Signs and verifies session cookies and CSRF tokens with one key."""
 
-    def __init__(self, key: bytes, max_age_s: float) -> None:
-        self._key = hashlib.sha256(b"crowdsky-web\x00" + key).digest()
+    def __init__(self, key: bytes | Callable[[], bytes], max_age_s: float) -> None:
+        # A callable key is read on first use: building the app does no file I/O.
+        self._key_source = key
         self.max_age_s = max_age_s
+
+    @functools.cached_property
+    def _key(self) -> bytes:
+        source = self._key_source
+        key = source() if callable(source) else source
+        return hashlib.sha256(b"crowdsky-web\x00" + key).digest()
 
     def _mac(self, purpose: str, payload: bytes) -> bytes:
         return hmac.new(self._key, purpose.encode() + b"\x00" + payload, hashlib.sha256).digest()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsky.db.models import RawFile, UploadSession, User
 from crowdsky.db.types import utcnow
+from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.queue import NewJob, enqueue_jobs
 from crowdsky.storage.raw_store import RawStore
 
@@ -87,7 +88,7 @@ def seed_jobs(
                 user_id=user_id,
                 session_token=token,
                 object_name=object_name,
-                status="complete",
+                status=SessionStatus.COMPLETE,
                 storage_path=session_dir,
                 created_at=now,
                 last_activity_at=now,

@@ -15,7 +15,7 @@ from astropy.io import fits
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from crowdsky import queue
+from crowdsky import queue, retention
 from crowdsky.accounts import create_api_key, create_user, revoke_api_key, set_user_active
 from crowdsky.config import load_server_settings
 from crowdsky.db.models import RawFile
@@ -457,14 +457,15 @@ def _complete(up: Upload, job_id: int) -> None:
     with up.state.session_factory() as session:
         claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
         assert claimed is not None and claimed.job_id == job_id
-        queue.complete_job(
+        outcome = queue.complete_job(
             session,
             utcnow(),
             queue.Completion(job_id=job_id, ucloud_path="stacks/x.fits"),
-            raw_store=up.state.raw_store,
             worker_id="w",
             lease_token=claimed.lease_token,
         )
+        assert outcome.freed is not None
+        retention.delete_freed(session, up.state.raw_store, outcome.freed)
 
 
 def test_already_stacked_chunk_is_skipped_unless_overwrite(up: Upload) -> None:

@@ -548,3 +548,17 @@ def test_real_frames_make_one_job(
         body = up.finalize(token).json()
         assert body["jobs"] == 1 and body["chunks"] == [expected]
         assert body["chunk_details"][0]["frames"] == 32
+
+
+def test_too_many_open_sessions_is_a_clear_409(test_db: TestDatabase, tmp_path: Path) -> None:
+    for up in make_app(test_db, tmp_path, max_open_upload_sessions=2):
+        first = up.start()
+        up.start()
+        refused = up.client.post(URL, params={"action": "start"}, auth=up.auth)
+        assert refused.status_code == 409
+        assert "open upload sessions (the limit is 2)" in refused.json()["error"]
+        assert up.start(auth=("mallory", PASSWORD)), "the limit is per user"
+        frame = write_frame(tmp_path / "f.fit")
+        assert up.send(first, frame).status_code == 200
+        assert up.finalize(first).status_code == 200
+        assert up.start(), "a finalized session frees its place"

@@ -185,6 +185,7 @@ def mark_lost(session: Session, now: datetime, raw_file_ids: Sequence[int]) -> i
 def finished_session_dir(session: Session, upload_session_id: int) -> str | None:
     """The session's folder if the session is finalized and none of its jobs is active."""
     upload = session.get(UploadSession, upload_session_id)
+    # the literal of SessionStatus.COMPLETE: ingest imports this module, not the reverse
     if upload is None or upload.status != "complete":
         return None
     return None if _has_active_job(session, upload_session_id) else upload.storage_path

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from sqlalchemy import select, update
 
 from crowdsky import queue
-from crowdsky.cleanup import run_cleanup
+from crowdsky.cleanup import ORPHAN_GRACE_SECONDS, run_cleanup
 from crowdsky.db.models import RawFile, UploadSession
 from crowdsky.db.types import utcnow
 from crowdsky.queue import JobStatus
@@ -114,10 +116,12 @@ def test_raws_of_waiting_running_or_retrying_jobs_are_never_deleted(
     assert len(files) == 6
 
 
-def test_jobless_frames_of_a_finalized_session_go_and_job_frames_stay(
+def test_jobless_stored_frames_of_a_finalized_session_are_kept(
     test_db: TestDatabase, raw_store: RawStore
 ) -> None:
-    """Frames a finalize skipped but left on disk (crash) go; no active job's frame does."""
+    """A finalize releases its skipped frames in its own commit, so a stored frame without
+    a job in a finalized session comes only from before that fix, when a crash left
+    sessions finalized without their jobs: it may be the only copy, so it stays."""
     long_ago = utcnow() - timedelta(days=30)
     to_retry, running, _waiting = seed_jobs(
         test_db.session_factory, raw_store, n_jobs=3, files_per_job=2, now=long_ago
@@ -135,12 +139,12 @@ def test_jobless_frames_of_a_finalized_session_go_and_job_frames_stay(
     with test_db.session_factory() as session:
         queue.extend_lease(session, far_future, job_id=running, lease_seconds=3600)
     report = _cleanup(test_db, raw_store, now=far_future)
-    assert report.deleted_files == 1 and report.reaped_jobs == 0
-    assert not (folder / "skipped.fit").exists()
+    assert report.deleted_files == 0 and report.reaped_jobs == 0
+    assert (folder / "skipped.fit").exists()
     assert len(list(folder.glob("job*.fit"))) == 6
     with test_db.session_factory() as session, session.begin():
         flags = {r.filename: r.is_deleted for r in session.execute(select(RawFile)).scalars()}
-    assert flags.pop("skipped.fit") is True and not any(flags.values())
+    assert not any(flags.values())
 
 
 def test_expired_leases_are_reaped_by_cleanup(test_db: TestDatabase, raw_store: RawStore) -> None:
@@ -187,3 +191,55 @@ def queue_table():  # type: ignore[no-untyped-def]
     from crowdsky.db.models import StackingJob
 
     return StackingJob.__table__
+
+
+def _age(path: Path, hours: float) -> None:
+    moment = time.time() - hours * 3600
+    os.utime(path, (moment, moment))
+
+
+def test_orphans_and_old_partials_go_young_ones_stay(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    """A crash between linking a file and committing its row leaves a file without a row;
+    a crash mid-stream leaves a partial. Cleanup removes each once it is old enough."""
+    folder = _open_upload(test_db, raw_store, idle_hours=1)  # open: a.fit + a partial
+    _age(folder / ".upload-partial", EXPIRY_H + 1)
+    (folder / ".upload-young").write_bytes(b"streaming")
+    (folder / "orphan.fit").write_bytes(b"SIMPLE")
+    _age(folder / "orphan.fit", ORPHAN_GRACE_SECONDS / 3600 + 1)
+    (folder / "linking.fit").write_bytes(b"SIMPLE")  # its row may commit any moment
+    report = _cleanup(test_db, raw_store)
+    assert report.orphans_removed == 1 and report.lost_files == 0
+    assert sorted(p.name for p in folder.iterdir()) == [".upload-young", "a.fit", "linking.fit"]
+    # a folder whose session never committed (a crashed start) goes once old
+    stray = raw_store.resolve("user_99/sess_" + "f" * 32)
+    stray.mkdir(parents=True)
+    assert _cleanup(test_db, raw_store).removed_dirs == 0
+    _age(stray, ORPHAN_GRACE_SECONDS / 3600 + 1)
+    assert _cleanup(test_db, raw_store).removed_dirs == 1 and not stray.exists()
+
+
+def test_a_row_whose_file_is_missing_is_reported_not_stacked(
+    test_db: TestDatabase, raw_store: RawStore
+) -> None:
+    (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1, files_per_job=3)
+    with test_db.session_factory() as session, session.begin():
+        lost_path = session.execute(
+            select(RawFile.storage_path).where(RawFile.stacking_job_id == job_id).limit(1)
+        ).scalar_one()
+    raw_store.resolve(lost_path).unlink()
+    report = _cleanup(test_db, raw_store)
+    assert report.lost_files == 1 and report.deleted_files == 0
+    assert "1 missing files reported" in report.summary()
+    assert _cleanup(test_db, raw_store).lost_files == 0, "reported once"
+    with test_db.session_factory() as session, session.begin():
+        lost = session.execute(
+            select(RawFile).where(RawFile.storage_path == lost_path)
+        ).scalar_one()
+        assert lost.lost_at is not None and not lost.is_deleted
+    with test_db.session_factory() as session:
+        claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
+        assert claimed is not None
+        listed = queue.list_job_files(session, job_id=job_id)
+    assert len(listed.files) == 2, "the lost frame is not handed to the worker"

@@ -7,7 +7,9 @@ Rules (style.md §5.1–5.2):
 - the core (``db``, ``queue``, ``ingest``, ``storage``, ``accounts``, ``cleanup``,
   ``config``) never imports ``server``, ``worker``, ``cli``, ``demo`` or ``upload_client``;
 - ``server`` and ``worker`` never import each other, and never ``db.models``: only the
-  core touches ORM rows.
+  core touches ORM rows;
+- the queue never imports storage: it reports the raw files a completion freed and
+  the caller deletes them; ``retention``, which the queue uses, imports no storage either.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ CORE = (
     "crowdsky.storage",
     "crowdsky.accounts",
     "crowdsky.cleanup",
+    "crowdsky.retention",
     "crowdsky.config",
 )
 
@@ -108,3 +111,8 @@ def test_edges_never_touch_orm_rows() -> None:
         _violations(("crowdsky.server", "crowdsky.worker", "crowdsky.cli"), ("crowdsky.db.models",))
         == []
     )
+
+
+def test_queue_and_retention_never_import_storage() -> None:
+    assert "crowdsky.retention" in MODULES
+    assert _violations(("crowdsky.queue", "crowdsky.retention"), ("crowdsky.storage",)) == []

@@ -1,39 +1,49 @@
-"""Housekeeping: reap expired leases, expire abandoned uploads, free disk that nobody needs.
+"""Housekeeping: reap expired leases, expire abandoned uploads, reconcile the raw buffer.
 
 Run by ``/api/cleanup.php`` (cron-compatible), by ``crowdsky cleanup`` and periodically
-by the server itself. The original deleted the raw files of every finalized session
-after one hour, whether or not its job had run (bug 3); here a raw file is deleted only
-when no pending, processing or retry job needs it:
+by the server itself. Which raw file is no longer needed is decided by
+:mod:`crowdsky.retention` alone (the original deleted every finalized session's files
+after one hour, whether or not its job had run: bug 3); this module runs its steps:
 
-- files of an ``uploading`` session idle for ``UPLOAD_EXPIRY_HOURS`` (never finalized,
-  so no job exists) — the session becomes ``expired``;
-- files of a terminally ``failed`` job, after a retention period for inspection;
-- files a finalize gave no job (chunks skipped as too small, already stacked or
-  already queued) that the finalize itself did not get to delete (a crash between
-  queueing and deleting), ``SKIPPED_FRAME_GRACE_HOURS`` after the finalize;
-- files already marked deleted whose unlink was interrupted (a crash after commit).
-Completed jobs delete their own files in ``queue.complete_job``, finalize deletes the
-frames it skipped. A session folder goes once nothing in it is needed any more.
+- leases that expired go back to the queue (``queue.reap_expired_leases``);
+- ``uploading`` sessions idle for ``UPLOAD_EXPIRY_HOURS`` expire, releasing their
+  files (``ingest.expire_idle_sessions``);
+- files of terminally ``failed`` jobs are released after the retention period;
+- the disk is reconciled with the database, folder by folder (:func:`reconcile`): a
+  file whose row is marked deleted is removed (an unlink a crash interrupted); a file
+  without a committed row is an orphan (a crash between link and commit) and is
+  removed once older than ``ORPHAN_GRACE_SECONDS``; a partial upload older than the
+  upload expiry is removed; a row whose file is missing is marked lost and logged;
+  a finished session's emptied folder goes, as does a folder without a session.
+
+Files are deleted only after the transaction that released them has committed.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
-from crowdsky.db.models import RawFile, StackingJob, UploadSession
+from crowdsky import retention
+from crowdsky.db.models import RawFile, UploadSession
+from crowdsky.ingest import expire_idle_sessions
+from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.queue import reap_expired_leases
-from crowdsky.queue.states import ACTIVE_STATUSES, JobStatus
-from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage.raw_store import PARTIAL_PREFIX, RawStore
+
+log = logging.getLogger(__name__)
 
 REAP_BATCH = 100
-#: How long after a finalize cleanup deletes frames it left without a job. Finalize
-#: deletes them itself within seconds; the margin keeps cleanup clear of a finalize
-#: still running (its frames get their jobs only at its end).
-SKIPPED_FRAME_GRACE_HOURS = 6.0
+#: A file on disk without a row is removed once its data is this old. A file is linked
+#: under its final name a moment before its row commits; the margin keeps cleanup
+#: clear of that moment, however slowly the upload itself streamed.
+ORPHAN_GRACE_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +54,29 @@ class CleanupReport:
     deleted_files: int
     reaped_jobs: int
     removed_dirs: int
+    orphans_removed: int = 0
+    lost_files: int = 0
 
     def summary(self) -> str:
         """The original's one-line text answer, plus our extra counts."""
         return (
             f"Cleanup done: {self.expired_sessions} expired sessions, "
             f"{self.deleted_files} files deleted, {self.reaped_jobs} expired leases "
-            f"returned to the queue, {self.removed_dirs} session folders removed."
+            f"returned to the queue, {self.removed_dirs} session folders removed, "
+            f"{self.orphans_removed} orphaned files removed, "
+            f"{self.lost_files} missing files reported."
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    """What :func:`reconcile` did to the raw buffer."""
+
+    deleted_files: int = 0
+    orphans_removed: int = 0
+    partials_removed: int = 0
+    lost_files: int = 0
+    removed_dirs: int = 0
 
 
 def run_cleanup(
@@ -62,6 +87,7 @@ def run_cleanup(
     upload_expiry_hours: float,
     failed_raw_retention_hours: float,
     backoff_seconds: float,
+    orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
 ) -> CleanupReport:
     """Run every housekeeping step once; each step is its own transaction."""
     reaped = 0
@@ -70,148 +96,170 @@ def run_cleanup(
         reaped += len(batch)
         if len(batch) < REAP_BATCH:
             break
-    expired, expired_files, expired_dirs = _expire_idle_sessions(
-        session, now - timedelta(hours=upload_expiry_hours)
+    expired = expire_idle_sessions(session, now, expiry_hours=upload_expiry_hours)
+    with session.begin():
+        failed = retention.release_failed_job_files(
+            session, now - timedelta(hours=failed_raw_retention_hours)
+        )
+    deletion = retention.delete_freed(session, raw_store, expired.freed + failed)
+    swept = reconcile(
+        session,
+        now,
+        raw_store=raw_store,
+        partial_max_age_seconds=upload_expiry_hours * 3600.0,
+        orphan_grace_seconds=orphan_grace_seconds,
     )
-    failed_files = _release_failed_job_files(
-        session, now - timedelta(hours=failed_raw_retention_hours)
-    )
-    skipped_files = _release_skipped_frames(
-        session, now - timedelta(hours=SKIPPED_FRAME_GRACE_HOURS)
-    )
-    deleted = raw_store.delete_files(expired_files + failed_files + skipped_files)
-    removed = sum(raw_store.remove_dir(path) >= 0 for path in expired_dirs)
-    swept_files, swept_dirs = _sweep_finished_sessions(session, raw_store)
     return CleanupReport(
-        expired_sessions=expired,
-        deleted_files=deleted + swept_files,
+        expired_sessions=len(expired.session_ids),
+        deleted_files=deletion.files + swept.deleted_files + swept.partials_removed,
         reaped_jobs=reaped,
-        removed_dirs=removed + swept_dirs,
+        removed_dirs=deletion.dirs + swept.removed_dirs,
+        orphans_removed=swept.orphans_removed,
+        lost_files=swept.lost_files,
     )
 
 
-def _expire_idle_sessions(
-    session: Session, idle_before: datetime
-) -> tuple[int, list[str], list[str]]:
-    """Mark idle ``uploading`` sessions expired and their files deleted (commit first)."""
-    with session.begin():
-        stale = list(
-            session.execute(
-                select(UploadSession.id, UploadSession.storage_path)
-                .where(
-                    UploadSession.status == "uploading",
-                    UploadSession.last_activity_at < idle_before,
-                    # an open session has no jobs; should one ever have some, expiring
-                    # it would delete the frames they need
-                    ~exists().where(StackingJob.upload_session_id == UploadSession.id),
-                )
-                .with_for_update(skip_locked=True)
-            ).all()
-        )
-        if not stale:
-            return 0, [], []
-        ids = [row.id for row in stale]
-        files = list(
-            session.execute(
-                select(RawFile.storage_path).where(
-                    RawFile.upload_session_id.in_(ids), RawFile.is_deleted.is_(False)
-                )
-            ).scalars()
-        )
-        session.execute(
-            update(RawFile)
-            .where(RawFile.upload_session_id.in_(ids))
-            .values(is_deleted=True)
-            .execution_options(synchronize_session=False)
-        )
-        session.execute(
-            update(UploadSession)
-            .where(UploadSession.id.in_(ids), UploadSession.status == "uploading")
-            .values(status="expired")
-            .execution_options(synchronize_session=False)
-        )
-    return len(ids), files, [row.storage_path for row in stale]
+def reconcile(
+    session: Session,
+    now: datetime,
+    *,
+    raw_store: RawStore,
+    partial_max_age_seconds: float,
+    orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
+) -> Reconciliation:
+    """Make the raw buffer on disk agree with the committed rows (see the module docstring).
 
-
-def _release_failed_job_files(session: Session, failed_before: datetime) -> list[str]:
-    """Mark deleted the raws of jobs that failed for good before the retention limit."""
-    with session.begin():
-        failed_jobs = select(StackingJob.id).where(
-            StackingJob.status == JobStatus.FAILED, StackingJob.completed_at < failed_before
-        )
-        files = list(
-            session.execute(
-                select(RawFile.storage_path).where(
-                    RawFile.stacking_job_id.in_(failed_jobs), RawFile.is_deleted.is_(False)
-                )
-            ).scalars()
-        )
-        if files:
-            session.execute(
-                update(RawFile)
-                .where(RawFile.stacking_job_id.in_(failed_jobs), RawFile.is_deleted.is_(False))
-                .values(is_deleted=True)
-                .execution_options(synchronize_session=False)
-            )
-    return files
-
-
-def _release_skipped_frames(session: Session, finalized_before: datetime) -> list[str]:
-    """Mark deleted the jobless frames of sessions finalized before the grace limit.
-
-    Only a session's finalize attaches frames to jobs, so once it is over a frame
-    without a job is one it skipped, which nothing will ever need.
+    Visits every session folder on disk and every session that still has stored
+    rows (so a folder lost as a whole is reported too). For each, the rows are read
+    before the folder is listed: a row committed earlier had its file linked earlier.
     """
     with session.begin():
-        finalized = select(UploadSession.id).where(
-            UploadSession.status == "complete", UploadSession.completed_at < finalized_before
-        )
-        jobless = and_(
-            RawFile.upload_session_id.in_(finalized),
-            RawFile.stacking_job_id.is_(None),
-            RawFile.is_deleted.is_(False),
-        )
-        files = list(session.execute(select(RawFile.storage_path).where(jobless)).scalars())
-        if files:
+        live = set(
             session.execute(
-                update(RawFile)
-                .where(jobless)
-                .values(is_deleted=True)
-                .execution_options(synchronize_session=False)
-            )
-    return files
-
-
-def _sweep_finished_sessions(session: Session, raw_store: RawStore) -> tuple[int, int]:
-    """Finish what an interrupted deletion left: files marked deleted, empty folders.
-
-    Only sessions whose folder still exists and that have no active job are visited, so
-    the work is bounded by the folders actually left on disk.
-    """
-    with session.begin():
-        active_job = exists().where(
-            StackingJob.upload_session_id == UploadSession.id,
-            StackingJob.status.in_([str(s) for s in ACTIVE_STATUSES]),
+                select(UploadSession.storage_path)
+                .join(RawFile, RawFile.upload_session_id == UploadSession.id)
+                .where(RawFile.is_deleted.is_(False), RawFile.lost_at.is_(None))
+                .distinct()
+            ).scalars()
         )
-        candidates = list(
-            session.execute(
-                select(UploadSession.id, UploadSession.storage_path).where(
-                    UploadSession.status.in_(["complete", "expired"]), ~active_job
-                )
-            ).all()
+    folders = sorted(live | set(_session_folders(raw_store)))
+    wall_now = time.time()
+    totals = Reconciliation()
+    for folder in folders:
+        done = _reconcile_folder(
+            session,
+            now,
+            raw_store,
+            folder,
+            partial_before=wall_now - partial_max_age_seconds,
+            orphan_before=wall_now - orphan_grace_seconds,
         )
-    files = dirs = 0
-    for row in candidates:
-        if not raw_store.resolve(row.storage_path).is_dir():
+        totals = Reconciliation(
+            *(a + b for a, b in zip(_counts(totals), _counts(done), strict=True))
+        )
+    return totals
+
+
+def _counts(r: Reconciliation) -> tuple[int, int, int, int, int]:
+    return (r.deleted_files, r.orphans_removed, r.partials_removed, r.lost_files, r.removed_dirs)
+
+
+def _session_folders(raw_store: RawStore) -> list[str]:
+    """Relative ``user_<id>/sess_<token>`` folders present on disk."""
+    found = []
+    if not raw_store.root.is_dir():
+        return found
+    for user_dir in raw_store.root.iterdir():
+        if not (user_dir.is_dir() and user_dir.name.startswith("user_")):
             continue
-        with session.begin():
-            leftovers = list(
-                session.execute(
-                    select(RawFile.storage_path).where(
-                        RawFile.upload_session_id == row.id, RawFile.is_deleted.is_(True)
-                    )
-                ).scalars()
+        for session_dir in user_dir.iterdir():
+            if session_dir.is_dir() and session_dir.name.startswith("sess_"):
+                found.append(f"{user_dir.name}/{session_dir.name}")
+    return found
+
+
+def _reconcile_folder(
+    session: Session,
+    now: datetime,
+    raw_store: RawStore,
+    folder: str,
+    *,
+    partial_before: float,
+    orphan_before: float,
+) -> Reconciliation:
+    with session.begin():
+        upload = session.execute(
+            select(UploadSession.id, UploadSession.status).where(
+                UploadSession.storage_path == folder
             )
-        files += raw_store.delete_files(leftovers)
-        dirs += raw_store.remove_dir_if_empty(row.storage_path)
-    return files, dirs
+        ).one_or_none()
+        rows = (
+            []
+            if upload is None
+            else session.execute(
+                select(RawFile.id, RawFile.storage_path, RawFile.is_deleted, RawFile.lost_at).where(
+                    RawFile.upload_session_id == upload.id
+                )
+            ).all()
+        )
+    by_name = {r.storage_path.rsplit("/", 1)[-1]: r for r in rows}
+    path = raw_store.resolve(folder)
+    entries = list(path.iterdir()) if path.is_dir() else []
+    on_disk = {e.name for e in entries}
+    deleted = orphans = partials = 0
+    for entry in entries:
+        if not entry.is_file():
+            continue
+        row = by_name.get(entry.name)
+        if entry.name.startswith(PARTIAL_PREFIX):
+            if _mtime(entry) < partial_before:
+                partials += _unlink(entry)
+        elif row is not None:
+            if row.is_deleted:
+                deleted += _unlink(entry)
+        elif _mtime(entry) < orphan_before:
+            log.warning("cleanup.orphan_removed: %s/%s had no committed row", folder, entry.name)
+            orphans += _unlink(entry)
+    missing = [
+        r.id
+        for name, r in by_name.items()
+        if not r.is_deleted and r.lost_at is None and name not in on_disk
+    ]
+    lost = 0
+    if missing:
+        with session.begin():
+            lost = retention.mark_lost(session, now, missing)
+    removed = 0
+    if path.is_dir() and _folder_unneeded(session, upload, path, orphan_before):
+        # a finished session takes no more files: a partial in it is abandoned
+        removed = int(raw_store.remove_dir_if_empty(folder, keep_if_receiving=upload is None))
+    return Reconciliation(deleted, orphans, partials, lost, removed)
+
+
+def _folder_unneeded(
+    session: Session, upload: Row | None, path: Path, orphan_before: float
+) -> bool:
+    """Whether a session folder may go once empty: no open session and no active job."""
+    if upload is None:  # a start that crashed before its commit, or a removed session
+        return _mtime(path) < orphan_before
+    if upload.status == SessionStatus.EXPIRED:
+        return True
+    if upload.status != SessionStatus.COMPLETE:
+        return False
+    with session.begin():
+        return retention.finished_session_dir(session, upload.id) is not None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")
+
+
+def _unlink(path: Path) -> int:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return 1

@@ -104,6 +104,17 @@ class ServerSettings(BaseSettings):
         validation_alias=AliasChoices("CROWDSKY_MAX_UPLOAD_BYTES", "max_upload_bytes"),
         description="Largest accepted raw file.",
     )
+    max_open_upload_sessions: int = Field(
+        default=20,
+        ge=1,
+        validation_alias=AliasChoices(
+            "CROWDSKY_MAX_OPEN_UPLOAD_SESSIONS", "max_open_upload_sessions"
+        ),
+        description=(
+            "Open (not finalized, not idle-expired) upload sessions one user may hold; "
+            "a further start is refused with 409."
+        ),
+    )
     min_chunk_frames: int = Field(
         default=DEFAULT_MIN_CHUNK_FRAMES,
         ge=1,

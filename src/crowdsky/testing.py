@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsky.db.models import RawFile, UploadSession, User
 from crowdsky.db.types import utcnow
+from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.queue import NewJob, enqueue_jobs
 from crowdsky.storage.raw_store import RawStore
 
@@ -87,7 +88,7 @@ def seed_jobs(
                 user_id=user_id,
                 session_token=token,
                 object_name=object_name,
-                status="complete",
+                status=SessionStatus.COMPLETE,
                 storage_path=session_dir,
                 created_at=now,
                 last_activity_at=now,
@@ -145,3 +146,71 @@ def seed_jobs(
         ]
         # one creation time for all: the queue orders ties by id, i.e. by creation order
         return enqueue_jobs(session, now, new_jobs)
+
+
+def seed_open_session(
+    session_factory: sessionmaker[Session],
+    raw_store: RawStore,
+    *,
+    n_frames: int,
+    username: str = DEFAULT_USER,
+    start: datetime,
+    cadence_s: float = 10.0,
+    object_name: str = "M 94",
+    now: datetime | None = None,
+) -> str:
+    """An ``uploading`` session holding ``n_frames`` stored frames, as uploads leave it.
+
+    Each frame is one FITS block of distinct placeholder bytes (finalize reads the
+    recorded header values, never the pixels) taken every ``cadence_s`` from ``start``
+    at one pointing. Rows are inserted in bulk, so thousands of frames take a moment.
+    Returns the session token; finalize it through the real upload API.
+    """
+    now = now or utcnow()
+    with session_factory() as session:
+        user_id = ensure_user(session, username)
+        token = secrets.token_hex(16)
+        session_dir = raw_store.session_dir(user_id, token)
+        folder = raw_store.resolve(session_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for index in range(n_frames):
+            name = f"Light_{index:05d}.fit"
+            data = f"SIMPLE  = T seeded {token} {index}".encode().ljust(FITS_BLOCK, b" ")
+            (folder / name).write_bytes(data)
+            rows.append(
+                {
+                    "filename": name,
+                    "storage_path": f"{session_dir}/{name}",
+                    "file_size_bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "fits_date_obs": start + timedelta(seconds=cadence_s * index),
+                    "fits_object": object_name,
+                    "fits_exptime": 10.0,
+                    "fits_ra": 192.72,
+                    "fits_dec": 41.12,
+                    "fits_filter": "IRCUT",
+                    "fits_telescop": "Seestar S50",
+                    "created_at": now,
+                    "is_deleted": False,
+                }
+            )
+        with session.begin():
+            upload = UploadSession(
+                user_id=user_id,
+                session_token=token,
+                object_name=object_name,
+                status=SessionStatus.UPLOADING,
+                storage_path=session_dir,
+                file_count=n_frames,
+                total_size_bytes=n_frames * FITS_BLOCK,
+                created_at=now,
+                last_activity_at=now,
+            )
+            session.add(upload)
+            session.flush()
+            for row in rows:
+                row["upload_session_id"] = upload.id
+            if rows:
+                session.execute(insert(RawFile), rows)
+    return token

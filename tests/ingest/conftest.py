@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crowdsky import ingest, queue
+from crowdsky import ingest, queue, retention
 from crowdsky.cleanup import CleanupReport, run_cleanup
 from crowdsky.db.models import RawFile
 from crowdsky.db.types import utcnow
@@ -91,7 +91,7 @@ class Intake:
                 overwrite=overwrite,
             )
 
-    def status(self, token: str, now: datetime | None = None) -> ingest.SessionStatus:
+    def status(self, token: str, now: datetime | None = None) -> ingest.SessionReport:
         with self.db.session_factory() as session:
             return ingest.session_status(
                 session,
@@ -112,19 +112,20 @@ class Intake:
                 backoff_seconds=0,
             )
 
-    def complete(self, job_id: int) -> queue.CompletionOutcome:
+    def complete(self, job_id: int) -> retention.Deletion:
         """Claim the next job (it must be ``job_id``) and complete it as a worker would."""
         with self.db.session_factory() as session:
             claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
             assert claimed is not None and claimed.job_id == job_id
-            return queue.complete_job(
+            outcome = queue.complete_job(
                 session,
                 utcnow(),
                 queue.Completion(job_id=job_id, ucloud_path=f"stacks/{job_id}.fits"),
-                raw_store=self.raw_store,
                 worker_id="w",
                 lease_token=claimed.lease_token,
             )
+            assert outcome.freed is not None
+            return retention.delete_freed(session, self.raw_store, outcome.freed)
 
     def session_dir(self, token: str) -> Path:
         return self.raw_store.resolve(self.raw_store.session_dir(self.user_id, token))

@@ -10,9 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from crowdsky.cleanup import SKIPPED_FRAME_GRACE_HOURS
 from crowdsky.db.models import RawFile, UploadSession
 from crowdsky.db.types import utcnow
 from tests.ingest.conftest import EXPIRY_HOURS, Intake
@@ -51,7 +50,7 @@ def test_frames_of_a_small_group_are_deleted_after_finalize(intake: Intake) -> N
     ]
     # the session folder goes with the job's last frames
     outcome = intake.complete(job_id)
-    assert outcome.deleted_files == 4 and outcome.removed_session_dir
+    assert outcome.files == 4 and outcome.dirs == 1
     assert not intake.session_dir(token).exists()
 
 
@@ -82,21 +81,20 @@ def test_already_stacked_chunk_is_deleted_unless_overwrite(intake: Intake) -> No
 
 
 def test_cleanup_deletes_what_an_interrupted_finalize_left(intake: Intake) -> None:
-    """A crash between queueing and deleting: cleanup finishes the job after a grace period."""
+    """A crash after the finalize's commit, before its deletions: the skipped frames'
+    rows are already marked deleted in that commit, so cleanup removes their files."""
     m94, m51 = intake.night_with_a_small_group(3)
     token = intake.upload(m94 + m51)
     (job_id,) = intake.finalize(token).job_ids
     # put the skipped frames back as an interrupted finalize would have left them
     for path in m51:
         (intake.session_dir(token) / path.name).write_bytes(path.read_bytes())
-    with intake.db.session_factory() as session, session.begin():
-        session.execute(
-            update(RawFile).where(RawFile.stacking_job_id.is_(None)).values(is_deleted=False)
-        )
-    soon = intake.cleanup(utcnow() + timedelta(hours=SKIPPED_FRAME_GRACE_HOURS - 1))
-    assert soon.deleted_files == 0, "a finalize might still be running: wait"
-    later = intake.cleanup(utcnow() + timedelta(hours=SKIPPED_FRAME_GRACE_HOURS + 1))
-    assert later.deleted_files == 2
+    assert _deleted_flags(intake, token) == {
+        **{p.name: False for p in m94},
+        **{p.name: True for p in m51},
+    }
+    swept = intake.cleanup(utcnow())
+    assert swept.deleted_files == 2
     assert sorted(p.name for p in intake.session_dir(token).iterdir()) == [p.name for p in m94]
     assert len(intake.job_files_on_disk(job_id)) == 3, "the pending job keeps its frames"
     intake.complete(job_id)
@@ -161,8 +159,9 @@ def test_a_failed_deletion_keeps_the_session_closed_and_its_jobs(
     monkeypatch.undo()
     assert intake.status(token).status == "complete"
     assert intake.finalize(token).job_ids == (job_id,), "a repeat answers the first finalize"
-    intake.cleanup(utcnow() + timedelta(hours=EXPIRY_HOURS + 1))  # no expiry of it
+    # no expiry of it; the frames it could not delete go
+    swept = intake.cleanup(utcnow() + timedelta(hours=EXPIRY_HOURS + 1))
+    assert swept.deleted_files == 2 and swept.expired_sessions == 0
     assert len(intake.job_files_on_disk(job_id)) == 3
-    intake.complete(job_id)
-    swept = intake.cleanup(utcnow())  # the frames it could not delete, then the folder
-    assert swept.deleted_files == 2 and not intake.session_dir(token).exists()
+    intake.complete(job_id)  # then the folder goes with the job's frames
+    assert not intake.session_dir(token).exists()

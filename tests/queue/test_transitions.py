@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from crowdsky import queue
+from crowdsky import queue, retention
 from crowdsky.db.models import JobAttempt, RawFile, StackedFrame
 from crowdsky.db.types import utcnow
 from crowdsky.queue import JobStatus
@@ -155,7 +155,6 @@ def test_expired_lease_returns_job_to_queue_as_failed_attempt(
             session,
             utcnow(),
             _completion(job_id),
-            raw_store=raw_store,
             worker_id="dead-worker",
         )
     with test_db.session_factory() as session, pytest.raises(queue.HeldByOtherWorker):
@@ -247,11 +246,15 @@ def test_complete_records_result_then_deletes_raws_and_session_folder(
             session,
             utcnow(),
             _completion(first),
-            raw_store=raw_store,
             worker_id="w1",
             lease_token=claimed.lease_token,
         )
-    assert not outcome.repeated and outcome.deleted_files == 3
+    assert not outcome.repeated and outcome.freed is not None
+    assert sorted(outcome.freed.paths) == sorted(f.storage_path for f in files.files)
+    assert all(p.is_file() for p in paths), "the queue deletes nothing itself"
+    assert outcome.freed.session_dirs == ()  # the second job still needs the folder
+    with test_db.session_factory() as session:
+        assert retention.delete_freed(session, raw_store, outcome.freed).files == 3
     assert not any(p.exists() for p in paths)
     assert session_dir.is_dir()  # the second job still needs its files
     with test_db.session_factory() as session, session.begin():
@@ -271,8 +274,10 @@ def test_complete_records_result_then_deletes_raws_and_session_folder(
     # completing the last job removes the session folder
     _claim(test_db)
     with test_db.session_factory() as session:
-        outcome = queue.complete_job(session, utcnow(), _completion(second), raw_store=raw_store)
-    assert outcome.removed_session_dir and not session_dir.exists()
+        outcome = queue.complete_job(session, utcnow(), _completion(second))
+        assert outcome.freed is not None and len(outcome.freed.session_dirs) == 1
+        assert retention.delete_freed(session, raw_store, outcome.freed).dirs == 1
+    assert not session_dir.exists()
 
 
 def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
@@ -283,10 +288,8 @@ def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
     start = utcnow() - timedelta(hours=2)
     dates = {"date_obs_start": start, "date_obs_end": start + timedelta(minutes=5)}
     with test_db.session_factory() as session:
-        queue.complete_job(session, utcnow(), _completion(job_id, **dates), raw_store=raw_store)
-        again = queue.complete_job(
-            session, utcnow(), _completion(job_id, **dates), raw_store=raw_store, worker_id="w1"
-        )
+        queue.complete_job(session, utcnow(), _completion(job_id, **dates))
+        again = queue.complete_job(session, utcnow(), _completion(job_id, **dates), worker_id="w1")
         assert again.repeated
         for different in (
             {**dates, "n_frames_aligned": 1},
@@ -294,9 +297,7 @@ def test_repeated_identical_completion_is_ok_a_different_one_is_refused(
             {**dates, "date_obs_end": None},
         ):
             with pytest.raises(queue.AlreadyCompleted):
-                queue.complete_job(
-                    session, utcnow(), _completion(job_id, **different), raw_store=raw_store
-                )
+                queue.complete_job(session, utcnow(), _completion(job_id, **different))
     with test_db.session_factory() as session, session.begin():
         count = session.execute(select(StackedFrame.id)).scalars().all()
     assert len(count) == 1
@@ -309,7 +310,7 @@ def test_completion_floats_round_trip_and_a_repeat_matches_a_single_precision_ro
     (job_id,) = seed_jobs(test_db.session_factory, raw_store, n_jobs=1)
     _claim(test_db)
     with test_db.session_factory() as session:
-        queue.complete_job(session, utcnow(), _completion(job_id, **precise), raw_store=raw_store)
+        queue.complete_job(session, utcnow(), _completion(job_id, **precise))
     with test_db.session_factory() as session, session.begin():
         frame = session.execute(select(StackedFrame)).scalar_one()
         assert (frame.ra_deg, frame.dec_deg, frame.total_exptime) == (
@@ -320,28 +321,25 @@ def test_completion_floats_round_trip_and_a_repeat_matches_a_single_precision_ro
         # what a MariaDB FLOAT column (before migration 0002) handed back: 6 digits
         frame.ra_deg, frame.dec_deg, frame.total_exptime = 192.721, 41.1203, 150.0
     with test_db.session_factory() as session:
-        again = queue.complete_job(
-            session, utcnow(), _completion(job_id, **precise), raw_store=raw_store
-        )
+        again = queue.complete_job(session, utcnow(), _completion(job_id, **precise))
         assert again.repeated
         with pytest.raises(queue.AlreadyCompleted):
             queue.complete_job(
                 session,
                 utcnow(),
                 _completion(job_id, **{**precise, "ra_deg": 192.8}),
-                raw_store=raw_store,
             )
 
 
 def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: RawStore) -> None:
     pending_job, held_job = seed_jobs(test_db.session_factory, raw_store, n_jobs=2)
     with test_db.session_factory() as session, pytest.raises(queue.JobNotFound):
-        queue.complete_job(session, utcnow(), _completion(999_999), raw_store=raw_store)
+        queue.complete_job(session, utcnow(), _completion(999_999))
     claimed = _claim(test_db, "w1")
     assert claimed is not None and claimed.job_id == pending_job
     with test_db.session_factory() as session:
         with pytest.raises(queue.WrongState):
-            queue.complete_job(session, utcnow(), _completion(held_job), raw_store=raw_store)
+            queue.complete_job(session, utcnow(), _completion(held_job))
         strangers: list[dict[str, str]] = [
             {"worker_id": "w2"},
             *({"lease_token": t} for t in ("0" * 32, "é" * 32, "\ud800")),  # any text
@@ -352,13 +350,10 @@ def test_completion_checks_state_and_holder(test_db: TestDatabase, raw_store: Ra
                     session,
                     utcnow(),
                     _completion(pending_job),
-                    raw_store=raw_store,
                     **stranger,  # type: ignore[arg-type]
                 )
         # nothing changed: the holder can still complete
-        queue.complete_job(
-            session, utcnow(), _completion(pending_job), raw_store=raw_store, worker_id="w1"
-        )
+        queue.complete_job(session, utcnow(), _completion(pending_job), worker_id="w1")
 
 
 def test_inputs_are_only_visible_while_processing(

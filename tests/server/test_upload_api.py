@@ -15,7 +15,7 @@ from astropy.io import fits
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from crowdsky import queue
+from crowdsky import queue, retention
 from crowdsky.accounts import create_api_key, create_user, revoke_api_key, set_user_active
 from crowdsky.config import load_server_settings
 from crowdsky.db.models import RawFile
@@ -457,14 +457,15 @@ def _complete(up: Upload, job_id: int) -> None:
     with up.state.session_factory() as session:
         claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
         assert claimed is not None and claimed.job_id == job_id
-        queue.complete_job(
+        outcome = queue.complete_job(
             session,
             utcnow(),
             queue.Completion(job_id=job_id, ucloud_path="stacks/x.fits"),
-            raw_store=up.state.raw_store,
             worker_id="w",
             lease_token=claimed.lease_token,
         )
+        assert outcome.freed is not None
+        retention.delete_freed(session, up.state.raw_store, outcome.freed)
 
 
 def test_already_stacked_chunk_is_skipped_unless_overwrite(up: Upload) -> None:
@@ -547,3 +548,17 @@ def test_real_frames_make_one_job(
         body = up.finalize(token).json()
         assert body["jobs"] == 1 and body["chunks"] == [expected]
         assert body["chunk_details"][0]["frames"] == 32
+
+
+def test_too_many_open_sessions_is_a_clear_409(test_db: TestDatabase, tmp_path: Path) -> None:
+    for up in make_app(test_db, tmp_path, max_open_upload_sessions=2):
+        first = up.start()
+        up.start()
+        refused = up.client.post(URL, params={"action": "start"}, auth=up.auth)
+        assert refused.status_code == 409
+        assert "open upload sessions (the limit is 2)" in refused.json()["error"]
+        assert up.start(auth=("mallory", PASSWORD)), "the limit is per user"
+        frame = write_frame(tmp_path / "f.fit")
+        assert up.send(first, frame).status_code == 200
+        assert up.finalize(first).status_code == 200
+        assert up.start(), "a finalized session frees its place"

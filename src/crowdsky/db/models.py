@@ -110,7 +110,7 @@ class UploadSession(Base):
     dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     total_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
-    # uploading -> complete (finalize) | expired (cleanup); see ingest.sessions
+    # uploading -> complete (finalize) | expired (cleanup); see ingest.session_states
     status: Mapped[str] = mapped_column(String(16), default="uploading")
     storage_path: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -158,6 +158,8 @@ class RawFile(Base):
     image_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
     chunk_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     is_deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # set by cleanup when the file is missing on disk (reported, never stacked)
+    lost_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

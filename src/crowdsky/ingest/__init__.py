@@ -15,11 +15,13 @@ from crowdsky.ingest.errors import (
     EmptySession,
     FileError,
     FileTooLarge,
+    IllegalSessionMove,
     IngestError,
     InvalidFileName,
     InvalidFits,
     SessionClosed,
     SessionNotFound,
+    TooManyOpenSessions,
 )
 from crowdsky.ingest.filenames import check_file_name
 from crowdsky.ingest.finalize import (
@@ -30,16 +32,21 @@ from crowdsky.ingest.finalize import (
 )
 from crowdsky.ingest.fits_headers import FrameHeader, read_frame_header
 from crowdsky.ingest.scrub import scrub_site_location
+from crowdsky.ingest.session_states import SessionStatus
+from crowdsky.ingest.session_transitions import (
+    ExpiredSessions,
+    expire_idle_sessions,
+    start_session,
+)
 from crowdsky.ingest.sessions import (
     FileStatus,
     IntakeSettings,
     ReceivedFile,
     SessionRef,
-    SessionStatus,
+    SessionReport,
     open_session,
     receive_file,
     session_status,
-    start_session,
 )
 
 __all__ = [
@@ -47,12 +54,14 @@ __all__ = [
     "ChunkPlan",
     "ChunkReport",
     "EmptySession",
+    "ExpiredSessions",
     "FileError",
     "FileStatus",
     "FileTooLarge",
     "FinalizeResult",
     "FrameHeader",
     "FrameInfo",
+    "IllegalSessionMove",
     "IngestError",
     "IntakeSettings",
     "InvalidFileName",
@@ -61,11 +70,14 @@ __all__ = [
     "SessionClosed",
     "SessionNotFound",
     "SessionRef",
+    "SessionReport",
     "SessionStatus",
     "SkippedChunk",
     "SkippedReport",
+    "TooManyOpenSessions",
     "check_file_name",
     "chunk_key",
+    "expire_idle_sessions",
     "finalize_session",
     "healpix_ring_pixel",
     "open_session",

@@ -8,7 +8,9 @@ Hierarchy::
     ├── FileTooLarge         the file exceeds the per-file size limit (413)
     ├── SessionNotFound      no such session for this user (404; never reveals others')
     ├── SessionClosed        the session is finalized or expired (409)
-    └── EmptySession         finalize of a session without files (409)
+    ├── EmptySession         finalize of a session without files (409)
+    ├── TooManyOpenSessions  the user's limit of open sessions is reached (409)
+    └── IllegalSessionMove   a status change outside the allowed moves (a bug; 500)
 
 The server maps these to HTTP statuses in one table (``server/errors.py``); the
 message of each is what the person at the other end reads.
@@ -52,3 +54,11 @@ class SessionClosed(IngestError):
 
 class EmptySession(IngestError):
     """The upload session has no files to finalize."""
+
+
+class TooManyOpenSessions(IngestError):
+    """The user already has as many open upload sessions as the server allows."""
+
+
+class IllegalSessionMove(IngestError):
+    """A session status change outside ``session_states.ALLOWED_MOVES`` (a bug, never input)."""

@@ -1,24 +1,29 @@
-"""Finalize: turn an upload session's frames into stacking jobs, once.
+"""Finalize: turn an upload session's frames into stacking jobs, once, atomically.
 
 Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
 that are too small or whose frames are all already stacked or queued (the same files,
-by SHA-256, uploaded again; with the reason, never silently),
-optionally scrubs the observing site from the stored files, and queues one job per
-chunk through :func:`crowdsky.queue.enqueue_jobs`. The session is closed first, so a
-concurrent upload or finalize sees it closed; if queueing fails the session is
-reopened. A repeated finalize answers with what the first one did. A chunk whose
-key is stacked or queued already but which brings frames that work lacks (more of
-the slot, uploaded later in another session) is new data: it gets its own job.
+by SHA-256, uploaded again; with the reason, never silently), optionally scrubs the
+observing site from the stored files, and queues one job per chunk. A chunk whose key
+is stacked or queued already but which brings frames that work lacks (more of the
+slot, uploaded later in another session) is new data: it gets its own job.
 
-Frames of skipped chunks are deleted as soon as the jobs are queued: nothing can use
-them any more (a finalized session takes no files and is never finalized again), and
-the answer has already told the user which files got no job and why (too few frames,
-or copies of files already stacked or queued); to stack them after all, upload them
-again (with ``overwrite=1`` for an already stacked chunk). A
-session folder without jobs is removed at once; otherwise the last of its jobs to
-complete removes it. Should the server stop between queueing and deleting, cleanup
-deletes the leftovers later (``crowdsky.cleanup``). Frames of queued jobs are never
-touched here.
+All of it is **one transaction**, holding the session's row lock: the jobs, the frames'
+chunk keys, the release of the skipped frames and the move ``uploading`` →
+``complete`` commit together or not at all. A crash at any instant therefore leaves
+either an open session (finalize again) or a finalized one with all of its jobs; the
+original's "complete, no jobs, frames deleted 6 h later" cannot happen. Concurrent
+finalize calls queue on the row lock; each later one finds the session complete and
+answers the first one's jobs, read after the lock, so every reply carries the same
+job list. A repeated finalize answers the same way.
+
+Frames whose stored copy is missing are marked lost (:func:`crowdsky.retention.mark_lost`)
+and reported among the skipped chunks, never queued. Frames of skipped chunks are
+released in the transaction (:func:`crowdsky.retention.release_skipped_frames`) and
+deleted right after the commit; should the server stop in between, cleanup deletes
+them. Scrubbing blanks header cards in place before the commit (idempotent, so a
+finalize that rolls back and runs again is harmless); no worker can fetch a frame
+before its job exists. To stack a skipped chunk after all, upload its files again
+(with ``overwrite=1`` for an already stacked chunk).
 """
 
 from __future__ import annotations
@@ -33,11 +38,14 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
-from crowdsky.ingest import chunking, scrub, sessions
+from crowdsky import retention
+from crowdsky.db.models import RawFile, StackedFrame, StackingJob
+from crowdsky.ingest import chunking, scrub
+from crowdsky.ingest import session_transitions as moves
 from crowdsky.ingest.errors import EmptySession
+from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.ingest.sessions import IntakeSettings
-from crowdsky.queue import NewJob, enqueue_jobs
+from crowdsky.queue import NewJob, add_jobs
 from crowdsky.queue.states import ACTIVE_STATUSES
 from crowdsky.storage.raw_store import RawStore
 
@@ -90,9 +98,9 @@ def finalize_session(
     overwrite: bool = False,
     scrub_location: bool = False,
 ) -> FinalizeResult:
-    """Turn a session's frames into stacking jobs (idempotent).
+    """Turn a session's frames into stacking jobs (atomic and idempotent).
 
-    Frames of skipped chunks are deleted once the jobs are queued (see the module
+    Frames of skipped chunks are deleted once the jobs are committed (see the module
     docstring); a repeated finalize still lists them in ``skipped``.
 
     Raises
@@ -100,41 +108,19 @@ def finalize_session(
     SessionNotFound, SessionClosed, EmptySession
     """
     with session.begin():
-        row = sessions.load_row(session, user_id, token, for_update=True)
+        row = moves.lock_session(session, user_id, token)
         session_id = row.id
-        if row.status == "complete":
-            repeated = True
-        else:
-            sessions.require_open(row, now, intake.expiry_hours)
-            if sessions.count_files(session, session_id) == 0:
-                raise EmptySession(
-                    "the upload session has no files; upload at least one file before finalize"
-                )
-            # Claim the finalize first: a concurrent add_file or finalize now sees it closed.
-            session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == session_id, UploadSession.status == "uploading")
-                .values(status="complete", completed_at=now, last_activity_at=now)
-            )
-            repeated = False
-    if repeated:
-        return _repeat_finalize(session, user_id, session_id, intake)
-    try:
-        result, jobless = _run_finalize(
+        if row.status == SessionStatus.COMPLETE:
+            return _repeat_finalize(session, user_id, session_id, intake)
+        moves.require_open(row, now, intake.expiry_hours)
+        result, freed = _run_finalize(
             session, now, user_id, session_id, raw_store, intake, overwrite, scrub_location
         )
-    except BaseException:
-        with session.begin():  # no job was queued: give the session back to try again
-            session.execute(
-                update(UploadSession)
-                .where(UploadSession.id == session_id, UploadSession.status == "complete")
-                .values(status="uploading", completed_at=None)
-            )
-        raise
-    # The jobs are queued and the session stays closed whatever happens from here: a
-    # frame this fails to delete is deleted by cleanup after its grace period.
+        moves.mark_finalized(session, session_id, now)
+    # Committed: the jobs exist and the session is closed, whatever happens from here.
+    # A frame this fails to delete is deleted by cleanup.
     try:
-        discarded = _discard_skipped(session, session_id, jobless, raw_store)
+        discarded = retention.delete_freed(session, raw_store, freed).files
     except Exception:
         log.warning(
             "finalize.discard_failed: session %d; cleanup will delete its skipped frames",
@@ -166,7 +152,7 @@ def _session_frames(
     if skipped_only:  # deleted or not: a repeated finalize reports them as the first did
         query = query.where(RawFile.stacking_job_id.is_(None))
     else:
-        query = query.where(RawFile.is_deleted.is_(False))
+        query = query.where(RawFile.is_deleted.is_(False), RawFile.lost_at.is_(None))
     frames = []
     for f in session.execute(query.order_by(RawFile.id)).scalars():
         if f.fits_date_obs is None:  # cannot happen for files received here
@@ -212,46 +198,57 @@ def _run_finalize(
     intake: IntakeSettings,
     overwrite: bool,
     scrub_location: bool,
-) -> tuple[FinalizeResult, list[int]]:
-    """Queue the jobs; return the result and the frames that got none."""
-    with session.begin():
-        frames = _session_frames(session, session_id, user_id)
-    by_id = {f.info.frame_id: f for f in frames}
+) -> tuple[FinalizeResult, retention.FreedFiles]:
+    """Queue the jobs inside the caller's transaction; the result and the freed frames."""
+    stored = _session_frames(session, session_id, user_id)
+    if not stored:
+        raise EmptySession(
+            "the upload session has no files; upload at least one file before finalize"
+        )
+    missing = [f for f in stored if not raw_store.exists(f.storage_path)]
+    retention.mark_lost(session, now, [f.info.frame_id for f in missing])
+    frames = [f for f in stored if f not in missing]
+    by_id = {f.info.frame_id: f for f in stored}
     plan = _plan(frames, intake)
     skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
+    if missing:
+        skipped.append(
+            SkippedReport(
+                "",
+                len(missing),
+                "the server lost these stored files (missing on disk); upload them again",
+                tuple(f.filename for f in missing),
+            )
+        )
     to_queue: list[chunking.Chunk] = []
-    with session.begin():
-        for chunk in plan.chunks:
-            conflict = (
-                None
-                if overwrite
-                else _existing_work(
-                    session, user_id, session_id, chunk, {by_id[i].sha256 for i in chunk.frame_ids}
-                )
+    for chunk in plan.chunks:
+        conflict = (
+            None
+            if overwrite
+            else _existing_work(
+                session, user_id, session_id, chunk, {by_id[i].sha256 for i in chunk.frame_ids}
             )
-            if conflict is not None:
-                skipped.append(_skipped_report(chunk, conflict, by_id))
-            else:
-                to_queue.append(chunk)
-        for chunk in [*plan.chunks, *(s.chunk for s in plan.skipped)]:
-            session.execute(
-                update(RawFile)
-                .where(RawFile.id.in_(chunk.frame_ids))
-                .values(chunk_key=chunk.chunk_key)
-            )
+        )
+        if conflict is not None:
+            skipped.append(_skipped_report(chunk, conflict, by_id))
+        else:
+            to_queue.append(chunk)
+    for chunk in [*plan.chunks, *(s.chunk for s in plan.skipped)]:
+        session.execute(
+            update(RawFile).where(RawFile.id.in_(chunk.frame_ids)).values(chunk_key=chunk.chunk_key)
+        )
     queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
     scrubbed = 0
-    if scrub_location:  # before the jobs exist: no worker may fetch an unscrubbed frame
+    if scrub_location:  # before the jobs commit: no worker may fetch an unscrubbed frame
         for frame_id in sorted(queued_ids):  # the others are deleted, never served
             if by_id[frame_id].has_site:
                 scrub.scrub_site_location(raw_store.resolve(by_id[frame_id].storage_path))
                 scrubbed += 1
-        with session.begin():
-            session.execute(
-                update(RawFile)
-                .where(RawFile.upload_session_id == session_id)
-                .values(fits_sitelat=None, fits_sitelong=None)
-            )
+        session.execute(
+            update(RawFile)
+            .where(RawFile.upload_session_id == session_id)
+            .values(fits_sitelat=None, fits_sitelong=None)
+        )
     new_jobs = [
         NewJob(
             user_id=user_id,
@@ -265,7 +262,7 @@ def _run_finalize(
         )
         for chunk in to_queue
     ]
-    job_ids = enqueue_jobs(session, now, new_jobs) if new_jobs else []
+    job_ids = add_jobs(session, now, new_jobs) if new_jobs else []
     reports = tuple(
         ChunkReport(
             job.chunk_key,
@@ -278,70 +275,40 @@ def _run_finalize(
         )
         for job, job_id in zip(new_jobs, job_ids, strict=True)
     )
+    jobless = [f.info.frame_id for f in frames if f.info.frame_id not in queued_ids]
+    freed = retention.release_skipped_frames(session, session_id, jobless)
     result = FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed)
-    return result, [i for i in by_id if i not in queued_ids]
-
-
-def _discard_skipped(
-    session: Session, session_id: int, frame_ids: Sequence[int], raw_store: RawStore
-) -> int:
-    """Delete the frames of skipped chunks (after the jobs are queued); returns files removed.
-
-    Rows are marked deleted before the files go (a crash in between leaves work for
-    cleanup, never a row pointing at a missing file); a frame that belongs to a job is
-    never selected. The folder goes too when nothing is left in it (with an upload
-    still arriving, cleanup removes it later).
-    """
-    doomed: list[str] = []
-    if frame_ids:
-        with session.begin():
-            mine = and_(
-                RawFile.upload_session_id == session_id,
-                RawFile.id.in_(frame_ids),
-                RawFile.stacking_job_id.is_(None),
-                RawFile.is_deleted.is_(False),
-            )
-            doomed = list(session.execute(select(RawFile.storage_path).where(mine)).scalars())
-            session.execute(
-                update(RawFile)
-                .where(mine)
-                .values(is_deleted=True)
-                .execution_options(synchronize_session=False)
-            )
-    removed = raw_store.delete_files(doomed)
-    with session.begin():
-        folder = session.execute(
-            select(UploadSession.storage_path).where(UploadSession.id == session_id)
-        ).scalar_one()
-    raw_store.remove_dir_if_empty(folder, keep_if_receiving=True)
-    return removed
+    return result, freed
 
 
 def _repeat_finalize(
     session: Session, user_id: int, session_id: int, intake: IntakeSettings
 ) -> FinalizeResult:
-    """The answer of a finalize that already happened: its jobs, and what stayed out."""
-    with session.begin():
-        jobs = list(
-            session.execute(
-                select(StackingJob)
-                .where(StackingJob.upload_session_id == session_id)
-                .order_by(StackingJob.id)
-            ).scalars()
+    """The answer of a finalize that already happened: its jobs, and what stayed out.
+
+    Runs in the caller's transaction, after the session's row lock: the jobs read are
+    those the first finalize committed.
+    """
+    jobs = list(
+        session.execute(
+            select(StackingJob)
+            .where(StackingJob.upload_session_id == session_id)
+            .order_by(StackingJob.id)
+        ).scalars()
+    )
+    reports = tuple(
+        ChunkReport(
+            j.chunk_key,
+            j.id,
+            j.frame_count,
+            j.object_name,
+            j.telescope,
+            j.filter_name,
+            j.exptime,
         )
-        reports = tuple(
-            ChunkReport(
-                j.chunk_key,
-                j.id,
-                j.frame_count,
-                j.object_name,
-                j.telescope,
-                j.filter_name,
-                j.exptime,
-            )
-            for j in jobs
-        )
-        leftovers = _session_frames(session, session_id, user_id, skipped_only=True)
+        for j in jobs
+    )
+    leftovers = _session_frames(session, session_id, user_id, skipped_only=True)
     by_id = {f.info.frame_id: f for f in leftovers}
     plan = _plan(leftovers, intake)
     skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]

@@ -20,16 +20,18 @@ stacked or skipped and deleted, so a client that resumes from it (``crowdsky upl
 never sends a file of its session twice.
 
 Every function takes a SQLAlchemy session that is not inside a transaction and runs
-its own short transactions; files are published (hard-linked to their final name)
-inside the transaction that records them and removed again if it fails.
+its own short transactions; status changes go through
+:mod:`crowdsky.ingest.session_transitions`. Files are published (hard-linked to their
+final name) inside the transaction that records them and removed again if it fails;
+should the server die between the link and the commit, cleanup removes the file,
+which then has no row (``crowdsky.cleanup``), and the client's resume sends it again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -37,10 +39,10 @@ from sqlalchemy.orm import Session
 
 from crowdsky.db.models import RawFile, StackingJob, UploadSession
 from crowdsky.ingest import chunking, filenames, fits_headers
-from crowdsky.ingest.errors import SessionClosed, SessionNotFound
+from crowdsky.ingest import session_transitions as moves
+from crowdsky.ingest.errors import SessionNotFound
+from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.storage.raw_store import PartialUpload, RawStore
-
-TOKEN_BYTES = 16  # 32 hex characters, as the original
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,7 @@ class IntakeSettings:
     min_total_exptime_s: float = 0.0
     separation_deg: float = chunking.DEFAULT_SEPARATION_DEG
     expiry_hours: float = 24.0
+    max_open_sessions: int = moves.DEFAULT_MAX_OPEN_SESSIONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +96,11 @@ class FileStatus:
     object_name: str | None
     job_id: int | None
     stored: bool
-    """Whether the server still holds the file (False once stacked or skipped)."""
+    """Whether the server still holds the file (False once stacked or skipped, or lost)."""
 
 
 @dataclass(frozen=True, slots=True)
-class SessionStatus:
+class SessionReport:
     """A session and its files."""
 
     token: str
@@ -109,25 +112,6 @@ class SessionStatus:
     total_size_bytes: int
     files: tuple[FileStatus, ...]
     job_ids: tuple[int, ...]
-
-
-def start_session(session: Session, now: datetime, *, user_id: int, raw_store: RawStore) -> str:
-    """Open a new upload session for a user; returns its token (32 hex characters)."""
-    token = secrets.token_hex(TOKEN_BYTES)
-    relative = raw_store.session_dir(user_id, token)
-    raw_store.resolve(relative).mkdir(parents=True, exist_ok=True)
-    with session.begin():
-        session.add(
-            UploadSession(
-                user_id=user_id,
-                session_token=token,
-                status="uploading",
-                storage_path=relative,
-                created_at=now,
-                last_activity_at=now,
-            )
-        )
-    return token
 
 
 def open_session(
@@ -144,7 +128,7 @@ def open_session(
     """
     with session.begin():
         row = load_row(session, user_id, token)
-        require_open(row, now, expiry_hours)
+        moves.require_open(row, now, expiry_hours)
         return SessionRef(row.id, row.user_id, row.session_token, row.storage_path)
 
 
@@ -181,7 +165,7 @@ def receive_file(
 
 def session_status(
     session: Session, now: datetime, *, user_id: int, token: str, expiry_hours: float
-) -> SessionStatus:
+) -> SessionReport:
     """A session's state and every file it received (with hashes, so a client can resume).
 
     Files whose stored copy is gone (stacked, or skipped at finalize) are listed too:
@@ -190,8 +174,8 @@ def session_status(
     with session.begin():
         row = load_row(session, user_id, token)
         status = row.status
-        if status == "uploading" and _is_idle(row, now, expiry_hours):
-            status = "expired"
+        if status == SessionStatus.UPLOADING and moves.is_idle(row, now, expiry_hours):
+            status = SessionStatus.EXPIRED
         files = session.execute(
             select(RawFile).where(RawFile.upload_session_id == row.id).order_by(RawFile.id)
         ).scalars()
@@ -205,7 +189,7 @@ def session_status(
                 f.fits_date_obs,
                 f.fits_object,
                 f.stacking_job_id,
-                not f.is_deleted,
+                not f.is_deleted and f.lost_at is None,
             )
             for f in files
         )
@@ -216,9 +200,9 @@ def session_status(
                 .order_by(StackingJob.id)
             ).scalars()
         )
-        return SessionStatus(
+        return SessionReport(
             token=row.session_token,
-            status=status,
+            status=str(status),
             created_at=row.created_at,
             last_activity_at=row.last_activity_at,
             completed_at=row.completed_at,
@@ -229,41 +213,28 @@ def session_status(
         )
 
 
-# -- shared with ingest.finalize, then internals ----------------------------------------
+# -- internals ----------------------------------------------------------------------------
 
 
-def load_row(
-    session: Session, user_id: int, token: str, *, for_update: bool = False
-) -> UploadSession:
-    """The caller's session row (package-internal: sessions and finalize share it)."""
-    query = select(UploadSession).where(
-        UploadSession.session_token == token, UploadSession.user_id == user_id
-    )
-    if for_update:
-        query = query.with_for_update()
-    row = session.execute(query).scalar_one_or_none()
+def load_row(session: Session, user_id: int, token: str) -> UploadSession:
+    """The caller's session row, unlocked (reads only).
+
+    Raises
+    ------
+    SessionNotFound
+        No such token, or it belongs to another user (indistinguishable on purpose).
+    """
+    row = session.execute(
+        select(UploadSession).where(
+            UploadSession.session_token == token, UploadSession.user_id == user_id
+        )
+    ).scalar_one_or_none()
     if row is None:
         raise SessionNotFound(
             "upload session not found: check the session_token (sessions belong to the "
             "user who started them)"
         )
     return row
-
-
-def _is_idle(row: UploadSession, now: datetime, expiry_hours: float) -> bool:
-    return row.last_activity_at < now - timedelta(hours=expiry_hours)
-
-
-def require_open(row: UploadSession, now: datetime, expiry_hours: float) -> None:
-    if row.status == "complete":
-        raise SessionClosed(
-            "upload session is already finalized; start a new session for more files"
-        )
-    if row.status != "uploading" or _is_idle(row, now, expiry_hours):
-        raise SessionClosed(
-            f"upload session expired after {expiry_hours:g} h without activity; "
-            "start a new session and upload the files again"
-        )
 
 
 def count_files(session: Session, session_id: int) -> int:
@@ -293,13 +264,11 @@ def _record_file(
     published: str | None = None
     try:
         with session.begin():
-            row = session.execute(
-                select(UploadSession).where(UploadSession.id == ref.id).with_for_update()
-            ).scalar_one()
-            require_open(row, now, intake.expiry_hours)
-            row.last_activity_at = now
+            row = moves.lock_session_by_id(session, ref.id)
+            moves.require_open(row, now, intake.expiry_hours)
             duplicate = _find_duplicate(session, ref, sha256)
             if duplicate is not None:
+                moves.touch(session, row, now)
                 existing, note = duplicate
                 return _already_stored(existing, client_name, note)
             published = raw_store.publish(partial, filenames.storage_name(client_name))
@@ -329,13 +298,16 @@ def _record_file(
                 created_at=now,
             )
             session.add(raw)
-            row.file_count = row.file_count + 1
-            row.total_size_bytes = row.total_size_bytes + partial.size
-            if row.object_name is None:
-                row.object_name = header.object_name
-            if row.ra_deg is None and header.ra_deg is not None:
-                row.ra_deg, row.dec_deg = header.ra_deg, header.dec_deg
             session.flush()
+            moves.record_file(
+                session,
+                row,
+                now,
+                size_bytes=partial.size,
+                object_name=header.object_name,
+                ra_deg=header.ra_deg,
+                dec_deg=header.dec_deg,
+            )
             return ReceivedFile(
                 raw.id,
                 client_name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from crowdsky.queue.errors import (
     AlreadyCompleted,
     HeldByOtherWorker,
+    IllegalMove,
     JobNotFound,
     QueueError,
     RawFileNotFound,
@@ -24,6 +25,7 @@ from crowdsky.queue.records import (
 )
 from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
 from crowdsky.queue.transitions import (
+    add_jobs,
     claim_next_job,
     complete_job,
     enqueue_jobs,
@@ -51,6 +53,7 @@ __all__ = [
     "CompletionOutcome",
     "FailureOutcome",
     "HeldByOtherWorker",
+    "IllegalMove",
     "JobFileEntry",
     "JobFiles",
     "JobNotFound",
@@ -64,6 +67,7 @@ __all__ = [
     "ReleaseOutcome",
     "StackView",
     "WrongState",
+    "add_jobs",
     "claim_next_job",
     "complete_job",
     "enqueue_jobs",

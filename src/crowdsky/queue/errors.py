@@ -28,3 +28,7 @@ class HeldByOtherWorker(QueueError):
 
 class AlreadyCompleted(QueueError):
     """The job was already completed with a different result."""
+
+
+class IllegalMove(QueueError):
+    """A job status change outside ``queue.states.ALLOWED_MOVES`` (a bug, never input)."""

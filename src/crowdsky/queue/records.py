@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from crowdsky.queue.states import JobStatus
+
+if TYPE_CHECKING:  # the queue reports freed files; it never imports storage
+    from crowdsky.retention import FreedFiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +102,9 @@ class CompletionOutcome:
     job_id: int
     stacked_frame_id: int
     repeated: bool
-    deleted_files: int = 0
-    removed_session_dir: bool = False
+    freed: FreedFiles | None = None
+    """Raw files the completion made unneeded; the caller deletes them after the
+    commit (:func:`crowdsky.retention.delete_freed`). None for a repeat."""
 
 
 @dataclass(frozen=True, slots=True)

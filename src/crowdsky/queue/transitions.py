@@ -7,8 +7,12 @@ says why. Claims lock their candidate with ``FOR UPDATE SKIP LOCKED`` on Postgre
 MariaDB; on SQLite the engine starts every transaction with ``BEGIN IMMEDIATE``, which
 serializes claims. No ``UPDATE ... RETURNING`` (MariaDB lacks it).
 
-Files are never deleted inside a transaction: ``complete_job`` deletes a job's raw
-files after its ``stacked_frames`` row is committed.
+Every status change is checked against :data:`crowdsky.queue.states.ALLOWED_MOVES`;
+a move outside it raises :class:`crowdsky.queue.errors.IllegalMove`.
+
+The queue deletes no files and imports no storage code: ``complete_job`` releases a
+job's raw files through :mod:`crowdsky.retention` in its transaction and reports them,
+and the caller deletes them once that transaction has committed.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Connection, Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Connection, Table, and_, bindparam, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from crowdsky import retention
 from crowdsky.db.engine import affected_rows
 from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob, UploadSession
 from crowdsky.queue import errors
@@ -38,13 +43,13 @@ from crowdsky.queue.records import (
     ReleaseOutcome,
 )
 from crowdsky.queue.states import (
+    ALLOWED_MOVES,
     MAX_ERROR_MESSAGE_CHARS,
     AttemptOutcome,
     JobStatus,
     retry_delay_seconds,
     status_after_failure,
 )
-from crowdsky.storage.raw_store import RawStore
 
 CLAIM_RACE_RETRIES = 5
 DEFAULT_ERROR_MESSAGE = "Unknown error"
@@ -59,38 +64,54 @@ def enqueue_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> lis
     ValueError
         When a job has no raw files (a job that cannot find its files must never exist).
     """
-    job_ids: list[int] = []
     with session.begin():
-        for new in jobs:
-            if not new.raw_file_ids:
-                raise ValueError(f"job for chunk {new.chunk_key!r} has no raw files")
-            job = StackingJob(
-                user_id=new.user_id,
-                upload_session_id=new.upload_session_id,
-                chunk_key=new.chunk_key,
-                object_name=new.object_name,
-                telescope=new.telescope,
-                filter_name=new.filter_name,
-                exptime=new.exptime,
-                frame_count=len(new.raw_file_ids),
-                status=JobStatus.PENDING,
-                created_at=now,
-            )
-            session.add(job)
-            session.flush()
-            attached = affected_rows(
-                session.execute(
-                    update(RawFile)
-                    .where(RawFile.id.in_(new.raw_file_ids), RawFile.is_deleted.is_(False))
-                    .values(stacking_job_id=job.id)
+        return add_jobs(session, now, jobs)
+
+
+def add_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> list[int]:
+    """:func:`enqueue_jobs` inside the caller's transaction (finalize: jobs and the
+    session's ``complete`` status commit together, or neither does).
+
+    Raises
+    ------
+    ValueError
+        As :func:`enqueue_jobs`; the caller's transaction must then roll back.
+    """
+    job_ids: list[int] = []
+    for new in jobs:
+        if not new.raw_file_ids:
+            raise ValueError(f"job for chunk {new.chunk_key!r} has no raw files")
+        job = StackingJob(
+            user_id=new.user_id,
+            upload_session_id=new.upload_session_id,
+            chunk_key=new.chunk_key,
+            object_name=new.object_name,
+            telescope=new.telescope,
+            filter_name=new.filter_name,
+            exptime=new.exptime,
+            frame_count=len(new.raw_file_ids),
+            status=JobStatus.PENDING,
+            created_at=now,
+        )
+        session.add(job)
+        session.flush()
+        attached = affected_rows(
+            session.execute(
+                update(RawFile)
+                .where(
+                    RawFile.id.in_(new.raw_file_ids),
+                    RawFile.is_deleted.is_(False),
+                    RawFile.stacking_job_id.is_(None),
                 )
+                .values(stacking_job_id=job.id)
             )
-            if attached != len(new.raw_file_ids):
-                raise ValueError(
-                    f"chunk {new.chunk_key!r}: {len(new.raw_file_ids) - attached} raw files "
-                    "are missing or deleted"
-                )
-            job_ids.append(job.id)
+        )
+        if attached != len(new.raw_file_ids):
+            raise ValueError(
+                f"chunk {new.chunk_key!r}: {len(new.raw_file_ids) - attached} raw files "
+                "are missing, deleted or already in a job"
+            )
+        job_ids.append(job.id)
     return job_ids
 
 
@@ -114,6 +135,7 @@ def claim_next_job(
                 candidate = connection.execute(_RETRY_CANDIDATE, {"b_now": now}).one_or_none()
             if candidate is None:
                 return None
+            _require_move(candidate.id, JobStatus(candidate.status), JobStatus.PROCESSING)
             token = secrets.token_hex(16)
             expires = now + timedelta(seconds=lease_seconds)
             claimed = affected_rows(
@@ -262,7 +284,11 @@ def list_job_files(
         _require_holder(job, worker_id, lease_token)
         rows = session.execute(
             select(RawFile)
-            .where(RawFile.stacking_job_id == job_id, RawFile.is_deleted.is_(False))
+            .where(
+                RawFile.stacking_job_id == job_id,
+                RawFile.is_deleted.is_(False),
+                RawFile.lost_at.is_(None),  # reported by cleanup, never silently stacked
+            )
             .order_by(RawFile.fits_date_obs, RawFile.id)
         ).scalars()
         files = tuple(
@@ -310,16 +336,16 @@ def complete_job(
     now: datetime,
     completion: Completion,
     *,
-    raw_store: RawStore,
     worker_id: str | None = None,
     lease_token: str | None = None,
 ) -> CompletionOutcome:
-    """Record a finished stack, mark the job ``completed``, then delete its raw files.
+    """Record a finished stack, mark the job ``completed`` and release its raw files.
 
-    The ``stacked_frames`` row and the status change commit together; the job's raw
-    files are marked deleted in the same transaction and unlinked only after the commit.
-    An identical repeat (a retry after a lost response) is answered with ``repeated=True``
-    and changes nothing.
+    The ``stacked_frames`` row, the status change and the release of the job's raw
+    files (:func:`crowdsky.retention.release_job_files`) commit together. The outcome
+    lists the freed files in ``freed``; the caller deletes them after this returns
+    (:func:`crowdsky.retention.delete_freed`). An identical repeat (a retry after a
+    lost response) is answered with ``repeated=True`` and changes nothing.
 
     Raises
     ------
@@ -375,26 +401,8 @@ def complete_job(
         )
         session.flush()
         frame_id = frame.id
-        doomed = list(
-            session.execute(
-                select(RawFile.storage_path).where(
-                    RawFile.stacking_job_id == job.id, RawFile.is_deleted.is_(False)
-                )
-            ).scalars()
-        )
-        session.execute(
-            update(RawFile)
-            .where(RawFile.stacking_job_id == job.id)
-            .values(is_deleted=True)
-            .execution_options(synchronize_session=False)
-        )
-        session_dir = _finished_session_dir(session, job.upload_session_id)
-    # Committed: only now may the files go.
-    deleted = raw_store.delete_files(doomed)
-    removed_dir = raw_store.remove_dir_if_empty(session_dir) if session_dir else False
-    return CompletionOutcome(
-        job.id, frame_id, repeated=False, deleted_files=deleted, removed_session_dir=removed_dir
-    )
+        freed = retention.release_job_files(session, job.id, job.upload_session_id)
+    return CompletionOutcome(job.id, frame_id, repeated=False, freed=freed)
 
 
 def fail_job(
@@ -524,7 +532,14 @@ def _same_token(held: str | None, presented: str) -> bool:
 def _guarded_update(
     session: Session, job: StackingJob, expected: JobStatus, values: dict[str, object]
 ) -> None:
-    """Compare-and-set on (id, status); the row is locked, so a miss is a bug."""
+    """Compare-and-set on (id, status); the row is locked, so a miss is a bug.
+
+    Raises :class:`errors.IllegalMove` before writing when the status change is not
+    in ``ALLOWED_MOVES`` (staying in ``expected``, e.g. a lease renewal, is no move).
+    """
+    target = values.get("status", expected)
+    if target != expected:
+        _require_move(job.id, expected, JobStatus(str(target)))
     changed = affected_rows(
         session.execute(
             update(StackingJob)
@@ -537,6 +552,11 @@ def _guarded_update(
         raise errors.WrongState(f"job {job.id} changed state concurrently")
     for key, value in values.items():
         setattr(job, key, value)
+
+
+def _require_move(job_id: int, current: JobStatus, target: JobStatus) -> None:
+    if target not in ALLOWED_MOVES[current]:
+        raise errors.IllegalMove(f"job {job_id}: {current} → {target} is not an allowed move")
 
 
 def _fail_locked(
@@ -588,22 +608,6 @@ def _record_attempt(
             error_message=message,
         )
     )
-
-
-def _finished_session_dir(session: Session, upload_session_id: int) -> str | None:
-    """The session's folder if the session is finalized and none of its jobs is active."""
-    upload = session.get(UploadSession, upload_session_id)
-    if upload is None or upload.status != "complete":
-        return None
-    active = session.execute(
-        select(func.count())
-        .select_from(StackingJob)
-        .where(
-            StackingJob.upload_session_id == upload_session_id,
-            StackingJob.status.in_([JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.RETRY]),
-        )
-    ).scalar_one()
-    return None if active else upload.storage_path
 
 
 # How close a repeated completion's floats must be to the recorded ones. The columns

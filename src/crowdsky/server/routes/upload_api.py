@@ -54,6 +54,7 @@ register_error_status(ingest.FileTooLarge, 413)
 register_error_status(ingest.SessionNotFound, 404)
 register_error_status(ingest.SessionClosed, 409)
 register_error_status(ingest.EmptySession, 409)
+register_error_status(ingest.TooManyOpenSessions, 409)
 register_error_status(MalformedUpload, 400)
 register_error_status(ClientDisconnect, 400)
 
@@ -70,7 +71,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Bad file or malformed request"},
     401: {"model": ErrorResponse, "description": "Missing or wrong credentials"},
     404: {"model": ErrorResponse, "description": "No such upload session for this user"},
-    409: {"model": ErrorResponse, "description": "Session finalized, expired or empty"},
+    409: {
+        "model": ErrorResponse,
+        "description": "Session finalized, expired or empty, or too many open sessions",
+    },
     413: {"model": ErrorResponse, "description": "File larger than the per-file limit"},
 }
 TOKEN_FIELD = {
@@ -185,12 +189,20 @@ def _intake(settings: ServerSettings) -> ingest.IntakeSettings:
         key_format=settings.chunk_key_format,
         min_frames=settings.min_chunk_frames,
         expiry_hours=settings.upload_expiry_hours,
+        max_open_sessions=settings.max_open_upload_sessions,
     )
 
 
 def _start(state: ServerState, user: UserInfo) -> StartResponse:
     with state.session_factory() as session:
-        token = ingest.start_session(session, utcnow(), user_id=user.id, raw_store=state.raw_store)
+        token = ingest.start_session(
+            session,
+            utcnow(),
+            user_id=user.id,
+            raw_store=state.raw_store,
+            max_open_sessions=state.settings.max_open_upload_sessions,
+            expiry_hours=state.settings.upload_expiry_hours,
+        )
     return StartResponse(
         session_token=token, expires_after_idle_hours=state.settings.upload_expiry_hours
     )

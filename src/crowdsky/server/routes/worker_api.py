@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from crowdsky import queue
+from crowdsky import queue, retention
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
 from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
@@ -196,7 +196,7 @@ def complete_job(
     body: CompleteJobRequest,
 ) -> OkResponse:
     """Record the stack, mark the job completed, then delete its raw files."""
-    queue.complete_job(
+    outcome = queue.complete_job(
         session,
         utcnow(),
         queue.Completion(
@@ -213,10 +213,11 @@ def complete_job(
             file_size_bytes=body.file_size_bytes,
             n_stars_detected=body.n_stars_detected,
         ),
-        raw_store=state.raw_store,
         worker_id=body.worker_id,
         lease_token=body.lease_token,
     )
+    if outcome.freed is not None:  # committed: only now may the raw files go
+        retention.delete_freed(session, state.raw_store, outcome.freed)
     return OkResponse()
 
 

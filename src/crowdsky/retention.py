@@ -1,0 +1,233 @@
+"""Raw-file retention: when a raw frame is no longer needed, and deleting it only then.
+
+A user's raw frames exist nowhere else, so this module is the one place that decides
+a raw file may go. A file is no longer needed when
+
+- its job completed: the ``stacked_frames`` row commits in the same transaction
+  (:func:`release_job_files`, called by ``queue.complete_job``);
+- finalize gave it no job (a chunk too small, or copies of files already stacked or
+  queued), in the finalize's own transaction (:func:`release_skipped_frames`);
+- its session expired without a finalize (:func:`release_expired_sessions`);
+- its job failed for good and the inspection period passed (:func:`release_failed_job_files`).
+
+Each ``release_*`` function runs inside the caller's transaction: it marks the rows
+deleted and returns the paths as :class:`FreedFiles`. Only after that transaction has
+committed does :func:`delete_freed` remove the files (it refuses to run inside one):
+a rollback can never leave a row whose file is gone, and a crash after the commit
+leaves a row marked deleted whose file ``crowdsky.cleanup`` removes later. A file
+whose row is not marked deleted is never removed here.
+
+A row whose file turns out to be missing is marked lost (:func:`mark_lost`, with the
+time) and logged: it is reported, never silently stacked or counted as stored.
+
+This module imports no storage code: it is handed anything with the
+:class:`FileRemover` methods (``storage.raw_store.RawStore``), so the queue can use it
+without depending on the disk layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from crowdsky.db.models import RawFile, StackingJob, UploadSession
+from crowdsky.queue.states import ACTIVE_STATUSES, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class FileRemover(Protocol):
+    """What deleting needs of the raw store."""
+
+    def delete_files(self, relative_paths: Sequence[str]) -> int: ...
+
+    def remove_dir_if_empty(
+        self, relative_dir: str, *, keep_if_receiving: bool = False
+    ) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FreedFiles:
+    """Raw files a committed transaction made unneeded, and folders that may go with them."""
+
+    paths: tuple[str, ...] = ()
+    session_dirs: tuple[str, ...] = ()
+    keep_receiving_dirs: bool = False
+    """Keep a folder with a partial upload in it (a request may still be streaming)."""
+
+    def __add__(self, other: FreedFiles) -> FreedFiles:
+        return FreedFiles(
+            self.paths + other.paths,
+            self.session_dirs + other.session_dirs,
+            self.keep_receiving_dirs or other.keep_receiving_dirs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What :func:`delete_freed` removed."""
+
+    files: int
+    dirs: int
+
+
+def release_job_files(session: Session, job_id: int, upload_session_id: int) -> FreedFiles:
+    """A completed job's raws (its stack row is in this transaction): mark them deleted."""
+    mine = and_(RawFile.stacking_job_id == job_id, RawFile.is_deleted.is_(False))
+    paths = _mark_deleted(session, mine)
+    folder = finished_session_dir(session, upload_session_id)
+    return FreedFiles(paths, (folder,) if folder else ())
+
+
+def release_skipped_frames(
+    session: Session, upload_session_id: int, frame_ids: Sequence[int]
+) -> FreedFiles:
+    """Frames a finalize gave no job, in the finalize's transaction: mark them deleted.
+
+    A frame attached to a job is never selected. The folder is offered for removal
+    when no job of the session needs it (it is kept while an upload streams into it).
+    """
+    if not frame_ids:
+        paths: tuple[str, ...] = ()
+    else:
+        paths = _mark_deleted(
+            session,
+            and_(
+                RawFile.upload_session_id == upload_session_id,
+                RawFile.id.in_(list(frame_ids)),
+                RawFile.stacking_job_id.is_(None),
+                RawFile.is_deleted.is_(False),
+            ),
+        )
+    folder = session.execute(
+        select(UploadSession.storage_path).where(UploadSession.id == upload_session_id)
+    ).scalar_one()
+    dirs = () if _has_active_job(session, upload_session_id) else (folder,)
+    return FreedFiles(paths, dirs, keep_receiving_dirs=True)
+
+
+def release_expired_sessions(session: Session, session_ids: Sequence[int]) -> FreedFiles:
+    """Files of sessions that expired in this transaction (never finalized: no job)."""
+    if not session_ids:
+        return FreedFiles()
+    ids = list(session_ids)
+    paths = _mark_deleted(
+        session,
+        and_(
+            RawFile.upload_session_id.in_(ids),
+            RawFile.is_deleted.is_(False),
+            RawFile.stacking_job_id.is_(None),
+        ),
+    )
+    dirs = tuple(
+        session.execute(
+            select(UploadSession.storage_path).where(UploadSession.id.in_(ids))
+        ).scalars()
+    )
+    return FreedFiles(paths, dirs)
+
+
+def release_failed_job_files(session: Session, failed_before: datetime) -> FreedFiles:
+    """Raws of jobs that failed for good before ``failed_before`` (after inspection)."""
+    failed_jobs = select(StackingJob.id).where(
+        StackingJob.status == JobStatus.FAILED, StackingJob.completed_at < failed_before
+    )
+    paths = _mark_deleted(
+        session,
+        and_(RawFile.stacking_job_id.in_(failed_jobs), RawFile.is_deleted.is_(False)),
+    )
+    return FreedFiles(paths)
+
+
+def mark_lost(session: Session, now: datetime, raw_file_ids: Sequence[int]) -> int:
+    """Record that these raws' files are missing on disk; returns how many were marked.
+
+    Compare-and-set on ``is_deleted = false``: a file deleted by a concurrent
+    completion (its row marked first, then unlinked) is not reported lost.
+    """
+    if not raw_file_ids:
+        return 0
+    rows = session.execute(
+        select(RawFile.id, RawFile.upload_session_id, RawFile.storage_path).where(
+            RawFile.id.in_(list(raw_file_ids)),
+            RawFile.is_deleted.is_(False),
+            RawFile.lost_at.is_(None),
+        )
+    ).all()
+    if not rows:
+        return 0
+    session.execute(
+        update(RawFile)
+        .where(
+            RawFile.id.in_([r.id for r in rows]),
+            RawFile.is_deleted.is_(False),
+            RawFile.lost_at.is_(None),
+        )
+        .values(lost_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for row in rows:
+        log.warning(
+            "retention.raw_file_lost: raw file %d of upload session %d is missing on disk (%s)",
+            row.id,
+            row.upload_session_id,
+            row.storage_path,
+        )
+    return len(rows)
+
+
+def finished_session_dir(session: Session, upload_session_id: int) -> str | None:
+    """The session's folder if the session is finalized and none of its jobs is active."""
+    upload = session.get(UploadSession, upload_session_id)
+    # the literal of SessionStatus.COMPLETE: ingest imports this module, not the reverse
+    if upload is None or upload.status != "complete":
+        return None
+    return None if _has_active_job(session, upload_session_id) else upload.storage_path
+
+
+def delete_freed(session: Session, store: FileRemover, freed: FreedFiles) -> Deletion:
+    """Delete freed files and empty folders; only after the transaction that freed them.
+
+    Raises
+    ------
+    RuntimeError
+        When ``session`` is still inside a transaction (the release is not committed).
+    """
+    if session.in_transaction():
+        raise RuntimeError("raw files may be deleted only after the releasing commit")
+    files = store.delete_files(freed.paths)
+    dirs = sum(
+        store.remove_dir_if_empty(d, keep_if_receiving=freed.keep_receiving_dirs)
+        for d in dict.fromkeys(freed.session_dirs)
+    )
+    return Deletion(files, dirs)
+
+
+def _mark_deleted(session: Session, where: object) -> tuple[str, ...]:
+    paths = tuple(session.execute(select(RawFile.storage_path).where(where)).scalars())  # type: ignore[arg-type]
+    if paths:
+        session.execute(
+            update(RawFile)
+            .where(where)  # type: ignore[arg-type]
+            .values(is_deleted=True)
+            .execution_options(synchronize_session=False)
+        )
+    return paths
+
+
+def _has_active_job(session: Session, upload_session_id: int) -> bool:
+    active = session.execute(
+        select(func.count())
+        .select_from(StackingJob)
+        .where(
+            StackingJob.upload_session_id == upload_session_id,
+            StackingJob.status.in_([str(s) for s in ACTIVE_STATUSES]),
+        )
+    ).scalar_one()
+    return bool(active)

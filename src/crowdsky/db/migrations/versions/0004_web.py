@@ -1,7 +1,7 @@
 """web app: per-user preferences (stacks public or private, scrub_location default)
 
 Revision ID: 0003_web
-Revises: 0002
+Revises: 0003_raw_file_lost_at
 Create Date: 2026-12-03 12:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import crowdsky.db.types
 
 revision: str = "0003_web"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_raw_file_lost_at"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -393,6 +393,7 @@ def _pipeline(
     image = combined.image.reshape(rows, cols, n_channels)
     warp.low_pass(image if n_channels == 3 else image[..., 0], params.smoothing_px)
     image += ref_back.astype(np.float32)
+    _agree_on_coverage(image, combined.coverage)
     for k, s in enumerate(used):
         s.record.weight = float(weights[k])
         total = float(combined.covered_per_frame[k])
@@ -475,6 +476,21 @@ def _pipeline(
         storage=storage,
         params=params.to_dict(),
     )
+
+
+def _agree_on_coverage(image: np.ndarray, coverage: np.ndarray) -> None:
+    """Make NaN pixels and FOOTPRINT == 0 the same set, in place.
+
+    The combination counts the frames covering each pixel in its first colour, but at
+    the frame's edges the colours' sites differ (a red site may lie inside a frame
+    whose green or blue neighbours do not), so a pixel could be NaN in one colour
+    where FOOTPRINT said 1. A pixel counts as covered only when every colour is: a
+    colour missing makes the whole pixel NaN and its FOOTPRINT 0.
+    """
+    missing = ~np.isfinite(image).all(axis=2)
+    missing |= coverage == 0
+    image[missing] = np.nan
+    coverage[missing] = 0
 
 
 def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> None:

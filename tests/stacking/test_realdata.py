@@ -52,4 +52,3 @@ def test_all_32_align_and_the_stack_beats_every_frame(
         assert stack_stars > lum_stars(single)
         assert stack_noise < robust_background_std(single)
     assert stack_noise < robust_background_std(single) / 3.0  # √32 ≈ 5.7 in theory
-

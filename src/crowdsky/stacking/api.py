@@ -513,10 +513,11 @@ def _warm_up_kernels() -> None:
     """Load numba and the compiled kernels, then astropy's FITS writer, off the main
     thread. The kernels come first: warping waits for them, while astropy is needed
     only to write the result (an import already under way just completes then)."""
-    from crowdsky.stacking import combine, resample
+    from crowdsky.stacking import combine, kernels, resample
 
-    resample.warm_up()
-    combine.warm_up()
+    with kernels.skipping_blas_probe():
+        resample.warm_up()
+        combine.warm_up()
     import astropy.io.fits  # noqa: F401
 
 

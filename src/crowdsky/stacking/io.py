@@ -35,6 +35,7 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_image_for_display",
+    "write_jpeg",
     "write_png",
     "write_stack",
 ]
@@ -480,14 +481,24 @@ def read_image_for_display(path: Path) -> np.ndarray:
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
     """Write an 8-bit (H, W) or (H, W, 3) array as PNG (Pillow), atomically."""
+    return _write_picture(path, pixels, format="PNG", optimize=False)
+
+
+JPEG_QUALITY = 90
+
+
+def write_jpeg(path: Path, pixels: np.ndarray) -> Path:
+    """Write an 8-bit (H, W) or (H, W, 3) array as JPEG (Pillow, quality 90), atomically."""
+    return _write_picture(path, pixels, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _write_picture(path: Path, pixels: np.ndarray, **options: Any) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(
-            tmp, format="PNG", optimize=False
-        )
+        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(tmp, **options)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -518,14 +518,21 @@ def main() -> None:
         siril = next((r for r in rows if r["engine"] == "siril" and r["n"] == n), None)
         if siril is not None:
             line += f"; Siril's whole process {siril['wall_s']:.2f} s: {siril['wall_s'] / cli:.1f}×"
-            m = sharpness([a["output"], siril["output"]])
+            ours_rows = [r for r in rows if r["engine"].startswith("crowdsky") and r["n"] == n]
+            m = sharpness([siril["output"], *(r["output"] for r in ours_rows)])
             line += (
-                f"; on the same {m[0]['common_stars']} stars (green, 5 % border): FWHM "
-                f"{m[0]['median_fwhm_px']:.3f} vs Siril {m[1]['median_fwhm_px']:.3f} px "
-                f"(ratio {m[0]['median_fwhm_px'] / m[1]['median_fwhm_px']:.3f}), bright-star "
-                f"SNR {m[0]['bright_star_snr']:.0f} vs {m[1]['bright_star_snr']:.0f} "
-                f"({m[0]['bright_star_snr'] / m[1]['bright_star_snr']:.2f}×)"
+                f". Sharpness on the same {m[0]['common_stars']} stars (green, 5 % border, "
+                f"`bench/measure_sharpness.py`): Siril FWHM {m[0]['median_fwhm_px']:.3f} px, "
+                f"bright-star SNR {m[0]['bright_star_snr']:.0f}"
             )
+            for r, got in zip(ours_rows, m[1:], strict=True):
+                line += (
+                    f"; {r['engine']}: FWHM {got['median_fwhm_px']:.3f} px (ratio "
+                    f"{got['median_fwhm_px'] / m[0]['median_fwhm_px']:.3f}), SNR "
+                    f"{got['bright_star_snr']:.0f} "
+                    f"({got['bright_star_snr'] / m[0]['bright_star_snr']:.2f}×), "
+                    f"warm {r['warm_s']:.2f} s"
+                )
         comparisons.append(line + ".")
     stage_lines = [
         f"- {r['label']}, {r['engine']}: "

@@ -52,7 +52,7 @@ class NightTarget:
 #: Real targets, in observing order.
 NIGHT_TARGETS = (
     NightTarget("M 94", 192.7215, 41.1203, extended="galaxy", sky_rgb=(1.0, 0.92, 0.8)),
-    NightTarget("M 13", 250.4235, 36.4613, sky_gradient=(-0.12, 0.2)),
+    NightTarget("M 13", 250.4235, 36.4613, extended="cluster", sky_gradient=(-0.12, 0.2)),
     NightTarget("NGC 7023", 315.4000, 68.1700, extended="nebula", sky_gradient=(0.1, 0.1)),
 )
 

@@ -152,7 +152,7 @@ def simulate_sequence(
         Strength of the special frames.
     firmware, eq_mode, ccd_temp_c, site_lon_deg, site_lat_deg
         Header details (PROGRAM, EQMODE, starting CCD-TEMP, SITELONG, SITELAT).
-    extended_target : {'galaxy', 'nebula'} or None
+    extended_target : {'galaxy', 'nebula', 'cluster'} or None
         An extended target (:mod:`crowdsky.simulate.targets`) fixed on the sky at the
         centre of frame 0; None (the default) renders stars only.
     extended_peak_adu, extended_size_px : float

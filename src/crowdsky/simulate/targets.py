@@ -10,6 +10,9 @@ then multiplies each CFA site by its colour's response, like the sky and the sta
     An inclined two-armed spiral: a de Vaucouleurs-like yellow bulge and a bluer
     exponential disk whose brightness is modulated along logarithmic arms, with a
     few H II knots on the arms.
+``'cluster'``
+    A globular cluster: a smooth yellow-white glow of unresolved stars (a Plummer
+    profile) sprinkled with a few hundred barely resolved ones, denser to the core.
 ``'nebula'``
     A red (Hα) emission cloud with a teal (O III) core: a seeded smooth random field
     (noise at several scales, summed) inside a soft elliptical envelope, with a dark
@@ -28,7 +31,7 @@ import numpy as np
 
 __all__ = ["TARGETS", "ExtendedTarget", "render_patch", "sample_into_frame"]
 
-TARGETS = ("galaxy", "nebula")
+TARGETS = ("galaxy", "nebula", "cluster")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,12 @@ def render_patch(target: ExtendedTarget) -> tuple[np.ndarray, tuple[float, float
     angle = math.radians(target.angle_deg)
     u = x * math.cos(angle) + y * math.sin(angle)  # along the major axis
     v = -x * math.sin(angle) + y * math.cos(angle)
-    rgb = _galaxy(u, v, target) if target.kind == "galaxy" else _nebula(u, v, target, size)
+    if target.kind == "galaxy":
+        rgb = _galaxy(u, v, target)
+    elif target.kind == "cluster":
+        rgb = _cluster(x, y, target)  # round: no orientation
+    else:
+        rgb = _nebula(u, v, target, size)
     top = float(rgb.max())
     if top > 0:
         rgb *= target.peak_adu / top
@@ -114,6 +122,31 @@ def _galaxy(u: np.ndarray, v: np.ndarray, target: ExtendedTarget) -> np.ndarray:
         + disk_rgb[:, None, None] * disk_light
         + knot_rgb[:, None, None] * knots
     )
+
+
+def _cluster(u: np.ndarray, v: np.ndarray, target: ExtendedTarget) -> np.ndarray:
+    core = target.size_px / 5.0
+    r2 = u**2 + v**2
+    glow = (1.0 + r2 / core**2) ** -2.5
+    rng = np.random.default_rng([target.seed, 3])
+    n_stars = 400
+    # Plummer-distributed radii: r = a / sqrt(q^(-2/3) - 1)
+    q = rng.uniform(0.02, 0.98, n_stars)
+    radius = 1.6 * core / np.sqrt(q ** (-2.0 / 3.0) - 1.0)
+    angle = rng.uniform(0.0, 2.0 * math.pi, n_stars)
+    flux = rng.pareto(1.5, n_stars) + 1.0
+    speckle = np.zeros_like(u)
+    half = u.shape[0] // 2
+    for rk, ak, fk in zip(radius, angle, flux, strict=True):
+        x0, y0 = rk * math.cos(ak), rk * math.sin(ak)
+        if abs(x0) > half - 4 or abs(y0) > half - 4:
+            continue
+        i, j = round(y0) + half, round(x0) + half
+        box = (slice(i - 4, i + 5), slice(j - 4, j + 5))
+        speckle[box] += fk * np.exp(-((u[box] - x0) ** 2 + (v[box] - y0) ** 2) / (2 * 1.1**2))
+    light = glow + 0.1 * np.minimum(speckle, 4.0)
+    colour = np.array([1.0, 0.93, 0.8])
+    return colour[:, None, None] * light
 
 
 def _nebula(u: np.ndarray, v: np.ndarray, target: ExtendedTarget, size: int) -> np.ndarray:

@@ -10,6 +10,13 @@ In one run on this machine:
   Also CrowdSky variants (``--variants``), by default the previous resampling
   (bilinear demosaic, then the blended cubic/linear warp, no low-pass) and the
   current one without the final low-pass.
+* **Siril 1.0.6** (Debian's ``siril``, installed with apt-get by the runner when
+  missing) on the same real frames, as one whole ``siril-cli`` process with the
+  script of ``../shared/reference/stacking.md`` §6.4 (``preprocess -cfa -debayer``,
+  ``register``, ``stack rej 3 3 -norm=addscale``): its wall time against the whole
+  ``crowdsky stack`` process (the console script, run as users run it), and its
+  output measured by ``bench/measure_sharpness.py`` against CrowdSky's on the same
+  stars (green FWHM and bright-star SNR).
 * **Simulated frames** (``crowdsky.simulate``, full S50 size, 90 and 300 frames):
   CrowdSky alone.
 
@@ -33,7 +40,7 @@ warm-up run per case, then ``--repeats`` timed runs; medians reported.
 Usage (from the project root)::
 
     .venv/bin/python bench/bench_stacking.py [--repeats 3] [--warm 3] [--work-dir DIR]
-        [--real 15,32] [--sim 90,300] [--no-seestarpy] [--variants SPEC;SPEC]
+        [--real 15,32] [--sim 90,300] [--no-seestarpy] [--no-siril] [--variants SPEC;SPEC]
         [--write-doc]
 
 ``--write-doc`` replaces the "## Stacking engine" section of docs/benchmarks.md.
@@ -156,7 +163,7 @@ def run_once(
         raise RuntimeError(f"{runner.name} failed:\n{proc.stderr[-3000:]}")
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     # the subprocess's wall time covers the warm calls too: take them out
-    record["wall_s"] = wall - sum(w["wall_s"] for w in record["warm"])
+    record["wall_s"] = wall - sum(w["wall_s"] for w in record.get("warm", []))
     return record
 
 
@@ -281,8 +288,78 @@ def bench_case(label, engine, python, runner, paths, work, repeats, warm, extra=
         storage=runs[-1].get("storage", "ram-float64"),
         wall_max_s=max(r["wall_s"] for r in runs),
         stages=runs[-1].get("stages_s"),
+        output=out,
+        first_over_warm=statistics.median(
+            r["stack_s"] / statistics.median(w["wall_s"] for w in r["warm"])
+            for r in runs
+            if r["warm"]
+        )
+        if warm
+        else None,
     )
     return med
+
+
+def bench_cli(paths: list[Path], work: Path, repeats: int) -> list[float]:
+    """Wall seconds of whole ``crowdsky stack FILES -o OUT`` processes (one warm-up)."""
+    exe = Path(sys.executable).with_name("crowdsky")
+    out = work / f"out-cli-{len(paths)}.fits"
+    walls = []
+    for k in range(repeats + 1):
+        t0 = time.perf_counter()
+        subprocess.run(
+            [str(exe), "stack", *map(str, paths), "-o", str(out)],
+            check=True,
+            capture_output=True,
+            env=child_env(),
+            cwd=work,
+        )
+        if k:
+            walls.append(time.perf_counter() - t0)
+    return walls
+
+
+def bench_siril(label: str, paths: list[Path], work: Path, repeats: int) -> dict:
+    """``repeats`` whole Siril processes on the frames (no warm-up needed: Siril keeps
+    nothing between runs; the first run also warms the page cache for it)."""
+    out = work / f"out-siril-{len(paths)}.fits"
+    runs = []
+    for k in range(repeats + 1):
+        record = run_once(
+            Path(sys.executable), HERE / "stacking_run_siril.py", paths, out, work, []
+        )
+        print(f"siril      {label:12s} run {k}: wall {record['wall_s']:.2f} s", flush=True)
+        if k:
+            runs.append(record)
+    med = {
+        key: statistics.median(r[key] for r in runs)
+        for key in ("wall_s", "cpu_s", "peak_rss_bytes")
+    }
+    med.update(quality(load_luminance(out)))
+    med.update(
+        engine="siril",
+        label=label,
+        n=len(paths),
+        n_aligned=None,
+        storage="disk",
+        wall_max_s=max(r["wall_s"] for r in runs),
+        stack_s=float("nan"),
+        import_s=float("nan"),
+        write_bytes=float("nan"),
+        scratch_bytes=float("nan"),
+        warm_s=None,
+        warm_max_s=None,
+        output=out,
+    )
+    return med
+
+
+def sharpness(paths: list[Path]) -> list[dict]:
+    """``measure_sharpness.measure`` (same stars, green, border cut) of the outputs."""
+    sys.path.insert(0, str(HERE))
+    import measure_sharpness
+
+    return measure_sharpness.measure(paths)
 
 
 def single_frame_quality(path: Path) -> dict:
@@ -324,10 +401,14 @@ def table(rows: list[dict]) -> str:
             f"| {r['label']} | {r['engine']} | {r['n']} ({aligned}) "
             f"| {r['wall_s']:.2f} / {r['wall_max_s']:.2f} | {r['cpu_s']:.2f} | {warm} "
             f"| {r['peak_rss_bytes'] / 1e6:.0f} "
-            f"| {r['scratch_bytes'] / 1e6:.0f} | {r['write_bytes'] / 1e6:.0f} "
+            f"| {_mb(r['scratch_bytes'])} | {_mb(r['write_bytes'])} "
             f"| {r['stars']:.0f} | {r['fwhm_px']:.2f} | {r['noise_adu']:.1f} |"
         )
     return head + "\n".join(lines) + "\n"
+
+
+def _mb(value: float) -> str:
+    return "–" if value != value else f"{value / 1e6:.0f}"
 
 
 def write_doc(text: str) -> None:
@@ -352,6 +433,7 @@ def main() -> None:
     parser.add_argument("--real", default="15,32", help="real-frame counts ('' to skip)")
     parser.add_argument("--sim", default="90,300", help="simulated-frame counts ('' to skip)")
     parser.add_argument("--no-seestarpy", action="store_true")
+    parser.add_argument("--no-siril", action="store_true")
     parser.add_argument(
         "--variants",
         default=DEFAULT_VARIANTS,
@@ -379,7 +461,11 @@ def main() -> None:
             label = f"real M 94 ×{n}"
             rows.append(dict(single_frame_quality(frames[n // 2]), engine="single", label=label))
             common = (frames[:n], work, args.repeats, args.warm)
-            rows.append(bench_case(label, "crowdsky", ours_py, ours, *common))
+            ours_row = bench_case(label, "crowdsky", ours_py, ours, *common)
+            ours_row["cli_walls"] = bench_cli(frames[:n], work, args.repeats)
+            rows.append(ours_row)
+            if not args.no_siril:
+                rows.append(bench_siril(label, frames[:n], work, args.repeats))
             for name, overrides in variants:
                 extra = ["--params", json.dumps(overrides)]
                 row = bench_case(label, "crowdsky", ours_py, ours, *common, extra)
@@ -420,6 +506,34 @@ def main() -> None:
                 f"FWHM ratio to seestarpy on the same {matched} stars {ratio:.3f}, "
                 f"background noise ratio {a['noise_adu'] / b['noise_adu']:.3f}."
             )
+    for n in real_counts:
+        a = next(r for r in rows if r["engine"] == "crowdsky" and r["n"] == n)
+        cli = statistics.median(a["cli_walls"])
+        line = (
+            f"- {n} real frames, crowdsky: first call in a process {a['stack_s']:.2f} s, "
+            f"{a['first_over_warm']:.2f}× the warm call (median of the runs' ratios); "
+            f"whole `crowdsky stack` process {cli:.2f} s (median of "
+            f"{', '.join(f'{w:.2f}' for w in a['cli_walls'])})"
+        )
+        siril = next((r for r in rows if r["engine"] == "siril" and r["n"] == n), None)
+        if siril is not None:
+            line += f"; Siril's whole process {siril['wall_s']:.2f} s: {siril['wall_s'] / cli:.1f}×"
+            ours_rows = [r for r in rows if r["engine"].startswith("crowdsky") and r["n"] == n]
+            m = sharpness([siril["output"], *(r["output"] for r in ours_rows)])
+            line += (
+                f". Sharpness on the same {m[0]['common_stars']} stars (green, 5 % border, "
+                f"`bench/measure_sharpness.py`): Siril FWHM {m[0]['median_fwhm_px']:.3f} px, "
+                f"bright-star SNR {m[0]['bright_star_snr']:.0f}"
+            )
+            for r, got in zip(ours_rows, m[1:], strict=True):
+                line += (
+                    f"; {r['engine']}: FWHM {got['median_fwhm_px']:.3f} px (ratio "
+                    f"{got['median_fwhm_px'] / m[0]['median_fwhm_px']:.3f}), SNR "
+                    f"{got['bright_star_snr']:.0f} "
+                    f"({got['bright_star_snr'] / m[0]['bright_star_snr']:.2f}×), "
+                    f"warm {r['warm_s']:.2f} s"
+                )
+        comparisons.append(line + ".")
     stage_lines = [
         f"- {r['label']}, {r['engine']}: "
         + ", ".join(f"{k} {v:.2f}" for k, v in (r.get("stages") or {}).items())

@@ -40,3 +40,18 @@ def test_stack_summary_and_errors(sim_clean: SimulatedSequence, tmp_path: Path) 
         app, ["stack", str(tmp_path / "none.fit"), "-o", str(tmp_path / "x.fits")]
     )
     assert missing.exit_code == 2 and "not found" in missing.stderr
+
+
+def test_export_cube_and_tiff(stacked_mixed, tmp_path: Path) -> None:
+    from astropy.io import fits
+
+    _, stack = stacked_mixed
+    runner = CliRunner()
+    cube = runner.invoke(app, ["export", str(stack), "-o", str(tmp_path / "c.fits")])
+    assert cube.exit_code == 0 and "cube" in cube.stdout, cube.output
+    assert fits.getdata(tmp_path / "c.fits").shape == (3, 960, 540)
+    tiff = runner.invoke(app, ["export", str(stack), "-o", str(tmp_path / "c.tif")])
+    assert tiff.exit_code == 0 and "tiff" in tiff.stdout, tiff.output
+    assert (tmp_path / "c.tif").read_bytes()[:4] == b"II*\x00"
+    bad = runner.invoke(app, ["export", str(tmp_path / "c.tif"), "-o", str(tmp_path / "x.fits")])
+    assert bad.exit_code == 2 and "cannot read" in bad.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -126,3 +128,30 @@ def test_card_header_parses_like_astropy() -> None:
     assert hdr.comment("OBJECT") == "name"
     assert "GAIN" in hdr and "MISSING" not in hdr
     assert hdr.to_astropy()["NOTE"] == "it's here"
+
+
+def test_output_mode_follows_the_umask(sim_clean: SimulatedSequence, tmp_path: Path) -> None:
+    """The stack is created like any file of the process: 0666 minus the umask (not
+    mkstemp's 0600, which a web server or another user cannot read)."""
+    from crowdsky.stacking import stack_files
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "public.fits"
+        stack_files(sim_clean.paths[:5], out)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+        os.umask(0o027)
+        assert stat.S_IMODE(io.create_temporary(tmp_path / "x.fits").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.glob(".public.fits.*"))  # the temporary was renamed
+
+
+def test_nan_exactly_where_the_footprint_is_zero(stacked_mixed) -> None:
+    _, path = stacked_mixed
+    with fits.open(path) as hdul:
+        footprint = hdul["FOOTPRINT"].data
+        uncovered = footprint == 0
+        assert uncovered.sum() < uncovered.size
+        for name in ("RED", "GREEN", "BLUE"):
+            np.testing.assert_array_equal(np.isnan(hdul[name].data), uncovered, err_msg=name)

@@ -59,3 +59,92 @@ def test_bad_inputs(tmp_path: Path) -> None:
         generate_thumbnail(tmp_path / "missing.fits", tmp_path / "x.png")
     with pytest.raises(InvalidInput):
         generate_thumbnail(tmp_path / "m.fits", tmp_path / "x.png", max_size=0)
+
+
+RESIDUAL_GRADIENT_LEVELS = 3.0
+"""Largest sky ramp across the whole preview, 8-bit grey levels per colour, after the
+background model. The preview's sky noise is ~10-15 levels per pixel, so a 3-level
+ramp over 512 px is a quarter of a pixel's noise, invisible; the simulated sky's own
+gradient (20 % across the frame, colour-dependent) spans 50-130 levels without the
+model, which is the green-to-purple sky the gallery showed."""
+
+
+def sky_ramp_levels(png: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per colour: the mean sky level and the ramp across the frame (|a| + |b| of a
+    plane fitted to sky pixels, x and y in units of the width and height), 8-bit."""
+    import cv2
+
+    with Image.open(png) as im:
+        px = np.asarray(im.convert("RGB")).astype(np.float64)
+    lum = px.mean(axis=2)
+    med = np.median(lum)
+    sig = 1.4826 * np.median(np.abs(lum - med))
+    sources = cv2.dilate((lum > med + 3 * sig).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+    rows, cols = lum.shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    sky = ~sources
+    design = np.column_stack(
+        [np.ones(sky.sum()), (xx[sky] - cols / 2) / cols, (yy[sky] - rows / 2) / rows]
+    )
+    coef = np.linalg.lstsq(design, px[sky], rcond=None)[0]  # (3 terms, 3 colours)
+    return coef[0], np.abs(coef[1]) + np.abs(coef[2])
+
+
+@pytest.fixture(scope="module")
+def galaxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated galaxy under a coloured sky with a 10 % / 20 % gradient, stacked."""
+    from crowdsky.simulate import simulate_sequence
+    from crowdsky.stacking import stack_files
+
+    root = tmp_path_factory.mktemp("galaxy")
+    seq = simulate_sequence(
+        root / "frames",
+        n_frames=6,
+        seed=5,
+        shape=(960, 540),
+        n_stars=150,
+        extended_target="galaxy",
+        sky_gradient=(0.1, -0.2),
+        sky_rgb=(1.0, 0.9, 0.7),
+    )
+    out = root / "stack.fits"
+    stack_files(seq.paths, out)
+    return out
+
+
+def test_preview_sky_is_flat_and_neutral_with_the_target_kept(
+    galaxy_stack: Path, tmp_path: Path
+) -> None:
+    before = galaxy_stack.read_bytes()
+    flat = generate_thumbnail(galaxy_stack, tmp_path / "auto.png", stretch="auto")
+    levels, ramp = sky_ramp_levels(flat)
+    assert (ramp < RESIDUAL_GRADIENT_LEVELS).all(), ramp
+    assert np.ptp(levels) < 5.0, levels  # one grey, not a colour cast
+    # without the model the same sky spans tens of levels (the test can fail)
+    raw = io_stretch_without_model(galaxy_stack, tmp_path / "raw.png")
+    assert sky_ramp_levels(raw)[1].max() > 10 * RESIDUAL_GRADIENT_LEVELS
+    # the galaxy survives: the preview's centre is far above its sky
+    with Image.open(flat) as im:
+        px = np.asarray(im.convert("L")).astype(float)
+    rows, cols = px.shape
+    centre = px[rows // 2 - 10 : rows // 2 + 10, cols // 2 - 10 : cols // 2 + 10]
+    assert np.median(centre) > levels.mean() + 60
+    assert galaxy_stack.read_bytes() == before  # the science planes are never touched
+
+
+def io_stretch_without_model(stack: Path, out: Path) -> Path:
+    """The previous preview: the same shrink and stretch, no background model."""
+    import cv2
+
+    from crowdsky.stacking import io
+
+    image = io.read_image_for_display(stack)
+    image = cv2.resize(np.nan_to_num(image, nan=float(np.nanmedian(image))), (288, 512))
+    return io.write_png(out, stretch.stretch(image, "auto"))
+
+
+def test_large_jpeg_preview(galaxy_stack: Path, tmp_path: Path) -> None:
+    out = generate_thumbnail(galaxy_stack, tmp_path / "big.jpg", max_size=1024, stretch="auto")
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size == (540, 960) and im.mode == "RGB"  # never enlarged
+    assert out.stat().st_size < 600_000

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from crowdsky.cli import admin, demo, server, stack, upload, users, worker
+from crowdsky.cli import admin, demo, export, server, stack, upload, users, worker
 
 app = typer.Typer(
     name="crowdsky",
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (server, admin, stack, worker, demo, users, upload):
+for _module in (server, admin, stack, export, worker, demo, users, upload):
     _module.register(app)
 
 

@@ -36,7 +36,12 @@ def stack(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON on stdout.")
     ] = False,
-    thumbnail: Annotated[Path | None, typer.Option(help="Also write a PNG preview here.")] = None,
+    thumbnail: Annotated[
+        Path | None, typer.Option(help="Also write a preview here (PNG, or JPEG for .jpg).")
+    ] = None,
+    thumbnail_size: Annotated[
+        int, typer.Option(help="Longest side of the preview, px (1024 for a lightbox).")
+    ] = 512,
     stretch: Annotated[str, typer.Option(help="Thumbnail stretch: linear or auto.")] = "auto",
     memory_limit_mb: Annotated[
         int | None, typer.Option(help="Working-memory budget in MiB.")
@@ -65,7 +70,7 @@ def stack(
         else:
             result = stack_files(files, output, params=params)
         if thumbnail is not None:
-            generate_thumbnail(output, thumbnail, stretch=stretch)
+            generate_thumbnail(output, thumbnail, max_size=thumbnail_size, stretch=stretch)
     except InvalidInput as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

@@ -136,6 +136,7 @@ def render_frame(
     hot_pixels: sensor_mod.HotPixels,
     sensor: sensor_mod.SensorModel,
     trail: Trail | None = None,
+    extended: np.ndarray | None = None,
 ) -> tuple[np.ndarray, FrameStats]:
     """Render one raw frame.
 
@@ -166,6 +167,10 @@ def render_frame(
         Gain, noise, pedestal, CFA response and clipping.
     trail : Trail, optional
         A satellite trail to draw.
+    extended : numpy.ndarray, optional
+        ``(3, rows, cols)`` linear RGB light of extended targets in this frame's
+        pixels (ADU for a white response), e.g. from
+        :func:`crowdsky.simulate.targets.sample_into_frame`.
 
     Returns
     -------
@@ -185,6 +190,9 @@ def render_frame(
         _add_stars(signal, np.asarray(stars_xy, np.float64), rgb_adu, psf)
     if trail is not None:
         _add_trail(signal, trail, response, channels)
+    if extended is not None:
+        site_light = np.take_along_axis(extended, channels[None].astype(np.intp), axis=0)[0]
+        signal += site_light * response.astype(np.float32)[channels]
 
     image = _add_noise(signal, rng, sensor)
     image += np.float32(sensor.offset_adu)

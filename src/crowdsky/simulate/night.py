@@ -37,18 +37,23 @@ _BOUNDARY_MARGIN_S = 0.6
 
 @dataclass(frozen=True)
 class NightTarget:
-    """A target of the simulated night (J2000 catalogue position)."""
+    """A target of the simulated night (J2000 catalogue position), the extended
+    object drawn at the field's centre (``crowdsky.simulate.targets``; None: stars
+    only) and the sky's light-pollution gradient across the frame ``(x, y)``."""
 
     object_name: str
     ra_deg: float
     dec_deg: float
+    extended: str | None = None
+    sky_gradient: tuple[float, float] = (0.08, -0.15)
+    sky_rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 #: Real targets, in observing order.
 NIGHT_TARGETS = (
-    NightTarget("M 94", 192.7215, 41.1203),
-    NightTarget("M 13", 250.4235, 36.4613),
-    NightTarget("NGC 7023", 315.4000, 68.1700),
+    NightTarget("M 94", 192.7215, 41.1203, extended="galaxy", sky_rgb=(1.0, 0.92, 0.8)),
+    NightTarget("M 13", 250.4235, 36.4613, extended="cluster", sky_gradient=(-0.12, 0.2)),
+    NightTarget("NGC 7023", 315.4000, 68.1700, extended="nebula", sky_gradient=(0.1, 0.1)),
 )
 
 
@@ -254,6 +259,9 @@ def simulate_night(
             hot_pixel_seed=seed,
             satellite_frames=satellite,
             cloudy_frames=cloudy,
+            extended_target=target.extended,
+            sky_gradient=target.sky_gradient,
+            sky_rgb=target.sky_rgb,
         )
         sequences.append(simulated)
         night_frames.extend(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdsky.simulate import frames, geometry, motion, seestar_fits, sensor, stars
+from crowdsky.simulate import frames, geometry, motion, seestar_fits, sensor, stars, targets
 from crowdsky.simulate.truth import FrameTruth, SimulatedSequence
 
 __all__ = [
@@ -89,6 +89,9 @@ def simulate_sequence(
     ccd_temp_c: float = 25.125,
     site_lon_deg: float = -80.0,
     site_lat_deg: float = 33.0,
+    extended_target: str | None = None,
+    extended_peak_adu: float = 600.0,
+    extended_size_px: float | None = None,
 ) -> SimulatedSequence:
     """Write a seeded sequence of synthetic Seestar S50 raw frames.
 
@@ -149,6 +152,12 @@ def simulate_sequence(
         Strength of the special frames.
     firmware, eq_mode, ccd_temp_c, site_lon_deg, site_lat_deg
         Header details (PROGRAM, EQMODE, starting CCD-TEMP, SITELONG, SITELAT).
+    extended_target : {'galaxy', 'nebula', 'cluster'} or None
+        An extended target (:mod:`crowdsky.simulate.targets`) fixed on the sky at the
+        centre of frame 0; None (the default) renders stars only.
+    extended_peak_adu, extended_size_px : float
+        Its brightest surface brightness (ADU per pixel above the sky, white
+        response) and radius (default a fifth of the shorter frame side).
 
     Returns
     -------
@@ -222,6 +231,21 @@ def simulate_sequence(
     }
     catalogue = stars.draw_star_field(seed, _canvas_bounds(matrices, shape), **field_kwargs)
     catalogue_xy = np.column_stack([catalogue["x"], catalogue["y"]])
+    patch = None
+    if extended_target is not None:
+        centre = geometry.apply_affine(
+            geometry.invert_affine(matrices[0]),
+            np.array([[(shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0]]),
+        )[0]
+        patch = targets.render_patch(
+            targets.ExtendedTarget(
+                kind=extended_target,
+                centre_xy=(float(centre[0]), float(centre[1])),
+                size_px=extended_size_px or min(shape) / 5.0,
+                peak_adu=extended_peak_adu,
+                seed=seed,
+            )
+        )
     catalogue_rgb = np.column_stack([catalogue["r"], catalogue["g"], catalogue["b"]])
     hot = sensor.draw_hot_pixels(
         seed if hot_pixel_seed is None else hot_pixel_seed, shape, n_hot_pixels
@@ -274,6 +298,9 @@ def simulate_sequence(
             hot_pixels=hot,
             sensor=sensor_model,
             trail=trail,
+            extended=None
+            if patch is None or kind in ("foreign", "hot_pixels_only")
+            else targets.sample_into_frame(*patch, matrices[index], shape) * transparency,
         )
         info = seestar_fits.SeestarHeader(
             object_name=object_name,

@@ -393,6 +393,7 @@ def _pipeline(
     image = combined.image.reshape(rows, cols, n_channels)
     warp.low_pass(image if n_channels == 3 else image[..., 0], params.smoothing_px)
     image += ref_back.astype(np.float32)
+    _agree_on_coverage(image, combined.coverage)
     for k, s in enumerate(used):
         s.record.weight = float(weights[k])
         total = float(combined.covered_per_frame[k])
@@ -477,6 +478,21 @@ def _pipeline(
     )
 
 
+def _agree_on_coverage(image: np.ndarray, coverage: np.ndarray) -> None:
+    """Make NaN pixels and FOOTPRINT == 0 the same set, in place.
+
+    The combination counts the frames covering each pixel in its first colour, but at
+    the frame's edges the colours' sites differ (a red site may lie inside a frame
+    whose green or blue neighbours do not), so a pixel could be NaN in one colour
+    where FOOTPRINT said 1. A pixel counts as covered only when every colour is: a
+    colour missing makes the whole pixel NaN and its FOOTPRINT 0.
+    """
+    missing = ~np.isfinite(image).all(axis=2)
+    missing |= coverage == 0
+    image[missing] = np.nan
+    coverage[missing] = 0
+
+
 def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> None:
     """Wait for every future, reporting progress from this (the caller's) thread.
 
@@ -497,10 +513,11 @@ def _warm_up_kernels() -> None:
     """Load numba and the compiled kernels, then astropy's FITS writer, off the main
     thread. The kernels come first: warping waits for them, while astropy is needed
     only to write the result (an import already under way just completes then)."""
-    from crowdsky.stacking import combine, resample
+    from crowdsky.stacking import combine, kernels, resample
 
-    resample.warm_up()
-    combine.warm_up()
+    with kernels.skipping_blas_probe():
+        resample.warm_up()
+        combine.warm_up()
     import astropy.io.fits  # noqa: F401
 
 

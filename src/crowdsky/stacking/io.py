@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +35,7 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_image_for_display",
+    "write_jpeg",
     "write_png",
     "write_stack",
 ]
@@ -387,9 +388,7 @@ def write_stack(
     hdus.append(fits.BinTableHDU.from_columns(cols, name="FRAMES"))
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = create_temporary(path)
     try:
         fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
         os.replace(tmp, path)
@@ -397,6 +396,26 @@ def write_stack(
         tmp.unlink(missing_ok=True)
         raise errors.OutputError(f"cannot write {path}: {exc}") from exc
     return path.stat().st_size
+
+
+def create_temporary(path: Path) -> Path:
+    """Create an empty, unique hidden file beside ``path`` with the umask's mode.
+
+    ``tempfile.mkstemp`` always creates mode 0600, so a stack renamed into place was
+    unreadable by a web server or another user; ``os.open`` with 0666 lets the
+    process's umask decide, like any ordinary file the process creates.
+    """
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise errors.OutputError(f"cannot create a file beside {path}: {exc}") from exc
+        os.close(fd)
+        return tmp
+    raise errors.OutputError(f"cannot create a unique temporary file beside {path}")
 
 
 def _table_column(name: str, values: np.ndarray) -> Any:
@@ -462,14 +481,24 @@ def read_image_for_display(path: Path) -> np.ndarray:
 
 def write_png(path: Path, pixels: np.ndarray) -> Path:
     """Write an 8-bit (H, W) or (H, W, 3) array as PNG (Pillow), atomically."""
+    return _write_picture(path, pixels, format="PNG", optimize=False)
+
+
+JPEG_QUALITY = 90
+
+
+def write_jpeg(path: Path, pixels: np.ndarray) -> Path:
+    """Write an 8-bit (H, W) or (H, W, 3) array as JPEG (Pillow, quality 90), atomically."""
+    return _write_picture(path, pixels, format="JPEG", quality=JPEG_QUALITY)
+
+
+def _write_picture(path: Path, pixels: np.ndarray, **options: Any) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(
-            tmp, format="PNG", optimize=False
-        )
+        Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).save(tmp, **options)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

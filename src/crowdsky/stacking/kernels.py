@@ -8,13 +8,16 @@ instead, once per process (~1–2 s per kernel module), and says so.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import numba
 
-__all__ = ["SAFE_FASTMATH", "compiled", "inlined"]
+__all__ = ["SAFE_FASTMATH", "compiled", "inlined", "skipping_blas_probe"]
 
 log = logging.getLogger(__name__)
 
@@ -41,3 +44,31 @@ def compiled(*, fastmath: bool | frozenset[str] = False) -> Callable[[Kernel], K
 def inlined(func: Kernel) -> Kernel:
     """A numba helper inlined into each kernel that calls it (so loops using it vectorise)."""
     return cast(Kernel, numba.njit(inline="always")(func))
+
+
+BLAS_PROBE = "scipy.linalg.cython_blas"
+_probe_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def skipping_blas_probe() -> Iterator[None]:
+    """Run the first kernel load of the process without numba's BLAS probe.
+
+    While numba initialises its compiler it imports ``numba.np.arraymath``, which
+    tries ``import scipy.linalg.cython_blas`` to decide whether ``np.dot`` and
+    friends can be compiled; importing SciPy's linear algebra costs ~0.6 s. None of
+    the engine's kernels calls BLAS, so the probe is made to fail fast (a ``None``
+    entry in ``sys.modules`` makes the import raise ``ImportError``) and numba
+    records "no BLAS" for this process. When SciPy's linear algebra is already
+    imported, nothing is hidden; the entry is removed on exit so later imports of
+    SciPy work normally.
+    """
+    with _probe_lock:
+        hide = BLAS_PROBE not in sys.modules
+        if hide:
+            sys.modules[BLAS_PROBE] = None  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            if hide and sys.modules.get(BLAS_PROBE, 0) is None:
+                del sys.modules[BLAS_PROBE]

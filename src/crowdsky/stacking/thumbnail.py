@@ -1,11 +1,16 @@
-"""PNG previews of stacks: :func:`generate_thumbnail`.
+"""Previews of stacks: :func:`generate_thumbnail` (PNG, or JPEG for a ``.jpg`` name).
 
 Reads our MEF (RED/GREEN/BLUE), a 2-D image, a 3-plane cube or seestarpy's
-interleaved cube (``io.read_image_for_display``), stretches it (``stretch.py``),
-shrinks it so the longer side is at most ``max_size`` with the aspect ratio kept
-(OpenCV INTER_AREA, which averages instead of aliasing; shrinking happens *before*
-the stretch so noise is averaged first) and writes a PNG. Rows are written as
-stored (row 0 at the top), as the original worker did.
+interleaved cube (``io.read_image_for_display``), shrinks it so the longer side is
+at most ``max_size`` with the aspect ratio kept (OpenCV INTER_AREA, which averages
+instead of aliasing; shrinking happens *before* the stretch so noise is averaged
+first), and stretches it (``stretch.py``). With the ``'auto'`` stretch the preview's
+sky is modelled and subtracted and its colours neutralised first
+(``background.remove_gradient``): light-pollution gradients and the sensor's colour
+cast go, the target stays. Only the preview is changed, never the stack's planes.
+Rows are written as stored (row 0 at the top), as the original worker did. The
+gallery uses 512 px; ``max_size=1024`` with a ``.jpg`` name gives the lightbox's
+larger preview (JPEG quality 90, ~150–300 kB).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crowdsky.stacking import errors, io
+from crowdsky.stacking import background, errors, io
 from crowdsky.stacking import stretch as stretches
 
 __all__ = ["generate_thumbnail"]
@@ -33,12 +38,14 @@ def generate_thumbnail(
     fits_path : Path or str
         Our stack, a 2-D image or a 3-plane (3 × H × W or H × W × 3) FITS.
     output_path : Path or str
-        PNG to write (directories are created).
+        PNG to write, or JPEG when the name ends in ``.jpg``/``.jpeg``
+        (directories are created).
     max_size : int
         Longest side of the PNG in pixels (the image is never enlarged).
     stretch : {'linear', 'auto'}
         ``'linear'``: the specification's 1–99.5 percentile stretch; ``'auto'``:
-        non-linear midtones stretch for the gallery.
+        sky gradient removed, colours neutralised, non-linear midtones stretch
+        for the gallery.
 
     Returns
     -------
@@ -65,10 +72,19 @@ def generate_thumbnail(
         raise errors.InvalidInput(f"{fits_path}: no such file")
     image = io.read_image_for_display(fits_path)
     rows, cols = image.shape[:2]
+    valid = np.isfinite(image) if image.ndim == 2 else np.isfinite(image).all(axis=2)
     factor = min(1.0, max_size / max(rows, cols))
     if factor < 1.0:
         size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
         filled = np.nan_to_num(image, nan=float(np.nanmedian(image[::4, ::4])))
         image = cv2.resize(filled, size, interpolation=cv2.INTER_AREA)
+        covered = cv2.resize(valid.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        valid = covered > 0.999
+    if stretch == "auto":
+        image = background.remove_gradient(
+            np.nan_to_num(image, nan=float(np.nanmedian(image))), valid
+        )
     pixels = stretches.stretch(image, stretch)
+    if output_path.suffix.lower() in (".jpg", ".jpeg"):
+        return io.write_jpeg(output_path, pixels)
     return io.write_png(output_path, pixels)

@@ -202,7 +202,7 @@ def _sweep_finished_sessions(session: Session, raw_store: RawStore) -> tuple[int
         )
     files = dirs = 0
     for row in candidates:
-        if not raw_store.resolve(row.storage_path).is_dir():
+        if not raw_store.dir_exists(row.storage_path):
             continue
         with session.begin():
             leftovers = list(

@@ -35,8 +35,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 #: Small volumes keep a test cluster's disk use low (SeaweedFS's default is 30 GB).
 VOLUME_SIZE_LIMIT_MB = 64
-#: Each volume server may hold this many volumes.
-MAX_VOLUMES_PER_SERVER = 20
+#: Each bucket is a collection with volumes of its own (sparse files, grown in batches).
+MAX_VOLUMES_PER_SERVER = 1000
 REPLICATION = "001"
 REGION = "us-east-1"
 

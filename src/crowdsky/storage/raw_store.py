@@ -13,7 +13,8 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -126,6 +127,28 @@ class RawStore:
         with contextlib.suppress(OSError):
             os.rmdir(path.parent)
         return removed
+
+    # -- operations an object store implements differently (see storage.s3_raw_store) ----
+
+    def create_dir(self, relative_dir: str) -> None:
+        """Make a session folder ready for files."""
+        self.resolve(relative_dir).mkdir(parents=True, exist_ok=True)
+
+    def dir_exists(self, relative_dir: str) -> bool:
+        """Whether anything of a session folder is left."""
+        return self.resolve(relative_dir).is_dir()
+
+    def edit_file(self, relative_path: str, edit: Callable[[Path], object]) -> None:
+        """Run ``edit`` on the stored file in place (e.g. scrubbing header cards)."""
+        edit(self.resolve(relative_path))
+
+    def download_url(self, relative_path: str, filename: str) -> str | None:
+        """A URL a worker may fetch the file from directly; ``None``: serve it ourselves."""
+        return None
+
+    def abort_stale_uploads(self, older_than: datetime) -> int:
+        """Abort receptions started before ``older_than``; local partials go with their folder."""
+        return 0
 
 
 # -- streaming writer (upload intake) ------------------------------------------------------

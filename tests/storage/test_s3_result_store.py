@@ -42,7 +42,7 @@ def test_upload_replace_and_delete(store: S3ResultStore, tmp_path: Path) -> None
     store.upload_file(second, FITS)
     assert _read(store, FITS) == b"retried job"
     store.delete_files([FITS, FITS + ".missing"])
-    with pytest.raises(Exception, match="NoSuchKey|Not Found|404"):
+    with pytest.raises(Exception, match=r"NoSuchKey|Not Found|404"):
         _read(store, FITS)
 
 

@@ -134,16 +134,22 @@ class ServerSettings(BaseSettings):
     s3_region: str | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_DEFAULT_REGION", "AWS_REGION", "s3_region"),
+        description="Region the S3 requests are signed for; default: boto3's.",
     )
     s3_access_key_id: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id")
+        default=None,
+        validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+        description="S3 access key; unset: boto3's chain (AWS_PROFILE, credentials file).",
     )
     s3_secret_access_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+        description="S3 secret key (with AWS_ACCESS_KEY_ID).",
     )
     s3_session_token: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("AWS_SESSION_TOKEN", "s3_session_token")
+        default=None,
+        validation_alias=AliasChoices("AWS_SESSION_TOKEN", "s3_session_token"),
+        description="Temporary S3 credentials' session token.",
     )
     s3_presign_seconds: int = Field(
         default=300,

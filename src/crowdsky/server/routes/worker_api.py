@@ -172,6 +172,7 @@ def job_files(
     responses={
         **JOB_ERRORS,
         200: {"content": {"application/octet-stream": {}}, "description": "The raw FITS file"},
+        307: {"description": "Fetch the file from the object store (presigned URL)"},
         404: {"model": ErrorResponse, "description": "File does not exist or was deleted"},
     },
 )

@@ -1,12 +1,13 @@
 """Stateless API servers on one PostgreSQL and one SeaweedFS: requests may land anywhere.
 
-Two ``crowdsky server`` processes share a database and an S3 raw store (a real
+Three ``crowdsky server`` processes share a database and an S3 raw store (a real
 SeaweedFS cluster: master, two replicated volume servers, filer, S3 gateway). An
-upload session starts on server A, its files go alternately to B and A, it is
+upload session starts on server A, its files go to B, A and C in turn, it is
 finalized on A; a real worker process claims through B and fetches its raws from
 the store through ``download_raw``'s redirect; a client written the way the original
 v1 worker is (``requests``, which follows redirects on GET) claims through A and
-downloads the other job's raws byte for byte. Nothing about a request depends on
+downloads the other job's raws byte for byte; C, set to proxy instead of redirect,
+serves one of them itself. Nothing about a request depends on
 which process served the previous one.
 """
 
@@ -38,7 +39,7 @@ SHAPE = (270, 480)
 
 @dataclass
 class Cluster:
-    """Two API servers, their database and their object store."""
+    """Three API servers, their database and their object store."""
 
     servers: list[LiveServer]
     database_url: str
@@ -64,10 +65,15 @@ def cluster(tmp_path: Path, seaweedfs: SeaweedCluster, s3_bucket: str) -> Iterat
             "CROWDSKY_RETRY_BACKOFF_SECONDS": "0",
         }
         key = "objectstore-e2e-worker-key-" + "x" * 20
-        for name in ("a", "b"):
+        for name in ("a", "b", "c"):
+            # server C proxies raw downloads instead of redirecting (stores workers can't reach)
+            proxy = {"CROWDSKY_S3_REDIRECT_DOWNLOADS": "0"} if name == "c" else {}
             servers.append(
                 start_live_server(
-                    tmp_path / f"server-{name}", database_url=url, worker_key=key, extra_env=env
+                    tmp_path / f"server-{name}",
+                    database_url=url,
+                    worker_key=key,
+                    extra_env={**env, **proxy},
                 )
             )
         yield Cluster(servers, url, s3_bucket, seaweedfs)
@@ -86,15 +92,15 @@ def _frames(root: Path, seed: int, minute: int) -> list[Path]:
 
 
 def _upload_across(servers: list[LiveServer], frames: list[Path]) -> list[int]:
-    """Start on A, send files alternately to B and A, finalize on A; the job ids."""
+    """Start on A, send files to B, A and C in turn, finalize on A; the job ids."""
     clients = [httpx.Client(base_url=s.url, auth=(USERNAME, PASSWORD), timeout=60) for s in servers]
-    a, b = clients
+    a, b, c = clients
     try:
         start = a.post("/api/raw_upload.php", params={"action": "start"})
         assert start.status_code == 200, start.text
         token = start.json()["session_token"]
         for index, path in enumerate(frames):
-            target = b if index % 2 == 0 else a
+            target = (b, a, c)[index % 3]
             reply = target.post(
                 "/api/raw_upload.php",
                 params={"action": "file"},
@@ -113,6 +119,26 @@ def _upload_across(servers: list[LiveServer], frames: list[Path]) -> list[int]:
     finally:
         for client in clients:
             client.close()
+
+
+def _file_ids(database_url: str, job_id: int) -> list[tuple[int, str]]:
+    """(raw file id, client file name) of a job's frames."""
+    from sqlalchemy import select
+
+    from crowdsky.db import make_session_factory
+    from crowdsky.db.models import RawFile
+
+    engine = create_db_engine(database_url)
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            rows = session.execute(
+                select(RawFile.id, RawFile.filename)
+                .where(RawFile.stacking_job_id == job_id)
+                .order_by(RawFile.id)
+            ).all()
+            return [(int(r.id), str(r.filename)) for r in rows]
+    finally:
+        engine.dispose()
 
 
 def _v1_style_fetch(server: LiveServer, root: Path) -> tuple[int, dict[str, str]]:
@@ -154,10 +180,10 @@ def _v1_style_fetch(server: LiveServer, root: Path) -> tuple[int, dict[str, str]
     return job_id, hashes
 
 
-def test_two_servers_one_database_one_store(
+def test_three_servers_one_database_one_store(
     tmp_path: Path, cluster: Cluster, share: WebDavServer
 ) -> None:
-    server_a, server_b = cluster.servers
+    server_a, server_b, server_c = cluster.servers
     deployment = Deployment(server_a, cluster.database_url, tmp_path)
     deployment.create_user()
     first = _frames(tmp_path, seed=11, minute=0)
@@ -171,6 +197,13 @@ def test_two_servers_one_database_one_store(
     v1_job, v1_hashes = _v1_style_fetch(server_a, tmp_path)
     uploaded = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in first + second}
     assert v1_hashes and all(uploaded[name] == digest for name, digest in v1_hashes.items())
+
+    # server C serves the same bytes itself (no redirect)
+    file_id, file_name = _file_ids(cluster.database_url, v1_job)[0]
+    with httpx.Client(base_url=server_c.url, headers=server_c.worker_headers) as proxy:
+        reply = proxy.get("/api/download_raw.php", params={"file_id": file_id})
+    assert reply.status_code == 200 and not reply.history
+    assert hashlib.sha256(reply.content).hexdigest() == uploaded[file_name]
 
     # our worker process, through server B: claims the other job, stacks, completes
     server_b_deployment = Deployment(server_b, cluster.database_url, tmp_path)

@@ -102,8 +102,10 @@ def test_cleanup_aborts_stale_multipart_uploads(store: S3RawStore) -> None:
     assert store.dir_exists(SESSION)
     now = datetime.now(UTC)
     assert store.abort_stale_uploads(now - timedelta(hours=1)) == 0  # too recent
+    assert partial.path.exists()  # the dead process's scratch copy
     assert store.abort_stale_uploads(now + timedelta(minutes=1)) == 1
     assert store._multipart_uploads(store.location.prefix) == []
+    assert not partial.path.exists()
 
 
 def test_folders_are_removed_only_without_frames(store: S3RawStore) -> None:

@@ -268,8 +268,14 @@ class S3RawStore(RawStore):
         """Abort unfinished multipart uploads started before ``older_than``; returns how many.
 
         These are left by a server process killed mid-upload; the store keeps their
-        parts (and bills for them) until they are aborted.
+        parts (and bills for them) until they are aborted. Scratch files that such a
+        process left in ``staging_dir`` go too.
         """
+        cutoff = older_than.timestamp()
+        for scratch in self.root.glob(f"{PARTIAL_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                if scratch.stat().st_mtime < cutoff:
+                    scratch.unlink()
         stale = [
             (key, upload_id)
             for key, upload_id, initiated in self._multipart_uploads(self.location.prefix)

@@ -42,4 +42,4 @@ def test_replicated_read_survives_a_stopped_volume_server(
         assert got == body
         assert time.monotonic() - started < 30
     finally:
-        seaweedfs.volumes[0].start()
+        seaweedfs.start_volume(0)  # later tests need both servers for replication 001

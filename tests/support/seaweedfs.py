@@ -172,6 +172,11 @@ class SeaweedCluster:
         self.buckets.append(bucket)
         return bucket
 
+    def start_volume(self, index: int) -> None:
+        """Start a stopped volume server again and wait until replicated writes work."""
+        self.volumes[index].start()
+        _wait_s3(self)
+
     def restart_gateway(self) -> None:
         """Stop the S3 gateway and start it again on the same port."""
         self.gateway.stop()

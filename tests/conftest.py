@@ -14,7 +14,7 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 REAL_FRAMES_DIR = PROJECT_ROOT.parent / "shared" / "data" / "seestar-s50-m94"
 
-pytest_plugins = ["tests.db_backends"]
+pytest_plugins = ["tests.db_backends", "tests.support.seaweedfs"]
 
 
 @pytest.fixture(scope="session")

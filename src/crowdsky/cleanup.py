@@ -25,7 +25,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
@@ -142,7 +141,7 @@ def reconcile(
                 .distinct()
             ).scalars()
         )
-    folders = sorted(live | set(_session_folders(raw_store)))
+    folders = sorted(live | set(raw_store.list_session_folders()))
     wall_now = time.time()
     totals = Reconciliation()
     for folder in folders:
@@ -162,20 +161,6 @@ def reconcile(
 
 def _counts(r: Reconciliation) -> tuple[int, int, int, int, int]:
     return (r.deleted_files, r.orphans_removed, r.partials_removed, r.lost_files, r.removed_dirs)
-
-
-def _session_folders(raw_store: RawStore) -> list[str]:
-    """Relative ``user_<id>/sess_<token>`` folders present on disk."""
-    found = []
-    if not raw_store.root.is_dir():
-        return found
-    for user_dir in raw_store.root.iterdir():
-        if not (user_dir.is_dir() and user_dir.name.startswith("user_")):
-            continue
-        for session_dir in user_dir.iterdir():
-            if session_dir.is_dir() and session_dir.name.startswith("sess_"):
-                found.append(f"{user_dir.name}/{session_dir.name}")
-    return found
 
 
 def _reconcile_folder(
@@ -203,23 +188,21 @@ def _reconcile_folder(
             ).all()
         )
     by_name = {r.storage_path.rsplit("/", 1)[-1]: r for r in rows}
-    path = raw_store.resolve(folder)
-    entries = list(path.iterdir()) if path.is_dir() else []
+    entries = raw_store.list_folder(folder)
     on_disk = {e.name for e in entries}
     deleted = orphans = partials = 0
     for entry in entries:
-        if not entry.is_file():
-            continue
         row = by_name.get(entry.name)
+        stored = f"{folder}/{entry.name}"
         if entry.name.startswith(PARTIAL_PREFIX):
-            if _mtime(entry) < partial_before:
-                partials += _unlink(entry)
+            if entry.modified < partial_before:
+                partials += raw_store.delete_files([stored])
         elif row is not None:
             if row.is_deleted:
-                deleted += _unlink(entry)
-        elif _mtime(entry) < orphan_before:
-            log.warning("cleanup.orphan_removed: %s/%s had no committed row", folder, entry.name)
-            orphans += _unlink(entry)
+                deleted += raw_store.delete_files([stored])
+        elif entry.modified < orphan_before:
+            log.warning("cleanup.orphan_removed: %s had no committed row", stored)
+            orphans += raw_store.delete_files([stored])
     missing = [
         r.id
         for name, r in by_name.items()
@@ -230,36 +213,23 @@ def _reconcile_folder(
         with session.begin():
             lost = retention.mark_lost(session, now, missing)
     removed = 0
-    if path.is_dir() and _folder_unneeded(session, upload, path, orphan_before):
+    if raw_store.dir_exists(folder) and _folder_unneeded(
+        session, upload, raw_store.folder_modified(folder), orphan_before
+    ):
         # a finished session takes no more files: a partial in it is abandoned
         removed = int(raw_store.remove_dir_if_empty(folder, keep_if_receiving=upload is None))
     return Reconciliation(deleted, orphans, partials, lost, removed)
 
 
 def _folder_unneeded(
-    session: Session, upload: Row | None, path: Path, orphan_before: float
+    session: Session, upload: Row | None, modified: float, orphan_before: float
 ) -> bool:
     """Whether a session folder may go once empty: no open session and no active job."""
     if upload is None:  # a start that crashed before its commit, or a removed session
-        return _mtime(path) < orphan_before
+        return modified < orphan_before
     if upload.status == SessionStatus.EXPIRED:
         return True
     if upload.status != SessionStatus.COMPLETE:
         return False
     with session.begin():
         return retention.finished_session_dir(session, upload.id) is not None
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")
-
-
-def _unlink(path: Path) -> int:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return 0
-    return 1

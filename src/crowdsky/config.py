@@ -127,6 +127,65 @@ class ServerSettings(BaseSettings):
         description="classic: YYYYMMDD.CC_RA_±DEC; healpix: YYYYMMDD.CC_HPnnnnnn.",
     )
 
+    # -- object store (issue 18): raws and results on S3 --------------------------------
+    # Credentials are read from the standard AWS variables (or left to boto3's own chain:
+    # AWS_PROFILE, ~/.aws/credentials, AWS_SHARED_CREDENTIALS_FILE); never in the repo.
+    raw_store: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CROWDSKY_RAW_STORE", "raw_store"),
+        description="s3://bucket/prefix: raw uploads in an object store; default: the data dir.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "CROWDSKY_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "s3_endpoint_url"
+        ),
+        description="S3 endpoint (SeaweedFS, MinIO, Ceph...); default: AWS.",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_DEFAULT_REGION", "AWS_REGION", "s3_region"),
+        description="Region the S3 requests are signed for; default: boto3's.",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id"),
+        description="S3 access key; unset: boto3's chain (AWS_PROFILE, credentials file).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+        description="S3 secret key (with AWS_ACCESS_KEY_ID).",
+    )
+    s3_session_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_SESSION_TOKEN", "s3_session_token"),
+        description="Temporary S3 credentials' session token.",
+    )
+    s3_presign_seconds: int = Field(
+        default=300,
+        ge=10,
+        le=7 * 24 * 3600,
+        validation_alias=AliasChoices("CROWDSKY_S3_PRESIGN_SECONDS", "s3_presign_seconds"),
+        description="Lifetime of the presigned download URLs handed to workers.",
+    )
+    s3_redirect_downloads: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("CROWDSKY_S3_REDIRECT_DOWNLOADS", "s3_redirect_downloads"),
+        description="download_raw redirects workers to the store (off: the server proxies).",
+    )
+
+    @field_validator("raw_store")
+    @classmethod
+    def _check_raw_store(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith("s3://") or len(value) <= len("s3://"):
+            raise ValueError("must be empty (local data dir) or s3://bucket[/prefix]")
+        return value
+
+    # -- end of the object-store block ----------------------------------------------------
+
     @field_validator("chunk_key_format", mode="before")
     @classmethod
     def _lower_format(cls, value: object) -> object:

@@ -199,3 +199,22 @@ def test_release_job_uses_the_extension_and_falls_back_to_fail_job() -> None:
         # an older server without the extension: hand back with fail_job instead
         assert api.release_job(7, "worker shutting down")["status"] == "retry"
     assert seen == ["/api/release_job.php", "/api/release_job.php", "/api/fail_job.php"]
+
+
+def test_download_follows_the_redirect_to_the_store_without_the_key(tmp_path: Path) -> None:
+    """An object-store server answers 307 to a presigned URL on another origin."""
+    seen: list[httpx.Request] = []
+    store_url = "http://store.test:8333/raws/user_1/sess_x/a.fit?X-Amz-Signature=abc"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "crowdsky.test":
+            return httpx.Response(307, headers={"Location": store_url})
+        return httpx.Response(200, content=b"raw frame bytes")
+
+    with ApiClient(API, KEY, "w", transport=httpx.MockTransport(handler)) as api:
+        size = api.download_raw_file(7, tmp_path / "a.fit", expected_size=15)
+    assert size == 15 and (tmp_path / "a.fit").read_bytes() == b"raw frame bytes"
+    assert [r.url.host for r in seen] == ["crowdsky.test", "store.test"]
+    assert seen[0].headers["Authorization"] == f"Bearer {KEY}"
+    assert "Authorization" not in seen[1].headers  # the worker key never reaches the store

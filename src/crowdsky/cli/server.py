@@ -77,19 +77,22 @@ def cleanup() -> None:
     """Expire abandoned uploads, reap expired leases and delete raws no job needs."""
     from crowdsky.cleanup import run_cleanup
     from crowdsky.db.types import utcnow
-    from crowdsky.storage.raw_store import RawStore
+    from crowdsky.storage import selection
 
     settings = server_settings()
+    raw_store = selection.open_raw_store(settings)
     with db_session(settings) as session:
         report = run_cleanup(
             session,
             utcnow(),
-            raw_store=RawStore(settings.uploads_dir),
+            raw_store=raw_store,
             upload_expiry_hours=settings.upload_expiry_hours,
             failed_raw_retention_hours=settings.failed_raw_retention_hours,
             backoff_seconds=settings.retry_backoff_seconds,
         )
-    typer.echo(report.summary())
+    aborted = selection.abort_stale_uploads(raw_store, utcnow())
+    selection.close_raw_store(raw_store)
+    typer.echo(report.summary() + (f", {aborted} stale uploads aborted" if aborted else ""))
 
 
 def _safe_url(url: str) -> str:

@@ -242,7 +242,7 @@ def _run_finalize(
     if scrub_location:  # before the jobs commit: no worker may fetch an unscrubbed frame
         for frame_id in sorted(queued_ids):  # the others are deleted, never served
             if by_id[frame_id].has_site:
-                scrub.scrub_site_location(raw_store.resolve(by_id[frame_id].storage_path))
+                raw_store.edit_file(by_id[frame_id].storage_path, scrub.scrub_site_location)
                 scrubbed += 1
         session.execute(
             update(RawFile)

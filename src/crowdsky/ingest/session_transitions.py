@@ -73,7 +73,7 @@ def start_session(
     relative = raw_store.session_dir(user_id, token)
     # The folder first: a crash before the commit leaves an empty folder without a
     # session, which cleanup removes; never a session without its folder.
-    raw_store.resolve(relative).mkdir(parents=True, exist_ok=True)
+    raw_store.create_dir(relative)
     with session.begin():
         session.execute(select(User.id).where(User.id == user_id).with_for_update())
         open_now = session.execute(

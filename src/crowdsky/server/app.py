@@ -20,7 +20,7 @@ from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import health, upload_api, user_api, worker_api
 from crowdsky.server.state import ServerState
-from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage import selection
 from crowdsky.web import mount as mount_web
 
 log = structlog.get_logger(__name__)
@@ -55,12 +55,12 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             log.error("database_not_ready", error=str(exc))
             engine.dispose()
             raise
-        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        raw_store = selection.open_raw_store(settings)
         state = ServerState(
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
-            raw_store=RawStore(settings.uploads_dir),
+            raw_store=raw_store,
             claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
@@ -73,6 +73,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
             engine.dispose()
+            selection.close_raw_store(raw_store)
 
     app = FastAPI(
         title="CrowdSky",
@@ -109,7 +110,7 @@ async def _housekeeping_loop(state: ServerState) -> None:
 def _cleanup_once(state: ServerState) -> CleanupReport:
     settings = state.settings
     with state.session_factory() as session:
-        return run_cleanup(
+        report = run_cleanup(
             session,
             utcnow(),
             raw_store=state.raw_store,
@@ -117,3 +118,7 @@ def _cleanup_once(state: ServerState) -> CleanupReport:
             failed_raw_retention_hours=settings.failed_raw_retention_hours,
             backoff_seconds=settings.retry_backoff_seconds,
         )
+    aborted = selection.abort_stale_uploads(state.raw_store, utcnow())
+    if aborted:
+        log.info("stale_uploads_aborted", count=aborted)
+    return report

@@ -13,7 +13,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -126,6 +128,71 @@ class RawStore:
         with contextlib.suppress(OSError):
             os.rmdir(path.parent)
         return removed
+
+    # -- operations an object store implements differently (see storage.s3_raw_store) ----
+
+    def create_dir(self, relative_dir: str) -> None:
+        """Make a session folder ready for files."""
+        self.resolve(relative_dir).mkdir(parents=True, exist_ok=True)
+
+    def dir_exists(self, relative_dir: str) -> bool:
+        """Whether anything of a session folder is left."""
+        return self.resolve(relative_dir).is_dir()
+
+    def edit_file(self, relative_path: str, edit: Callable[[Path], object]) -> None:
+        """Run ``edit`` on the stored file in place (e.g. scrubbing header cards)."""
+        edit(self.resolve(relative_path))
+
+    def download_url(self, relative_path: str, filename: str) -> str | None:
+        """A URL a worker may fetch the file from directly; ``None``: serve it ourselves."""
+        return None
+
+    def abort_stale_uploads(self, older_than: datetime) -> int:
+        """Abort receptions started before ``older_than``; local partials go with their folder."""
+        return 0
+
+    # -- listing, for cleanup's reconciliation of the buffer with the rows ------------------
+
+    def list_session_folders(self) -> list[str]:
+        """Relative ``user_<id>/sess_<token>`` folders present in the store."""
+        found: list[str] = []
+        if not self.root.is_dir():
+            return found
+        for user_dir in self.root.iterdir():
+            if not (user_dir.is_dir() and user_dir.name.startswith("user_")):
+                continue
+            found.extend(
+                f"{user_dir.name}/{d.name}"
+                for d in user_dir.iterdir()
+                if d.is_dir() and d.name.startswith("sess_")
+            )
+        return found
+
+    def list_folder(self, relative_dir: str) -> list[StoredEntry]:
+        """The files of one session folder (partials included) with their modification time."""
+        path = self.resolve(relative_dir)
+        entries: list[StoredEntry] = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in path.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.is_file():
+                        entries.append(StoredEntry(entry.name, entry.stat().st_mtime))
+        return entries
+
+    def folder_modified(self, relative_dir: str) -> float:
+        """When a folder last changed (epoch seconds); infinity when it is gone."""
+        try:
+            return self.resolve(relative_dir).stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """One file of a session folder as the store lists it."""
+
+    name: str
+    modified: float  # epoch seconds
 
 
 # -- streaming writer (upload intake) ------------------------------------------------------

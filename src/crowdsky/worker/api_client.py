@@ -235,6 +235,10 @@ class ApiClient:
                 "download_raw.php",
                 params={"file_id": file_id},
                 timeout=self._download_timeout,
+                # An object-store server answers 307 to a presigned URL; httpx drops
+                # the Authorization header on the cross-origin hop, so the worker key
+                # never reaches the store.
+                follow_redirects=True,
             ) as response:
                 if response.status_code != 200:
                     response.read()

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from crowdsky import queue, retention
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
+from crowdsky.server import raw_download
 from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
 from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
 from crowdsky.server.schemas.worker_api import (
@@ -171,6 +172,7 @@ def job_files(
     responses={
         **JOB_ERRORS,
         200: {"content": {"application/octet-stream": {}}, "description": "The raw FITS file"},
+        307: {"description": "Fetch the file from the object store (presigned URL)"},
         404: {"model": ErrorResponse, "description": "File does not exist or was deleted"},
     },
 )
@@ -179,13 +181,10 @@ def download_raw(
     session: DbSession,
     _principal: AuthenticatedWorker,
     file_id: Annotated[int, Query(gt=0, lt=2**31, description="raw_files.id")],
-) -> FileResponse:
-    """Stream one raw file of a job that is being processed."""
+) -> Response:
+    """Stream one raw file of a job (or redirect to it in the object store)."""
     location = queue.locate_raw_file(session, file_id=file_id)
-    path = state.raw_store.resolve(location.storage_path)
-    if not path.is_file():
-        raise queue.RawFileNotFound(f"raw file {file_id} is missing on the server's disk")
-    return FileResponse(path, media_type="application/octet-stream", filename=location.filename)
+    return raw_download.raw_file_response(state, location.storage_path, location.filename, file_id)
 
 
 @_route("complete_job", "POST", response_model=OkResponse, responses=JOB_ERRORS)

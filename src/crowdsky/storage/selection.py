@@ -1,0 +1,69 @@
+"""Which raw store a server process uses: the data dir by default, S3 when configured.
+
+``CROWDSKY_RAW_STORE=s3://bucket/prefix`` selects
+:class:`~crowdsky.storage.s3_raw_store.S3RawStore`; unset, the raw buffer stays in
+``<data dir>/uploads`` (the embedded default).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from crowdsky.config import ServerSettings
+from crowdsky.storage import s3_client
+from crowdsky.storage.raw_store import RawStore
+
+#: Per-process scratch space of the S3 store (files being received), under the data dir.
+STAGING_DIR_NAME = "s3-staging"
+#: An unfinished upload older than this is abandoned (seconds).
+STALE_UPLOAD_SECONDS = 3600
+
+
+def s3_options(settings: ServerSettings) -> s3_client.S3Options:
+    """The S3 connection options from the settings (``None`` fields: boto3's defaults)."""
+
+    def secret(value: object) -> str | None:
+        getter = getattr(value, "get_secret_value", None)
+        return None if getter is None else str(getter())
+
+    return s3_client.S3Options(
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=secret(settings.s3_access_key_id),
+        secret_access_key=secret(settings.s3_secret_access_key),
+        session_token=secret(settings.s3_session_token),
+        presign_seconds=settings.s3_presign_seconds,
+    )
+
+
+def open_raw_store(settings: ServerSettings) -> RawStore:
+    """The raw store the settings name (creating the local folders it needs)."""
+    if not settings.raw_store:
+        settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        return RawStore(settings.uploads_dir)
+    from crowdsky.storage.s3_raw_store import S3RawStore
+
+    options = s3_options(settings)
+    return S3RawStore(
+        s3_client.make_client(options),
+        s3_client.parse_s3_url(settings.raw_store),
+        settings.data_dir / STAGING_DIR_NAME,
+        presign_seconds=options.presign_seconds,
+        part_bytes=options.part_bytes,
+    )
+
+
+def close_raw_store(store: RawStore) -> None:
+    """Let background transfers finish (the S3 store's aborts and deletions)."""
+    close = getattr(store, "close", None)
+    if close is not None:
+        close()
+
+
+def abort_stale_uploads(store: RawStore, now: datetime) -> int:
+    """Abort receptions older than :data:`STALE_UPLOAD_SECONDS` (cleanup calls this).
+
+    No single file takes that long to arrive (64 MiB at 1 Mbit/s is 9 minutes), so an
+    upload that old was left by a server process that died mid-request.
+    """
+    return store.abort_stale_uploads(now - timedelta(seconds=STALE_UPLOAD_SECONDS))

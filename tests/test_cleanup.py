@@ -243,3 +243,61 @@ def test_a_row_whose_file_is_missing_is_reported_not_stacked(
         assert claimed is not None
         listed = queue.list_job_files(session, job_id=job_id)
     assert len(listed.files) == 2, "the lost frame is not handed to the worker"
+
+
+def test_an_s3_buffer_is_reconciled_through_its_listing(
+    test_db: TestDatabase, seaweedfs, s3_bucket: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The same reconciliation on an object store: objects have no local path."""
+    from crowdsky.storage import s3_client
+    from crowdsky.storage.s3_raw_store import S3RawStore
+
+    env = seaweedfs.s3_env()
+    options = s3_client.S3Options(
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region=env["AWS_DEFAULT_REGION"],
+        access_key_id=env["AWS_ACCESS_KEY_ID"],
+        secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
+    store = S3RawStore(
+        s3_client.make_client(options),
+        s3_client.parse_s3_url(f"s3://{s3_bucket}/raws"),
+        tmp_path / "staging",
+    )
+    try:
+        now = utcnow()
+        with test_db.session_factory() as session:
+            user_id = ensure_user(session, "s3-uploader")
+            folder = store.session_dir(user_id, "e" * 32)
+            with session.begin():
+                upload = UploadSession(
+                    user_id=user_id,
+                    session_token="e" * 32,
+                    status="uploading",
+                    storage_path=folder,
+                    created_at=now,
+                    last_activity_at=now,
+                )
+                session.add(upload)
+                session.flush()
+                session.add_all([_raw_row(upload, "kept.fit"), _raw_row(upload, "lost.fit")])
+        for name in ("kept.fit", "orphan.fit"):
+            store.client.put_object(
+                Bucket=store.location.bucket, Key=store.key(f"{folder}/{name}"), Body=b"SIMPLE"
+            )
+        assert sorted(store.list_session_folders()) == [folder]
+        with test_db.session_factory() as session:
+            report = run_cleanup(
+                session,
+                utcnow(),
+                raw_store=store,
+                upload_expiry_hours=EXPIRY_H,
+                failed_raw_retention_hours=RETENTION_H,
+                backoff_seconds=0,
+                orphan_grace_seconds=0,
+            )
+        assert report.orphans_removed == 1 and report.lost_files == 1
+        assert [e.name for e in store.list_folder(folder)] == ["kept.fit"]
+    finally:
+        store.remove_dir(folder)
+        store.close()

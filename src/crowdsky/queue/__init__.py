@@ -21,6 +21,7 @@ from crowdsky.queue.records import (
     NewJob,
     RawFileLocation,
     ReleaseOutcome,
+    WorkerCaller,
 )
 from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
 from crowdsky.queue.transitions import (
@@ -63,6 +64,7 @@ __all__ = [
     "RawFileNotFound",
     "ReleaseOutcome",
     "StackView",
+    "WorkerCaller",
     "WrongState",
     "claim_next_job",
     "complete_job",

@@ -64,9 +64,7 @@ async def check_worker_secret(request: Request, secret: str | None) -> WorkerPri
     if (
         shared is not None
         and state.settings.allow_shared_worker_key
-        and hmac.compare_digest(
-            secret.encode("utf-8"), shared.get_secret_value().encode("utf-8")
-        )
+        and hmac.compare_digest(secret.encode("utf-8"), shared.get_secret_value().encode("utf-8"))
     ):
         return WorkerPrincipal(token_name=None)
 

@@ -46,6 +46,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        streaming = any(scope["path"].startswith(prefix) for prefix, _ in self.limits)
         max_bytes = self.limit_for(scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
@@ -58,6 +59,14 @@ class BodyLimitMiddleware:
             if too_big:
                 await _reject(send, 413, _message(max_bytes))
                 return
+        if declared is None and not streaming:
+            # A small body of unknown length is read here, up to the limit, and handed
+            # on whole: the frameworks below turn a receive error into a 400.
+            buffered = await _read_limited(receive, max_bytes)
+            if buffered is None:
+                await _reject(send, 413, _message(max_bytes))
+                return
+            receive = _replay(buffered, receive)
         received = 0
         started = False
 
@@ -81,6 +90,34 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _reject(send, 413, _message(max_bytes))
+
+
+async def _read_limited(receive: Receive, max_bytes: int) -> list[Message] | None:
+    """The request's body messages, or None once they exceed ``max_bytes``."""
+    messages: list[Message] = []
+    total = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        total += len(message.get("body", b""))
+        if total > max_bytes:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out ``messages`` first, then asks the server."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 def _message(max_bytes: int) -> str:

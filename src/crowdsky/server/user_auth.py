@@ -17,8 +17,10 @@ an attacker sending passwords could make the server pay that for every request. 
   (:mod:`crowdsky.accounts.throttle`); past the limit an attempt gets ``429`` with
   ``Retry-After`` before any hashing, unknown names exactly like known ones;
 - at most ``login_hash_concurrency`` argon2 verifications run at once, and at most
-  ``MAX_QUEUED_LOGINS`` wait for one; beyond that, ``429`` at once. Memory stays flat
-  whatever arrives, and the event loop never waits on a hash.
+  ``MAX_QUEUED_LOGINS`` wait for one; beyond that, ``429``. Memory stays flat
+  whatever arrives, and the event loop never waits on a hash;
+- every refusal is answered after ``REFUSED_LOGIN_DELAY_S``, so a flood of cheap
+  refusals cannot keep the server busy either.
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ MAX_LOGIN_CHARS = 255
 MAX_QUEUED_LOGINS = 16
 #: Retry-After sent when the hashing queue is full (seconds).
 BUSY_RETRY_AFTER_S = 2.0
+#: A refused Basic login (wrong, throttled or queue full) is answered after this long:
+#: waiting costs the server a sleeping coroutine, and slows a client that retries at
+#: once from hundreds of requests a second to one per connection a second.
+REFUSED_LOGIN_DELAY_S = 1.0
 
 
 class _LoginCache:
@@ -145,7 +151,13 @@ async def require_user(request: Request) -> UserInfo:
         user = await run_in_threadpool(_api_key_user, state, value)
     elif scheme.lower() == "basic" and value:
         address = request.client.host if request.client else "unknown"
-        user = await _basic_login(request.app.state.login_guard, state, value, address)
+        try:
+            user = await _basic_login(request.app.state.login_guard, state, value, address)
+        except TooManyAttempts:
+            await asyncio.sleep(REFUSED_LOGIN_DELAY_S)
+            raise
+        if user is None:
+            await asyncio.sleep(REFUSED_LOGIN_DELAY_S)
     if user is None:
         raise NotAuthenticated()
     return user

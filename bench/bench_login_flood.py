@@ -5,8 +5,9 @@ Starts ``crowdsky server`` (SQLite in a temp dir) on 127.0.0.1 with one user, th
 wrong password (half for the real user, half for unknown names) as fast as the server
 answers, for ``--seconds``. Meanwhile one probe calls ``/healthz`` every 50 ms and a
 sampler reads the server's RSS every 50 ms. Printed: the server's RSS at rest and at
-its peak, ``/healthz`` latency (median, p99, max), and the answers the attackers got; as the anchor, ``/healthz`` latency measured the same way
-for a few seconds before the attack (``calm_*``).
+its peak, ``/healthz`` latency (median, p99, max), and the answers the attackers got;
+as the anchor, ``/healthz`` latency measured the same way for a few seconds before the
+attack (``calm_*``).
 
 ``--no-throttle`` raises the per-account and per-address limits out of reach, so every
 attempt is hashed: what the hashing bound alone holds (memory, health latency).
@@ -35,10 +36,11 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.support.live_server import start_live_server  # noqa: E402
+
 from crowdsky.accounts import create_user  # noqa: E402
 from crowdsky.db import create_db_engine, make_session_factory  # noqa: E402
 from crowdsky.db.types import utcnow  # noqa: E402
-from tests.support.live_server import start_live_server  # noqa: E402
 
 USERNAME = "flood-target"
 PASSWORD = "the-right-password"

@@ -17,9 +17,9 @@ from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgra
 from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
-from crowdsky.server.security_headers import SecurityHeadersMiddleware
 from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import health, upload_api, user_api, worker_api
+from crowdsky.server.security_headers import SecurityHeadersMiddleware
 from crowdsky.server.state import ServerState
 from crowdsky.server.user_auth import install_login_guard
 from crowdsky.storage.raw_store import RawStore

@@ -25,8 +25,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match
 
-from crowdsky.queue import errors as queue_errors
 from crowdsky.accounts.throttle import retry_after_header
+from crowdsky.queue import errors as queue_errors
 from crowdsky.server.auth import NotAuthenticated, TooManyAttempts
 from crowdsky.server.body_limit import BodyTooLarge
 from crowdsky.storage.raw_store import UnsafePath

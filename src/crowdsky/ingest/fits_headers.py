@@ -323,6 +323,8 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
             raise
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             detail = str(exc).split(". ")[0] or type(exc).__name__
+            # never show where the server keeps the file
+            detail = detail.replace(str(path), filename).replace(str(path.parent), "")
             raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
     raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
 

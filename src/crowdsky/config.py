@@ -22,6 +22,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MIN_CHUNK_FRAMES = 3
 DEFAULT_FAILED_RAW_RETENTION_HOURS = 7 * 24.0
 DEFAULT_CLAIM_CONCURRENCY = 4
+DEFAULT_LOGIN_HASH_CONCURRENCY = 1
+DEFAULT_LOGIN_FAILURES_PER_ACCOUNT = 10
+DEFAULT_LOGIN_FAILURES_PER_ADDRESS = 30
+DEFAULT_LOGIN_THROTTLE_SECONDS = 300.0
 
 
 class SettingsError(Exception):
@@ -120,6 +124,49 @@ class ServerSettings(BaseSettings):
         ge=1,
         validation_alias=AliasChoices("CROWDSKY_MIN_CHUNK_FRAMES", "min_chunk_frames"),
         description="Chunks with fewer frames get no job and are reported as skipped.",
+    )
+    allow_shared_worker_key: bool = Field(
+        default=True,
+        validation_alias=AliasChoices(
+            "CROWDSKY_ALLOW_SHARED_WORKER_KEY", "allow_shared_worker_key"
+        ),
+        description=(
+            "Accept the shared WORKER_API_KEY (the original's protocol). Set false on a "
+            "public deployment so that only per-worker tokens, each bound to the job it "
+            "holds, reach the worker API."
+        ),
+    )
+    login_hash_concurrency: int = Field(
+        default=DEFAULT_LOGIN_HASH_CONCURRENCY,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("CROWDSKY_LOGIN_HASH_CONCURRENCY", "login_hash_concurrency"),
+        description=(
+            "Password (argon2, 64 MiB each) verifications run at once; the rest wait, "
+            "and beyond a short queue get 429."
+        ),
+    )
+    login_failures_per_account: int = Field(
+        default=DEFAULT_LOGIN_FAILURES_PER_ACCOUNT,
+        ge=1,
+        validation_alias=AliasChoices(
+            "CROWDSKY_LOGIN_FAILURES_PER_ACCOUNT", "login_failures_per_account"
+        ),
+        description="Wrong passwords for one login name before it is throttled (429).",
+    )
+    login_failures_per_address: int = Field(
+        default=DEFAULT_LOGIN_FAILURES_PER_ADDRESS,
+        ge=1,
+        validation_alias=AliasChoices(
+            "CROWDSKY_LOGIN_FAILURES_PER_ADDRESS", "login_failures_per_address"
+        ),
+        description="Wrong passwords from one client address before it is throttled (429).",
+    )
+    login_throttle_seconds: float = Field(
+        default=DEFAULT_LOGIN_THROTTLE_SECONDS,
+        gt=0,
+        validation_alias=AliasChoices("CROWDSKY_LOGIN_THROTTLE_SECONDS", "login_throttle_seconds"),
+        description="Window in which failures are counted, and how long a throttle lasts.",
     )
     chunk_key_format: Literal["classic", "healpix"] = Field(
         default="classic",

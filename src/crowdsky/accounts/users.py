@@ -145,21 +145,30 @@ def authenticate_password(session: Session, login: str, password: str) -> UserIn
     """The active user whose username or email is ``login`` and whose password matches.
 
     Unknown logins verify against a dummy hash, so they take as long as a wrong password.
+    The hash is verified outside any transaction: argon2 takes a few hundred
+    milliseconds, and on SQLite an open transaction holds the database's write lock.
     """
     with session.begin():
         user = session.execute(
             select(User).where(or_(User.username == login, User.email == login.lower()))
         ).scalar_one_or_none()
         stored = user.password_hash if user is not None else _DUMMY_HASH
-        try:
-            _hasher.verify(stored, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
-            return None
-        if user is None or not user.is_active:
-            return None
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-        return _info(user)
+        info = _info(user) if user is not None else None
+    try:
+        _hasher.verify(stored, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if info is None or not info.is_active:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        rehashed = _hasher.hash(password)
+        with session.begin():
+            session.execute(
+                update(User)
+                .where(User.id == info.id, User.password_hash == stored)
+                .values(password_hash=rehashed)
+            )
+    return info
 
 
 def create_api_key(

@@ -187,6 +187,8 @@ class StackingJob(Base):
     # pending -> processing -> completed | retry -> processing ... | failed; see queue.states
     status: Mapped[str] = mapped_column(String(16), default="pending")
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # name of the per-worker token that claimed the job; NULL for the shared key
+    holder_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -37,6 +37,16 @@ from sqlalchemy import String
 from crowdsky.db.models import RawFile
 from crowdsky.ingest.errors import InvalidFits
 
+#: The first 10 bytes of every FITS file (the SIMPLE keyword and its value indicator).
+FITS_START = b"SIMPLE  = "
+#: Signatures of compressed containers astropy would open (and decompress) on its own.
+COMPRESSED_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bzip2"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
 #: Oldest plausible DATE-OBS (no smart telescope existed before).
 EARLIEST_DATE_OBS = datetime(2000, 1, 1, tzinfo=UTC)
 #: Tolerance for clocks running ahead of the server's.
@@ -124,6 +134,7 @@ def read_frame_header(
     size = file_path.stat().st_size
     if size == 0:
         raise InvalidFits(filename, "the file is empty (0 bytes)")
+    _refuse_unless_plain_fits(file_path, filename)
     header, width, height = _read_image_header(file_path, filename, size)
     date_obs = parse_date_obs(header.get("DATE-OBS"), filename, now=now)
     ra_deg = _angle(header, "RA", filename, hours_if_sexagesimal=True)
@@ -256,6 +267,26 @@ def parse_angle(value: Any, *, hours_if_sexagesimal: bool) -> float:
     return number
 
 
+def _refuse_unless_plain_fits(path: Path, filename: str) -> None:
+    """Refuse anything but an uncompressed FITS file, before any parser sees it.
+
+    astropy opens gzip, bzip2 and zip files transparently, decompressing them: a 1 MB
+    upload can hold a gigabyte of zeros and cost seconds of CPU. A FITS file starts
+    with the card ``SIMPLE  =`` (FITS 4.0, section 4.4.1.1), and a compressed one never
+    does, so its first bytes settle it. Raws are stored as sent, so accepting
+    compressed ones would also put the expansion on every worker.
+    """
+    with path.open("rb") as fh:
+        start = fh.read(len(FITS_START))
+    for magic, kind in COMPRESSED_MAGIC:
+        if start.startswith(magic):
+            raise InvalidFits(
+                filename, f"{kind}-compressed files are not accepted; upload the plain .fit file"
+            )
+    if start != FITS_START:
+        raise InvalidFits(filename, "not a readable FITS file (it does not start with 'SIMPLE  =')")
+
+
 def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Header, int, int]:
     """The header of the first image HDU, after checking that its data are complete."""
     with warnings.catch_warnings():
@@ -265,6 +296,11 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
             with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
                 for index, hdu in enumerate(hdul):
                     header = hdu.header
+                    if header.get("ZIMAGE") is True or isinstance(hdu, fits.CompImageHDU):
+                        raise InvalidFits(
+                            filename,
+                            "tile-compressed FITS is not accepted; upload the uncompressed frame",
+                        )
                     naxis = int(header.get("NAXIS", 0))
                     if naxis == 0 or isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
                         continue
@@ -287,6 +323,8 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
             raise
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             detail = str(exc).split(". ")[0] or type(exc).__name__
+            # never show where the server keeps the file
+            detail = detail.replace(str(path), filename).replace(str(path.parent), "")
             raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
     raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
 

@@ -22,6 +22,7 @@ from crowdsky.queue.records import (
     NewJob,
     RawFileLocation,
     ReleaseOutcome,
+    WorkerCaller,
 )
 from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
 from crowdsky.queue.transitions import (
@@ -66,6 +67,7 @@ __all__ = [
     "RawFileNotFound",
     "ReleaseOutcome",
     "StackView",
+    "WorkerCaller",
     "WrongState",
     "add_jobs",
     "claim_next_job",

@@ -13,6 +13,18 @@ if TYPE_CHECKING:  # the queue reports freed files; it never imports storage
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerCaller:
+    """The credential behind a worker-API call, for the holder check of job-scoped calls.
+
+    ``token_name`` is the per-worker token's name, or None for the shared key. A job
+    claimed with a per-worker token answers only that token; a job claimed with the
+    shared key answers only the shared key.
+    """
+
+    token_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to enqueue: one chunk of one upload session and its raw files."""
 

@@ -41,6 +41,7 @@ from crowdsky.queue.records import (
     NewJob,
     RawFileLocation,
     ReleaseOutcome,
+    WorkerCaller,
 )
 from crowdsky.queue.states import (
     ALLOWED_MOVES,
@@ -116,12 +117,19 @@ def add_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> list[in
 
 
 def claim_next_job(
-    session: Session, now: datetime, *, worker_id: str, lease_seconds: int
+    session: Session,
+    now: datetime,
+    *,
+    worker_id: str,
+    lease_seconds: int,
+    holder_token: str | None = None,
 ) -> ClaimedJob | None:
     """Claim the oldest ``pending`` job, else the oldest ``retry`` job that is due.
 
     Returns None when nothing is claimable. The claim carries a lease that expires after
     ``lease_seconds`` unless the worker renews it (:func:`extend_lease`).
+    ``holder_token`` names the per-worker token that claims (None: the shared key);
+    job-scoped calls with a :class:`WorkerCaller` must then come from the same one.
 
     This is the hottest path of the server, so it runs prebuilt Core statements on the
     session's connection: the ORM's unit of work has nothing to add here.
@@ -145,6 +153,7 @@ def claim_next_job(
                         "b_id": candidate.id,
                         "b_expected": candidate.status,
                         "b_worker": worker_id,
+                        "b_holder": holder_token,
                         "b_token": token,
                         "b_expires": expires,
                         "b_now": now,
@@ -211,6 +220,7 @@ _CLAIM_UPDATE = (
     .values(
         status=JobStatus.PROCESSING.value,
         worker_id=bindparam("b_worker"),
+        holder_token=bindparam("b_holder"),
         lease_token=bindparam("b_token"),
         lease_expires_at=bindparam("b_expires"),
         started_at=bindparam("b_now"),
@@ -245,6 +255,7 @@ def extend_lease(
     lease_seconds: int,
     worker_id: str | None = None,
     lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
     progress: float | None = None,
     message: str | None = None,
 ) -> LeaseRenewal:
@@ -258,7 +269,7 @@ def extend_lease(
     with session.begin():
         _relax_commit_durability(session.connection())
         job = _load_job_for_update(session, job_id)
-        _require_holder(job, worker_id, lease_token)
+        _require_holder(job, worker_id, lease_token, caller)
         expires = now + timedelta(seconds=lease_seconds)
         values: dict[str, object] = {"lease_expires_at": expires, "heartbeat_at": now}
         if progress is not None:
@@ -270,7 +281,12 @@ def extend_lease(
 
 
 def list_job_files(
-    session: Session, *, job_id: int, worker_id: str | None = None, lease_token: str | None = None
+    session: Session,
+    *,
+    job_id: int,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
 ) -> JobFiles:
     """The raw files of a job being processed, in DATE-OBS order.
 
@@ -281,7 +297,7 @@ def list_job_files(
         job = session.get(StackingJob, job_id)
         if job is None:
             raise errors.JobNotFound(f"job {job_id} does not exist")
-        _require_holder(job, worker_id, lease_token)
+        _require_holder(job, worker_id, lease_token, caller)
         rows = session.execute(
             select(RawFile)
             .where(
@@ -307,17 +323,25 @@ def list_job_files(
         return JobFiles(job_id=job_id, chunk_key=job.chunk_key, files=files)
 
 
-def locate_raw_file(session: Session, *, file_id: int) -> RawFileLocation:
-    """A raw file a worker may download: not deleted, and its job is being processed."""
+def locate_raw_file(
+    session: Session, *, file_id: int, caller: WorkerCaller | None = None
+) -> RawFileLocation:
+    """A raw file a worker may download: not deleted, its job processing, held by ``caller``.
+
+    A caller that does not hold the file's job is told the file does not exist, so
+    credentials cannot be used to probe which raw files are in flight.
+    """
     with session.begin():
         row = session.execute(
-            select(RawFile, StackingJob.status)
+            select(RawFile, StackingJob.status, StackingJob.holder_token)
             .join(StackingJob, StackingJob.id == RawFile.stacking_job_id)
             .where(RawFile.id == file_id)
         ).one_or_none()
         if row is None or row[0].is_deleted:
             raise errors.RawFileNotFound(f"raw file {file_id} does not exist or was deleted")
-        raw, status = row
+        raw, status, holder = row
+        if caller is not None and caller.token_name != holder:
+            raise errors.RawFileNotFound(f"raw file {file_id} does not exist or was deleted")
         if status != JobStatus.PROCESSING:
             raise errors.WrongState(
                 f"raw file {file_id} belongs to job {raw.stacking_job_id}, which is {status}, "
@@ -338,6 +362,7 @@ def complete_job(
     *,
     worker_id: str | None = None,
     lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
 ) -> CompletionOutcome:
     """Record a finished stack, mark the job ``completed`` and release its raw files.
 
@@ -354,6 +379,7 @@ def complete_job(
     with session.begin():
         job = _load_job_for_update(session, completion.job_id)
         if job.status == JobStatus.COMPLETED:
+            _require_same_credential(job, caller)
             existing = session.execute(
                 select(StackedFrame).where(StackedFrame.stacking_job_id == job.id)
             ).scalar_one()
@@ -363,7 +389,7 @@ def complete_job(
                 f"job {job.id} was already completed with a different result "
                 f"({existing.ucloud_path})"
             )
-        _require_holder(job, worker_id, lease_token)
+        _require_holder(job, worker_id, lease_token, caller)
         frame = StackedFrame(
             stacking_job_id=job.id,
             user_id=job.user_id,
@@ -394,6 +420,7 @@ def complete_job(
             {
                 "status": JobStatus.COMPLETED,
                 "completed_at": now,
+                "error_message": None,
                 "lease_token": None,
                 "lease_expires_at": None,
                 "progress": 1.0,
@@ -414,6 +441,7 @@ def fail_job(
     backoff_seconds: float,
     worker_id: str | None = None,
     lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
 ) -> FailureOutcome:
     """Record a failed attempt: ``retry`` after a backoff, or ``failed`` after the last one.
 
@@ -424,7 +452,7 @@ def fail_job(
     message = (error_message or "").strip() or DEFAULT_ERROR_MESSAGE
     with session.begin():
         job = _load_job_for_update(session, job_id)
-        _require_holder(job, worker_id, lease_token)
+        _require_holder(job, worker_id, lease_token, caller)
         return _fail_locked(session, job, now, message, backoff_seconds, AttemptOutcome.FAILED)
 
 
@@ -436,6 +464,7 @@ def release_job(
     reason: str | None = None,
     worker_id: str | None = None,
     lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
 ) -> ReleaseOutcome:
     """Hand a held job back to the queue without counting a failed attempt.
 
@@ -450,7 +479,7 @@ def release_job(
     message = ((reason or "").strip() or "released by the worker")[:MAX_ERROR_MESSAGE_CHARS]
     with session.begin():
         job = _load_job_for_update(session, job_id)
-        _require_holder(job, worker_id, lease_token)
+        _require_holder(job, worker_id, lease_token, caller)
         status = JobStatus.RETRY if job.retry_count else JobStatus.PENDING
         _record_attempt(session, job, now, AttemptOutcome.RELEASED, message)
         _guarded_update(
@@ -507,8 +536,15 @@ def _load_job_for_update(session: Session, job_id: int) -> StackingJob:
     return job
 
 
-def _require_holder(job: StackingJob, worker_id: str | None, lease_token: str | None) -> None:
-    """The job must be processing and, when the caller names itself, held by the caller."""
+def _require_holder(
+    job: StackingJob,
+    worker_id: str | None,
+    lease_token: str | None,
+    caller: WorkerCaller | None = None,
+) -> None:
+    """The job must be processing, claimed with the caller's credential and, when the
+    caller names itself, held by the caller."""
+    _require_same_credential(job, caller)
     if job.status != JobStatus.PROCESSING:
         raise errors.WrongState(f"job {job.id} is {job.status}, not processing")
     if worker_id is not None and job.worker_id != worker_id:
@@ -520,6 +556,13 @@ def _require_holder(job: StackingJob, worker_id: str | None, lease_token: str | 
             f"job {job.id}: the lease token does not match; the lease was lost "
             "(it expired and the job was handed to another claim)"
         )
+
+
+def _require_same_credential(job: StackingJob, caller: WorkerCaller | None) -> None:
+    """A job claimed with a per-worker token answers only that token (and a job claimed
+    with the shared key only the shared key); ``None`` is an internal, unchecked call."""
+    if caller is not None and caller.token_name != job.holder_token:
+        raise errors.HeldByOtherWorker(f"job {job.id} is not held by this worker credential")
 
 
 def _same_token(held: str | None, presented: str) -> bool:

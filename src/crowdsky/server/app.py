@@ -19,14 +19,18 @@ from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import health, upload_api, user_api, worker_api
+from crowdsky.server.security_headers import SecurityHeadersMiddleware
 from crowdsky.server.state import ServerState
+from crowdsky.server.user_auth import install_login_guard
 from crowdsky.storage import selection
 from crowdsky.web import mount as mount_web
 
 log = structlog.get_logger(__name__)
 
-#: Paths that stream large bodies and enforce their own limits.
+#: Paths that stream large bodies: the body may be one file plus its multipart envelope.
 STREAMING_UPLOAD_PREFIXES = ("/api/raw_upload",)
+#: Room for the multipart envelope and form fields around an upload's file (bytes).
+MULTIPART_OVERHEAD_BYTES = 256 * 1024
 
 
 def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> FastAPI:
@@ -81,7 +85,13 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
         summary="Crowd-sourced stacking of smart-telescope frames: worker and upload APIs.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodyLimitMiddleware, exempt_prefixes=STREAMING_UPLOAD_PREFIXES)
+    install_login_guard(app.state, settings)
+    upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limits=[(prefix, upload_limit) for prefix in STREAMING_UPLOAD_PREFIXES],
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(worker_api.router)

@@ -2,7 +2,9 @@
 
 Keys travel only in the ``Authorization: Bearer`` header, except for cleanup, which the
 spec also allows with ``?key=`` for cron jobs. Comparison with the shared key is
-constant-time; per-worker tokens are looked up by hash.
+constant-time; per-worker tokens are looked up by hash. A per-worker token reaches
+only the jobs it claimed (see :class:`crowdsky.queue.WorkerCaller`);
+``CROWDSKY_ALLOW_SHARED_WORKER_KEY=false`` refuses the shared key altogether.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from crowdsky.accounts import authenticate_worker_token
 
 class NotAuthenticated(Exception):
     """Unauthorized."""
+
+
+class TooManyAttempts(Exception):
+    """Too many login attempts; try again later."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many login attempts; retry in {max(1, round(retry_after_s))} s")
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +61,10 @@ async def check_worker_secret(request: Request, secret: str | None) -> WorkerPri
         raise NotAuthenticated()
     state = request.app.state.crowdsky
     shared = state.settings.worker_api_key
-    if shared is not None and hmac.compare_digest(
-        secret.encode("utf-8"), shared.get_secret_value().encode("utf-8")
+    if (
+        shared is not None
+        and state.settings.allow_shared_worker_key
+        and hmac.compare_digest(secret.encode("utf-8"), shared.get_secret_value().encode("utf-8"))
     ):
         return WorkerPrincipal(token_name=None)
 

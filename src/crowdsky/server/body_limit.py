@@ -1,8 +1,10 @@
-"""An ASGI middleware that refuses oversized request bodies before they are buffered.
+"""An ASGI middleware that refuses oversized request bodies before they are read.
 
-JSON endpoints are small; a client sending megabytes (by mistake or hostile) gets a
-413 at once instead of costing memory. Upload endpoints stream to disk and enforce
-their own per-file limit, so their paths are exempt.
+Every endpoint has a body limit: JSON endpoints ``max_bytes`` (1 MiB), the upload
+endpoint (which streams to disk) its per-file limit plus room for the multipart
+envelope. A ``Content-Length`` above the limit is answered 413 before a byte of the
+body is read, and the connection is closed; a body sent without a length (chunked)
+is cut off at the limit with the same 413.
 """
 
 from __future__ import annotations
@@ -21,33 +23,50 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Cap request bodies at ``max_bytes`` except under ``exempt_prefixes``."""
+    """Cap request bodies at ``max_bytes``, or at the limit of a path prefix in ``limits``."""
 
     def __init__(
         self,
         app: ASGIApp,
         max_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        exempt_prefixes: Iterable[str] = (),
+        limits: Iterable[tuple[str, int]] = (),
     ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-        self.exempt = tuple(exempt_prefixes)
+        self.default_max_bytes = max_bytes
+        self.limits = tuple(limits)
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of a request path (bytes)."""
+        for prefix, limit in self.limits:
+            if path.startswith(prefix):
+                return limit
+        return self.default_max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        streaming = any(scope["path"].startswith(prefix) for prefix, _ in self.limits)
+        max_bytes = self.limit_for(scope["path"])
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_bytes
+                too_big = int(declared) > max_bytes
             except ValueError:
                 await _reject(send, 400, "invalid Content-Length header")
                 return
             if too_big:
-                await _reject(send, 413, self._message())
+                await _reject(send, 413, _message(max_bytes))
                 return
+        if declared is None and not streaming:
+            # A small body of unknown length is read here, up to the limit, and handed
+            # on whole: the frameworks below turn a receive error into a 400.
+            buffered = await _read_limited(receive, max_bytes)
+            if buffered is None:
+                await _reject(send, 413, _message(max_bytes))
+                return
+            receive = _replay(buffered, receive)
         received = 0
         started = False
 
@@ -56,8 +75,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge()
+                if received > max_bytes:
+                    raise BodyTooLarge(_message(max_bytes))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -70,10 +89,39 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _reject(send, 413, self._message())
+                await _reject(send, 413, _message(max_bytes))
 
-    def _message(self) -> str:
-        return f"request body too large (limit {self.max_bytes} bytes)"
+
+async def _read_limited(receive: Receive, max_bytes: int) -> list[Message] | None:
+    """The request's body messages, or None once they exceed ``max_bytes``."""
+    messages: list[Message] = []
+    total = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages
+        total += len(message.get("body", b""))
+        if total > max_bytes:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that hands out ``messages`` first, then asks the server."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _message(max_bytes: int) -> str:
+    return f"request body too large (limit {max_bytes} bytes)"
 
 
 async def _reject(send: Send, status: int, message: str) -> None:

@@ -22,17 +22,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Match
 
+from crowdsky.accounts.throttle import retry_after_header
 from crowdsky.queue import errors as queue_errors
-from crowdsky.server.auth import NotAuthenticated
+from crowdsky.server.auth import NotAuthenticated, TooManyAttempts
+from crowdsky.server.body_limit import BodyTooLarge
 from crowdsky.storage.raw_store import UnsafePath
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
+CANDIDATE_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 #: Domain error class -> HTTP status. Subclasses inherit their parent's entry.
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     NotAuthenticated: 401,
+    TooManyAttempts: 429,
+    BodyTooLarge: 413,
     queue_errors.JobNotFound: 404,
     queue_errors.RawFileNotFound: 404,
     queue_errors.WrongState: 409,
@@ -102,6 +109,17 @@ def describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the request's path answers, sorted."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in CANDIDATE_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every error the same JSON shape."""
 
@@ -112,6 +130,10 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(500, "Internal error.")
         if status == 401:
             return error_response(401, "Unauthorized.", **{"WWW-Authenticate": "Bearer"})
+        if isinstance(exc, TooManyAttempts):
+            return error_response(
+                429, str(exc), **{"Retry-After": retry_after_header(exc.retry_after_s)}
+            )
         fixed = _lookup(FIXED_MESSAGE_BY_ERROR, exc)
         if fixed is not None:
             log.warning(
@@ -128,15 +150,23 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(400, describe_validation(exc))
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         detail: Any = exc.detail
         message = detail if isinstance(detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = "No such endpoint."
-        elif exc.status_code == 405:
-            message = "Method not allowed for this endpoint."
         headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # the router names only the first route of the path; GET and POST of one
+            # path are separate routes here, so list the methods of all of them
+            allowed = _allowed_methods(request)
+            if request.method == "OPTIONS":
+                return Response(
+                    status_code=204, headers={"Allow": ", ".join([*allowed, "OPTIONS"])}
+                )
+            headers["Allow"] = ", ".join(allowed)
+            message = "Method not allowed for this endpoint."
         return error_response(exc.status_code, message, **headers)
 
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -54,7 +54,8 @@ async def receive_upload(request: Request, open_sink: OpenSink) -> ParsedUpload:
     Raises
     ------
     MalformedUpload
-        Wrong content type, no boundary, more than one file part, oversized fields.
+        Wrong content type, no boundary, more than one file part, oversized fields,
+        or no closing boundary.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data":
@@ -91,6 +92,12 @@ async def receive_upload(request: Request, open_sink: OpenSink) -> ParsedUpload:
     def on_part_end() -> None:
         events.append(("end", b""))
 
+    closed = False
+
+    def on_end() -> None:
+        nonlocal closed
+        closed = True
+
     parser = MultipartParser(
         boundary,
         {
@@ -101,6 +108,7 @@ async def receive_upload(request: Request, open_sink: OpenSink) -> ParsedUpload:
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     name: str | None = None
@@ -146,4 +154,7 @@ async def receive_upload(request: Request, open_sink: OpenSink) -> ParsedUpload:
                 result.fields[name] = value.decode("utf-8", "replace")
         events.clear()
     parser.finalize()
+    if not closed:
+        # a body cut short (client gone, proxy limit) must not pass for a whole upload
+        raise MalformedUpload("multipart body ends without its closing boundary")
     return result

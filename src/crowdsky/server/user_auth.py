@@ -1,15 +1,31 @@
 """User authentication for the upload API: HTTP Basic or ``Authorization: Bearer csk_...``.
 
 Basic accepts the username or the email with the password (as the original's app
-and bot sent them); Bearer takes a per-user API key. argon2 is deliberately slow
-(tens of milliseconds), and an upload client sends one request per file, so a
-successful Basic login is remembered for a short time under an HMAC of the
-credentials with a per-process random key; the user's row is still read on every
-request, so deactivation or a password change takes effect at once.
+and bot sent them); Bearer takes a per-user API key.
+
+A password check is argon2: about 0.3 CPU-seconds and 64 MiB here, deliberately, so
+an attacker sending passwords could make the server pay that for every request. The
+:class:`LoginGuard` keeps that in hand:
+
+- a successful Basic login is remembered for ``LOGIN_CACHE_SECONDS`` under an HMAC
+  of the credentials with a per-process random key (the password itself is never
+  kept), so a client that sends Basic on every request pays argon2 once per few
+  minutes; the user's row is still read on every request, so deactivation or a
+  password change takes effect at once. A remembered login is let in even while its
+  account is throttled, so an attack on an account does not lock its owner out;
+- failures are counted per login name and per client address
+  (:mod:`crowdsky.accounts.throttle`); past the limit an attempt gets ``429`` with
+  ``Retry-After`` before any hashing, unknown names exactly like known ones;
+- at most ``login_hash_concurrency`` argon2 verifications run at once, and at most
+  ``MAX_QUEUED_LOGINS`` wait for one; beyond that, ``429``. Memory stays flat
+  whatever arrives, and the event loop never waits on a hash;
+- every refusal is answered after ``REFUSED_LOGIN_DELAY_S``, so a flood of cheap
+  refusals cannot keep the server busy either.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -20,6 +36,7 @@ import unicodedata
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from crowdsky.accounts import (
     UserInfo,
@@ -28,8 +45,10 @@ from crowdsky.accounts import (
     get_active_user,
     login_fingerprint,
 )
+from crowdsky.accounts.throttle import LoginThrottle, MemoryLoginThrottle
+from crowdsky.config import ServerSettings
 from crowdsky.db.types import utcnow
-from crowdsky.server.auth import NotAuthenticated
+from crowdsky.server.auth import NotAuthenticated, TooManyAttempts
 from crowdsky.web.identity import cookie_user
 
 #: How long a verified Basic login is remembered (seconds).
@@ -37,6 +56,14 @@ LOGIN_CACHE_SECONDS = 300.0
 LOGIN_CACHE_MAX_ENTRIES = 1024
 #: No username (64) or email (255) is longer; longer logins are refused unread.
 MAX_LOGIN_CHARS = 255
+#: Password checks waiting for a hashing slot; more get 429 at once.
+MAX_QUEUED_LOGINS = 16
+#: Retry-After sent when the hashing queue is full (seconds).
+BUSY_RETRY_AFTER_S = 2.0
+#: A refused Basic login (wrong, throttled or queue full) is answered after this long:
+#: waiting costs the server a sleeping coroutine, and slows a client that retries at
+#: once from hundreds of requests a second to one per connection a second.
+REFUSED_LOGIN_DELAY_S = 1.0
 
 
 class _LoginCache:
@@ -66,30 +93,87 @@ class _LoginCache:
             self._entries[digest] = (user_id, fingerprint, time.monotonic() + LOGIN_CACHE_SECONDS)
 
 
-_cache = _LoginCache()
+class LoginGuard:
+    """Per-process state of Basic logins: verified-login cache, throttle, hashing slots."""
+
+    def __init__(self, *, hash_concurrency: int, throttle: LoginThrottle) -> None:
+        self.cache = _LoginCache()
+        self.throttle = throttle
+        self._slots = asyncio.Semaphore(hash_concurrency)
+        self._queued = 0
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> LoginGuard:
+        """The guard a server process uses, with the in-memory throttle."""
+        return cls(
+            hash_concurrency=settings.login_hash_concurrency,
+            throttle=MemoryLoginThrottle(
+                failures_per_account=settings.login_failures_per_account,
+                failures_per_address=settings.login_failures_per_address,
+                window_seconds=settings.login_throttle_seconds,
+            ),
+        )
+
+    async def verify(self, state: object, login: str, password: str) -> UserInfo | None:
+        """Check a password in a hashing slot (a worker thread); 429 when the queue is full."""
+        if self._queued >= MAX_QUEUED_LOGINS:
+            raise TooManyAttempts(BUSY_RETRY_AFTER_S)
+        self._queued += 1
+        try:
+            async with self._slots:
+                return await run_in_threadpool(self._check_password, state, login, password)
+        finally:
+            self._queued -= 1
+
+    def _check_password(self, state: object, login: str, password: str) -> UserInfo | None:
+        session_factory = state.session_factory  # type: ignore[attr-defined]
+        with session_factory() as session:
+            user = authenticate_password(session, login, password)
+            if user is not None:
+                current = login_fingerprint(session, user.id)
+                if current is not None:
+                    self.cache.put(self.cache.digest(login, password), user.id, current)
+            return user
 
 
-def require_user(request: Request) -> UserInfo:
-    """Dependency: the active user behind the request's credentials, else 401."""
+def install_login_guard(app_state: object, settings: ServerSettings) -> None:
+    """Give an app its login guard (called by the app factory)."""
+    app_state.login_guard = LoginGuard.from_settings(settings)  # type: ignore[attr-defined]
+
+
+async def require_user(request: Request) -> UserInfo:
+    """Dependency: the active user behind the request's credentials, else 401 (or 429)."""
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     value = value.strip()
     state = request.app.state.crowdsky
+    user: UserInfo | None = None
     if scheme.lower() == "bearer" and value:
-        with state.session_factory() as session:
-            user = authenticate_api_key(session, utcnow(), value)
+        user = await run_in_threadpool(_api_key_user, state, value)
     elif scheme.lower() == "basic" and value:
-        user = _basic_login(state, value)
+        address = request.client.host if request.client else "unknown"
+        try:
+            user = await _basic_login(request.app.state.login_guard, state, value, address)
+        except TooManyAttempts:
+            await asyncio.sleep(REFUSED_LOGIN_DELAY_S)
+            raise
+        if user is None:
+            await asyncio.sleep(REFUSED_LOGIN_DELAY_S)
     elif not header:
         user = cookie_user(request)  # the web app's session cookie (+ CSRF header on writes)
-    else:
-        user = None
     if user is None:
         raise NotAuthenticated()
     return user
 
 
-def _basic_login(state: object, encoded: str) -> UserInfo | None:
+def _api_key_user(state: object, key: str) -> UserInfo | None:
+    with state.session_factory() as session:  # type: ignore[attr-defined]
+        return authenticate_api_key(session, utcnow(), key)
+
+
+async def _basic_login(
+    guard: LoginGuard, state: object, encoded: str, address: str
+) -> UserInfo | None:
     try:
         decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
     except ValueError:  # not base64 (binascii.Error), non-ASCII header text, not UTF-8
@@ -97,28 +181,39 @@ def _basic_login(state: object, encoded: str) -> UserInfo | None:
     login, sep, password = decoded.partition(":")
     if not sep:
         return None
-    return password_login(state, login, password)
+    return await password_login(guard, state, login, password, address)
 
 
-def password_login(state: object, login: str, password: str) -> UserInfo | None:
+async def password_login(
+    guard: LoginGuard, state: object, login: str, password: str, address: str
+) -> UserInfo | None:
     """The active user for a username-or-email and password: the one check that the API's
-    Basic auth and the web app's login form share (and any throttling with them)."""
+    Basic auth and the web app's login form share, with its cache, throttle and hashing
+    slots (raises :class:`TooManyAttempts` while the account or address is throttled)."""
     if not login or not password or not _could_be_login(login):
         return None
-    digest = _cache.digest(login, password)
-    session_factory = state.session_factory  # type: ignore[attr-defined]
-    with session_factory() as session:
-        cached = _cache.get(digest)
-        if cached is not None:
-            user_id, fingerprint = cached
-            if login_fingerprint(session, user_id) == fingerprint:
-                return get_active_user(session, user_id)
-        user = authenticate_password(session, login, password)
+    cached = guard.cache.get(guard.cache.digest(login, password))
+    if cached is not None:
+        user = await run_in_threadpool(_remembered_user, state, *cached)
         if user is not None:
-            current = login_fingerprint(session, user.id)
-            if current is not None:
-                _cache.put(digest, user.id, current)
-        return user
+            return user
+    wait = guard.throttle.retry_after(login, address, time.monotonic())
+    if wait > 0:
+        raise TooManyAttempts(wait)
+    user = await guard.verify(state, login, password)
+    if user is None:
+        guard.throttle.record_failure(login, address, time.monotonic())
+    else:
+        guard.throttle.record_success(login, address, time.monotonic())
+    return user
+
+
+def _remembered_user(state: object, user_id: int, fingerprint: str) -> UserInfo | None:
+    """The cached login's user, if its password is unchanged and it is still active."""
+    with state.session_factory() as session:  # type: ignore[attr-defined]
+        if login_fingerprint(session, user_id) == fingerprint:
+            return get_active_user(session, user_id)
+    return None
 
 
 def _could_be_login(login: str) -> bool:

@@ -14,7 +14,6 @@ from fastapi.staticfiles import StaticFiles
 from crowdsky.config import ServerSettings
 from crowdsky.web.config import SESSION_MAX_AGE_S, WebSettings, signing_key
 from crowdsky.web.cookies import CookieSigner
-from crowdsky.web.headers import SecurityHeadersMiddleware
 from crowdsky.web.identity import WebState
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -23,7 +22,7 @@ __all__ = ["STATIC_DIR", "mount"]
 
 
 def mount(app: FastAPI, settings: ServerSettings, web: WebSettings | None = None) -> None:
-    """Serve the web app from ``app`` (security headers apply to every response)."""
+    """Serve the web app from ``app`` (``server.security_headers`` covers its pages)."""
     from crowdsky.web import api, pages
 
     web = web or WebSettings()
@@ -32,7 +31,6 @@ def mount(app: FastAPI, settings: ServerSettings, web: WebSettings | None = None
         signer=CookieSigner(lambda: signing_key(web, settings.data_dir), SESSION_MAX_AGE_S),
         data_dir=settings.data_dir,
     )
-    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(pages.router)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -26,6 +26,7 @@ from crowdsky.accounts import (
 )
 from crowdsky.accounts.users import MIN_PASSWORD_CHARS, hash_password
 from crowdsky.db.types import utcnow
+from crowdsky.server.auth import TooManyAttempts
 from crowdsky.server.user_auth import password_login
 from crowdsky.web import queries
 from crowdsky.web.config import SESSION_MAX_AGE_S
@@ -152,8 +153,20 @@ async def login_submit(request: Request) -> Response:
     login = fields.get("login", "").strip()
     password = fields.get("password", "")
     target = _safe_next(fields.get("next"))
-    state = request.app.state.crowdsky
-    user = await run_in_threadpool(password_login, state, login, password)
+    try:
+        user = await _check_password(request, login, password)
+    except TooManyAttempts as exc:
+        response = render(
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            error=f"Too many attempts; try again in {max(1, round(exc.retry_after_s))} s.",
+            login=login,
+            next=target,
+        )
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return response
     if user is None:
         return render(
             request,
@@ -293,6 +306,8 @@ async def account_submit(request: Request) -> Response:
     fields = await _form(request)
     if fields is None:
         return _csrf_refused(request, user)
+    if fields.get("action") == "password":  # awaits the shared, throttled password check
+        return await _change_password(request, user, fields)
     return await run_in_threadpool(_account_action, request, user, fields)
 
 
@@ -326,16 +341,32 @@ def _account_action(request: Request, user: UserInfo, fields: dict[str, str]) ->
                     scrub_location=fields.get("scrub_location") == "1",
                 )
             return _account(request, user, notice="Defaults saved.")
-        if action == "password":
-            return _change_password(request, user, fields)
     except AccountError as exc:
         return _account(request, user, error=str(exc), status_code=400)
     return _account(request, user, error="Unknown action.", status_code=400)
 
 
-def _change_password(request: Request, user: UserInfo, fields: dict[str, str]) -> Response:
+async def _check_password(request: Request, login: str, password: str) -> UserInfo | None:
+    """The API's password check (cache, throttle, hashing slots) for the web forms."""
+    address = request.client.host if request.client else "unknown"
+    guard = request.app.state.login_guard
+    return await password_login(guard, request.app.state.crowdsky, login, password, address)
+
+
+async def _change_password(request: Request, user: UserInfo, fields: dict[str, str]) -> Response:
+    try:
+        current = await _check_password(request, user.username, fields.get("current", ""))
+    except TooManyAttempts as exc:
+        error = str(exc).capitalize() + "."
+        return await run_in_threadpool(_account, request, user, error=error, status_code=429)
+    return await run_in_threadpool(_set_password, request, user, fields, current is not None)
+
+
+def _set_password(
+    request: Request, user: UserInfo, fields: dict[str, str], current_ok: bool
+) -> Response:
     state = request.app.state.crowdsky
-    if password_login(state, user.username, fields.get("current", "")) is None:
+    if not current_ok:
         return _account(request, user, error="The current password is wrong.", status_code=400)
     new = fields.get("password", "")
     problem = password_problem(new, user.username)

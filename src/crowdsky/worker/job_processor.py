@@ -33,7 +33,7 @@ import structlog
 
 from crowdsky.storage.result_paths import ResultPaths, result_paths, safe_segment
 from crowdsky.storage.result_store import LocalResultStore, ResultStore
-from crowdsky.worker import stacking_adapter, thumbnail
+from crowdsky.worker import completions, stacking_adapter, thumbnail
 from crowdsky.worker.api_client import ApiClient, JobFile, JobPayload
 from crowdsky.worker.config import WorkerSettings
 from crowdsky.worker.errors import (
@@ -59,6 +59,9 @@ logger = structlog.get_logger(__name__)
 
 Thumbnailer = Callable[[Path, Path], Path]
 SHUTDOWN_MESSAGE = "worker shutting down: job handed back for another worker"
+COMPLETION_KEPT = "stack published; its completion is kept on disk and sent at the next start"
+#: The lease a server that does not say (the original) gives a claim, seconds.
+DEFAULT_LEASE_SECONDS = 600.0
 NO_FILES_MESSAGE = "No raw files found for this job."
 
 
@@ -254,10 +257,14 @@ class JobProcessor:
                 thumbnail_path=paths.thumbnail if thumb_path is not None else None,
                 file_size_bytes=size,
             )
-            heartbeat.stop()
-            control.check()
             t0 = time.perf_counter()
-            self.api.complete_job(job_id, metadata)
+            # the stack is published: deliver it whatever happens (the heartbeat keeps
+            # the lease meanwhile); what cannot be delivered now is kept on disk
+            delivery = self._deliver_completion(job, metadata, control)
+            heartbeat.stop()
+            if delivery == "kept":
+                log.warning("job_completion_kept", folder=str(self.completions.folder))
+                return JobOutcome(job_id, "aborted", message=COMPLETION_KEPT, timings=timings)
             timings.report_s = time.perf_counter() - t0
             timings.total_s = time.perf_counter() - started
             log.info("job_completed", **timings.as_dict(), n_frames_aligned=result.n_aligned)
@@ -274,6 +281,28 @@ class JobProcessor:
             shutil.rmtree(job_dir, ignore_errors=True)
 
     # -- steps ------------------------------------------------------------------------
+
+    @property
+    def completions(self) -> completions.CompletionOutbox:
+        """Where completions wait until the server has them (``WORK_DIR/completions``)."""
+        return completions.CompletionOutbox(self.work_dir / completions.OUTBOX_FOLDER)
+
+    def _deliver_completion(
+        self, job: JobPayload, metadata: dict[str, Any], control: JobControl
+    ) -> completions.Delivery:
+        job_id = int(job["job_id"])
+        lease_s = float(job.get("lease_seconds") or DEFAULT_LEASE_SECONDS)
+        pending = completions.PendingCompletion(
+            job_id, dict(metadata), self.api.lease_token(job_id), time.time()
+        )
+        self.completions.save(job_id, pending.metadata, pending.lease_token)
+        return completions.deliver(
+            self.api,
+            self.completions,
+            pending,
+            deadline=time.monotonic() + lease_s - self.heartbeat_seconds(job),
+            should_stop=control.is_cancelled,
+        )
 
     def _download_all(
         self,

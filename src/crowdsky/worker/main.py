@@ -36,7 +36,7 @@ import structlog
 
 from crowdsky.logs import configure_logging
 from crowdsky.storage.result_store import ResultStore
-from crowdsky.worker import stacking_adapter
+from crowdsky.worker import completions, stacking_adapter
 from crowdsky.worker.api_client import ApiClient, JobPayload
 from crowdsky.worker.config import WorkerSettings, describe, load_worker_settings
 from crowdsky.worker.errors import ApiAuthError, ConfigError, LeaseLost
@@ -56,6 +56,8 @@ EXIT_CONFIG = 2
 BUSY_WAIT_SECONDS = 1.0
 MAX_POLL_BACKOFF_SECONDS = 60.0
 HANDBACK_GRACE_SECONDS = 20.0
+#: How often a daemon retries completions left over from an earlier run (seconds).
+SAVED_COMPLETION_RETRY_SECONDS = 30.0
 STALE_JOB_FOLDER_SECONDS = 24 * 3600.0
 
 
@@ -149,6 +151,7 @@ class Worker:
 
     def _run_once(self) -> int:
         self._prepare_work_dir()
+        self._deliver_saved_completions()
         try:
             job = self.api.get_next_job()
         except Exception as exc:
@@ -168,8 +171,13 @@ class Worker:
         self._prepare_work_dir()
         self.log.info("worker_started", **describe(self.settings))
         backoff = 0.0
+        saved_left = self._deliver_saved_completions()
+        next_delivery = time.monotonic() + SAVED_COMPLETION_RETRY_SECONDS
         while not self._stop.is_set():
             self._reap()
+            if saved_left and time.monotonic() >= next_delivery:
+                saved_left = self._deliver_saved_completions()
+                next_delivery = time.monotonic() + SAVED_COMPLETION_RETRY_SECONDS
             if self.running_count() >= self.settings.max_workers:
                 self._wakeup.wait(BUSY_WAIT_SECONDS)
                 self._wakeup.clear()
@@ -272,6 +280,11 @@ class Worker:
             pass
         except Exception as exc:
             self.log.error("hand_back_failed", job_id=rj.job_id, error=str(exc))
+
+    def _deliver_saved_completions(self) -> int:
+        """Send completions an earlier run could not deliver; how many are still left."""
+        outbox = completions.CompletionOutbox(self.settings.work_dir / completions.OUTBOX_FOLDER)
+        return completions.deliver_saved(self.api, outbox, should_stop=self._stop.is_set)
 
     def _prepare_work_dir(self) -> None:
         work_dir = self.settings.work_dir

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -173,11 +173,11 @@ def raw_upload_status(
     state: State,
     user: AuthenticatedUser,
     session_token: Annotated[fields.Token, Query()],
-    action: Annotated[Action, Query()] = "status",
+    action: Annotated[
+        Literal["status"], Query(description="only status (the others need POST)")
+    ] = "status",
 ) -> Any:
-    """The session's status and files (``action`` must be ``status``)."""
-    if action != "status":
-        raise BadRequest(f"action={action} needs POST")
+    """The session's status and files (``action`` may only be ``status``)."""
     return _status(state, user, session_token)
 
 

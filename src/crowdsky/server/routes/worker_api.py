@@ -84,6 +84,11 @@ def _worker_name(given: str | None, principal: WorkerPrincipal) -> str:
     return given or principal.token_name or "default"
 
 
+def _caller(principal: WorkerPrincipal) -> queue.WorkerCaller:
+    """The credential every job-scoped call is checked against (the job's claimer)."""
+    return queue.WorkerCaller(token_name=principal.token_name)
+
+
 @_route(
     "next_job",
     "GET",
@@ -103,7 +108,7 @@ async def next_job(
     """
     name = _worker_name(worker_id, principal)
     async with state.claim_slots:  # waiting here is cheap; contending in the database is not
-        claimed = await run_in_threadpool(_claim, state, name)
+        claimed = await run_in_threadpool(_claim, state, name, principal.token_name)
     if claimed is None:
         return Response(status_code=204)
     body = {
@@ -122,26 +127,36 @@ async def next_job(
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 
-def _claim(state: ServerState, worker_name: str) -> queue.ClaimedJob | None:
+def _claim(
+    state: ServerState, worker_name: str, holder_token: str | None
+) -> queue.ClaimedJob | None:
     now = utcnow()
     state.maybe_reap(now)
     with state.session_factory() as session:
         return queue.claim_next_job(
-            session, now, worker_id=worker_name, lease_seconds=state.settings.job_lease_seconds
+            session,
+            now,
+            worker_id=worker_name,
+            lease_seconds=state.settings.job_lease_seconds,
+            holder_token=holder_token,
         )
 
 
 @_route("job_files", "GET", response_model=JobFilesResponse, responses=JOB_ERRORS)
 def job_files(
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     job_id: Annotated[JobId, Query(description="The stacking job id")],
     worker_id: Annotated[WorkerId | None, Query()] = None,
     lease_token: Annotated[LeaseToken | None, Query()] = None,
 ) -> JobFilesResponse:
     """The raw files of a job being processed, ordered by DATE-OBS."""
     listing = queue.list_job_files(
-        session, job_id=job_id, worker_id=worker_id, lease_token=lease_token
+        session,
+        job_id=job_id,
+        worker_id=worker_id,
+        lease_token=lease_token,
+        caller=_caller(principal),
     )
     return JobFilesResponse(
         job_id=listing.job_id,
@@ -179,11 +194,11 @@ def job_files(
 def download_raw(
     state: State,
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     file_id: Annotated[int, Query(gt=0, lt=2**31, description="raw_files.id")],
 ) -> Response:
-    """Stream one raw file of a job (or redirect to it in the object store)."""
-    location = queue.locate_raw_file(session, file_id=file_id)
+    """Stream one raw file of a job being processed, to its holder (or redirect to the store)."""
+    location = queue.locate_raw_file(session, file_id=file_id, caller=_caller(principal))
     return raw_download.raw_file_response(state, location.storage_path, location.filename, file_id)
 
 
@@ -191,7 +206,7 @@ def download_raw(
 def complete_job(
     state: State,
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     body: CompleteJobRequest,
 ) -> OkResponse:
     """Record the stack, mark the job completed, then delete its raw files."""
@@ -214,6 +229,7 @@ def complete_job(
         ),
         worker_id=body.worker_id,
         lease_token=body.lease_token,
+        caller=_caller(principal),
     )
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
@@ -224,7 +240,7 @@ def complete_job(
 def fail_job(
     state: State,
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     body: FailJobRequest,
 ) -> FailJobResponse:
     """Record a failed attempt: ``retry`` (after a backoff) or, the third time, ``failed``."""
@@ -236,6 +252,7 @@ def fail_job(
         backoff_seconds=state.settings.retry_backoff_seconds,
         worker_id=body.worker_id,
         lease_token=body.lease_token,
+        caller=_caller(principal),
     )
     return FailJobResponse(status=outcome.status.value)  # type: ignore[arg-type]
 
@@ -243,7 +260,7 @@ def fail_job(
 @_route("release_job", "POST", response_model=ReleaseJobResponse, responses=JOB_ERRORS)
 def release_job(
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     body: ReleaseJobRequest,
 ) -> ReleaseJobResponse:
     """Extension: give a held job back to the queue (no failed attempt is counted)."""
@@ -254,6 +271,7 @@ def release_job(
         reason=body.reason,
         worker_id=body.worker_id,
         lease_token=body.lease_token,
+        caller=_caller(principal),
     )
     return ReleaseJobResponse(status=outcome.status.value)  # type: ignore[arg-type]
 
@@ -262,7 +280,7 @@ def release_job(
 def heartbeat(
     state: State,
     session: DbSession,
-    _principal: AuthenticatedWorker,
+    principal: AuthenticatedWorker,
     body: HeartbeatRequest,
 ) -> HeartbeatResponse:
     """Extension: renew the lease of a job the caller holds and record its progress."""
@@ -273,6 +291,7 @@ def heartbeat(
         lease_seconds=state.settings.job_lease_seconds,
         worker_id=body.worker_id,
         lease_token=body.lease_token,
+        caller=_caller(principal),
         progress=body.progress,
         message=body.message,
     )

@@ -111,9 +111,9 @@ class ServerSettings(BaseSettings):
         description="Chunks with fewer frames get no job and are reported as skipped.",
     )
     chunk_key_format: Literal["classic", "healpix"] = Field(
-        default="classic",
+        default="healpix",
         validation_alias=AliasChoices("CHUNK_KEY_FORMAT", "chunk_key_format"),
-        description="classic: YYYYMMDD.CC_RA_±DEC; healpix: YYYYMMDD.CC_HPnnnnnn.",
+        description="healpix (default): YYYYMMDD.CC_HPnnnnnn; classic: YYYYMMDD.CC_RA_±DEC.",
     )
 
     @field_validator("chunk_key_format", mode="before")

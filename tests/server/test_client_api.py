@@ -463,3 +463,65 @@ def test_sky_coverage_is_ecsv_for_astropy(env: Env) -> None:
     assert rows[(pixel(148.97, 69.68), "IRCUT")]["n_stacks"] == 1
     assert rows[(pixel(10.0, -30.0), "LP")]["n_stacks"] == 1
     assert json.loads(json.dumps(len(table))) == 3
+
+
+# -- upload_stack ----------------------------------------------------------------------
+
+
+def write_seestar_stack(path: Path, *, ra: float = 148.97, dec: float = 69.68) -> Path:
+    """A small stack shaped like the Seestar's: a 3-plane 16-bit cube with its header."""
+    rng = np.random.default_rng(3)
+    cube = rng.normal(1000, 10, size=(3, 64, 96))
+    for x, y in ((20, 20), (70, 40), (50, 10)):
+        cube[:, y - 2 : y + 3, x - 2 : x + 3] += 5000
+    header = fits.Header()
+    header["DATE-OBS"] = "2026-02-27T22:30:05.000"
+    header["EXPTIME"] = 380.0
+    header["STACKCNT"] = 38
+    header["RA"], header["DEC"] = ra, dec
+    header["OBJECT"], header["FILTER"] = "M 81", "LP"
+    header["TELESCOP"], header["INSTRUME"] = "Seestar S50 1", "Seestar S50"
+    header["EQMODE"] = 1
+    header["SITELAT"], header["SITELONG"] = 48.2, 16.4
+    fits.PrimaryHDU(cube.astype(np.uint16), header=header).writeto(path)
+    return path
+
+
+def test_upload_stack_queues_a_postprocess_job(env: Env, tmp_path: Path) -> None:
+    stack = write_seestar_stack(tmp_path / "CrowdSky_38_M 81_10.0s_LP_20260227.90_HP000000.fit")
+    url = "/api/upload_stack.php"
+
+    def send(**data: str) -> Any:
+        with stack.open("rb") as handle:
+            return env.client.post(
+                url,
+                files={"file": (stack.name, handle), "thumbnail": ("t.png", b"\x89PNG")},
+                data={"n_frames_input": "38", "scrub_location": "1", **data},
+                auth=ALICE,
+            )
+
+    r = send()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    key = f"20260227.90_HP{pixel(148.97, 69.68):06d}"
+    assert body == {"ok": True, "job_id": body["job_id"], "chunk_key": key, "status": "queued"}
+    with env.state.session_factory() as session:
+        claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
+        assert claimed is not None and claimed.kind == "postprocess"
+        files = queue.list_job_files(session, job_id=claimed.job_id)
+    (entry,) = files.files
+    stored = fits.getheader(env.state.raw_store.resolve(entry.storage_path))
+    assert "SITELAT" not in stored and stored["STACKCNT"] == 38  # scrubbed before queueing
+    # a second upload of the same chunk and telescope is refused until overwrite=1
+    again = send()
+    assert again.status_code == 409 and "overwrite=1" in again.json()["error"]
+    assert send(overwrite="1").status_code == 200
+    # bad input
+    r = env.client.post(url, files={"file": ("x.fit", b"not fits")}, auth=ALICE)
+    assert r.status_code == 400 and r.json()["error"]
+    r = env.client.post(url, data={"n_frames_input": "3"}, auth=ALICE)
+    assert r.status_code == 400
+    assert send(n_frames_input="many").status_code == 400
+    assert send(overwrite="perhaps").status_code == 400
+    assert env.client.post(url, files={"file": ("x.fit", b"")}, auth=BOB).status_code == 400
+    assert env.client.post(url, files={"file": ("x.fit", b"x")}).status_code == 401

@@ -73,6 +73,7 @@ def enqueue_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> lis
                 telescope=new.telescope,
                 filter_name=new.filter_name,
                 exptime=new.exptime,
+                kind=new.kind,
                 frame_count=len(new.raw_file_ids),
                 status=JobStatus.PENDING,
                 created_at=now,
@@ -145,6 +146,7 @@ def claim_next_job(
             lease_expires_at=expires,
             lease_seconds=lease_seconds,
             attempt=candidate.attempts + 1,
+            kind=candidate.kind,
         )
     return None
 
@@ -160,6 +162,7 @@ _CLAIM_COLUMNS = (
     _jobs.c.object_name,
     _jobs.c.frame_count,
     _jobs.c.attempts,
+    _jobs.c.kind,
     # a scalar subquery, not a join: FOR UPDATE must lock only the job row, or claimers
     # of jobs from the same upload session would skip each other's candidates
     select(_sessions.c.storage_path)

@@ -32,7 +32,7 @@ from crowdsky.storage.raw_store import RawStore
 log = structlog.get_logger(__name__)
 
 #: Paths that stream large bodies and enforce their own limits.
-STREAMING_UPLOAD_PREFIXES = ("/api/raw_upload",)
+STREAMING_UPLOAD_PREFIXES = ("/api/raw_upload", "/api/upload_stack")
 
 
 def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> FastAPI:

@@ -7,7 +7,13 @@ from crowdsky.stacks.catalog import (
     set_default_private,
     set_stack_private,
 )
-from crowdsky.stacks.errors import InvalidQuery, StackFileMissing, StackNotFound, StacksError
+from crowdsky.stacks.errors import (
+    AlreadyUploaded,
+    InvalidQuery,
+    StackFileMissing,
+    StackNotFound,
+    StacksError,
+)
 from crowdsky.stacks.queries import (
     MAX_IDS_PER_REQUEST,
     CoverageRow,
@@ -23,6 +29,7 @@ from crowdsky.stacks.queries import (
 
 __all__ = [
     "MAX_IDS_PER_REQUEST",
+    "AlreadyUploaded",
     "CoverageRow",
     "InvalidQuery",
     "StackFileMissing",

@@ -5,7 +5,8 @@
     StacksError
     ├── StackNotFound     unknown id or key, another user's stack, a private stack
     ├── StackFileMissing  the row exists but its file is not on this server
-    └── InvalidQuery      a malformed pixel, an inverted time range, too many ids
+    ├── InvalidQuery      a malformed pixel, an inverted time range, too many ids
+    └── AlreadyUploaded   an uploaded stack's chunk key and telescope already have one
 """
 
 from __future__ import annotations
@@ -28,3 +29,7 @@ class StackFileMissing(StacksError):
 
 class InvalidQuery(StacksError):
     """The query is malformed."""
+
+
+class AlreadyUploaded(StacksError):
+    """This chunk of this telescope already has a stack; send overwrite=1 to replace it."""

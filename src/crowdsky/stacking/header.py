@@ -4,7 +4,8 @@ Fixes every header error of the original (stacking.md §2.4): EXPTIME/EXPOSURE a
 sum over the frames actually stacked; DATE-OBS is the first stacked frame's start in
 ISO 8601 with 'T' and DATE-END the last stacked frame's *end* (DATE-OBS + EXPTIME);
 MJD-OBS/MJD-END and NCOMBINE are added, and the later clients' NIMAGES (frames
-stacked), OBSTOTAL (frames of the block), OB-START and OB-END (= DATE-OBS, DATE-END); RA/DEC are the circular mean of the stacked
+stacked), OBSTOTAL (frames of the block), OB-START and OB-END (= DATE-OBS, DATE-END);
+RA/DEC are the circular mean of the stacked
 frames' pointing; BAYERPAT is dropped (the data are demosaiced); the combination
 and rejection parameters are the real ones (every :class:`StackParams` field, as
 HIERARCH CROWDSKY keywords); the software name and version are recorded. No creation time is

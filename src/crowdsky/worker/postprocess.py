@@ -116,7 +116,7 @@ def normalise_stack(
     primary["NINPUT"] = (n_frames, "number of frames given to the stacker")
     primary["OBSTOTAL"] = (n_frames, "frames of the observation block")
     primary["NREJECT"] = (0, "frames rejected (unknown for an uploaded stack)")
-    primary["ORIGFILE"] = (source.name[:68], "file name of the uploaded stack")
+    primary["ORIGFILE"] = source.name[:68]  # the uploaded file (no room for a comment)
     footprint = np.full(image.shape[:2], n_frames, dtype=np.uint16)
     frames_table = {"filename": np.array([source.name]), "used": np.array([True])}
     try:

@@ -85,7 +85,14 @@ def frames_by_healpix(
     min_sqm: Annotated[float | None, Query(ge=-100, le=100)] = None,
     min_exptime: Annotated[float | None, Query(ge=0, le=1e9)] = None,
 ) -> list[dict[str, Any]]:
-    """Published stacks of every user in one tile, ordered by ``date_obs_start``."""
+    """Published stacks of every user in one tile, ordered by ``date_obs_start``;
+    ``start``/``end`` are inclusive bounds, ``[]`` when nothing matches.
+
+    Example: ``curl -H 'Authorization: Bearer csk_...'
+    'https://HOST/api/frames_by_healpix.php?healpix=6252&filter=LP&min_exptime=300'`` →
+    ``[{"id": 7, "object_name": "M 81", "ra_deg": 148.97, ..., "download_url":
+    "https://HOST/api/download_frame.php?id=7"}]``
+    """
     query = stacks.TileQuery(
         healpix=healpix,
         start=_utc(start),
@@ -138,7 +145,12 @@ def download_frame(
     id: Annotated[str, Query(min_length=1, description="A stack id, or ids N,M,...")],
 ) -> Response:
     """One id: the FITS stream (``application/fits``). Several: a JSON list of
-    ``{id, chunk_key, object_name, filename, file_size_bytes, download_url}``."""
+    ``{id, chunk_key, object_name, filename, file_size_bytes, download_url}``
+    (at most 200 ids; any unknown or private id is a 404 naming it).
+
+    Example: ``curl -H 'Authorization: Bearer csk_...'
+    'https://HOST/api/download_frame.php?id=7,9'``
+    """
     ids = _parse_ids(id)
     records = stacks.get_published_stacks(session, ids)
     if len(ids) == 1:
@@ -167,7 +179,13 @@ def frame_stars(
     id: Annotated[int, Query(ge=1, le=MAX_STACK_ID, description="Stack id")],
 ) -> dict[str, Any]:
     """The stars detected on a stack (its STAR-TAB): ``{width, height, stars}``;
-    404 when the stack has no star table."""
+    404 when the stack has no star table.
+
+    Example: ``curl -H 'Authorization: Bearer csk_...'
+    'https://HOST/api/frame_stars.php?id=7'`` → ``{"width": 1080, "height": 1920,
+    "stars": [{"x": 12.3, "y": 45.6, "flux": 1234.5, "a": 1.2, "b": 1.1, "flag": 0,
+    "peak": 310.0, "ra": null, "dec": null}]}``
+    """
     (record,) = stacks.get_published_stacks(session, [id])
     path = stack_files.local_file(state, record.ucloud_path)
     return read_star_table(path)
@@ -209,7 +227,11 @@ def read_star_table(path: Any) -> dict[str, Any]:
 
 def sky_coverage(session: DbSession) -> Response:
     """ECSV (``astropy.io.ascii.read(format="ecsv")``): one row per (tile, filter) of
-    the published stacks. No authentication."""
+    the published stacks. No authentication.
+
+    Example: ``astropy.io.ascii.read(requests.get(
+    "https://HOST/api/sky_coverage.php").text, format="ecsv")``
+    """
     rows = stacks.sky_coverage(session)
     return Response(
         coverage_ecsv(rows),

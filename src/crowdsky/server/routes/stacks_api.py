@@ -53,7 +53,11 @@ def download_stack(
     telescope_id: Annotated[int | None, Query(ge=1, le=MAX_STACK_ID)] = None,
 ) -> FileResponse:
     """The caller's newest stack of a chunk key as a FITS stream, with
-    ``Content-Disposition: attachment; filename="NAME"``."""
+    ``Content-Disposition: attachment; filename="NAME"``.
+
+    Example: ``curl -u alice:PASSWORD -OJ
+    'https://HOST/api/download_stack.php?chunk_key=20260227.90_HP006252'``
+    """
     record = stacks.find_user_stack(
         session, user_id=user.id, chunk_key=chunk_key, telescope_id=telescope_id
     )
@@ -64,7 +68,10 @@ def download_stack(
 def thumbnail(
     state: State, session: DbSession, user: AuthenticatedUser, id: StackId
 ) -> FileResponse:
-    """The PNG preview of one of the caller's stacks."""
+    """The PNG preview of one of the caller's stacks.
+
+    Example: ``curl -u alice:PASSWORD -o thumb.png 'https://HOST/api/thumbnail.php?id=7'``
+    """
     record = stacks.get_user_stack(session, user_id=user.id, stack_id=id)
     path = stack_files.local_file(state, record.thumbnail_path)
     return FileResponse(path, media_type="image/png")
@@ -77,7 +84,11 @@ def stack_privacy(
     id: Annotated[int | None, Form(ge=1, le=MAX_STACK_ID, description="Stack id")] = None,
 ) -> dict[str, Any]:
     """Mark one stack private or published; without ``id``, set the caller's default
-    for new stacks. Private stacks never appear in the data API or the coverage."""
+    for new stacks. Private stacks never appear in the data API or the coverage.
+
+    Example: ``curl -u alice:PASSWORD -d id=7 -d private=1
+    https://HOST/api/stack_privacy.php`` → ``{"ok": true, "id": 7, "private": true}``
+    """
     flag = private == "1"
     if id is None:
         stacks.set_default_private(session, user_id=user.id, private=flag)

@@ -114,6 +114,10 @@ def my_stacks(
     A bare JSON array, streamed from one database cursor: the app, the bot and
     seestarpy build their set of uploaded chunk keys from one unpaged call.
     ``limit``/``offset``/``since`` are for new clients that page or synchronise.
+
+    Example: ``curl -u alice:PASSWORD 'https://HOST/api/my_stacks.php?object=M%2081'`` →
+    ``[{"id": 7, "chunk_key": "20260227.90_HP006252", "object_name": "M 81",
+    "telescope_id": 1, "filter_name": "LP", "eq_mode": 1, "sqm": null, ...}]``
     """
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)

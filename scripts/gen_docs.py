@@ -41,6 +41,17 @@ path without `.php`. Errors are JSON `{"error": "<what is wrong>"}` with a 4xx s
 (401 `{"error": "Unauthorized."}` for a missing or wrong key). Worker endpoints take
 `Authorization: Bearer <WORKER_API_KEY or a per-worker token>`; user endpoints take HTTP
 Basic (username or email, and password) or `Authorization: Bearer <API key>`.
+
+The clients of the later original server (`../shared/reference/clients.md`) work
+unchanged: the app and bot API (`my_stacks`, `upload_stack`, `raw_upload`,
+`download_stack`, `thumbnail`; HTTP Basic or a user API key) and the data API for
+science (`frames_by_healpix`, `download_frame`, `frame_stars` with
+`Authorization: Bearer <user API key or CROWDSKY_DATA_API_KEY>`; `sky_coverage`
+without authentication). The data API reads the published stacks of every user;
+a private stack (`stack_privacy`) is answered like an unknown id (404) and never
+counted. Stack files are served from the local result store (`CROWDSKY_RESULTS_DIR`).
+Chunk keys are `YYYYMMDD.CC_HPnnnnnn` (NSIDE 128 RING, as seestarpy 0.7.1 writes them)
+unless `CHUNK_KEY_FORMAT=classic`.
 """
 
 

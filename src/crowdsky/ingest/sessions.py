@@ -49,7 +49,7 @@ from crowdsky.storage.raw_store import PartialUpload, RawStore
 class IntakeSettings:
     """The settings intake needs (taken from ``ServerSettings`` at the boundary)."""
 
-    key_format: chunking.KeyFormat = "classic"
+    key_format: chunking.KeyFormat = "healpix"
     min_frames: int = 3
     min_total_exptime_s: float = 0.0
     separation_deg: float = chunking.DEFAULT_SEPARATION_DEG

@@ -36,6 +36,8 @@ class NewJob:
     telescope: str | None = None
     filter_name: str | None = None
     exptime: float | None = None
+    #: ``stack`` (raw frames) or ``postprocess`` (one stack uploaded ready-made).
+    kind: str = "stack"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class ClaimedJob:
     lease_expires_at: datetime
     lease_seconds: int
     attempt: int
+    kind: str = "stack"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ from crowdsky.queue.states import (
     retry_delay_seconds,
     status_after_failure,
 )
+from crowdsky.stacks import catalog
 
 CLAIM_RACE_RETRIES = 5
 DEFAULT_ERROR_MESSAGE = "Unknown error"
@@ -90,6 +91,7 @@ def add_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> list[in
             telescope=new.telescope,
             filter_name=new.filter_name,
             exptime=new.exptime,
+            kind=new.kind,
             frame_count=len(new.raw_file_ids),
             status=JobStatus.PENDING,
             created_at=now,
@@ -175,6 +177,7 @@ def claim_next_job(
             lease_expires_at=expires,
             lease_seconds=lease_seconds,
             attempt=candidate.attempts + 1,
+            kind=candidate.kind,
         )
     return None
 
@@ -190,6 +193,7 @@ _CLAIM_COLUMNS = (
     _jobs.c.object_name,
     _jobs.c.frame_count,
     _jobs.c.attempts,
+    _jobs.c.kind,
     # a scalar subquery, not a join: FOR UPDATE must lock only the job row, or claimers
     # of jobs from the same upload session would skip each other's candidates
     select(_sessions.c.storage_path)
@@ -411,6 +415,7 @@ def complete_job(
             worker_id=job.worker_id,
             created_at=now,
         )
+        catalog.fill_client_columns(session, frame, job)
         session.add(frame)
         _record_attempt(session, job, now, AttemptOutcome.COMPLETED, None)
         _guarded_update(

@@ -18,7 +18,14 @@ from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.errors import install_error_handlers
-from crowdsky.server.routes import health, upload_api, user_api, worker_api
+from crowdsky.server.routes import (
+    data_api,
+    health,
+    stacks_api,
+    upload_api,
+    user_api,
+    worker_api,
+)
 from crowdsky.server.security_headers import SecurityHeadersMiddleware
 from crowdsky.server.state import ServerState
 from crowdsky.server.user_auth import install_login_guard
@@ -27,8 +34,6 @@ from crowdsky.web import mount as mount_web
 
 log = structlog.get_logger(__name__)
 
-#: Paths that stream large bodies: the body may be one file plus its multipart envelope.
-STREAMING_UPLOAD_PREFIXES = ("/api/raw_upload",)
 #: Room for the multipart envelope and form fields around an upload's file (bytes).
 MULTIPART_OVERHEAD_BYTES = 256 * 1024
 
@@ -86,10 +91,14 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
         lifespan=lifespan,
     )
     install_login_guard(app.state, settings)
+    # paths that stream large bodies: one file (a stack: and its thumbnail) plus envelope
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     app.add_middleware(
         BodyLimitMiddleware,
-        limits=[(prefix, upload_limit) for prefix in STREAMING_UPLOAD_PREFIXES],
+        limits=[
+            ("/api/raw_upload", upload_limit),
+            ("/api/upload_stack", upload_limit + stacks_api.MAX_THUMBNAIL_BYTES),
+        ],
     )
     app.add_middleware(SecurityHeadersMiddleware)
     install_error_handlers(app)
@@ -97,6 +106,8 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     app.include_router(worker_api.router)
     app.include_router(upload_api.router)
     app.include_router(user_api.router)
+    app.include_router(stacks_api.router)
+    app.include_router(data_api.router)
     mount_web(app, settings)  # the web app: pages at /, data at /web/api, /static
     return app
 

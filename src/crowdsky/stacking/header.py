@@ -3,7 +3,9 @@
 Fixes every header error of the original (stacking.md §2.4): EXPTIME/EXPOSURE are the
 sum over the frames actually stacked; DATE-OBS is the first stacked frame's start in
 ISO 8601 with 'T' and DATE-END the last stacked frame's *end* (DATE-OBS + EXPTIME);
-MJD-OBS/MJD-END and NCOMBINE are added; RA/DEC are the circular mean of the stacked
+MJD-OBS/MJD-END and NCOMBINE are added, and the later clients' NIMAGES (frames
+stacked), OBSTOTAL (frames of the block), OB-START and OB-END (= DATE-OBS, DATE-END);
+RA/DEC are the circular mean of the stacked
 frames' pointing; BAYERPAT is dropped (the data are demosaiced); the combination
 and rejection parameters are the real ones (every :class:`StackParams` field, as
 HIERARCH CROWDSKY keywords); the software name and version are recorded. No creation time is
@@ -130,6 +132,9 @@ def build_primary_header(
     hdr["NCOMBINE"] = (len(used_headers), "number of frames stacked")
     hdr["NINPUT"] = (n_input, "number of frames given to the stacker")
     hdr["NREJECT"] = (n_input - len(used_headers), "frames rejected (see FRAMES table)")
+    # the later clients' names (clients.md): frames stacked / frames of the block
+    hdr["NIMAGES"] = (len(used_headers), "number of frames stacked")
+    hdr["OBSTOTAL"] = (n_input, "frames of the observation block")
     hdr["TIMESYS"] = ("UTC", "time scale of DATE-OBS, DATE-END")
     if date_start is not None:
         hdr["DATE-OBS"] = (_fits_time(date_start), "start of the first stacked exposure")
@@ -137,6 +142,10 @@ def build_primary_header(
     if date_end is not None:
         hdr["DATE-END"] = (_fits_time(date_end), "end of the last stacked exposure")
         hdr["MJD-END"] = (round(mjd(date_end), 9), "[d] MJD of DATE-END")
+    if date_start is not None:
+        hdr["OB-START"] = (_fits_time(date_start), "observation block start (= DATE-OBS)")
+    if date_end is not None:
+        hdr["OB-END"] = (_fits_time(date_end), "observation block end (= DATE-END)")
     if date_start is not None and date_end is not None:
         hdr["TELAPSE"] = (
             round((date_end - date_start).total_seconds(), 3),

@@ -75,6 +75,7 @@ class JobPayload(TypedDict):
     lease_token: NotRequired[str]
     lease_expires_at: NotRequired[str]
     lease_seconds: NotRequired[int]
+    kind: NotRequired[str]
 
 
 class JobFile(TypedDict):

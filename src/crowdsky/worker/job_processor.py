@@ -33,7 +33,7 @@ import structlog
 
 from crowdsky.storage.result_paths import ResultPaths, result_paths, safe_segment
 from crowdsky.storage.result_store import LocalResultStore, ResultStore
-from crowdsky.worker import completions, stacking_adapter, thumbnail
+from crowdsky.worker import completions, postprocess, stacking_adapter, thumbnail
 from crowdsky.worker.api_client import ApiClient, JobFile, JobPayload
 from crowdsky.worker.config import WorkerSettings
 from crowdsky.worker.errors import (
@@ -216,7 +216,10 @@ class JobProcessor:
                 job_id,
             )
             stack_path = job_dir / Path(paths.fits).name
-            result = self._stack(raw_paths, stack_path, control, progress)
+            if job.get("kind") == postprocess.KIND:  # a stack uploaded ready-made
+                result: StackOutcome = postprocess.normalise_stack(raw_paths, stack_path)
+            else:
+                result = self._stack(raw_paths, stack_path, control, progress)
             timings.stack_s = time.perf_counter() - t0
             log.info(
                 "stack_done",

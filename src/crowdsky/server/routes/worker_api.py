@@ -123,6 +123,7 @@ async def next_job(
         "lease_expires_at": _iso(claimed.lease_expires_at),
         "lease_seconds": claimed.lease_seconds,
         "attempt": claimed.attempt,
+        "kind": claimed.kind,
     }
     return Response(json.dumps(body).encode(), media_type="application/json")
 

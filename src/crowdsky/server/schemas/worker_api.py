@@ -54,6 +54,10 @@ class NextJobResponse(BaseModel):
     lease_expires_at: str = Field(description="Extension: ISO 8601 UTC.")
     lease_seconds: int = Field(description="Extension: lease length granted by each heartbeat.")
     attempt: int = Field(description="Extension: 1 for the first claim of this job.")
+    kind: str = Field(
+        default="stack",
+        description="Extension: stack (raw frames) or postprocess (an uploaded stack).",
+    )
 
 
 class JobFileItem(BaseModel):

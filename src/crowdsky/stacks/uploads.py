@@ -1,0 +1,212 @@
+"""Stacks uploaded ready-made (``upload_stack.php``): validated, keyed and queued.
+
+The app and the bot upload stacks made on the telescope. The later original server
+queued them for post-processing instead of storing them as they came
+(``clients.md``); so does this module: the stack is kept in the raw buffer as the
+single file of a finalized upload session and a job of kind ``postprocess`` is
+queued in the same queue as stacking jobs. The worker normalises it, measures its
+stars and writes our thumbnail; the stack appears in ``my_stacks`` on completion.
+
+Duplicates are decided like raw chunks: by chunk key and telescope. A second upload
+of a key that already has a stack, or a queued job, is refused (``AlreadyUploaded``)
+unless ``overwrite`` is set; then the earlier stack is removed and the new one queued.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
+from crowdsky.ingest import chunking, filenames, scrub
+from crowdsky.ingest.fits_headers import read_frame_header
+from crowdsky.queue import JobStatus, NewJob, enqueue_jobs
+from crowdsky.stacks import errors
+from crowdsky.storage.raw_store import PartialUpload, RawStore
+from crowdsky.storage.result_store import LocalResultStore
+
+POSTPROCESS_KIND = "postprocess"
+TOKEN_BYTES = 16
+_ACTIVE = (JobStatus.PENDING.value, JobStatus.PROCESSING.value, JobStatus.RETRY.value)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedStack:
+    """The answer to an upload: the post-processing job and the stack's chunk key."""
+
+    job_id: int
+    chunk_key: str
+    replaced_stacks: int
+
+
+def new_upload_dir(raw_store: RawStore, user_id: int) -> tuple[str, str]:
+    """A fresh session token and its folder for receiving one uploaded stack."""
+    token = secrets.token_hex(TOKEN_BYTES)
+    return token, raw_store.session_dir(user_id, token)
+
+
+def queue_uploaded_stack(
+    session: Session,
+    now: datetime,
+    *,
+    user_id: int,
+    token: str,
+    partial: PartialUpload,
+    file_name: str,
+    raw_store: RawStore,
+    key_format: chunking.KeyFormat = "healpix",
+    scrub_location: bool = False,
+    overwrite: bool = False,
+    results_root: Path | None = None,
+) -> QueuedStack:
+    """Validate a received stack and queue its post-processing job.
+
+    Parameters
+    ----------
+    partial
+        The received file (not yet finished); published or discarded here.
+    file_name
+        The client's file name (checked; used in messages and the stored name).
+    results_root
+        The local result store's root, so that ``overwrite`` also deletes the files of
+        a replaced stack there (a stack on a remote share keeps its files).
+
+    Raises
+    ------
+    InvalidFits, InvalidFileName
+        Not a usable FITS image, or an unsafe name.
+    AlreadyUploaded
+        The chunk key of this telescope already has a stack or a queued job.
+    """
+    try:
+        name = filenames.check_file_name(file_name)
+        sha256 = partial.finish()
+        header = read_frame_header(partial.path, name, now=now)
+        if scrub_location and (header.site_lat_deg is not None or header.site_long_deg is not None):
+            scrub.scrub_site_location(partial.path)
+        key = chunking.chunk_key(header.date_obs, header.ra_deg, header.dec_deg, key_format)
+        replaced = _make_room(
+            session, user_id, key, header.telescop, overwrite=overwrite, results_root=results_root
+        )
+        stored = raw_store.publish(partial, filenames.storage_name(name))
+    except BaseException:
+        partial.discard()
+        raise
+    with session.begin():
+        upload = UploadSession(
+            user_id=user_id,
+            session_token=token,
+            object_name=header.object_name,
+            ra_deg=header.ra_deg,
+            dec_deg=header.dec_deg,
+            file_count=1,
+            total_size_bytes=partial.size,
+            status="complete",
+            storage_path=raw_store.session_dir(user_id, token),
+            created_at=now,
+            last_activity_at=now,
+            completed_at=now,
+        )
+        session.add(upload)
+        session.flush()
+        raw = RawFile(
+            upload_session_id=upload.id,
+            filename=name,
+            storage_path=stored,
+            file_size_bytes=partial.size,
+            sha256=sha256,
+            fits_date_obs=header.date_obs,
+            fits_object=header.object_name,
+            fits_exptime=header.exptime_s,
+            fits_ra=header.ra_deg,
+            fits_dec=header.dec_deg,
+            fits_filter=header.filter_name,
+            fits_telescop=header.telescop,
+            fits_instrume=header.instrume,
+            fits_eqmode=header.eqmode,
+            fits_sitelat=None if scrub_location else header.site_lat_deg,
+            fits_sitelong=None if scrub_location else header.site_long_deg,
+            image_width=header.width,
+            image_height=header.height,
+            chunk_key=key,
+            created_at=now,
+        )
+        session.add(raw)
+        session.flush()
+        upload_id, raw_id = upload.id, raw.id
+    (job_id,) = enqueue_jobs(
+        session,
+        now,
+        [
+            NewJob(
+                user_id=user_id,
+                upload_session_id=upload_id,
+                chunk_key=key,
+                raw_file_ids=(raw_id,),
+                object_name=header.object_name,
+                telescope=header.telescop,
+                filter_name=header.filter_name,
+                exptime=header.exptime_s,
+                kind=POSTPROCESS_KIND,
+            )
+        ],
+    )
+    return QueuedStack(job_id=job_id, chunk_key=key, replaced_stacks=replaced)
+
+
+def _make_room(
+    session: Session,
+    user_id: int,
+    key: str,
+    telescope: str | None,
+    *,
+    overwrite: bool,
+    results_root: Path | None,
+) -> int:
+    """Refuse a duplicate, or (``overwrite``) delete the stacks it replaces."""
+    same_telescope = (
+        StackingJob.telescope.is_(None) if telescope is None else StackingJob.telescope == telescope
+    )
+    with session.begin():
+        stacks = session.execute(
+            select(StackedFrame.id, StackedFrame.ucloud_path, StackedFrame.thumbnail_path)
+            .join(StackingJob, StackingJob.id == StackedFrame.stacking_job_id)
+            .where(StackedFrame.user_id == user_id, StackedFrame.chunk_key == key, same_telescope)
+        ).all()
+        active = session.execute(
+            select(StackingJob.id).where(
+                StackingJob.user_id == user_id,
+                StackingJob.chunk_key == key,
+                same_telescope,
+                StackingJob.status.in_(_ACTIVE),
+            )
+        ).scalars()
+        queued = list(active)
+        if not overwrite:
+            if stacks:
+                raise errors.AlreadyUploaded(
+                    f"chunk {key} of this telescope already has stack {stacks[0].id}; "
+                    "send overwrite=1 to replace it"
+                )
+            if queued:
+                raise errors.AlreadyUploaded(
+                    f"chunk {key} of this telescope is already queued as job {queued[0]}; "
+                    "send overwrite=1 to queue it again"
+                )
+            return 0
+        if stacks:
+            session.execute(delete(StackedFrame).where(StackedFrame.id.in_([s.id for s in stacks])))
+    if results_root is not None:
+        store = LocalResultStore(results_root)
+        for _, fits_path, thumb_path in stacks:
+            paths = [p for p in (fits_path, thumb_path) if p]
+            try:
+                store.delete_files(paths)
+            except ValueError:
+                continue  # a path the local store refuses is not one of its files
+    return len(stacks)

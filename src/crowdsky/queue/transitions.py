@@ -13,6 +13,7 @@ files after its ``stacked_frames`` row is committed.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Sequence
@@ -356,6 +357,11 @@ def complete_job(
             dec_deg=completion.dec_deg,
             file_size_bytes=completion.file_size_bytes,
             n_stars_detected=completion.n_stars_detected,
+            rejected_frames=(
+                json.dumps([list(pair) for pair in completion.rejected_frames])
+                if completion.rejected_frames
+                else None
+            ),
             worker_id=job.worker_id,
             created_at=now,
         )

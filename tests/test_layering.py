@@ -24,6 +24,7 @@ EDGES = (
     "crowdsky.cli",
     "crowdsky.demo",
     "crowdsky.upload_client",
+    "crowdsky.user_client",
 )
 CORE = (
     "crowdsky.db",

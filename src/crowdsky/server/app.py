@@ -17,6 +17,7 @@ from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgra
 from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
+from crowdsky.server.docs_page import install_docs_page
 from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import health, upload_api, user_api, worker_api
 from crowdsky.server.state import ServerState
@@ -78,7 +79,10 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
         version=__version__,
         summary="Crowd-sourced stacking of smart-telescope frames: worker and upload APIs.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs_page: no CDN
+        redoc_url=None,
     )
+    install_docs_page(app, title="CrowdSky")
     app.add_middleware(BodyLimitMiddleware, exempt_prefixes=STREAMING_UPLOAD_PREFIXES)
     install_error_handlers(app)
     app.include_router(health.router)

@@ -45,3 +45,14 @@ def test_help_shows_no_type_for_flags_and_no_braces_on_usage_lines() -> None:
     upload = runner.invoke(app, ["upload", "--help"], env={"COLUMNS": "120"}).output
     assert "Usage: crowdsky upload [OPTIONS] FOLDER" in upload
     assert "--overwrite  " in upload and "<int range>" in upload
+
+
+def test_the_cli_reference_covers_every_command_and_exit_code() -> None:
+    from crowdsky.worker.main import EXIT_CODES
+
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    for path in _all_commands():
+        if path:
+            assert f"`{path[0]}" in reference or f"{path[0]} " in reference, path
+    for code in EXIT_CODES:
+        assert f"| {code} |" in reference, code

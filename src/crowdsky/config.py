@@ -111,9 +111,24 @@ class ServerSettings(BaseSettings):
         description="Chunks with fewer frames get no job and are reported as skipped.",
     )
     chunk_key_format: Literal["classic", "healpix"] = Field(
-        default="classic",
+        default="healpix",
         validation_alias=AliasChoices("CHUNK_KEY_FORMAT", "chunk_key_format"),
-        description="classic: YYYYMMDD.CC_RA_±DEC; healpix: YYYYMMDD.CC_HPnnnnnn.",
+        description="healpix (default): YYYYMMDD.CC_HPnnnnnn; classic: YYYYMMDD.CC_RA_±DEC.",
+    )
+
+    results_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CROWDSKY_RESULTS_DIR", "results_dir"),
+        description=(
+            "Root of the local result store that download_stack, thumbnail and the data "
+            "API serve stacks from (a worker's LOCAL_RESULTS_DIR); default: "
+            "<data dir>/results."
+        ),
+    )
+    data_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CROWDSKY_DATA_API_KEY", "data_api_key"),
+        description="Shared service key of the data API (Bearer), beside users' own API keys.",
     )
 
     @field_validator("chunk_key_format", mode="before")
@@ -127,6 +142,11 @@ class ServerSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'crowdsky.sqlite3').resolve()}"
+
+    @property
+    def resolved_results_dir(self) -> Path:
+        """Where finished stacks are read from: ``results_dir`` or ``<data dir>/results``."""
+        return self.results_dir if self.results_dir is not None else self.data_dir / "results"
 
     @property
     def uploads_dir(self) -> Path:

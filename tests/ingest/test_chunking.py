@@ -49,9 +49,11 @@ def test_worked_examples(when: datetime, ra: float, dec: float, classic: str, he
 
 
 def test_classic_edge_cases() -> None:
-    assert chunk_key(utc(2025, 2, 1, 23, 59, 59), 359.97, -0.03) == "20250201.95_360.0_-0.0"
-    assert chunk_key(utc(2025, 2, 1, 12), 10.0, -0.0) == "20250201.48_10.0_+0.0"
-    assert chunk_key(utc(2025, 2, 1, 12), 10.0, 0.04) == "20250201.48_10.0_+0.0"
+    assert (
+        chunk_key(utc(2025, 2, 1, 23, 59, 59), 359.97, -0.03, "classic") == "20250201.95_360.0_-0.0"
+    )
+    assert chunk_key(utc(2025, 2, 1, 12), 10.0, -0.0, "classic") == "20250201.48_10.0_+0.0"
+    assert chunk_key(utc(2025, 2, 1, 12), 10.0, 0.04, "classic") == "20250201.48_10.0_+0.0"
 
 
 def test_unknown_position_has_its_own_marker() -> None:
@@ -212,7 +214,7 @@ def test_simulated_night_ground_truth() -> None:
     north = sequence(utc(2025, 3, 27, 2, 15), 10, 0.0, 89.9, first_id=900, drift_ra=5.0)
     south = sequence(utc(2025, 3, 27, 2, 30), 10, 100.0, -89.95, first_id=1000, drift_ra=30.0)
     frames = m94 + m51 + before_flip + after_flip + ircut + lp + straddle + wrap + north + south
-    chunks = group_frames(list(reversed(frames)))
+    chunks = group_frames(list(reversed(frames)), key_format="classic")
     got = {frozenset(c.frame_ids) for c in chunks}
     expected = {
         frozenset(f.frame_id for f in m94),
@@ -338,7 +340,7 @@ def test_frames_without_position_form_their_own_chunk() -> None:
         )
         for i in range(3)
     ]
-    keys = sorted(c.chunk_key for c in group_frames(located + unlocated))
+    keys = sorted(c.chunk_key for c in group_frames(located + unlocated, key_format="classic"))
     assert keys == ["20250327.04_10.0_+10.0", "20250327.04_NOPOS"]
 
 

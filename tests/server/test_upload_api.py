@@ -155,7 +155,7 @@ def test_start_file_finalize_status(up: Upload) -> None:
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["ok"] is True and body["filename"] == path.name
-        assert body["chunk_key"] == "20250327.05_192.7_+41.1"
+        assert body["chunk_key"] == "20250327.05_HP033298"
         assert body["date_obs"].startswith("2025-03-27T01:2")
         assert body["duplicate"] is False
     status = up.status(token).json()
@@ -166,11 +166,11 @@ def test_start_file_finalize_status(up: Upload) -> None:
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["ok"] is True and body["jobs"] == 1 and len(body["job_ids"]) == 1
-    assert body["chunks"] == ["20250327.05_192.7_+41.1"] and body["skipped"] == []
+    assert body["chunks"] == ["20250327.05_HP033298"] and body["skipped"] == []
     assert body["chunk_details"][0]["frames"] == 5
     with up.state.session_factory() as session:
         job = queue.get_job(session, body["job_ids"][0])
-    assert (job.chunk_key, job.frame_count) == ("20250327.05_192.7_+41.1", 5)
+    assert (job.chunk_key, job.frame_count) == ("20250327.05_HP033298", 5)
     # idempotent finalize
     again = up.finalize(token).json()
     assert again["job_ids"] == body["job_ids"] and again["already_finalized"] is True
@@ -185,12 +185,12 @@ def test_clean_alias_and_post_status(up: Upload) -> None:
     assert r.status_code == 200 and r.json()["files"] == []
 
 
-def test_healpix_keys(test_db: TestDatabase, tmp_path: Path) -> None:
-    for up in make_app(test_db, tmp_path, chunk_key_format="healpix"):
+def test_classic_keys_stay_available(test_db: TestDatabase, tmp_path: Path) -> None:
+    for up in make_app(test_db, tmp_path, chunk_key_format="classic"):
         token = up.start()
         for path in write_sequence(up.tmp / "n", 3):
-            assert up.send(token, path).json()["chunk_key"] == "20250327.05_HP033298"
-        assert up.finalize(token).json()["chunks"] == ["20250327.05_HP033298"]
+            assert up.send(token, path).json()["chunk_key"] == "20250327.05_192.7_+41.1"
+        assert up.finalize(token).json()["chunks"] == ["20250327.05_192.7_+41.1"]
 
 
 # -- authentication -----------------------------------------------------------------------
@@ -442,7 +442,7 @@ def test_small_groups_are_skipped_with_reason(up: Upload) -> None:
     body = up.finalize(token).json()
     assert body["jobs"] == 1
     (skipped,) = body["skipped"]
-    assert skipped["chunk_key"] == "20250327.05_202.5_+47.2"
+    assert skipped["chunk_key"] == "20250327.05_HP026020"
     assert skipped["frames"] == 2 and "at least 3" in skipped["reason"]
     assert sorted(skipped["filenames"]) == ["M51_000.fit", "M51_001.fit"]
     assert body["discarded_files"] == 2, "a skipped chunk's files are deleted"

@@ -31,6 +31,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,6 +62,8 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(255), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: New stacks of this user are private (kept out of the data API and coverage).
+    stacks_private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -94,6 +97,19 @@ class WorkerToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Telescope(Base):
+    """One telescope of one user, named by its FITS ``TELESCOP``: the ``telescope_id``
+    that the app and the bot filter stacks by."""
+
+    __tablename__ = "telescopes"
+    __table_args__ = (UniqueConstraint("user_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class UploadSession(Base):
@@ -177,6 +193,8 @@ class StackingJob(Base):
         ForeignKey("upload_sessions.id", ondelete="CASCADE")
     )
     chunk_key: Mapped[str] = mapped_column(String(32))
+    #: ``stack`` (raw frames to stack) or ``postprocess`` (a stack uploaded ready-made).
+    kind: Mapped[str] = mapped_column(String(16), default="stack", server_default="stack")
     object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     telescope: Mapped[str | None] = mapped_column(String(64), nullable=True)
     filter_name: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -224,6 +242,9 @@ class StackedFrame(Base):
         Index(None, "user_id", "object_name"),
         Index(None, "user_id", "date_obs_start"),
         Index(None, "user_id", "chunk_key"),
+        Index(None, "user_id", "created_at"),
+        # the data API's tile query: one pixel, ordered by observation time
+        Index(None, "healpix", "date_obs_start"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -249,4 +270,16 @@ class StackedFrame(Base):
     # JSON [[filename, reason], ...] of the frames the stack left out (NULL: none, or unknown)
     rejected_frames: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # client-facing facts of the later original server (``clients.md``)
+    telescope_id: Mapped[int | None] = mapped_column(
+        ForeignKey("telescopes.id", ondelete="SET NULL"), nullable=True
+    )
+    eq_mode: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    sqm: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    #: NSIDE 128 RING pixel of (ra_deg, dec_deg), whatever the chunk key's format.
+    healpix: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Private stacks never appear in the data API or the sky coverage.
+    is_private: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: SITELAT/SITELONG were removed (``scrub_location=1``).
+    location_scrubbed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -15,8 +15,10 @@ Key formats (both keep the original's ``YYYYMMDD.CC`` prefix, CC = slot 00–95)
 
 - ``classic``: ``YYYYMMDD.CC_RA_±DEC``, RA and |DEC| rounded half-up on the decimal
   value to 0.1° as PHP did, sign from the unrounded DEC (``-0.0`` and ``360.0`` occur);
-- ``healpix``: ``YYYYMMDD.CC_HPnnnnnn``, the NSIDE 128 RING pixel, computed with the
-  colatitude's cosine exactly as seestarpy does so boundary pixels agree.
+- ``healpix`` (the default, the later original's format): ``YYYYMMDD.CC_HPnnnnnn``,
+  the NSIDE 128 RING pixel, computed exactly as seestarpy 0.7.1's
+  ``crowdsky.chunks.compute_chunk_key`` does, so that keys made on the telescope and
+  here are byte-identical and the clients' duplicate check keeps working.
 
 Frames without coordinates get ``YYYYMMDD.CC_NOPOS`` in either format: an explicit
 marker that cannot collide with a real position (the later ``HP000000`` placeholder
@@ -105,7 +107,7 @@ class ChunkPlan:
 def plan_chunks(
     frames: Iterable[FrameInfo],
     *,
-    key_format: KeyFormat = "classic",
+    key_format: KeyFormat = "healpix",
     min_frames: int = 1,
     min_total_exptime_s: float = 0.0,
     separation_deg: float = DEFAULT_SEPARATION_DEG,
@@ -157,7 +159,7 @@ def plan_chunks(
 def group_frames(
     frames: Iterable[FrameInfo],
     *,
-    key_format: KeyFormat = "classic",
+    key_format: KeyFormat = "healpix",
     separation_deg: float = DEFAULT_SEPARATION_DEG,
 ) -> list[Chunk]:
     """All chunks of the frames, without any minimum applied."""
@@ -191,7 +193,7 @@ def chunk_key(
     date_obs: datetime,
     ra_deg: float | None,
     dec_deg: float | None,
-    key_format: KeyFormat = "classic",
+    key_format: KeyFormat = "healpix",
 ) -> str:
     """The chunk key of one pointing at one time.
 
@@ -199,9 +201,9 @@ def chunk_key(
     --------
     >>> from datetime import datetime, UTC
     >>> chunk_key(datetime(2025, 1, 15, 19, 32, 10, tzinfo=UTC), 83.6, 22.0)
-    '20250115.78_83.6_+22.0'
-    >>> chunk_key(datetime(2025, 1, 15, 19, 32, 10, tzinfo=UTC), 83.6, 22.0, "healpix")
     '20250115.78_HP061302'
+    >>> chunk_key(datetime(2025, 1, 15, 19, 32, 10, tzinfo=UTC), 83.6, 22.0, "classic")
+    '20250115.78_83.6_+22.0'
     """
     prefix = slot_prefix(date_obs)
     if ra_deg is None or dec_deg is None:
@@ -235,15 +237,23 @@ def round_half_up(value: float, places: int = 1) -> str:
 def healpix_ring_pixel(ra_deg: float, dec_deg: float, nside: int = HEALPIX_NSIDE) -> int:
     """HEALPix RING pixel of a direction (Górski et al. 2005, three zones).
 
-    ``z`` is the cosine of the colatitude in radians, as in seestarpy, healpy and
-    astropy-healpix; computing ``sin(dec)`` instead moves boundary points (RA 0,
-    DEC 0 gives 97 536 here, 98 048 with the sine).
+    Written to give, bit for bit, the pixel of seestarpy 0.7.1's
+    ``crowdsky.healpix.radec_to_healpix`` (which names the stacks made on the
+    telescope), and the same pixel as healpy/astropy-healpix away from float ties:
+
+    - RA is reduced modulo 360 *in degrees* before the conversion to radians;
+    - ``z`` is the cosine of the colatitude in radians; computing ``sin(dec)``
+      instead moves boundary points (RA 0, DEC 0 gives 97 536 here, 98 048 with
+      the sine);
+    - in the polar caps, points within ``1/36`` of the pole use
+      ``sqrt(3) * sqrt(1 - |z|)``, elsewhere ``sqrt(3 (1 - |z|))``, as seestarpy does.
     """
     theta = math.radians(90.0 - dec_deg)
-    phi = math.radians(ra_deg) % (2.0 * math.pi)
+    phi = math.radians(ra_deg % 360.0) % (2.0 * math.pi)
+    npix = 12 * nside * nside
     z = math.cos(theta)
     za = abs(z)
-    tt = phi / (0.5 * math.pi)  # in [0, 4)
+    tt = phi / (math.pi / 2.0)  # in [0, 4)
     if za <= 2.0 / 3.0:  # equatorial belt
         temp1 = nside * (0.5 + tt)
         temp2 = nside * z * 0.75
@@ -254,14 +264,17 @@ def healpix_ring_pixel(ra_deg: float, dec_deg: float, nside: int = HEALPIX_NSIDE
         ip = ((jp + jm - nside + kshift + 1) // 2) % (4 * nside)
         return 2 * nside * (nside - 1) + (ring - 1) * 4 * nside + ip
     tp = tt - int(tt)
-    tmp = nside * math.sqrt(3.0 * (1.0 - za))
+    if za < 1.0 - nside * nside / (3.0 * npix):
+        tmp = nside * math.sqrt(3.0 * (1.0 - za))
+    else:
+        tmp = nside * math.sqrt(3.0) * math.sqrt(1.0 - za)
     jp = int(tp * tmp)
     jm = int((1.0 - tp) * tmp)
     ring = jp + jm + 1  # counted from the nearest pole
     ip = int(tt * ring) % (4 * ring)
     if z > 0:
         return 2 * ring * (ring - 1) + ip
-    return 12 * nside * nside - 2 * ring * (ring + 1) + ip
+    return npix - 2 * ring * (ring + 1) + ip
 
 
 def mean_pointing(ra_deg: Sequence[float], dec_deg: Sequence[float]) -> tuple[float, float]:

@@ -47,7 +47,7 @@ TOKEN_BYTES = 16  # 32 hex characters, as the original
 class IntakeSettings:
     """The settings intake needs (taken from ``ServerSettings`` at the boundary)."""
 
-    key_format: chunking.KeyFormat = "classic"
+    key_format: chunking.KeyFormat = "healpix"
     min_frames: int = 3
     min_total_exptime_s: float = 0.0
     separation_deg: float = chunking.DEFAULT_SEPARATION_DEG

@@ -45,6 +45,7 @@ from crowdsky.queue.states import (
     retry_delay_seconds,
     status_after_failure,
 )
+from crowdsky.stacks import catalog
 from crowdsky.storage.raw_store import RawStore
 
 CLAIM_RACE_RETRIES = 5
@@ -365,6 +366,7 @@ def complete_job(
             worker_id=job.worker_id,
             created_at=now,
         )
+        catalog.fill_client_columns(session, frame, job)
         session.add(frame)
         _record_attempt(session, job, now, AttemptOutcome.COMPLETED, None)
         _guarded_update(

@@ -19,7 +19,14 @@ from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
 from crowdsky.server.docs_page import install_docs_page
 from crowdsky.server.errors import install_error_handlers
-from crowdsky.server.routes import health, upload_api, user_api, worker_api
+from crowdsky.server.routes import (
+    data_api,
+    health,
+    stacks_api,
+    upload_api,
+    user_api,
+    worker_api,
+)
 from crowdsky.server.state import ServerState
 from crowdsky.storage.raw_store import RawStore
 
@@ -89,6 +96,8 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     app.include_router(worker_api.router)
     app.include_router(upload_api.router)
     app.include_router(user_api.router)
+    app.include_router(stacks_api.router)
+    app.include_router(data_api.router)
     return app
 
 

@@ -25,8 +25,15 @@ class StackItem(BaseModel):
     job_id: int
     chunk_key: str
     object_name: str | None
-    telescope: str | None
-    filter_name: str | None
+    telescope: str | None = Field(description="TELESCOP of the frames")
+    telescope_id: int | None = Field(
+        default=None, description="The caller's telescope (one id per TELESCOP)"
+    )
+    filter_name: str | None = Field(description="IRCUT or LP")
+    eq_mode: int | None = Field(default=None, description="1 on an equatorial mount, else 0")
+    sqm: float | None = Field(default=None, description="Sky brightness, mag/arcsec²")
+    healpix: int | None = Field(default=None, description="NSIDE 128 RING pixel")
+    private: bool = Field(default=False, description="Kept out of the data API")
     ucloud_path: str
     thumbnail_path: str | None
     date_obs_start: str | None

@@ -6,7 +6,7 @@ worker did not say), so the owner's job listing shows the reasons without openin
 the FITS file's FRAMES table.
 
 Revision ID: 0003_frame_rejections
-Revises: 0002
+Revises: 0003_client_api
 Create Date: 2026-12-03 12:00:00
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003_frame_rejections"
-down_revision: str | None = "0002"
+down_revision: str | None = "0003_client_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,263 @@
+"""The public data API for science: published stacks of every user, by sky tile.
+
+Paths, parameters and replies of the later original server (``clients.md``), used by
+the ``crowdsky-client`` SDK: ``frames_by_healpix``, ``download_frame``,
+``frame_stars`` with ``Authorization: Bearer`` (a user API key ``csk_...`` or the
+configured service key ``CROWDSKY_DATA_API_KEY``), and ``sky_coverage`` without
+authentication. Private stacks are answered like unknown ids (404) and never counted.
+Rows never carry a site: a stack's location lives only in its FITS file, removed
+there by ``scrub_location``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from crowdsky import stacks
+from crowdsky.accounts import UserInfo
+from crowdsky.server import stack_files
+from crowdsky.server.auth import bearer_token
+from crowdsky.server.deps import DbSession, State
+from crowdsky.server.errors import BadRequest
+from crowdsky.server.schemas.worker_api import ErrorResponse
+from crowdsky.server.user_auth import require_user
+
+router = APIRouter(tags=["data API"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed query"},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key"},
+    404: {"model": ErrorResponse, "description": "No such published stack, or no file"},
+}
+MAX_STACK_ID = 2**63 - 1
+#: Longest ``id=`` list text accepted (200 ids of 19 digits and commas).
+MAX_ID_LIST_CHARS = 4000
+STAR_COLUMNS = ("x", "y", "flux", "a", "b", "flag", "peak", "ra", "dec")
+FilterName = Annotated[str, Query(min_length=1, max_length=32, pattern=r"^[\x21-\x7e]+$")]
+
+
+async def require_data_reader(request: Request) -> UserInfo | None:
+    """Dependency: the service key (``None``), or a user's API key / login (the user)."""
+    key = bearer_token(request)
+    shared = request.app.state.crowdsky.settings.data_api_key
+    if (
+        key is not None
+        and shared is not None
+        and hmac.compare_digest(key.encode("utf-8"), shared.get_secret_value().encode("utf-8"))
+    ):
+        return None
+    return await run_in_threadpool(require_user, request)
+
+
+DataReader = Annotated[UserInfo | None, Depends(require_data_reader)]
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _download_url(request: Request, stack_id: int) -> str:
+    return str(request.url_for("download_frame_php").include_query_params(id=stack_id))
+
+
+def frames_by_healpix(
+    request: Request,
+    session: DbSession,
+    _reader: DataReader,
+    healpix: Annotated[int, Query(description="NSIDE 128 RING pixel, 0-196607")],
+    start: Annotated[datetime | None, Query(description="date_obs_start >= (UTC)")] = None,
+    end: Annotated[datetime | None, Query(description="date_obs_start <= (UTC)")] = None,
+    filter: Annotated[FilterName | None, Query(description="IRCUT or LP")] = None,
+    eq_mode: Annotated[int | None, Query(ge=0, le=1)] = None,
+    min_sqm: Annotated[float | None, Query(ge=-100, le=100)] = None,
+    min_exptime: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+) -> list[dict[str, Any]]:
+    """Published stacks of every user in one tile, ordered by ``date_obs_start``."""
+    query = stacks.TileQuery(
+        healpix=healpix,
+        start=_utc(start),
+        end=_utc(end),
+        filter_name=filter,
+        eq_mode=eq_mode,
+        min_sqm=min_sqm,
+        min_exptime=min_exptime,
+    )
+    return [
+        {
+            "id": r.id,
+            "object_name": r.object_name,
+            "ra_deg": r.ra_deg,
+            "dec_deg": r.dec_deg,
+            "filter_name": r.filter_name,
+            "total_exptime": r.total_exptime,
+            "eq_mode": r.eq_mode,
+            "sqm": r.sqm,
+            "n_frames_input": r.n_frames_input,
+            "n_frames_aligned": r.n_frames_aligned,
+            "n_stars_detected": r.n_stars_detected,
+            "date_obs_start": _iso(r.date_obs_start),
+            "date_obs_end": _iso(r.date_obs_end),
+            "chunk_key": r.chunk_key,
+            "healpix": r.healpix,
+            "download_url": _download_url(request, r.id),
+        }
+        for r in stacks.frames_by_healpix(session, query)
+    ]
+
+
+def _parse_ids(text: str) -> list[int]:
+    if len(text) > MAX_ID_LIST_CHARS:
+        raise BadRequest(f"id: at most {stacks.MAX_IDS_PER_REQUEST} ids per request")
+    ids: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not 1 <= int(part) <= MAX_STACK_ID:
+            raise BadRequest(f"id: {part[:24]!r} is not a stack id")
+        ids.append(int(part))
+    return ids
+
+
+def download_frame(
+    request: Request,
+    state: State,
+    session: DbSession,
+    _reader: DataReader,
+    id: Annotated[str, Query(min_length=1, description="A stack id, or ids N,M,...")],
+) -> Response:
+    """One id: the FITS stream (``application/fits``). Several: a JSON list of
+    ``{id, chunk_key, object_name, filename, file_size_bytes, download_url}``."""
+    ids = _parse_ids(id)
+    records = stacks.get_published_stacks(session, ids)
+    if len(ids) == 1:
+        (record,) = records
+        path = stack_files.local_file(state, record.ucloud_path)
+        return stack_files.attachment(path, stack_files.file_name(record.ucloud_path))
+    return JSONResponse(
+        [
+            {
+                "id": r.id,
+                "chunk_key": r.chunk_key,
+                "object_name": r.object_name,
+                "filename": stack_files.file_name(r.ucloud_path),
+                "file_size_bytes": r.file_size_bytes,
+                "download_url": _download_url(request, r.id),
+            }
+            for r in records
+        ]
+    )
+
+
+def frame_stars(
+    state: State,
+    session: DbSession,
+    _reader: DataReader,
+    id: Annotated[int, Query(ge=1, le=MAX_STACK_ID, description="Stack id")],
+) -> dict[str, Any]:
+    """The stars detected on a stack (its STAR-TAB): ``{width, height, stars}``;
+    404 when the stack has no star table."""
+    (record,) = stacks.get_published_stacks(session, [id])
+    path = stack_files.local_file(state, record.ucloud_path)
+    return read_star_table(path)
+
+
+def read_star_table(path: Any) -> dict[str, Any]:
+    """``{width, height, stars: [{x, y, flux, a, b, flag, peak, ra, dec}]}`` of a stack.
+
+    Raises
+    ------
+    StackFileMissing
+        When the file has no STAR-TAB extension.
+    """
+    from astropy.io import fits
+
+    with fits.open(path, memmap=True) as hdul:
+        if "STAR-TAB" not in hdul:
+            raise stacks.StackFileMissing("this stack has no star table")
+        image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
+        width = int(image.header["NAXIS1"]) if image is not None else None
+        height = int(image.header["NAXIS2"]) if image is not None else None
+        table = hdul["STAR-TAB"].data
+        names = {n.lower(): n for n in (table.columns.names if table is not None else [])}
+        columns: dict[str, list[Any]] = {}
+        count = 0 if table is None else len(table)
+        for name in STAR_COLUMNS:
+            source = names.get(name)
+            if source is None:
+                columns[name] = [None] * count
+                continue
+            values = np.asarray(table[source])
+            if name == "flag":
+                columns[name] = [int(v) for v in values]
+            else:
+                columns[name] = [float(v) if np.isfinite(v) else None for v in values]
+    stars = [{name: columns[name][i] for name in STAR_COLUMNS} for i in range(count)]
+    return {"width": width, "height": height, "stars": stars}
+
+
+def sky_coverage(session: DbSession) -> Response:
+    """ECSV (``astropy.io.ascii.read(format="ecsv")``): one row per (tile, filter) of
+    the published stacks. No authentication."""
+    rows = stacks.sky_coverage(session)
+    return Response(
+        coverage_ecsv(rows),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": 'inline; filename="sky_coverage.ecsv"'},
+    )
+
+
+ECSV_HEADER = """# %ECSV 1.0
+# ---
+# datatype:
+# - {name: healpix_ring, datatype: int64, description: NSIDE 128 RING pixel}
+# - {name: filter_name, datatype: string}
+# - {name: n_stacks, datatype: int64}
+# - {name: total_exptime_s, datatype: float64, unit: s}
+# - {name: n_observers, datatype: int64}
+# - {name: first_obs, datatype: string, description: first date_obs_start (UTC ISO 8601)}
+# - {name: last_obs, datatype: string, description: last date_obs_start (UTC ISO 8601)}
+# meta: {nside: 128, ordering: RING}
+# schema: astropy-2.0
+healpix_ring filter_name n_stacks total_exptime_s n_observers first_obs last_obs
+"""
+
+
+def coverage_ecsv(rows: list[stacks.CoverageRow]) -> str:
+    """The coverage rows as ECSV text (space-delimited, strings quoted)."""
+    out = io.StringIO()
+    out.write(ECSV_HEADER)
+    for row in rows:
+        name = row.filter_name.replace('"', "")
+        out.write(
+            f'{row.healpix_ring} "{name}" {row.n_stacks} {row.total_exptime_s!r} '
+            f'{row.n_observers} "{_iso(row.first_obs) or ""}" "{_iso(row.last_obs) or ""}"\n'
+        )
+    return out.getvalue()
+
+
+for _name, _handler in (
+    ("frames_by_healpix", frames_by_healpix),
+    ("download_frame", download_frame),
+    ("frame_stars", frame_stars),
+    ("sky_coverage", sky_coverage),
+):
+    router.add_api_route(
+        f"/api/{_name}.php",
+        _handler,
+        methods=["GET"],
+        responses=ERRORS,
+        name=f"{_name}_php",
+    )
+    router.add_api_route(f"/api/{_name}", _handler, methods=["GET"], responses=ERRORS)

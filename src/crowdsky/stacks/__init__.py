@@ -1,0 +1,42 @@
+"""The stack catalogue: what clients read about finished stacks, and who may read it."""
+
+from __future__ import annotations
+
+from crowdsky.stacks.catalog import (
+    default_private,
+    set_default_private,
+    set_stack_private,
+)
+from crowdsky.stacks.errors import InvalidQuery, StackFileMissing, StackNotFound, StacksError
+from crowdsky.stacks.queries import (
+    MAX_IDS_PER_REQUEST,
+    CoverageRow,
+    StackRecord,
+    TileQuery,
+    find_user_stack,
+    frames_by_healpix,
+    get_published_stacks,
+    get_user_stack,
+    iter_user_stacks,
+    sky_coverage,
+)
+
+__all__ = [
+    "MAX_IDS_PER_REQUEST",
+    "CoverageRow",
+    "InvalidQuery",
+    "StackFileMissing",
+    "StackNotFound",
+    "StackRecord",
+    "StacksError",
+    "TileQuery",
+    "default_private",
+    "find_user_stack",
+    "frames_by_healpix",
+    "get_published_stacks",
+    "get_user_stack",
+    "iter_user_stacks",
+    "set_default_private",
+    "set_stack_private",
+    "sky_coverage",
+]

@@ -161,4 +161,4 @@ def test_cli_upload(server: tuple[LiveServer, str], tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "1 job(s) queued" in result.output
-    assert "20250327.05_100.0_-30.0" in result.output
+    assert "20250327.05_HP" in result.output  # the HEALPix chunk key (the default)

@@ -15,7 +15,18 @@ from typing import Annotated
 import typer
 
 from crowdsky import __version__
-from crowdsky.cli import admin, demo, doctor, jobs, server, stack, upload, users, worker
+from crowdsky.cli import (
+    admin,
+    demo,
+    doctor,
+    jobs,
+    server,
+    stack,
+    stacks,
+    upload,
+    users,
+    worker,
+)
 from crowdsky.cli.help_format import CrowdskyGroup
 
 app = typer.Typer(
@@ -46,7 +57,7 @@ def _root(
     """CrowdSky: crowd-sourced stacking for smart-telescope astronomers."""
 
 
-for _module in (server, admin, stack, worker, demo, users, upload, jobs, doctor):
+for _module in (server, admin, stack, worker, demo, users, upload, jobs, stacks, doctor):
     _module.register(app)
 
 

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(jobs_app, name="jobs")
 
 
-def _client(server: str, user: str | None, password: str | None, api_key: str | None) -> Any:
+def client_for(server: str, user: str | None, password: str | None, api_key: str | None) -> Any:
     from crowdsky.user_client import UserClient
 
     login = credentials(server, user, password, api_key)
@@ -34,7 +34,7 @@ def _client(server: str, user: str | None, password: str | None, api_key: str | 
     )
 
 
-def _call(operation: Any) -> Any:
+def call(operation: Any) -> Any:
     from crowdsky.user_client import UserApiError
 
     try:
@@ -57,8 +57,8 @@ def list_jobs(
     as_json: JsonOption = False,
 ) -> None:
     """List your jobs: status, progress, frames used and why others were left out."""
-    with _client(server, user, password, api_key) as client:
-        jobs = _call(lambda: client.my_jobs(session_token=session, limit=limit))
+    with client_for(server, user, password, api_key) as client:
+        jobs = call(lambda: client.my_jobs(session_token=session, limit=limit))
     if as_json:
         typer.echo(json.dumps(jobs, indent=2))
         return
@@ -103,8 +103,8 @@ def show_job(
     as_json: JsonOption = False,
 ) -> None:
     """Show one job: every attempt's error, the stack, each frame left out and why."""
-    with _client(server, user, password, api_key) as client:
-        job = _call(lambda: client.job(job_id))
+    with client_for(server, user, password, api_key) as client:
+        job = call(lambda: client.job(job_id))
     if job is None:
         raise fail(f"no job {job_id} among your jobs (`crowdsky jobs list` shows them)", code=1)
     if as_json:

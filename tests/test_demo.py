@@ -25,14 +25,16 @@ def demo_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CROWDSKY_", "WORKER_"))}
 
 
-def start_demo(cwd: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_demo(
+    cwd: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``crowdsky demo ARGS`` with its output (stdout and stderr) in a file."""
     output = cwd / "demo-output.txt"
     with output.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "crowdsky", "demo", *args],
             cwd=cwd,
-            env=demo_env(),
+            env={**demo_env(), **(extra_env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -62,9 +64,11 @@ def watch_children(
     return seen
 
 
-def run_demo(cwd: Path, *args: str, timeout_s: float = 900) -> tuple[int, str]:
+def run_demo(
+    cwd: Path, *args: str, timeout_s: float = 900, extra_env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """Run the demo to its end; check it started a server and a worker and left neither."""
-    process, output = start_demo(cwd, *args)
+    process, output = start_demo(cwd, *args, extra_env=extra_env)
     children = watch_children(process, timeout_s)
     text = output.read_text(errors="replace")
     assert_no_survivors(children, cwd)
@@ -153,6 +157,25 @@ def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
     check_stack(stacks[0], min_frames=4)
     check_thumbnail(thumbs[0])
     assert not list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+
+
+def test_demo_runs_in_a_temporary_folder_and_removes_it_unless_kept(tmp_path: Path) -> None:
+    from crowdsky.simulate import simulate_sequence
+
+    frames = tmp_path / "frames"
+    simulate_sequence(frames, 4, seed=62, shape=FRAME_SHAPE)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    args = ("--frames", str(frames), "--timeout", "600")
+    code, out = run_demo(tmp_path, *args, extra_env={"TMPDIR": str(temp)})
+    assert code == 0, out
+    assert f"CrowdSky demo in {temp}" in out.replace("\n", "")
+    assert "removed" in out and list(temp.iterdir()) == [], "nothing left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output.txt", "frames", "tmp"]
+    code, out = run_demo(tmp_path, *args, "--keep", extra_env={"TMPDIR": str(temp)})
+    assert code == 0, out
+    (kept,) = temp.iterdir()
+    assert f"kept {kept}" in out and len(list(kept.glob("run-*/results/**/*.fits"))) == 1
 
 
 def test_demo_stopped_with_sigterm_stops_its_server_and_worker(tmp_path: Path) -> None:

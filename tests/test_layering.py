@@ -26,6 +26,7 @@ EDGES = (
     "crowdsky.cli",
     "crowdsky.demo",
     "crowdsky.upload_client",
+    "crowdsky.user_client",
 )
 CORE = (
     "crowdsky.db",

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from crowdsky.accounts import create_api_key, create_user
-from crowdsky.db import create_db_engine, make_session_factory
-from crowdsky.db.types import utcnow
-from crowdsky.upload_client import STATE_FILE, UploadClient, UploadError, upload_folder
+from crowdsky.upload_client import (
+    LEGACY_STATE_FILE,
+    UploadClient,
+    UploadError,
+    state_path,
+    upload_folder,
+)
 from tests.ingest.fits_factory import write_frame, write_sequence
-from tests.support.live_server import LiveServer, start_live_server
+from tests.support.live_server import LiveServer, start_server_with_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORD = "client password"
@@ -23,18 +26,18 @@ PASSWORD = "client password"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
     data_dir = tmp_path_factory.mktemp("upload-client") / "data"
-    live = start_live_server(data_dir, extra_env={"CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0"})
+    live, key = start_server_with_user(data_dir, username="carol", password=PASSWORD)
     try:
-        engine = create_db_engine(f"sqlite:///{data_dir / 'crowdsky.sqlite3'}")
-        with make_session_factory(engine)() as session:
-            create_user(
-                session, utcnow(), username="carol", email="carol@example.org", password=PASSWORD
-            )
-            key = create_api_key(session, utcnow(), username="carol", name="test").key
-        engine.dispose()
         yield live, key
     finally:
         live.stop()
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user cache folder (platformdirs reads XDG_CACHE_HOME), private to each test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 def test_interrupted_upload_resumes_without_duplicates(
@@ -47,8 +50,10 @@ def test_interrupted_upload_resumes_without_duplicates(
         # "interrupted": only the first 5 files got through, no finalize
         first = upload_folder(client, folder, files=frames[:5], finalize=False)
         assert first.count("uploaded") == 5 and not first.resumed
-        state = json.loads((folder / STATE_FILE).read_text())
-        assert state["session_token"] == first.session_token
+        state = json.loads(state_path(folder).read_text())
+        assert state["sessions"][live.url] == first.session_token
+        assert state_path(folder).is_relative_to(tmp_path / "cache" / "crowdsky")
+        assert not (folder / LEGACY_STATE_FILE).exists()
         second = upload_folder(client, folder, parallel=3)
         assert second.resumed and second.session_token == first.session_token
         assert second.count("already_on_server") == 5 and second.count("uploaded") == 3
@@ -82,6 +87,39 @@ def test_rerun_after_finalize_sends_nothing_again_overwrite_sends_everything(
         restack = upload_folder(client, folder, overwrite=True)
         assert restack.session_token != first.session_token
         assert restack.count("uploaded") == 6 and restack.finalize["jobs"] == 1
+
+
+def test_a_session_left_in_the_folder_by_an_older_version_is_resumed_and_moved(
+    server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    live, key = server
+    folder = tmp_path / "night"
+    frames = write_sequence(folder, 4, ra=60.0, dec=5.0, seed=31)
+    with UploadClient(live.url, api_key=key) as client:
+        first = upload_folder(client, folder, files=frames[:2], finalize=False)
+        state_path(folder).unlink()  # as an older client left it: in the folder only
+        legacy = {"server": live.url, "session_token": first.session_token}
+        (folder / LEGACY_STATE_FILE).write_text(json.dumps(legacy))
+        second = upload_folder(client, folder)
+    assert second.resumed and second.session_token == first.session_token
+    assert second.count("already_on_server") == 2 and second.count("uploaded") == 2
+    assert not (folder / LEGACY_STATE_FILE).exists()
+    assert json.loads(state_path(folder).read_text())["sessions"][live.url] == first.session_token
+
+
+def test_an_unreadable_state_file_starts_a_new_session(
+    server: tuple[LiveServer, str], tmp_path: Path
+) -> None:
+    live, key = server
+    folder = tmp_path / "night"
+    write_sequence(folder, 3, ra=70.0, dec=5.0, seed=32)
+    (folder / LEGACY_STATE_FILE).write_text("not json")  # not ours to judge: left alone
+    state_path(folder).parent.mkdir(parents=True)
+    state_path(folder).write_text("{broken")
+    with UploadClient(live.url, api_key=key) as client:
+        report = upload_folder(client, folder)
+    assert not report.resumed and report.count("uploaded") == 3
+    assert (folder / LEGACY_STATE_FILE).read_text() == "not json"
 
 
 def test_refused_file_is_reported_and_others_go_through(
@@ -123,4 +161,4 @@ def test_cli_upload(server: tuple[LiveServer, str], tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "1 job(s) queued" in result.output
-    assert "20250327.05_100.0_-30.0" in result.output
+    assert "20250327.05_HP" in result.output  # the HEALPix chunk key (the default)

@@ -3,7 +3,12 @@
 The original uploaded one file at a time and, after an interruption, did not know
 which files the server already had (bugs 41, 42). This client
 
-1. keeps the session token in ``.crowdsky-upload.json`` inside the folder;
+1. keeps the session token in the user's cache folder (platformdirs'
+   ``user_cache_dir``, one small JSON file per frame folder, named after a hash of
+   the folder's absolute path), never in the frame folder itself: that may be a
+   telescope's card or a read-only share. A ``.crowdsky-upload.json`` left in a
+   folder by an earlier version is read once, moved to the cache and, when the
+   folder is writable, deleted;
 2. on a re-run asks the server for the session's files with their SHA-256 and
    uploads only the files whose hash is missing (a finalized session is finalized
    again, which returns the same jobs; files new to a finalized session, or all of
@@ -17,8 +22,10 @@ It wraps one :class:`httpx.Client`; tests inject a transport or use a real serve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import platformdirs
 
-STATE_FILE = ".crowdsky-upload.json"
+LEGACY_STATE_FILE = ".crowdsky-upload.json"
 FITS_SUFFIXES = frozenset({".fit", ".fits", ".fts"})
 DEFAULT_PARALLEL = 4
 MAX_ATTEMPTS = 4
@@ -69,6 +77,16 @@ class UploadReport:
     def count(self, status: str) -> int:
         """How many files ended with ``status``."""
         return sum(1 for f in self.files if f.status == status)
+
+    @property
+    def accepted(self) -> int:
+        """Files the session holds (sent now, or earlier)."""
+        return len(self.files) - len(self.failed)
+
+    @property
+    def already_finalized(self) -> bool:
+        """The session had been finalized before this run: its jobs are not new."""
+        return bool(self.finalize.get("already_finalized"))
 
     @property
     def failed(self) -> list[FileOutcome]:
@@ -179,6 +197,26 @@ class UploadClient:
         raise AssertionError("unreachable")
 
 
+def server_url_problem(url: str) -> str | None:
+    """What is wrong with a server base URL as the user wrote it, with the fix; None if fine.
+
+    The upload and user APIs live under ``/api/`` of the server's base URL, so a URL
+    already ending in ``/api`` (as a worker's ``API_BASE_URL`` does) would ask for
+    ``/api/api/...`` and get "No such endpoint".
+    """
+    parsed = httpx.URL(url.strip())
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return f"{url!r} is not a server URL; write it as https://HOST or http://HOST:PORT"
+    path = parsed.path.rstrip("/")
+    if path.endswith("/api"):
+        base = str(parsed.copy_with(path=path[: -len("/api")] or "/")).rstrip("/")
+        return (
+            f"{url} ends in /api: give the server's base URL, --server {base} "
+            "(only a worker's API_BASE_URL ends in /api)"
+        )
+    return None
+
+
 def find_fits_files(folder: Path) -> list[Path]:
     """FITS files directly in ``folder`` (by extension), sorted by name."""
     return sorted(
@@ -207,19 +245,23 @@ def upload_folder(
     finalize: bool = True,
     on_progress: ProgressCallback | None = None,
     files: Iterable[Path] | None = None,
+    state_dir: Path | None = None,
 ) -> UploadReport:
     """Upload every FITS file of a folder that the session does not have yet, then finalize.
 
     ``on_progress(bytes_sent, outcome)`` is called after each file (``outcome`` None
-    for files skipped because the server already has them).
+    for files skipped because the server already has them). When the server refused
+    every file, finalize is not called (it would only say the session is empty):
+    ``report.finalize`` stays empty and ``report.failed`` holds the reasons.
+    ``state_dir`` overrides :func:`default_state_dir`.
     """
     paths = list(files) if files is not None else find_fits_files(folder)
-    token, known, state = _resume_or_start(client, folder)
+    token, known, state = _resume_or_start(client, folder, state_dir)
     pending = [p for p in paths if not known or sha256_of(p) not in known]
     if state == "complete" and (pending or overwrite):
         # a finalized session takes no more files: new files, or all of them to stack
         # again with overwrite, go to a new session
-        token, known, state = _new_session(client, folder), set(), "new"
+        token, known, state = _new_session(client, folder, state_dir), set(), "new"
         if overwrite:
             pending = paths
     report = UploadReport(session_token=token, resumed=state != "new")
@@ -246,19 +288,61 @@ def upload_folder(
             report.files.append(outcome)
             if on_progress:
                 on_progress(path.stat().st_size, outcome)
-    if finalize:
+    if finalize and report.accepted:
         report.finalize = client.finalize(token, overwrite=overwrite, scrub_location=scrub_location)
     return report
 
 
-def _resume_or_start(client: UploadClient, folder: Path) -> tuple[str, set[str], str]:
-    """The session to continue (token, hashes it holds, its status) or a new one ("new")."""
+def default_state_dir() -> Path:
+    """Where upload sessions are remembered: ``<user cache dir>/crowdsky/uploads``."""
+    return Path(platformdirs.user_cache_dir("crowdsky", appauthor=False)) / "uploads"
+
+
+def state_path(folder: Path, state_dir: Path | None = None) -> Path:
+    """The state file of one frame folder (named after a hash of its absolute path)."""
+    key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+    return (state_dir or default_state_dir()) / f"{key}.json"
+
+
+def _read_sessions(folder: Path, state_dir: Path | None) -> dict[str, str]:
+    """The session token per server URL remembered for ``folder``."""
     try:
-        state = json.loads((folder / STATE_FILE).read_text())
+        state = json.loads(state_path(folder, state_dir).read_text())
     except (OSError, ValueError):
         state = {}
-    token = state.get("session_token") if state.get("server") == client.server_url else None
-    if isinstance(token, str) and token:
+    found = state.get("sessions") if isinstance(state, dict) else None
+    sessions = {k: v for k, v in (found or {}).items() if isinstance(v, str)}
+    legacy = folder / LEGACY_STATE_FILE
+    try:
+        old = json.loads(legacy.read_text())
+    except (OSError, ValueError):  # none, or not ours: leave it alone
+        return sessions
+    if isinstance(old, dict) and isinstance(old.get("session_token"), str):
+        sessions.setdefault(str(old.get("server")), old["session_token"])
+        _write_sessions(folder, state_dir, sessions)
+        with contextlib.suppress(OSError):  # a read-only folder keeps it; it is ignored later
+            legacy.unlink()
+    return sessions
+
+
+def _write_sessions(folder: Path, state_dir: Path | None, sessions: dict[str, str]) -> None:
+    """Remember the sessions of ``folder`` (atomic replace; an unwritable cache loses only
+    the ability to resume, never the upload)."""
+    path = state_path(folder, state_dir)
+    state = {"folder": str(folder.resolve()), "sessions": sessions}
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps(state, indent=1))
+        partial.replace(path)
+
+
+def _resume_or_start(
+    client: UploadClient, folder: Path, state_dir: Path | None
+) -> tuple[str, set[str], str]:
+    """The session to continue (token, hashes it holds, its status) or a new one ("new")."""
+    token = _read_sessions(folder, state_dir).get(client.server_url)
+    if token:
         try:
             status = client.status(token)
         except UploadError as exc:
@@ -267,13 +351,14 @@ def _resume_or_start(client: UploadClient, folder: Path) -> tuple[str, set[str],
         else:
             if status.get("status") in ("uploading", "complete"):
                 return token, {f["sha256"] for f in status.get("files", [])}, status["status"]
-    return _new_session(client, folder), set(), "new"
+    return _new_session(client, folder, state_dir), set(), "new"
 
 
-def _new_session(client: UploadClient, folder: Path) -> str:
+def _new_session(client: UploadClient, folder: Path, state_dir: Path | None) -> str:
     token = client.start()
-    state = {"server": client.server_url, "session_token": token}
-    (folder / STATE_FILE).write_text(json.dumps(state))
+    sessions = _read_sessions(folder, state_dir)
+    sessions[client.server_url] = token
+    _write_sessions(folder, state_dir, sessions)
     return token
 
 

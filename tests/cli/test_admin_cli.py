@@ -21,6 +21,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     monkeypatch.setenv("CROWDSKY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CROWDSKY_DATABASE_URL", raising=False)
+    created = runner.invoke(app, ["db", "upgrade"])  # admin commands never create it
+    assert created.exit_code == 0, created.output
     return tmp_path
 
 

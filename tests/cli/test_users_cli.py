@@ -32,13 +32,15 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     monkeypatch.setenv("CROWDSKY_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("CROWDSKY_DATABASE_URL", raising=False)
+    created = runner.invoke(app, ["db", "upgrade"])  # admin commands never create it
+    assert created.exit_code == 0, created.output
     monkeypatch.delenv("CROWDSKY_PASSWORD", raising=False)
     return tmp_path
 
 
 @pytest.fixture
 def engine(env: Path) -> Iterator[Engine]:
-    """The SQLite database the commands use (created by the first command)."""
+    """The SQLite database the commands use (created by ``crowdsky db upgrade``)."""
     engine = create_db_engine(f"sqlite:///{env / 'data' / 'crowdsky.sqlite3'}")
     yield engine
     engine.dispose()

@@ -417,3 +417,29 @@ def test_release_job_returns_the_job_to_the_queue(api: Api) -> None:
         api.client.post("/api/release_job.php", json=body, headers=api.headers).status_code == 409
     )
     assert api.claim("w2")["attempt"] == 2
+
+
+def test_rejected_frames_reported_at_completion_reach_the_job_listing(api: Api) -> None:
+    from crowdsky.accounts import create_api_key
+    from crowdsky.db.types import utcnow
+    from crowdsky.testing import DEFAULT_USER
+
+    api.seed(files_per_job=3)
+    job = api.claim()
+    rejected = [
+        {"filename": "Light_002.fit", "reason": "registration failed: 4 stars matched (need 6)"},
+        {"filename": "Light_003.fit", "reason": "trailed: elongation 3.1"},
+    ]
+    body = _complete_body(job["job_id"], worker_id="w1", lease_token=job["lease_token"])
+    done = api.client.post(
+        "/api/complete_job.php", json={**body, "rejected_frames": rejected}, headers=api.headers
+    )
+    assert done.status_code == 200, done.text
+    with api.state.session_factory() as session:
+        key = create_api_key(session, utcnow(), username=DEFAULT_USER, name="t").key
+    listing = api.client.get("/api/my_jobs.php", headers={"Authorization": f"Bearer {key}"})
+    (item,) = listing.json()["jobs"]
+    assert item["stack"]["rejected_frames"] == rejected
+    too_long = {**body, "rejected_frames": [{"filename": "x.fit", "reason": "r" * 501}]}
+    refused = api.client.post("/api/complete_job.php", json=too_long, headers=api.headers)
+    assert refused.status_code in (400, 409), refused.text

@@ -55,3 +55,23 @@ def test_export_cube_and_tiff(stacked_mixed, tmp_path: Path) -> None:
     assert (tmp_path / "c.tif").read_bytes()[:4] == b"II*\x00"
     bad = runner.invoke(app, ["export", str(tmp_path / "c.tif"), "-o", str(tmp_path / "x.fits")])
     assert bad.exit_code == 2 and "cannot read" in bad.output
+
+
+def test_stack_of_one_frame_says_nothing_could_be_rejected(
+    sim_clean: SimulatedSequence, tmp_path: Path
+) -> None:
+    from tests.support.cli_process import cli_env, run_cli
+
+    out = tmp_path / "one.fits"
+    done = run_cli(
+        "stack", str(sim_clean.paths[0]), "-o", str(out), "--json",
+        env=cli_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.code == 0, done.output
+    assert json.loads(done.stdout)["n_aligned"] == 1, "stdout stays JSON"
+    assert "a single frame was given, so nothing could be checked or rejected" in done.stderr
+    several = run_cli(
+        "stack", *map(str, sim_clean.paths[:3]), "-o", str(tmp_path / "three.fits"),
+        env=cli_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert several.code == 0 and "nothing could be" not in several.output

@@ -120,3 +120,30 @@ def start_live_server(
     except LaunchError as exc:
         raise RuntimeError(f"server exited or never became ready: {exc}") from exc
     return LiveServer(url, data_dir, worker_key, database_url, managed, env)
+
+
+def start_server_with_user(
+    data_dir: Path, *, username: str, password: str
+) -> tuple[LiveServer, str]:
+    """A live SQLite server with one user who has a password and an API key (returned).
+
+    The housekeeping loop is off, so nothing changes behind a test's back.
+    """
+    from crowdsky.accounts import create_api_key, create_user
+    from crowdsky.db import create_db_engine, make_session_factory
+    from crowdsky.db.types import utcnow
+
+    live = start_live_server(data_dir, extra_env={"CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0"})
+    try:
+        engine = create_db_engine(f"sqlite:///{data_dir / 'crowdsky.sqlite3'}")
+        try:
+            with make_session_factory(engine)() as session:
+                email = f"{username}@example.org"
+                create_user(session, utcnow(), username=username, email=email, password=password)
+                key = create_api_key(session, utcnow(), username=username, name="test").key
+        finally:
+            engine.dispose()
+    except BaseException:
+        live.stop()
+        raise
+    return live, key

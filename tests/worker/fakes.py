@@ -206,6 +206,7 @@ class FakeStackResult:
     date_obs_end: datetime | None = datetime(2025, 1, 15, 19, 44, 30, tzinfo=UTC)
     ra_deg: float | None = 83.633
     dec_deg: float | None = 22.014
+    frames: tuple[Any, ...] = ()
 
 
 class FakeStacker:

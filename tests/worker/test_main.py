@@ -70,7 +70,7 @@ def test_once_exit_codes(tmp_path: Path, clean_env: Path) -> None:
     assert worker.run_once() == 0  # a job was found and processed (it failed)
     assert fake.jobs[2].status == "retry"
     fake.down = True
-    assert worker.run_once() == 1  # server unreachable: no job
+    assert worker.run_once() == 3  # server unreachable: a distinct code, not "no job"
 
 
 def test_daemon_survives_a_dead_server_and_resumes(tmp_path: Path, clean_env: Path) -> None:

@@ -41,6 +41,10 @@ def test_real_engine_stack_thumbnail_and_metadata(small_frames: list[Path], tmp_
     assert meta["total_exptime"] == pytest.approx(10.0 * result.n_aligned)
     assert meta["date_obs_start"].endswith("Z") and meta["date_obs_end"] > meta["date_obs_start"]
     assert meta["ra_deg"] == pytest.approx(192.72, abs=0.05)
+    left_out = [f for f in result.frames if not f.accepted]
+    assert meta["rejected_frames"] == [
+        {"filename": f.filename, "reason": f.reason} for f in left_out
+    ]
 
 
 def test_engine_errors_become_stacking_failed(tmp_path: Path) -> None:

@@ -10,20 +10,55 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Annotated
 
 import typer
 
-from crowdsky.cli import admin, demo, export, server, stack, upload, users, worker
+from crowdsky import __version__
+from crowdsky.cli import (
+    admin,
+    demo,
+    doctor,
+    export,
+    jobs,
+    server,
+    stack,
+    stacks,
+    upload,
+    users,
+    worker,
+)
+from crowdsky.cli.help_format import CrowdskyGroup
 
 app = typer.Typer(
     name="crowdsky",
+    cls=CrowdskyGroup,
     help="CrowdSky: crowd-sourced stacking for smart-telescope astronomers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-for _module in (server, admin, stack, export, worker, demo, users, upload):
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"crowdsky {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """CrowdSky: crowd-sourced stacking for smart-telescope astronomers."""
+
+
+for _module in (server, admin, stack, export, worker, demo, users, upload, jobs, stacks, doctor):
     _module.register(app)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,8 +34,16 @@ def demo(
         str, typer.Option(help="Simulated night: 'full' (3 targets, 90 frames) or 'small'.")
     ] = "full",
     data_dir: Annotated[
-        Path, typer.Option(help="Folder for the run (server data, results, logs).")
-    ] = Path("crowdsky-demo"),
+        Path | None,
+        typer.Option(
+            help="Folder for the run (server data, results, logs), kept afterwards. "
+            "Default: a new temporary folder, removed at the end unless --keep.",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the temporary folder (stacks, logs) afterwards.")
+    ] = False,
     serve: Annotated[
         bool, typer.Option(help="Keep the server running afterwards (Ctrl-C stops it).")
     ] = False,
@@ -51,8 +61,10 @@ def demo(
         raise fail(f"--frames {frames} is not a folder", code=1)
     # a wide console even when the output is a file or a pipe: the tables need it
     console = Console(width=None if Console().is_terminal else 160)
+    temporary = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="crowdsky-demo-")) if data_dir is None else data_dir
     options = demo_run.DemoOptions(
-        root=data_dir,
+        root=root,
         frames_dir=frames,
         scale=night,
         seed=seed,
@@ -60,7 +72,7 @@ def demo(
         port=port,
         timeout_s=timeout,
     )
-    run = demo_run.DemoRun(demo_run.new_run_dir(data_dir))
+    run = demo_run.DemoRun(demo_run.new_run_dir(root))
     console.print(f"[bold]CrowdSky demo[/] in {run.run_dir}")
     started = time.monotonic()
     server = worker = None
@@ -99,6 +111,11 @@ def demo(
         if server is not None:
             server.stop()
         sigterm.restore()
+        if temporary and not keep:
+            shutil.rmtree(root, ignore_errors=True)
+            console.print(f"removed {root} (--keep keeps it; --data-dir DIR runs in DIR)")
+        elif temporary:
+            console.print(f"kept {root}")
 
 
 class _SigtermInterrupt:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import db_session, fail, server_settings
+from crowdsky.cli.common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    db_session,
+    fail,
+    safe_url,
+    server_settings,
+    unusable_database_message,
+)
 
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 
@@ -23,9 +31,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Server processes (not for SQLite).")] = 1,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Overrides CROWDSKY_DATA_DIR.", show_default=False)
-    ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Serve the worker and upload APIs (uvicorn). SQLite databases are migrated on start."""
@@ -34,12 +41,17 @@ def serve(
     from crowdsky.db import is_sqlite
     from crowdsky.logs import configure_logging
 
-    settings = server_settings(data_dir=data_dir)
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
     if workers > 1 and is_sqlite(settings.resolved_database_url):
         raise fail("several server processes need PostgreSQL or MariaDB, not SQLite")
     configure_logging(log_level)
     if workers > 1:
-        # uvicorn re-imports the factory in each process; settings come from the environment.
+        # uvicorn re-imports the factory in each process; settings come from the environment,
+        # so the options given here are passed on through it.
+        if data_dir is not None:
+            os.environ["CROWDSKY_DATA_DIR"] = str(data_dir)
+        if database_url is not None:
+            os.environ["CROWDSKY_DATABASE_URL"] = database_url
         uvicorn.run(
             "crowdsky.server.asgi:app_from_environment",
             factory=True,
@@ -58,30 +70,37 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
-    """Migrate the configured database (CROWDSKY_DATABASE_URL) to the newest schema."""
+    """Create or migrate the database to the newest schema.
+
+    SQLite (the default, in the data folder) is created when missing; a PostgreSQL or
+    MariaDB database must exist (createdb / CREATE DATABASE) and is given its tables.
+    """
     from crowdsky.db import upgrade_database
 
-    settings = server_settings()
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
     url = settings.resolved_database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         upgrade_database(url, revision)
     except Exception as exc:  # report driver errors (unreachable DB, bad credentials) plainly
-        raise fail(f"could not migrate {_safe_url(url)}: {exc}") from exc
-    typer.echo(f"database {_safe_url(url)} is at revision {revision}")
+        message = unusable_database_message(settings, f"could not migrate {safe_url(url)}: {exc}")
+        raise fail(message) from exc
+    typer.echo(f"database {safe_url(url)} is at revision {revision}")
 
 
-def cleanup() -> None:
+def cleanup(data_dir: DataDirOption = None, database_url: DatabaseUrlOption = None) -> None:
     """Expire abandoned uploads, reap expired leases and delete raws no job needs."""
     from crowdsky.cleanup import run_cleanup
     from crowdsky.db.types import utcnow
     from crowdsky.storage import selection
 
-    settings = server_settings()
-    raw_store = selection.open_raw_store(settings)
-    with db_session(settings) as session:
+    settings = server_settings(data_dir=data_dir, database_url=database_url)
+    with db_session(settings) as session:  # refuses a missing database before any mkdir
+        raw_store = selection.open_raw_store(settings)
         report = run_cleanup(
             session,
             utcnow(),
@@ -93,9 +112,3 @@ def cleanup() -> None:
     aborted = selection.abort_stale_uploads(raw_store, utcnow())
     selection.close_raw_store(raw_store)
     typer.echo(report.summary() + (f", {aborted} stale uploads aborted" if aborted else ""))
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

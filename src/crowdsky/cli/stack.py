@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
+ONE_FRAME_NOTE = (
+    "a single frame was given, so nothing could be checked or rejected: registration, "
+    "frame quality checks and outlier rejection compare frames with each other; "
+    "the output is that frame alone"
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``stack`` command to the CrowdSky CLI."""
@@ -81,6 +87,8 @@ def stack(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
 
+    if result.n_frames_input == 1:  # on stderr, so that --json output stays JSON
+        typer.echo(f"note: {ONE_FRAME_NOTE}", err=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return

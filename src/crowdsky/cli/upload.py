@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from crowdsky.cli.common import fail
+from crowdsky.cli.remote import ApiKeyOption, PasswordOption, ServerOption, UserOption, credentials
+
+if TYPE_CHECKING:
+    from crowdsky.upload_client import FileOutcome, UploadReport
 
 console = Console()
+
+#: The server's advice to an API client, and what a user of this command does instead.
+SERVER_OVERWRITE_ADVICE = "upload the files again and finalize with overwrite=1"
+CLI_OVERWRITE_ADVICE = "run this upload again with --overwrite"
 
 
 def register(app: typer.Typer) -> None:
@@ -23,24 +31,10 @@ def upload(
     folder: Annotated[
         Path, typer.Argument(exists=True, file_okay=False, help="Folder with FITS files.")
     ],
-    server: Annotated[
-        str, typer.Option("--server", envvar="CROWDSKY_SERVER", help="Server base URL.")
-    ],
-    user: Annotated[
-        str | None, typer.Option("--user", envvar="CROWDSKY_USER", help="User name or email.")
-    ] = None,
-    password: Annotated[
-        str | None,
-        typer.Option(
-            "--password", envvar="CROWDSKY_PASSWORD", help="Password.", show_default=False
-        ),
-    ] = None,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key", envvar="CROWDSKY_API_KEY", help="API key (csk_...).", show_default=False
-        ),
-    ] = None,
+    server: ServerOption,
+    user: UserOption = None,
+    password: PasswordOption = None,
+    api_key: ApiKeyOption = None,
     parallel: Annotated[int, typer.Option("--parallel", min=1, max=32, help="Connections.")] = 4,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Stack chunks again that already have a stack.")
@@ -51,38 +45,46 @@ def upload(
 ) -> None:
     """Upload every FITS file in FOLDER, skip what the server has, finalize, list the jobs.
 
-    Re-running after an interruption continues the same session
-    (``.crowdsky-upload.json`` in the folder) and uploads only the missing files.
+    Re-running after an interruption continues the same session and uploads only the
+    missing files. The session is remembered in your cache folder
+    (~/.cache/crowdsky/uploads on Linux), never in FOLDER.
+
+    Exit codes: 0 done, 1 some files were refused, 2 usage or sign-in problem,
+    3 server unreachable or credentials refused.
     """
     from crowdsky.upload_client import UploadClient, UploadError, find_fits_files, upload_folder
 
     files = find_fits_files(folder)
     if not files:
         raise fail(f"no FITS files (.fit, .fits, .fts) in {folder}")
-    try:
-        client = UploadClient(
-            server, username=user, password=password, api_key=api_key, parallel=parallel
-        )
-    except ValueError as exc:
-        raise fail(f"{exc} (--api-key, or --user and --password)") from exc
-    total = sum(p.stat().st_size for p in files)
-    with (
-        client,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=console,
-            transient=False,
-        ) as progress,
-    ):
-        task = progress.add_task(f"{len(files)} files", total=total)
+    login = credentials(server, user, password, api_key)
+    client = UploadClient(
+        login.server,
+        username=login.username,
+        password=login.password,
+        api_key=login.api_key,
+        parallel=parallel,
+    )
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+    )
+    task = progress.add_task(f"{len(files)} files", total=sum(p.stat().st_size for p in files))
 
-        def advance(size: int, outcome: object) -> None:
+    def advance(size: int, outcome: FileOutcome | None) -> None:
+        if not progress.live.is_started:  # the bar appears once the server has answered
+            progress.start()
+        if outcome is None:  # the server has it already: it is not part of the transfer
+            left = (progress.tasks[0].total or 0) - size
+            progress.update(task, total=max(left, 0), description=f"{len(files)} files")
+        else:
             progress.advance(task, size)
 
-        try:
+    try:
+        with client:
             report = upload_folder(
                 client,
                 folder,
@@ -92,24 +94,57 @@ def upload(
                 on_progress=advance,
                 files=files,
             )
-        except UploadError as exc:
-            raise fail(str(exc)) from exc
+    except UploadError as exc:
+        progress.stop()
+        code = 3 if exc.status_code in (None, 401, 403) else 1
+        hint = " (check --user/--password or --api-key)" if exc.status_code == 401 else ""
+        raise fail(f"{exc}{hint}", code=code) from exc
+    progress.stop()
+    _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: UploadReport) -> None:
+    sent = report.count("uploaded")
     console.print(
         f"session {report.session_token}{' (resumed)' if report.resumed else ''}: "
-        f"{report.count('uploaded')} uploaded, {report.count('duplicate')} duplicates, "
+        f"{sent} uploaded, {report.count('duplicate')} duplicates, "
         f"{report.count('already_on_server')} already on the server, "
-        f"{len(report.failed)} refused"
+        f"{len(report.failed)} refused",
+        highlight=False,
+        soft_wrap=True,
     )
     for failed in report.failed:
-        console.print(f"[red]refused[/] {failed.error}")
+        console.print(f"[red]refused[/] {failed.error}", highlight=False, soft_wrap=True)
+    if not report.accepted:
+        console.print(
+            "[red]nothing to stack:[/] the server refused every file",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     result = report.finalize
     for detail in result.get("chunk_details", []):
         console.print(
             f"job {detail['job_id']}: {detail['chunk_key']} ({detail['frames']} frames, "
-            f"{detail.get('object_name') or 'unknown object'})"
+            f"{detail.get('object_name') or 'unknown object'})",
+            highlight=False,
+            soft_wrap=True,
         )
     for skipped in result.get("skipped", []):
-        console.print(f"[yellow]skipped[/] {skipped['chunk_key']}: {skipped['reason']}")
-    console.print(f"{result.get('jobs', 0)} job(s) queued")
-    if report.failed:
-        raise typer.Exit(1)
+        reason = str(skipped["reason"]).replace(SERVER_OVERWRITE_ADVICE, CLI_OVERWRITE_ADVICE)
+        console.print(
+            f"[yellow]skipped[/] {skipped['chunk_key']}: {reason}", highlight=False, soft_wrap=True
+        )
+    jobs = int(result.get("jobs", 0))
+    if report.already_finalized:
+        console.print(
+            f"this folder was uploaded and finalized before: nothing new was sent and no job "
+            f"was queued now ({jobs} earlier job(s) listed above; `crowdsky jobs list` shows "
+            "them, --overwrite stacks everything again)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"{jobs} job(s) queued", highlight=False, soft_wrap=True)

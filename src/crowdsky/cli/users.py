@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import db_session, fail, server_settings
+from crowdsky.cli.common import (
+    DatabaseUrlOption,
+    DataDirOption,
+    db_session,
+    fail,
+    server_settings,
+)
 
 user_app = typer.Typer(help="User accounts and API keys.", no_args_is_help=True)
 api_key_app = typer.Typer(
@@ -34,14 +40,16 @@ def create(
             show_default=False,
         ),
     ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Create a user who can upload (password hashed with argon2)."""
     from crowdsky.accounts import AccountError, create_user
     from crowdsky.db.types import utcnow
 
-    if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
+        if password is None:  # asked once the database is known to be there
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
         try:
             user = create_user(session, utcnow(), username=name, email=email, password=password)
         except AccountError as exc:
@@ -50,23 +58,30 @@ def create(
 
 
 @user_app.command("list")
-def list_all() -> None:
+def list_all(
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """List users."""
     from crowdsky.accounts import list_users
 
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
         for user in list_users(session):
             state = "active" if user.is_active else "inactive"
             typer.echo(f"{user.id}\t{user.username}\t{user.email}\t{state}")
 
 
 @user_app.command("deactivate")
-def deactivate(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+def deactivate(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """Deactivate a user: logins and API keys stop working."""
     from crowdsky.accounts import AccountError, set_user_active
     from crowdsky.db.types import utcnow
 
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
         try:
             set_user_active(session, utcnow(), name, False)
         except AccountError as exc:
@@ -81,13 +96,15 @@ def create_key(
     expires_days: Annotated[
         float | None, typer.Option("--expires-days", min=0.001, help="Expire after N days.")
     ] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from crowdsky.accounts import AccountError, create_api_key
     from crowdsky.db.types import utcnow
 
     expires = timedelta(days=expires_days) if expires_days else None
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
         try:
             issued = create_api_key(session, utcnow(), username=user, name=name, expires_in=expires)
         except AccountError as exc:
@@ -101,12 +118,14 @@ def create_key(
 def revoke_key(
     user: Annotated[str, typer.Argument(help="User name.")],
     name: Annotated[str, typer.Argument(help="Key name.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
 ) -> None:
     """Revoke an API key; it stops working at once."""
     from crowdsky.accounts import AccountError, revoke_api_key
     from crowdsky.db.types import utcnow
 
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
         try:
             revoke_api_key(session, utcnow(), username=user, name=name)
         except AccountError as exc:
@@ -115,13 +134,17 @@ def revoke_key(
 
 
 @api_key_app.command("list")
-def list_keys(user: Annotated[str, typer.Argument(help="User name.")]) -> None:
+def list_keys(
+    user: Annotated[str, typer.Argument(help="User name.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseUrlOption = None,
+) -> None:
     """List a user's keys (names and prefixes, never secrets)."""
     from crowdsky.accounts import AccountError, list_api_keys
     from crowdsky.db.types import utcnow
 
     now = utcnow()
-    with db_session(server_settings()) as session:
+    with db_session(server_settings(data_dir=data_dir, database_url=database_url)) as session:
         try:
             keys = list_api_keys(session, username=user)
         except AccountError as exc:

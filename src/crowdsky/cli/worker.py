@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(
         once: bool = typer.Option(
-            False, "--once", help="Process one job and exit: 0 = job processed, 1 = none."
+            False, "--once", help="Process one job and exit (exit codes below)."
         ),
         env_file: Path = typer.Option(Path(".env"), "--env-file", help="Dotenv file to read."),
         worker_id: str | None = typer.Option(None, "--worker-id", help="Overrides WORKER_ID."),
@@ -32,7 +32,15 @@ def register(app: typer.Typer) -> None:
             None, "--json-logs/--console-logs", help="Log format (default: JSON unless a TTY)."
         ),
     ) -> None:
-        """Claim stacking jobs, stack them and publish the results (daemon or --once)."""
+        """Claim stacking jobs, stack them and publish the results (daemon or --once).
+
+        Exit codes of --once:
+        0 a job was processed (done, or reported failed)
+        1 no job was available
+        2 invalid configuration, or API_BASE_URL is not a worker API
+        3 the server could not be reached or answered with errors
+        4 the server refused WORKER_API_KEY
+        """
         from crowdsky.worker.errors import ConfigError
         from crowdsky.worker.main import EXIT_CONFIG
         from crowdsky.worker.main import run as run_worker

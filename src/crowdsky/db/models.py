@@ -271,6 +271,8 @@ class StackedFrame(Base):
     dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     file_size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     n_stars_detected: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # JSON [[filename, reason], ...] of the frames the stack left out (NULL: none, or unknown)
+    rejected_frames: Mapped[str | None] = mapped_column(Text, nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # client-facing facts of the later original server (``clients.md``)
     telescope_id: Mapped[int | None] = mapped_column(

@@ -108,6 +108,8 @@ class Completion:
     dec_deg: float | None = None
     file_size_bytes: int = 0
     n_stars_detected: int | None = None
+    rejected_frames: tuple[tuple[str, str], ...] = ()
+    """``(filename, reason)`` of each frame the stack left out (an extension of the spec)."""
 
 
 @dataclass(frozen=True, slots=True)

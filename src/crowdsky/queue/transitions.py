@@ -17,6 +17,7 @@ and the caller deletes them once that transaction has committed.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Sequence
@@ -412,6 +413,11 @@ def complete_job(
             dec_deg=completion.dec_deg,
             file_size_bytes=completion.file_size_bytes,
             n_stars_detected=completion.n_stars_detected,
+            rejected_frames=(
+                json.dumps([list(pair) for pair in completion.rejected_frames])
+                if completion.rejected_frames
+                else None
+            ),
             worker_id=job.worker_id,
             created_at=now,
         )

@@ -5,6 +5,7 @@ Kept beside the transitions because they read the same rows; they never write.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,6 +41,8 @@ class StackView:
     dec_deg: float | None
     file_size_bytes: int
     created_at: datetime
+    rejected_frames: tuple[tuple[str, str], ...] = ()
+    """``(filename, reason)`` of each frame left out, as the worker reported them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,4 +199,16 @@ def _stack_view(frame: StackedFrame) -> StackView:
         dec_deg=frame.dec_deg,
         file_size_bytes=frame.file_size_bytes,
         created_at=frame.created_at,
+        rejected_frames=_rejected_frames(frame.rejected_frames),
+    )
+
+
+def _rejected_frames(stored: str | None) -> tuple[tuple[str, str], ...]:
+    """The stored JSON list of ``[filename, reason]`` pairs (tolerant of damage)."""
+    try:
+        pairs = json.loads(stored) if stored else []
+    except ValueError:
+        return ()
+    return tuple(
+        (str(pair[0]), str(pair[1])) for pair in pairs if isinstance(pair, list) and len(pair) == 2
     )

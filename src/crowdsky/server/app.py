@@ -17,6 +17,7 @@ from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgra
 from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
+from crowdsky.server.docs_page import install_docs_page
 from crowdsky.server.errors import install_error_handlers
 from crowdsky.server.routes import (
     data_api,
@@ -89,7 +90,10 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
         version=__version__,
         summary="Crowd-sourced stacking of smart-telescope frames: worker and upload APIs.",
         lifespan=lifespan,
+        docs_url=None,  # served from the package by install_docs_page: no CDN
+        redoc_url=None,
     )
+    install_docs_page(app, title="CrowdSky")
     install_login_guard(app.state, settings)
     # paths that stream large bodies: one file (a stack: and its thumbnail) plus envelope
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES

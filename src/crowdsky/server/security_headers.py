@@ -5,8 +5,8 @@ download to be HTML or script), may not be framed, sends no referrer, and carrie
 strict Content-Security-Policy: nothing may load, run or be framed unless a response
 sets a policy of its own. The web app's HTML pages get :data:`PAGE_CSP`: scripts,
 styles and images from this origin only (no inline script, no eval, no CDN). The
-interactive API docs (``/docs``, ``/redoc``) load FastAPI's Swagger UI and ReDoc from
-their CDN and run one inline script, so they get a policy allowing exactly that.
+interactive API docs (``/docs``, Swagger UI vendored in the package) may also take
+inline styles, which Swagger UI sets on its elements; their scripts come from here too.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 #: The default policy: no source of anything, no framing, no forms, no <base>.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 DOCS_CSP = (
-    "default-src 'none'; "
-    "script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
-    "style-src https://cdn.jsdelivr.net https://fonts.googleapis.com 'unsafe-inline'; "
-    "font-src https://fonts.gstatic.com; "
-    "img-src 'self' https://fastapi.tiangolo.com https://cdn.redoc.ly data:; "
-    "worker-src blob:; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 #: HTML pages of the web app: everything from this origin, nothing inline.
@@ -31,7 +27,7 @@ PAGE_CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
+DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect"})
 BASE_HEADERS = (
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),

@@ -11,8 +11,12 @@
   down") so another worker picks them up. A second signal hands them back at once.
   The process then exits 0 (``setup-service.sh`` derives systemd's ``TimeoutStopSec``
   from the bound).
-* ``--once``: claim one job and process it; exit 0 when a job was processed, 1 when
-  none was available (or the server could not be asked), as in the original.
+* ``--once``: claim one job and process it. Exit codes (:data:`EXIT_CODES`): 0 a job
+  was processed (whatever its outcome), 1 no job was available (the spec's meaning),
+  2 the configuration is invalid or ``API_BASE_URL`` points at no worker API (HTTP
+  404; the log says what to write), 3 the server could not be reached or kept
+  failing, 4 the server refused ``WORKER_API_KEY``. A cron job or a systemd timer can
+  thus tell "nothing to do" from "something to fix".
 
 :func:`main` is ``python -m crowdsky.worker``; ``crowdsky worker`` calls :func:`run`.
 """
@@ -39,7 +43,7 @@ from crowdsky.storage.result_store import ResultStore
 from crowdsky.worker import completions, stacking_adapter
 from crowdsky.worker.api_client import ApiClient, JobPayload
 from crowdsky.worker.config import WorkerSettings, describe, load_worker_settings
-from crowdsky.worker.errors import ApiAuthError, ConfigError, LeaseLost
+from crowdsky.worker.errors import ApiAuthError, ApiUnavailable, ConfigError, LeaseLost
 from crowdsky.worker.job_control import JobControl, JobOutcome
 from crowdsky.worker.job_processor import (
     SHUTDOWN_MESSAGE,
@@ -53,6 +57,16 @@ logger = structlog.get_logger(__name__)
 EXIT_OK = 0
 EXIT_NO_JOB = 1
 EXIT_CONFIG = 2
+EXIT_UNREACHABLE = 3
+EXIT_AUTH = 4
+EXIT_CODES = {
+    EXIT_OK: "a job was processed (done, or reported failed)",
+    EXIT_NO_JOB: "no job was available",
+    EXIT_CONFIG: "invalid configuration, or API_BASE_URL is not a worker API",
+    EXIT_UNREACHABLE: "the server could not be reached or answered with errors",
+    EXIT_AUTH: "the server refused WORKER_API_KEY",
+}
+"""``--once`` exit codes and their meaning (shown by ``crowdsky worker --help``)."""
 BUSY_WAIT_SECONDS = 1.0
 MAX_POLL_BACKOFF_SECONDS = 60.0
 HANDBACK_GRACE_SECONDS = 20.0
@@ -140,7 +154,8 @@ class Worker:
     # -- modes ------------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Claim and process one job: 0 if one was processed, 1 if none was available."""
+        """Claim and process one job: 0 if one was processed, 1 if none was available,
+        2, 3 or 4 if the server could not be asked (see :data:`EXIT_CODES`)."""
         with structlog.contextvars.bound_contextvars(worker_id=self.settings.worker_id):
             return self._run_once()
 
@@ -155,8 +170,9 @@ class Worker:
         try:
             job = self.api.get_next_job()
         except Exception as exc:
-            self.log.error("poll_failed", error=str(exc))
-            return EXIT_NO_JOB
+            code, hint = poll_failure(exc, self.settings.api_base_url)
+            self.log.error("poll_failed", error=str(exc), hint=hint, exit_code=code)
+            return code
         if job is None:
             self.log.info("no_job_available")
             return EXIT_NO_JOB
@@ -188,7 +204,8 @@ class Worker:
                 backoff = self._next_backoff(backoff)
                 wait = random.uniform(backoff / 2, backoff)
                 event = "poll_rejected" if isinstance(exc, ApiAuthError) else "poll_failed"
-                self.log.warning(event, error=str(exc), retry_in_seconds=round(wait, 2))
+                _, hint = poll_failure(exc, self.settings.api_base_url)
+                self.log.warning(event, error=str(exc), hint=hint, retry_in_seconds=round(wait, 2))
                 self._stop.wait(wait)
                 continue
             if backoff:
@@ -305,8 +322,32 @@ class Worker:
                 continue
 
 
+def poll_failure(exc: Exception, api_base_url: str) -> tuple[int, str]:
+    """The ``--once`` exit code for a failed claim, and what to do about it."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ApiAuthError):
+        return EXIT_AUTH, (
+            "the server refused WORKER_API_KEY: use the server's WORKER_API_KEY, or a "
+            "token made on the server with `crowdsky worker-token create NAME`"
+        )
+    if status == 404:
+        base = api_base_url.rstrip("/")
+        if not base.endswith("/api"):
+            return EXIT_CONFIG, f"API_BASE_URL must end in /api: set API_BASE_URL={base}/api"
+        return EXIT_CONFIG, f"no CrowdSky worker API at {base}: check API_BASE_URL"
+    if isinstance(exc, ApiUnavailable) or status is None or status >= 500:
+        return EXIT_UNREACHABLE, (
+            f"is the server running and reachable at {api_base_url}? "
+            "(`crowdsky doctor` checks the configuration end to end)"
+        )
+    return EXIT_UNREACHABLE, "the server refused the claim; see the error above"
+
+
 def run_once(settings: WorkerSettings | None = None) -> int:
-    """The spec's ``run_once()``: claim and process one job (0), or find none (1)."""
+    """The spec's ``run_once()``: claim and process one job (0), or find none (1).
+
+    Other codes say why no job could be asked for (see :data:`EXIT_CODES`).
+    """
     worker = Worker(settings or load_worker_settings())
     previous = _install_signal_handlers(worker)
     try:
@@ -390,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m crowdsky.worker",
         description="CrowdSky stacking worker: claims jobs, stacks them, publishes results.",
+        epilog="--once exit codes: "
+        + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
     parser.add_argument("--once", action="store_true", help="process one job and exit")
     parser.add_argument("--env-file", default=".env", help="dotenv file (default: .env)")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from crowdsky.worker.api_client import report_text
 from crowdsky.worker.errors import JobAborted, StackingFailed
 
 DEFAULT_METHOD = "mean"
@@ -255,4 +256,13 @@ def build_metadata(
         "n_stars_detected": (
             None if result.n_stars_detected is None else int(result.n_stars_detected)
         ),
+        # a CrowdSky extension (the original server ignores unknown fields)
+        "rejected_frames": [
+            {
+                "filename": report_text(frame.filename, 255),
+                "reason": report_text(frame.reason or "rejected", 500),
+            }
+            for frame in result.frames
+            if not frame.accepted
+        ],
     }

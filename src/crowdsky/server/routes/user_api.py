@@ -19,7 +19,13 @@ from crowdsky import stacks
 from crowdsky.queue import JobView, StackView, list_user_jobs
 from crowdsky.server.deps import DbSession, State
 from crowdsky.server.schemas import fields
-from crowdsky.server.schemas.user_api import JobItem, JobsResponse, ObjectName, StackItem
+from crowdsky.server.schemas.user_api import (
+    JobItem,
+    JobsResponse,
+    ObjectName,
+    RejectedFrameItem,
+    StackItem,
+)
 from crowdsky.server.schemas.worker_api import ErrorResponse
 from crowdsky.server.user_auth import AuthenticatedUser
 
@@ -56,6 +62,9 @@ def _stack_item(view: StackView) -> StackItem:
         dec_deg=view.dec_deg,
         file_size_bytes=view.file_size_bytes,
         created_at=_iso(view.created_at) or "",
+        rejected_frames=[
+            RejectedFrameItem(filename=name, reason=reason) for name, reason in view.rejected_frames
+        ],
     )
 
 

@@ -11,6 +11,13 @@ from crowdsky.server.schemas import fields
 ObjectName = Annotated[str, Field(max_length=255), fields.LINE]
 
 
+class RejectedFrameItem(BaseModel):
+    """A frame a stack left out, and the stacking engine's reason."""
+
+    filename: str
+    reason: str
+
+
 class StackItem(BaseModel):
     """One stack, with the fields of the original's later ``my_stacks`` items."""
 
@@ -39,6 +46,9 @@ class StackItem(BaseModel):
     dec_deg: float | None
     file_size_bytes: int
     created_at: str
+    rejected_frames: list[RejectedFrameItem] = Field(
+        default_factory=list, description="Frames the stack left out, and why"
+    )
 
 
 class JobItem(BaseModel):

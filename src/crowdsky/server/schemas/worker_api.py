@@ -95,6 +95,16 @@ class _WorkerIdentity(BaseModel):
     )
 
 
+MAX_REJECTED_FRAMES = 10_000
+
+
+class RejectedFrame(BaseModel):
+    """A frame the stack left out, and the engine's reason."""
+
+    filename: Annotated[str, Field(min_length=1, max_length=255), fields.LINE]
+    reason: Annotated[str, Field(max_length=500), fields.LINE]
+
+
 class CompleteJobRequest(_WorkerIdentity):
     """Body of complete_job (the spec's fields; numbers may arrive as strings)."""
 
@@ -112,6 +122,11 @@ class CompleteJobRequest(_WorkerIdentity):
     dec_deg: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
     file_size_bytes: Annotated[int, Field(ge=0, lt=2**62)] = 0
     n_stars_detected: Count | None = None
+    rejected_frames: list[RejectedFrame] | None = Field(
+        None,
+        max_length=MAX_REJECTED_FRAMES,
+        description="Frames the stack left out, with reasons (a CrowdSky extension).",
+    )
 
     @field_validator("date_obs_start", "date_obs_end")
     @classmethod

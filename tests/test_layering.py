@@ -108,3 +108,17 @@ def test_edges_never_touch_orm_rows() -> None:
         _violations(("crowdsky.server", "crowdsky.worker", "crowdsky.cli"), ("crowdsky.db.models",))
         == []
     )
+
+
+def test_astrometry_imports_only_science_code() -> None:
+    """The plate solver is core science code: itself and the pure HEALPix function."""
+    allowed = ("crowdsky.astrometry", "crowdsky.ingest.chunking")
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in MODULES.items()
+        if _within(module, ("crowdsky.astrometry",))
+        for target in sorted(targets)
+        if target != "crowdsky" and not _within(target, allowed)
+    ]
+    assert bad == []
+    assert "crowdsky.astrometry.solver" in MODULES

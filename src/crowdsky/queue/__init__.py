@@ -19,6 +19,7 @@ from crowdsky.queue.records import (
     JobFiles,
     LeaseRenewal,
     NewJob,
+    PlateSolveReport,
     RawFileLocation,
     ReleaseOutcome,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "JobView",
     "LeaseRenewal",
     "NewJob",
+    "PlateSolveReport",
     "QueueError",
     "RawFileLocation",
     "RawFileNotFound",

@@ -358,6 +358,7 @@ def complete_job(
             n_stars_detected=completion.n_stars_detected,
             worker_id=job.worker_id,
             created_at=now,
+            **(completion.astrometry.columns() if completion.astrometry else {}),
         )
         session.add(frame)
         _record_attempt(session, job, now, AttemptOutcome.COMPLETED, None)

@@ -212,6 +212,7 @@ def complete_job(
             dec_deg=body.dec_deg,
             file_size_bytes=body.file_size_bytes,
             n_stars_detected=body.n_stars_detected,
+            astrometry=body.plate_solve_report(),
         ),
         raw_store=state.raw_store,
         worker_id=body.worker_id,

@@ -473,20 +473,19 @@ def _replace_star_table(hdul: Any, table: np.ndarray, found: solver.Solution | N
 
 
 def _write_star_json(path: Path, table: Any, shape: tuple[int, ...]) -> None:
-    names = table.dtype.names
+    table = np.asarray(table)
+    names = table.dtype.names or ()
     keys = [k for k in ("x", "y", "flux", "a", "b", "flag", "peak", "ra", "dec", "fwhm",
                         "cat_id", "cat_mag", "match_dist_arcsec") if k in names]  # fmt: skip
-    stars = []
-    for row in table:
-        item: dict[str, Any] = {}
-        for key in keys:
-            value = row[key]
-            if isinstance(value, np.integer | int):
-                item[key] = int(value)
-            else:
-                value = float(value)
-                item[key] = round(value, 8) if math.isfinite(value) else None
-        stars.append(item)
+    columns = []
+    for key in keys:  # column by column: a row loop over a FITS table costs ~4 ms a star
+        values = table[key]
+        if values.dtype.kind in "iub":
+            columns.append([int(v) for v in values.tolist()])
+        else:
+            rounded = np.round(values.astype(np.float64), 8)
+            columns.append([v if math.isfinite(v) else None for v in rounded.tolist()])
+    stars = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
     body = {"width": int(shape[1]), "height": int(shape[0]), "stars": stars}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(body, separators=(",", ":")))

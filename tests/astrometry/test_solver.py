@@ -99,3 +99,18 @@ def test_a_match_with_too_few_catalogue_stars_is_refused(
     found = plate_solver.solve(xy, S50_SHAPE, hint_deg=(192.77, 41.12))
     assert not found.solved
     assert found.wcs is None
+
+
+def test_concurrent_solves_in_one_process_are_safe(
+    plate_solver: PlateSolver, catalogue_file: Path
+) -> None:
+    """A worker runs MAX_WORKERS jobs in threads: their solves must not collide."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lists = [
+        _star_list(catalogue_file, true_wcs(ra, dec, rot), np.random.default_rng(i))
+        for i, (ra, dec, rot) in enumerate(FIELDS)
+    ]
+    with ThreadPoolExecutor(3) as pool:
+        found = list(pool.map(lambda xy: plate_solver.solve(xy, S50_SHAPE), lists * 2))
+    assert all(f.solved for f in found), [f.reason for f in found]

@@ -162,6 +162,9 @@ class PlateSolver:
         self.index_files = paths
         self._solver: Any = None
         self._lock = threading.Lock()
+        # astrometry.net's solver is not safe for concurrent solves in one process (two
+        # worker threads solving at once crashed the process); a solve takes milliseconds
+        self._solve_lock = threading.Lock()
         if catalogue_file is None:
             catalogue_file = _preferred_catalogue(paths)
         self.catalogue = catalogue.IndexCatalogue(catalogue_file)
@@ -293,12 +296,13 @@ class PlateSolver:
             logodds_callback=lambda _logodds: am.Action.STOP,  # the first good match
         )
         position = None if hint is None else am.PositionHint(hint[0], hint[1], HINT_RADIUS_DEG)
-        solution = self._solver.solve(
-            stars=xy.tolist(),
-            size_hint=am.SizeHint(*scale_range),
-            position_hint=position,
-            solution_parameters=params,
-        )
+        with self._solve_lock:
+            solution = self._solver.solve(
+                stars=xy.tolist(),
+                size_hint=am.SizeHint(*scale_range),
+                position_hint=position,
+                solution_parameters=params,
+            )
         return solution.best_match() if solution.has_match() else None
 
     def _verify(

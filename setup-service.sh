@@ -11,7 +11,9 @@
 # state/scratch folders managed by systemd (/var/lib/crowdsky-worker,
 # /var/cache/crowdsky-worker, numba's kernel cache included), Restart=on-failure, a stop
 # timeout derived from the worker's shutdown timeout, and sandboxing. Check the result
-# with `systemd-analyze verify`.
+# with `systemd-analyze verify`. The plate solver's Debian packages (astrometry.net and
+# the Tycho-2 index files, ~260 MB) are installed with apt-get unless --no-solver; a
+# worker without them still stacks and records why its stacks are not plate solved.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +26,9 @@ ENV_TARGET="$CONFIG_DIR/worker.env"
 # crowdsky.worker.main.HANDBACK_GRACE_SECONDS); systemd waits that long plus a margin
 # for the hand-back calls before it sends SIGKILL.
 DEFAULT_SHUTDOWN_TIMEOUT=120
+# astrometry.net and the Tycho-2 index files for 22'-60' quads (the S50's 43' x 76' field)
+SOLVER_PACKAGES=(astrometry.net astrometry-data-tycho2-07-littleendian
+                 astrometry-data-tycho2-08-littleendian astrometry-data-tycho2-09-littleendian)
 HANDBACK_GRACE_SECONDS=20
 STOP_MARGIN_SECONDS=40
 
@@ -36,6 +41,7 @@ instances=0
 start=1
 force_env=0
 shutdown_timeout=""
+install_solver=1
 
 usage() {
     sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
@@ -53,6 +59,7 @@ Options:
                        from the settings file, else 120); TimeoutStopSec is S + 60
   --unit-dir DIR       where units are installed (default: /etc/systemd/system)
   --no-start           install and enable, but do not start
+  --no-solver          do not install the plate solver's Debian packages
   -h, --help           this help
 EOF
 }
@@ -71,6 +78,7 @@ while [[ $# -gt 0 ]]; do
         --shutdown-timeout) shutdown_timeout="${2:?--shutdown-timeout needs seconds}"; shift ;;
         --unit-dir) UNIT_DIR="${2:?--unit-dir needs a folder}"; shift ;;
         --no-start) start=0 ;;
+        --no-solver) install_solver=0 ;;
         -h|--help) usage; exit 0 ;;
         *) die "unknown option: $1 (see --help)" ;;
     esac
@@ -143,6 +151,26 @@ fi
 [[ "$(id -u)" -eq 0 ]] || die "run with sudo (or use --dry-run --output DIR)"
 [[ "$run_user" != "root" ]] || echo "warning: the worker will run as root; prefer --user" >&2
 command -v systemctl >/dev/null 2>&1 || die "systemctl not found: is this a systemd host?"
+
+install_plate_solver() {  # Debian's packages; other systems: say what is missing
+    local missing=()
+    for package in "${SOLVER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$package")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && { echo "plate solver: installed"; return 0; }
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "installing the plate solver: ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" ||
+            echo "warning: apt-get failed; the worker will stack without plate solving" >&2
+    else
+        echo "warning: no apt-get; install astrometry.net and its Tycho-2 index files 07-09" \
+            "into /usr/share/astrometry, or the worker stacks without plate solving" >&2
+    fi
+}
+if [[ "$install_solver" -eq 1 ]]; then
+    install_plate_solver
+fi
 
 if [[ ! -f "$ENV_TARGET" || "$force_env" -eq 1 ]]; then
     [[ -f "$env_source" ]] || die "no settings file $env_source: copy .env.example to .env and edit it"

@@ -11,6 +11,7 @@ Usage: ``.venv/bin/python scripts/gen_docs.py`` (from the project root).
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -149,10 +150,16 @@ def configuration_markdown() -> str:
     )
 
 
+def _readable(name: str) -> str:
+    """FastAPI names form bodies ``Body_<handler>_<path>_<method>``; say what they are."""
+    match = re.fullmatch(r"Body_([a-z0-9_]+?)_api_\w+_(get|post)", name)
+    return f"{match.group(1)} form" if match else name
+
+
 def _schema_name(schema: dict[str, Any]) -> str:
     ref = schema.get("$ref")
     if ref:
-        return str(ref).rsplit("/", 1)[-1]
+        return _readable(str(ref).rsplit("/", 1)[-1])
     if schema.get("type") == "array":
         return f"list of {_schema_name(schema.get('items', {}))}"
     if "anyOf" in schema:
@@ -166,7 +173,7 @@ def api_markdown(openapi: dict[str, Any]) -> str:
     paths: dict[str, Any] = openapi["paths"]
     shown: set[str] = set()
     for path in sorted(paths):
-        if path in shown:
+        if path in shown or f"{path}.php" in paths:  # an alias: listed with its .php path
             continue
         alias = path[: -len(".php")] if path.endswith(".php") else None
         shown.add(path)
@@ -216,11 +223,14 @@ def api_markdown(openapi: dict[str, Any]) -> str:
             lines.append("")
     schemas = openapi.get("components", {}).get("schemas", {})
     lines += ["## Schemas", ""]
+    titles: set[str] = set()
     for name in sorted(schemas):
         schema = schemas[name]
-        if name in ("HTTPValidationError", "ValidationError"):
-            continue
-        lines += [f"### {name}", ""]
+        title = _readable(name)
+        if name in ("HTTPValidationError", "ValidationError") or title in titles:
+            continue  # the alias path's copy of a form body is the same form
+        titles.add(title)
+        lines += [f"### {title}", ""]
         if schema.get("description"):
             lines += [schema["description"].strip(), ""]
         props = schema.get("properties", {})

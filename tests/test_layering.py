@@ -117,3 +117,17 @@ def test_edges_never_touch_orm_rows() -> None:
 def test_queue_and_retention_never_import_storage() -> None:
     assert "crowdsky.retention" in MODULES
     assert _violations(("crowdsky.queue", "crowdsky.retention"), ("crowdsky.storage",)) == []
+
+
+def test_astrometry_imports_only_science_code() -> None:
+    """The plate solver is core science code: itself and the pure HEALPix function."""
+    allowed = ("crowdsky.astrometry", "crowdsky.ingest.chunking")
+    bad = [
+        f"{module} imports {target}"
+        for module, targets in MODULES.items()
+        if _within(module, ("crowdsky.astrometry",))
+        for target in sorted(targets)
+        if target != "crowdsky" and not _within(target, allowed)
+    ]
+    assert bad == []
+    assert "crowdsky.astrometry.solver" in MODULES

@@ -9,6 +9,7 @@ import pytest
 PACKAGES = [
     "crowdsky",
     "crowdsky.accounts",
+    "crowdsky.astrometry",
     "crowdsky.db",
     "crowdsky.ingest",
     "crowdsky.queue",

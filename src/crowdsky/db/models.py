@@ -287,6 +287,24 @@ class StackedFrame(Base):
     #: SITELAT/SITELONG were removed (``scrub_location=1``).
     location_scrubbed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # plate solution and photometric calibration (migration 0003_plate_solve; all None
+    # when the worker had no solver or reported none)
+    plate_solved: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    solve_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    wcs_ra_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    wcs_dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    wcs_healpix: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    wcs_scale_arcsec: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    wcs_rotation_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    wcs_rms_arcsec: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    wcs_n_matched: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phot_zp_r: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    phot_zp_g: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    phot_zp_b: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    phot_zp_scatter: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    phot_n_stars: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phot_limit_mag: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    phot_sqm: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
 
 
 class UserPreferences(Base):

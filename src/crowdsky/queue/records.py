@@ -93,6 +93,33 @@ class RawFileLocation:
 
 
 @dataclass(frozen=True, slots=True)
+class PlateSolveReport:
+    """A worker's plate solution and photometric calibration of a stack (an extension
+    of complete_job; the field names are the ``stacked_frames`` columns)."""
+
+    plate_solved: bool
+    solve_message: str | None = None
+    wcs_ra_deg: float | None = None
+    wcs_dec_deg: float | None = None
+    wcs_healpix: int | None = None
+    wcs_scale_arcsec: float | None = None
+    wcs_rotation_deg: float | None = None
+    wcs_rms_arcsec: float | None = None
+    wcs_n_matched: int | None = None
+    phot_zp_r: float | None = None
+    phot_zp_g: float | None = None
+    phot_zp_b: float | None = None
+    phot_zp_scatter: float | None = None
+    phot_n_stars: int | None = None
+    phot_limit_mag: float | None = None
+    phot_sqm: float | None = None
+
+    def columns(self) -> dict[str, object]:
+        """Column name → value for the ``stacked_frames`` row."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A worker's report of a finished stack (the spec's complete_job body)."""
 
@@ -110,6 +137,7 @@ class Completion:
     n_stars_detected: int | None = None
     rejected_frames: tuple[tuple[str, str], ...] = ()
     """``(filename, reason)`` of each frame the stack left out (an extension of the spec)."""
+    astrometry: PlateSolveReport | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -420,6 +420,7 @@ def complete_job(
             ),
             worker_id=job.worker_id,
             created_at=now,
+            **(completion.astrometry.columns() if completion.astrometry else {}),
         )
         catalog.fill_client_columns(session, frame, job)
         session.add(frame)

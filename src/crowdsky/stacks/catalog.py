@@ -29,8 +29,10 @@ def fill_client_columns(session: Session, frame: StackedFrame, job: StackingJob)
     transaction (the completion's).
 
     ``eq_mode`` is the value most frames of the job carry; the pixel is that of the
-    stack's own position (the mean pointing the worker reports), so it is set
-    whatever the chunk key's format.
+    stack's own position, so it is set whatever the chunk key's format: the plate
+    solution's centre when the worker solved the stack (which then also gives the
+    SQM; ``ra_deg``/``dec_deg`` stay as the worker sent them, the spec's fields), else
+    that of the mean pointing the worker reports.
     """
     rows = session.execute(
         select(RawFile.fits_eqmode, RawFile.fits_sitelat, RawFile.fits_sitelong).where(
@@ -45,7 +47,11 @@ def fill_client_columns(session: Session, frame: StackedFrame, job: StackingJob)
     # imported here: crowdsky.ingest imports the queue, whose completion calls this
     from crowdsky.ingest.chunking import healpix_ring_pixel
 
-    if frame.ra_deg is not None and frame.dec_deg is not None:
+    if frame.plate_solved and frame.wcs_healpix is not None:
+        # the solved centre, not the mount's header (wrong by up to a quarter degree)
+        frame.healpix = frame.wcs_healpix
+        frame.sqm = frame.phot_sqm if frame.sqm is None else frame.sqm
+    elif frame.ra_deg is not None and frame.dec_deg is not None:
         frame.healpix = healpix_ring_pixel(frame.ra_deg, frame.dec_deg)
     frame.telescope_id = telescope_id(session, job.user_id, job.telescope)
     private = session.execute(select(User.stacks_private).where(User.id == job.user_id))

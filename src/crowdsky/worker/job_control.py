@@ -67,6 +67,7 @@ class JobTimings:
 
     download_s: float = 0.0
     stack_s: float = 0.0
+    solve_s: float = 0.0
     thumbnail_s: float = 0.0
     upload_s: float = 0.0
     report_s: float = 0.0

@@ -33,7 +33,7 @@ import structlog
 
 from crowdsky.storage.result_paths import ResultPaths, result_paths, safe_segment
 from crowdsky.storage.result_store import LocalResultStore, ResultStore
-from crowdsky.worker import completions, postprocess, stacking_adapter, thumbnail
+from crowdsky.worker import completions, plate_solving, postprocess, stacking_adapter, thumbnail
 from crowdsky.worker.api_client import ApiClient, JobFile, JobPayload
 from crowdsky.worker.config import WorkerSettings
 from crowdsky.worker.errors import (
@@ -101,6 +101,7 @@ class JobProcessor:
         download_concurrency: int = 4,
         heartbeat_interval: float | None = None,
         verify_raws: bool = True,
+        plate_solver: plate_solving.StackPlateSolver | None = None,
     ) -> None:
         self.api = api
         self.store = store
@@ -112,6 +113,7 @@ class JobProcessor:
         self.download_concurrency = max(1, download_concurrency)
         self.heartbeat_interval = heartbeat_interval
         self.verify_raws = verify_raws
+        self.plate_solver = plate_solver or plate_solving.StackPlateSolver()
 
     @classmethod
     def from_settings(
@@ -158,6 +160,7 @@ class JobProcessor:
         control = control or JobControl()
         if self.stacker is stacking_adapter.stack_files:
             stacking_adapter.prepare_engine()  # loads while the raws download (once)
+        self.plate_solver.prepare()
         with structlog.contextvars.bound_contextvars(
             job_id=int(job["job_id"]), worker_id=self.worker_id, chunk_key=job.get("chunk_key")
         ):
@@ -233,6 +236,11 @@ class JobProcessor:
             )
             control.check()
 
+            step = "plate solve"  # never fails the job: an unsolved stack says why
+            solved = self.plate_solver.solve(stack_path, log)
+            timings.solve_s = solved.seconds
+            control.check()
+
             step = "thumbnail"
             t0 = time.perf_counter()
             thumb_path = self._thumbnail(stack_path, job_dir / Path(paths.thumbnail).name, log)
@@ -243,6 +251,7 @@ class JobProcessor:
             step = "upload"
             t0 = time.perf_counter()
             size = self._publish(stack_path, thumb_path, paths, control, progress, timings)
+            timings.bytes_uploaded += self.plate_solver.publish(self.store, solved, paths.fits)
             timings.upload_s = time.perf_counter() - t0
             log.info(
                 "upload_done",
@@ -260,6 +269,7 @@ class JobProcessor:
                 thumbnail_path=paths.thumbnail if thumb_path is not None else None,
                 file_size_bytes=size,
             )
+            metadata.update(solved.metadata)  # optional fields: older servers ignore them
             t0 = time.perf_counter()
             # the stack is published: deliver it whatever happens (the heartbeat keeps
             # the lease meanwhile); what cannot be delivered now is kept on disk

@@ -162,6 +162,7 @@ class Worker:
     def run_daemon(self) -> int:
         """Poll for jobs until stopped; returns 0 after a clean shutdown."""
         with structlog.contextvars.bound_contextvars(worker_id=self.settings.worker_id):
+            self.processor.plate_solver.prepare()  # index files load before the first claim
             return self._run_daemon()
 
     def _run_once(self) -> int:

@@ -228,6 +228,7 @@ def complete_job(
             file_size_bytes=body.file_size_bytes,
             n_stars_detected=body.n_stars_detected,
             rejected_frames=tuple((f.filename, f.reason) for f in body.rejected_frames or ()),
+            astrometry=body.plate_solve_report(),
         ),
         worker_id=body.worker_id,
         lease_token=body.lease_token,

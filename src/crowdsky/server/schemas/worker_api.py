@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crowdsky.queue import PlateSolveReport
 from crowdsky.server.schemas import fields
 
 #: A chunk is one night of one target; 10^7 s (116 days) is far beyond any real stack,
@@ -105,6 +106,9 @@ class RejectedFrame(BaseModel):
     reason: Annotated[str, Field(max_length=500), fields.LINE]
 
 
+Magnitude = Annotated[float, Field(ge=-50, le=100, allow_inf_nan=False)]
+
+
 class CompleteJobRequest(_WorkerIdentity):
     """Body of complete_job (the spec's fields; numbers may arrive as strings)."""
 
@@ -127,6 +131,33 @@ class CompleteJobRequest(_WorkerIdentity):
         max_length=MAX_REJECTED_FRAMES,
         description="Frames the stack left out, with reasons (a CrowdSky extension).",
     )
+    # Extension: the worker's plate solution and calibration (all optional; a worker
+    # that does not solve sends none of them).
+    plate_solved: bool | None = None
+    solve_message: Annotated[str, Field(max_length=2000)] | None = None
+    wcs_ra_deg: Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)] | None = None
+    wcs_dec_deg: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)] | None = None
+    wcs_healpix: Annotated[int, Field(ge=0, lt=12 * 128 * 128)] | None = None
+    wcs_scale_arcsec: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
+    wcs_rotation_deg: Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)] | None = None
+    wcs_rms_arcsec: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] | None = None
+    wcs_n_matched: Count | None = None
+    phot_zp_r: Magnitude | None = None
+    phot_zp_g: Magnitude | None = None
+    phot_zp_b: Magnitude | None = None
+    phot_zp_scatter: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None
+    phot_n_stars: Count | None = None
+    phot_limit_mag: Magnitude | None = None
+    phot_sqm: Magnitude | None = None
+
+    def plate_solve_report(self) -> PlateSolveReport | None:
+        """The astrometry extension as a queue record (None when the worker sent none)."""
+        if self.plate_solved is None:
+            return None
+        values = {name: getattr(self, name) for name in PlateSolveReport.__slots__}
+        if values["solve_message"] is not None:
+            values["solve_message"] = values["solve_message"][:255]
+        return PlateSolveReport(**values)
 
     @field_validator("date_obs_start", "date_obs_end")
     @classmethod

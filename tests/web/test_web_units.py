@@ -83,3 +83,23 @@ def test_stream_zip_is_a_valid_archive(tmp_path: Path) -> None:
         assert archive.namelist() == ["a.fits", "a-2.fits", "big.fits"]
         assert archive.read("big.fits") == files[2].read_bytes()
         assert archive.read("a-2.fits") == files[1].read_bytes()
+
+
+def test_the_privacy_default_is_the_one_the_completion_reads(test_db) -> None:  # type: ignore[no-untyped-def]
+    """The account page's "public" box and the client API's default are one setting."""
+    from crowdsky.db.types import utcnow
+    from crowdsky.stacks.catalog import default_private
+    from crowdsky.testing import ensure_user
+    from crowdsky.web import queries
+
+    with test_db.session_factory() as session:
+        user_id = ensure_user(session, "owner")
+        assert queries.preferences(session, user_id)["stacks_public"] is True
+        queries.set_preferences(
+            session, utcnow(), user_id, stacks_public=False, scrub_location=True
+        )
+        assert default_private(session, user_id=user_id) is True
+        assert queries.preferences(session, user_id) == {
+            "stacks_public": False,
+            "scrub_location": True,
+        }

@@ -308,13 +308,13 @@ class StackedFrame(Base):
 
 
 class UserPreferences(Base):
-    """A user's defaults set on the web app's account page (no row: all defaults)."""
+    """A user's web-app defaults (no row: all off); the privacy default is
+    ``users.stacks_private``, which the completion reads."""
 
     __tablename__ = "user_preferences"
 
     user_id: Mapped[int] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
     )
-    stacks_public: Mapped[bool] = mapped_column(Boolean, default=False)
     scrub_location: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

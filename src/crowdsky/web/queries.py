@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from crowdsky.db.models import (
@@ -206,13 +206,11 @@ def stack_files(session: Session, user_id: int, stack_ids: list[int]) -> list[St
 
 
 def public_coverage(session: Session) -> list[list[Any]]:
-    """Sky coverage of the stacks their owners made public: HEALPix nside-16 cells."""
+    """Sky coverage of the stacks that are not private: HEALPix nside-16 cells."""
     with session.begin():
         rows = session.execute(
-            select(StackedFrame.ra_deg, StackedFrame.dec_deg, StackedFrame.filter_name)
-            .join(UserPreferences, UserPreferences.user_id == StackedFrame.user_id)
-            .where(
-                UserPreferences.stacks_public.is_(True),
+            select(StackedFrame.ra_deg, StackedFrame.dec_deg, StackedFrame.filter_name).where(
+                StackedFrame.is_private.is_(False),
                 StackedFrame.ra_deg.is_not(None),
                 StackedFrame.dec_deg.is_not(None),
             )
@@ -361,8 +359,9 @@ def preferences(session: Session, user_id: int) -> dict[str, bool]:
     """A user's defaults (all off without a row)."""
     with session.begin():
         row = session.get(UserPreferences, user_id)
+        private = session.execute(select(User.stacks_private).where(User.id == user_id))
         return {
-            "stacks_public": bool(row.stacks_public) if row else False,
+            "stacks_public": not private.scalar_one_or_none(),
             "scrub_location": bool(row.scrub_location) if row else False,
         }
 
@@ -376,8 +375,11 @@ def set_preferences(
         if row is None:
             row = UserPreferences(user_id=user_id)
             session.add(row)
-        row.stacks_public = stacks_public
         row.scrub_location = scrub_location
+        # the privacy default lives on the user row, where the completion reads it
+        session.execute(
+            update(User).where(User.id == user_id).values(stacks_private=not stacks_public)
+        )
         row.updated_at = now
 
 

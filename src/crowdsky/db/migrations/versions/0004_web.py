@@ -24,7 +24,6 @@ def upgrade() -> None:
     op.create_table(
         "user_preferences",
         sa.Column("user_id", sa.Integer(), nullable=False),
-        sa.Column("stacks_public", sa.Boolean(), nullable=False),
         sa.Column("scrub_location", sa.Boolean(), nullable=False),
         sa.Column("updated_at", crowdsky.db.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

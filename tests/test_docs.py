@@ -38,6 +38,13 @@ def test_api_reference_is_current_and_complete(gen) -> None:  # type: ignore[no-
     )
     for path in openapi["paths"]:
         assert f"`{path}`" in committed
+    # one entry per endpoint: an alias is named in its .php path's heading, not repeated
+    headings = [line for line in committed.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(set(headings))
+    for path in openapi["paths"]:
+        if f"{path}.php" in openapi["paths"]:
+            assert not any(h.split(" (also")[0].endswith(f"`{path}`") for h in headings), path
+    assert "Body_" not in committed, "form bodies have readable names"
 
 
 def test_every_spec_variable_is_documented() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -34,6 +35,16 @@ from crowdsky.storage import selection
 from crowdsky.web import mount as mount_web
 
 log = structlog.get_logger(__name__)
+
+#: The OpenAPI entry of the body-limit middleware's answer.
+TOO_LARGE = {
+    "description": "The body is larger than allowed.",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"error": {"type": "string"}}}
+        }
+    },
+}
 
 #: Room for the multipart envelope and form fields around an upload's file (bytes).
 MULTIPART_OVERHEAD_BYTES = 256 * 1024
@@ -113,7 +124,26 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     app.include_router(stacks_api.router)
     app.include_router(data_api.router)
     mount_web(app, settings)  # the web app: pages at /, data at /web/api, /static
+    _document_body_limit(app)
     return app
+
+
+def _document_body_limit(app: FastAPI) -> None:
+    """Every operation that takes a body may answer 413 (the body-limit middleware's
+    reply): say so in the OpenAPI document, so clients and schema checks expect it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for operations in document.get("paths", {}).values():
+                for method, operation in operations.items():
+                    if method in ("post", "put", "patch"):
+                        operation.setdefault("responses", {}).setdefault("413", TOO_LARGE)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _housekeeping_loop(state: ServerState) -> None:

@@ -109,7 +109,8 @@ def my_stacks(
     user: AuthenticatedUser,
     object: Annotated[ObjectName | None, Query(description="Object name")] = None,
     limit: Annotated[
-        int | None, Query(ge=1, description="At most this many (default: the whole list)")
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="At most this many (default: the whole list)"),
     ] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many")] = 0,
     since: Annotated[

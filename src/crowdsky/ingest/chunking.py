@@ -277,6 +277,48 @@ def healpix_ring_pixel(ra_deg: float, dec_deg: float, nside: int = HEALPIX_NSIDE
     return npix - 2 * ring * (ring + 1) + ip
 
 
+def healpix_ring_pixels(ra_deg: np.ndarray, dec_deg: np.ndarray, nside: int) -> np.ndarray:
+    """:func:`healpix_ring_pixel` over arrays, for aggregating many stacks at once.
+
+    The same arithmetic, element-wise. numpy's vectorised cosine may differ from the C
+    library's in the last bit, which can move a point lying exactly on a pixel edge: use
+    it for maps and counts, never for chunk keys (those use the scalar function).
+    """
+    theta = np.radians(90.0 - np.asarray(dec_deg, dtype=float))
+    phi = np.radians(np.asarray(ra_deg, dtype=float) % 360.0) % (2.0 * math.pi)
+    npix = 12 * nside * nside
+    z = np.cos(theta)
+    za = np.abs(z)
+    tt = phi / (math.pi / 2.0)
+    pixels = np.empty(z.shape, dtype=np.int64)
+
+    belt = za <= 2.0 / 3.0
+    temp1 = nside * (0.5 + tt[belt])
+    temp2 = nside * z[belt] * 0.75
+    jp = (temp1 - temp2).astype(np.int64)
+    jm = (temp1 + temp2).astype(np.int64)
+    ring = nside + 1 + jp - jm
+    kshift = 1 - (ring & 1)
+    ip = ((jp + jm - nside + kshift + 1) // 2) % (4 * nside)
+    pixels[belt] = 2 * nside * (nside - 1) + (ring - 1) * 4 * nside + ip
+
+    cap = ~belt
+    tc, zc, zac = tt[cap], z[cap], za[cap]
+    tp = tc - tc.astype(np.int64)
+    near_pole = zac >= 1.0 - nside * nside / (3.0 * npix)
+    tmp = np.where(
+        near_pole,
+        nside * math.sqrt(3.0) * np.sqrt(1.0 - zac),
+        nside * np.sqrt(3.0 * (1.0 - zac)),
+    )
+    jp = (tp * tmp).astype(np.int64)
+    jm = ((1.0 - tp) * tmp).astype(np.int64)
+    ring = jp + jm + 1
+    ip = (tc * ring).astype(np.int64) % (4 * ring)
+    pixels[cap] = np.where(zc > 0, 2 * ring * (ring - 1) + ip, npix - 2 * ring * (ring + 1) + ip)
+    return pixels
+
+
 def mean_pointing(ra_deg: Sequence[float], dec_deg: Sequence[float]) -> tuple[float, float]:
     """Circular mean of directions (mean unit vector), correct across RA 0/360.
 

@@ -168,6 +168,14 @@ class ServerSettings(BaseSettings):
         validation_alias=AliasChoices("CROWDSKY_LOGIN_THROTTLE_SECONDS", "login_throttle_seconds"),
         description="Window in which failures are counted, and how long a throttle lasts.",
     )
+    login_throttle: Literal["database", "memory"] = Field(
+        default="database",
+        validation_alias=AliasChoices("CROWDSKY_LOGIN_THROTTLE", "login_throttle"),
+        description=(
+            "Where login attempts are counted: database (default; one limit shared by "
+            "every server process) or memory (per process: a single server only)."
+        ),
+    )
     chunk_key_format: Literal["classic", "healpix"] = Field(
         default="healpix",
         validation_alias=AliasChoices("CHUNK_KEY_FORMAT", "chunk_key_format"),

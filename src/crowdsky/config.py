@@ -205,6 +205,14 @@ class ServerSettings(BaseSettings):
         validation_alias=AliasChoices("CROWDSKY_RAW_STORE", "raw_store"),
         description="s3://bucket/prefix: raw uploads in an object store; default: the data dir.",
     )
+    result_store: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CROWDSKY_RESULT_STORE", "result_store"),
+        description=(
+            "s3://bucket/prefix: workers publish results there by presigned PUT "
+            "(result_upload_urls) and completions are checked against it; default: none."
+        ),
+    )
     s3_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -245,13 +253,13 @@ class ServerSettings(BaseSettings):
         description="download_raw redirects workers to the store (off: the server proxies).",
     )
 
-    @field_validator("raw_store")
+    @field_validator("raw_store", "result_store")
     @classmethod
-    def _check_raw_store(cls, value: str | None) -> str | None:
+    def _check_s3_store(cls, value: str | None) -> str | None:
         if not value:
             return None
         if not value.startswith("s3://") or len(value) <= len("s3://"):
-            raise ValueError("must be empty (local data dir) or s3://bucket[/prefix]")
+            raise ValueError("must be empty (the default) or s3://bucket[/prefix]")
         return value
 
     # -- end of the object-store block ----------------------------------------------------

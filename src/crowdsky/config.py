@@ -245,7 +245,7 @@ class ServerSettings(BaseSettings):
         ge=10,
         le=7 * 24 * 3600,
         validation_alias=AliasChoices("CROWDSKY_S3_PRESIGN_SECONDS", "s3_presign_seconds"),
-        description="Lifetime of the presigned download URLs handed to workers.",
+        description="Lifetime of the presigned URLs handed to workers (raw GETs, result PUTs).",
     )
     s3_redirect_downloads: bool = Field(
         default=True,

@@ -94,6 +94,12 @@ def test_wrong_passwords_are_throttled_alike_for_known_and_unknown_logins(
     assert _start(users, "alice", PASSWORD).status_code == 200  # remembered: still in
 
 
+def test_username_and_email_of_one_account_share_one_budget(users: TestClient) -> None:
+    assert [_start(users, "alice", "wrong password").status_code for _ in range(2)] == [401, 401]
+    assert _start(users, "A@Example.org", "wrong password").status_code == 429
+    assert _start(users, "a@example.org", PASSWORD).status_code == 429
+
+
 def test_a_remembered_login_costs_no_hash(users: TestClient) -> None:
     assert _start(users, "alice", PASSWORD).status_code == 200
     started = time.perf_counter()

@@ -51,6 +51,7 @@ from crowdsky.accounts import (
     authenticate_password,
     get_active_user,
     login_fingerprint,
+    throttle_name,
 )
 from crowdsky.accounts.db_throttle import DatabaseLoginThrottle
 from crowdsky.accounts.throttle import LoginThrottle, MemoryLoginThrottle
@@ -218,13 +219,20 @@ async def password_login(
             return user
     # The attempt is counted before the hash (and given back on success): requests
     # arriving together on one server or many cannot all pass before one is counted.
-    wait = await run_in_threadpool(guard.throttle.acquire, login, address, time.time())
+    # Username and email of one account count as one name.
+    account = await run_in_threadpool(_throttle_name, state, login)
+    wait = await run_in_threadpool(guard.throttle.acquire, account, address, time.time())
     if wait > 0:
         raise TooManyAttempts(wait)
     user = await guard.verify(state, login, password)
     if user is not None:
-        await run_in_threadpool(guard.throttle.record_success, login, address, time.time())
+        await run_in_threadpool(guard.throttle.record_success, account, address, time.time())
     return user
+
+
+def _throttle_name(state: object, login: str) -> str:
+    with state.session_factory() as session:  # type: ignore[attr-defined]
+        return throttle_name(session, login)
 
 
 def _remembered_user(state: object, user_id: int, fingerprint: str) -> UserInfo | None:

@@ -8,8 +8,10 @@ Each counter moves by a guarded UPDATE, never read-modify-write: an attempt is c
 by ``failures = failures + 1 WHERE ... AND failures < limit`` (one row changed: go
 ahead), an expired window restarts with ``WHERE window_start <= cutoff``, a new key is
 an INSERT whose unique-key clash (a concurrent first attempt) just goes round again.
-Every statement is its own short transaction, and no transaction is open while a
-password is hashed (on SQLite an open transaction holds the write lock).
+A key already at its limit is refused after one read, with nothing written, so a
+flood of throttled attempts costs one short transaction each. Every statement is its
+own short transaction, and no transaction is open while a password is hashed (on
+SQLite an open transaction holds the write lock).
 
 Growth is bounded: expired rows are deleted in one indexed range delete at most every
 ``PRUNE_INTERVAL_S`` per process, and live rows cannot outnumber two per password
@@ -78,15 +80,23 @@ class DatabaseLoginThrottle:
     def acquire(self, account: str, address: str, now: float) -> float:
         """Count one attempt for both keys; 0 to go ahead, else the seconds to wait.
 
-        The address is counted first; if the account then refuses, the address's
-        attempt is given back, so a refused attempt counts nowhere.
+        A key already at its limit is seen by one read and nothing is written (a
+        flood's usual case). Otherwise the address is counted first; if the account
+        then refuses, the address's attempt is given back, so a refused attempt
+        counts nowhere.
         """
         self._maybe_prune(now)
         address_key = throttle_key("address", address)
+        account_key = throttle_key("account", account)
+        wait = self._current_wait(
+            {address_key: self._address_limit, account_key: self._account_limit}, now
+        )
+        if wait > 0:  # the flood's usual case: one read, no write
+            return wait
         wait = self._take(address_key, self._address_limit, now)
         if wait > 0:
             return wait
-        wait = self._take(throttle_key("account", account), self._account_limit, now)
+        wait = self._take(account_key, self._account_limit, now)
         if wait > 0:
             self._give_back(address_key)
         return wait
@@ -107,6 +117,18 @@ class DatabaseLoginThrottle:
                     delete(LoginFailure).where(LoginFailure.window_start <= now - self._window)
                 )
             )
+
+    def _current_wait(self, limits: dict[str, int], now: float) -> float:
+        """The wait that the keys' live counters impose now (0: none at its limit)."""
+        cutoff = now - self._window
+        with self._sessions() as session, session.begin():
+            rows = session.execute(
+                select(LoginFailure.key, LoginFailure.window_start, LoginFailure.failures).where(
+                    LoginFailure.key.in_(list(limits)), LoginFailure.window_start > cutoff
+                )
+            ).all()
+        waits = [r.window_start + self._window - now for r in rows if r.failures >= limits[r.key]]
+        return max(waits, default=0.0)
 
     def _take(self, key: str, limit: int, now: float) -> float:
         cutoff = now - self._window

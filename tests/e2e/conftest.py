@@ -62,6 +62,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def simulate_chunk(
+    root: Path, seed: int, minute: int, n_frames: int = 4, shape: tuple[int, int] = (270, 480)
+) -> list[Path]:
+    """Small simulated frames of one chunk (its 15-minute slot chosen by ``minute``)."""
+    from crowdsky.simulate import simulate_sequence
+
+    out = root / f"frames-{seed}"
+    start = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
+    simulate_sequence(out, n_frames, seed=seed, shape=shape, start=start)
+    return sorted(out.glob("*.fit"))
+
+
 @dataclass
 class Deployment:
     """One server, its database and a user account; helpers to feed and inspect it."""

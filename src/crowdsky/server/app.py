@@ -77,11 +77,13 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             engine.dispose()
             raise
         raw_store = selection.open_raw_store(settings)
+        result_store = selection.open_result_store(settings)
         state = ServerState(
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
             raw_store=raw_store,
+            result_store=result_store,
             claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
@@ -95,6 +97,8 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
                 await housekeeping
             engine.dispose()
             selection.close_raw_store(raw_store)
+            if result_store is not None:
+                result_store.close()
 
     app = FastAPI(
         title="CrowdSky",

@@ -29,6 +29,7 @@ from crowdsky.accounts.throttle import retry_after_header
 from crowdsky.queue import errors as queue_errors
 from crowdsky.server.auth import NotAuthenticated, TooManyAttempts
 from crowdsky.server.body_limit import BodyTooLarge
+from crowdsky.server.result_uploads import ResultNotStored, ResultUploadsUnavailable
 from crowdsky.storage.raw_store import UnsafePath
 
 log = structlog.get_logger(__name__)
@@ -46,6 +47,8 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     queue_errors.HeldByOtherWorker: 409,
     queue_errors.AlreadyCompleted: 409,
     UnsafePath: 400,
+    ResultNotStored: 400,
+    ResultUploadsUnavailable: 404,
     sa_exc.DataError: 400,
     UnicodeEncodeError: 400,
 }

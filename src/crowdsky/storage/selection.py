@@ -1,17 +1,24 @@
-"""Which raw store a server process uses: the data dir by default, S3 when configured.
+"""Which stores a server process uses: the data dir by default, S3 when configured.
 
 ``CROWDSKY_RAW_STORE=s3://bucket/prefix`` selects
 :class:`~crowdsky.storage.s3_raw_store.S3RawStore`; unset, the raw buffer stays in
-``<data dir>/uploads`` (the embedded default).
+``<data dir>/uploads`` (the embedded default). ``CROWDSKY_RESULT_STORE=s3://...``
+names the bucket that workers publish results to by presigned PUT
+(:class:`~crowdsky.storage.s3_result_store.S3ResultStore`); unset, the server signs
+no uploads and checks no result objects.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from crowdsky.config import ServerSettings
 from crowdsky.storage import s3_client
 from crowdsky.storage.raw_store import RawStore
+
+if TYPE_CHECKING:
+    from crowdsky.storage.s3_result_store import S3ResultStore
 
 #: Per-process scratch space of the S3 store (files being received), under the data dir.
 STAGING_DIR_NAME = "s3-staging"
@@ -49,6 +56,20 @@ def open_raw_store(settings: ServerSettings) -> RawStore:
         s3_client.parse_s3_url(settings.raw_store),
         settings.data_dir / STAGING_DIR_NAME,
         presign_seconds=options.presign_seconds,
+        part_bytes=options.part_bytes,
+    )
+
+
+def open_result_store(settings: ServerSettings) -> S3ResultStore | None:
+    """The S3 result store the settings name, or None (workers publish elsewhere)."""
+    if not settings.result_store:
+        return None
+    from crowdsky.storage.s3_result_store import S3ResultStore
+
+    options = s3_options(settings)
+    return S3ResultStore(
+        s3_client.make_client(options),
+        s3_client.parse_s3_url(settings.result_store),
         part_bytes=options.part_bytes,
     )
 

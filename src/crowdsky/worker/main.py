@@ -113,7 +113,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.api = api or build_api_client(settings)
-        self.store = store or build_result_store(settings)
+        self.store = store or build_result_store(settings, api=self.api)
         self.processor = processor or JobProcessor.from_settings(settings, self.api, self.store)
         self.max_poll_backoff = max_poll_backoff
         self.log = logger.bind(worker_id=settings.worker_id)

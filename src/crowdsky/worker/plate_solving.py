@@ -20,11 +20,10 @@ from typing import Any
 
 import structlog
 
+from crowdsky.storage.result_paths import STAR_JSON_SUFFIX
 from crowdsky.storage.result_store import ResultStore
 
 logger = structlog.get_logger(__name__)
-
-STAR_JSON_SUFFIX = "_stars.json"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from crowdsky import queue, retention
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
-from crowdsky.server import raw_download
+from crowdsky.server import raw_download, result_uploads
 from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
 from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
 from crowdsky.server.schemas.worker_api import (
@@ -36,6 +37,9 @@ from crowdsky.server.schemas.worker_api import (
     OkResponse,
     ReleaseJobRequest,
     ReleaseJobResponse,
+    ResultUploadItem,
+    ResultUploadRequest,
+    ResultUploadResponse,
     WorkerId,
 )
 from crowdsky.server.state import ServerState
@@ -210,7 +214,13 @@ def complete_job(
     principal: AuthenticatedWorker,
     body: CompleteJobRequest,
 ) -> OkResponse:
-    """Record the stack, mark the job completed, then delete its raw files."""
+    """Record the stack, mark the job completed, then delete its raw files.
+
+    With an S3 result store (``CROWDSKY_RESULT_STORE``) the stack must first be at the
+    job's path with the reported size, and the thumbnail, if reported, at its path.
+    """
+    if state.result_store is not None:
+        _verify_results(state, session, principal, body)
     outcome = queue.complete_job(
         session,
         utcnow(),
@@ -237,6 +247,60 @@ def complete_job(
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
     return OkResponse()
+
+
+def _verify_results(
+    state: ServerState, session: Session, principal: WorkerPrincipal, body: CompleteJobRequest
+) -> None:
+    assert state.result_store is not None
+    try:
+        job = queue.held_job(
+            session,
+            job_id=body.job_id,
+            worker_id=body.worker_id,
+            lease_token=body.lease_token,
+            caller=_caller(principal),
+        )
+    except queue.WrongState:
+        return  # not processing: complete_job answers (a repeat of a completion is fine)
+    result_uploads.verify_results(
+        state.result_store, job, body.ucloud_path, body.file_size_bytes, body.thumbnail_path
+    )
+
+
+@_route(
+    "result_upload_urls",
+    "POST",
+    response_model=ResultUploadResponse,
+    responses={
+        **JOB_ERRORS,
+        404: {"model": ErrorResponse, "description": "No such job, or no S3 result store"},
+    },
+    summary="Presigned PUT URLs for a held job's results",
+)
+def result_upload_urls(
+    state: State,
+    session: DbSession,
+    principal: AuthenticatedWorker,
+    body: ResultUploadRequest,
+) -> ResultUploadResponse:
+    """Extension: one presigned PUT URL per result file (stack, thumbnail, star list) of a
+    job the caller holds, so a worker publishes results without the store's credentials.
+    Report the returned paths as ``ucloud_path`` and ``thumbnail_path``."""
+    job = queue.held_job(
+        session,
+        job_id=body.job_id,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+        caller=_caller(principal),
+    )
+    expires_s = state.settings.s3_presign_seconds
+    signed = result_uploads.sign_uploads(state.result_store, job, expires_s)
+    return ResultUploadResponse(
+        job_id=job.job_id,
+        expires_in=expires_s,
+        files=[ResultUploadItem(kind=s.kind, path=s.path, url=s.url) for s in signed],  # type: ignore[arg-type]
+    )
 
 
 @_route("fail_job", "POST", response_model=FailJobResponse, responses=JOB_ERRORS)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from crowdsky.astrometry import errors, photometry, solver
-from crowdsky.ingest.chunking import healpix_ring_pixel
+from crowdsky.healpix import healpix_ring_pixel
 
 __all__ = ["StackAstrometry", "mark_unsolved", "solve_stack_file", "star_json_path"]
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.astrometry import catalogue, errors, wcs
+from crowdsky.astrometry import catalogue, colours, errors, wcs
 
 __all__ = [
     "DEFAULT_INDEX_DIRS",
@@ -141,6 +141,9 @@ class PlateSolver:
     catalogue_file : Path or None
         Index file whose stars and magnitudes are the cross-match catalogue; by
         default the densest Tycho-2 one present.
+    colour_files : sequence of Path or None
+        Stellarium star catalogue files (B−V) for the colour calibration; None or
+        empty: stacks are not colour calibrated.
 
     Raises
     ------
@@ -148,7 +151,12 @@ class PlateSolver:
         The ``astrometry`` package is not installed, or no index file was given.
     """
 
-    def __init__(self, index_files: Sequence[Path], catalogue_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        index_files: Sequence[Path],
+        catalogue_file: Path | None = None,
+        colour_files: Sequence[Path] | None = None,
+    ) -> None:
         paths = [Path(p) for p in index_files]
         if not paths:
             raise errors.SolverUnavailable(
@@ -170,15 +178,22 @@ class PlateSolver:
         if catalogue_file is None:
             catalogue_file = _preferred_catalogue(paths)
         self.catalogue = catalogue.IndexCatalogue(catalogue_file)
+        self.colours = colours.ColourCatalogue(colour_files) if colour_files else None
 
     @classmethod
-    def from_directories(cls, dirs: Sequence[Path] = DEFAULT_INDEX_DIRS) -> PlateSolver:
-        """A solver on every index file found in ``dirs``."""
-        return cls(find_index_files(dirs))
+    def from_directories(
+        cls,
+        dirs: Sequence[Path] = DEFAULT_INDEX_DIRS,
+        colour_dirs: Sequence[Path] = colours.DEFAULT_COLOUR_DIRS,
+    ) -> PlateSolver:
+        """A solver on every index file found in ``dirs``, with Stellarium's colours
+        when ``colour_dirs`` hold them."""
+        return cls(find_index_files(dirs), colour_files=colours.find_colour_catalogue(colour_dirs))
 
     def describe(self) -> str:
-        """Index files in use, for logs."""
-        return ", ".join(p.name for p in self.index_files)
+        """Index files (and colour catalogue) in use, for logs."""
+        names = ", ".join(p.name for p in self.index_files)
+        return names + ("; colours: " + self.colours.name if self.colours is not None else "")
 
     def load(self) -> None:
         """Open the index files and read the catalogue now (else the first solve does)."""
@@ -186,6 +201,19 @@ class PlateSolver:
             if self._solver is None:
                 self._solver = self._astrometry.Solver(self.index_files)
         self.catalogue.load()
+
+    def warm_up(self) -> None:
+        """Load, import the photometry's sep, read the catalogue's pages and colours.
+
+        A fresh worker calls this in the background when it claims its first job, so
+        that the solve after the stack finds everything in memory.
+        """
+        self.load()
+        import sep  # noqa: F401  (imported here so the first solve does not)
+
+        self.catalogue.cone(0.0, 90.0, 0.1)  # one pass over the mapped star table
+        if self.colours is not None:
+            self.colours.load()
 
     def close(self) -> None:
         """Release the index files."""

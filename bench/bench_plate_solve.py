@@ -13,8 +13,9 @@ of that stack:
   worker does), stacks the frames, then times ``StackPlateSolver.solve``; median of 3;
 - **solve-field** (astrometry.net's CLI, a fresh engine per call) on the same star list
   with the same hints, once, for reference;
-- memory: RSS of the process before and after loading, after the solves, and the
-  resident pages of the mapped index files (``/proc/self/smaps``).
+- memory: RSS of the process before and after loading and after the solves, split
+  into private memory and mapped file pages (``RssAnon``/``RssFile``: the index files'
+  pages are shared page cache).
 
 ``--anchor SRC`` runs every measurement a second time with ``PYTHONPATH=SRC`` (say, the
 ``src`` of a ``git archive main``) in the same run, for before/after ratios.
@@ -74,17 +75,14 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def mapped_index_mb() -> float:
-    """Resident MB of this process's mappings of astrometry.net index files."""
-    total, inside = 0, False
-    with open("/proc/self/smaps") as fh:
+def rss_split_mb() -> tuple[float, float]:
+    """(RssAnon, RssFile) of this process, MB: private memory and mapped file pages."""
+    found = {}
+    with open("/proc/self/status") as fh:
         for line in fh:
-            head = line.split()
-            if head and "-" in head[0] and len(head) >= 5:
-                inside = len(head) >= 6 and "/index-" in head[-1] and head[-1].endswith(".fits")
-            elif inside and line.startswith("Rss:"):
-                total += int(head[1])
-    return total / 1024
+            if line.startswith(("RssAnon:", "RssFile:")):
+                found[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return found.get("RssAnon", 0.0), found.get("RssFile", 0.0)
 
 
 def solve_field_seconds(stack: Path, work: Path) -> float | None:
@@ -164,7 +162,8 @@ def measure(master: Path, runs: int, work: Path) -> dict[str, float]:
         "rss_before_mb": before,
         "rss_loaded_mb": loaded,
         "rss_after_mb": rss_mb(),
-        "index_resident_mb": mapped_index_mb(),
+        "rss_anon_mb": rss_split_mb()[0],
+        "rss_file_mb": rss_split_mb()[1],
         "catalogue_cache_mb": getattr(solver.catalogue, "nbytes", 0) / 1e6,
         "solve_s": statistics.median(solve),
         "step_s": statistics.median(step),
@@ -210,7 +209,7 @@ def report(label: str, f: dict[str, object]) -> None:
     print(f"[{label}] index files: {f['index_files']}")
     print(f"[{label}] load: {f['load_s']:.3f} s; RSS {f['rss_before_mb']:.0f} -> "
           f"{f['rss_loaded_mb']:.0f} MB after load, {f['rss_after_mb']:.0f} MB after the "
-          f"solves; index pages resident {f['index_resident_mb']:.1f} MB, "
+          f"solves (private {f['rss_anon_mb']:.0f} MB, mapped files {f['rss_file_mb']:.0f} MB), "
           f"catalogue held {f['catalogue_cache_mb']:.1f} MB")  # fmt: skip
     print(f"[{label}] long-lived: solve {f['solve_s']:.3f} s, whole step {f['step_s']:.3f} s")
     print(f"[{label}] fresh process (import + load + step): {f['fresh_s']:.2f} s "

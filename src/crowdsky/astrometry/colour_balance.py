@@ -2,7 +2,8 @@
 neutral, from catalogue colours (B−V) of the stars in the field.
 
 For every STAR-TAB star paired with a colour-catalogue star (``MATCH_ARCSEC``) and
-measured unsaturated in all three planes, the instrumental colours
+measured unsaturated in all three planes, with a stellar B−V (``STELLAR_B_V``), the
+instrumental colours
 ``m_R − m_G = −2.5 log10(F_R / F_G)`` and ``m_B − m_G`` are fitted as straight lines
 in the catalogue B−V (least squares, ``CLIP_SIGMA`` robust clipping). Evaluated at the
 Sun's B−V (``SOLAR_B_V``), the lines give the instrumental colour of a G2V star;
@@ -29,6 +30,9 @@ SOLAR_B_V = 0.65
 MATCH_ARCSEC = 3.0
 MIN_STARS = 4
 MIN_B_V_SPAN = 0.3
+STELLAR_B_V = (-0.4, 2.0)
+"""Catalogue colours outside this are not normal stars (Tycho-2 holds a few galaxy
+nuclei: M 94's has B−V 3.4 in Stellarium) and are not used."""
 CLIP_SIGMA = 3.0
 FACTOR_RANGE = (0.2, 5.0)
 
@@ -104,7 +108,8 @@ def balance(
     paired = dist <= MATCH_ARCSEC
     b_v[paired] = cat_b_v[nearest[paired]]
     n_candidates = int(paired.sum())
-    good = paired & usable["RED"] & usable["GREEN"] & usable["BLUE"] & np.isfinite(b_v)
+    stellar = (b_v >= STELLAR_B_V[0]) & (b_v <= STELLAR_B_V[1])  # False for NaN
+    good = paired & usable["RED"] & usable["GREEN"] & usable["BLUE"] & stellar
     x = b_v[good]
     if x.size < MIN_STARS:
         reason = f"{int(x.size)} unsaturated stars with a catalogue colour (need {MIN_STARS})"

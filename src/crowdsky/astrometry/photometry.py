@@ -40,7 +40,13 @@ MIN_CALIBRATION_STARS = 3
 CLIP_SIGMA = 3.0
 SATURATION_FRACTION = 0.9
 """A star whose brightest aperture pixel reaches this share of the plane's maximum is
-taken as saturated (S50 cores clip at one level)."""
+taken as saturated (S50 cores clip at one level)..."""
+FULL_SCALE_ADU = 65535.0
+CLIPPED_ABOVE = 0.5
+"""...but only when that maximum reaches this share of the raw frames' 16-bit full
+scale (the stack keeps their ADU): otherwise no star is clipped, and the brightest
+stars are the best calibrators (the M 94 stack peaks at 16,400 ADU, its raw frames at
+23,400 of 65,535)."""
 LIMIT_SNR = 5.0
 SKY_SAMPLE = 200_000
 """Pixels sampled (a regular stride) for the sky level and its noise."""
@@ -167,6 +173,8 @@ def calibrate(
         fluxes[name] = flux
         peak = _aperture_max(clean, x, y, radius)
         top = float(clean.max()) if clean.size and not bad.all() else float("inf")
+        if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
+            top = float("inf")  # nothing near the full scale: nothing saturated
         usable[name] = np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
         good = matched & usable[name]
         zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux[good] / t))
@@ -174,7 +182,8 @@ def calibrate(
         if name == reference and math.isfinite(zp):
             sky, noise = _sky_statistics(np.asarray(plane))
             area = math.pi * radius**2
-            limit = zp - 2.5 * math.log10(LIMIT_SNR * noise * math.sqrt(area) / t)
+            if noise > 0:  # a flat (synthetic or clipped) sky has no noise to limit by
+                limit = zp - 2.5 * math.log10(LIMIT_SNR * noise * math.sqrt(area) / t)
             above = sky - pedestal_adu
             if above > 0 and scale_arcsec > 0:
                 sqm = zp - 2.5 * math.log10(above / t / scale_arcsec**2)

@@ -17,8 +17,11 @@ of that stack:
   into private memory and mapped file pages (``RssAnon``/``RssFile``: the index files'
   pages are shared page cache).
 
-``--anchor SRC`` runs every measurement a second time with ``PYTHONPATH=SRC`` (say, the
-``src`` of a ``git archive main``) in the same run, for before/after ratios.
+Wall times on a shared machine mostly measure the wait for a core; each figure also
+has its CPU time (``time.process_time`` of the process, all threads), which the load
+barely moves. ``--anchor SRC`` runs every measurement a second time with
+``PYTHONPATH=SRC`` (say, the ``src`` of a ``git archive main``) in the same run, for
+before/after ratios.
 
 Usage (from the repository root)::
 
@@ -44,11 +47,11 @@ FRAMES = ROOT.parent / "shared" / "data" / "seestar-s50-m94"
 
 FRESH = """
 import sys, time
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 from crowdsky.astrometry import PlateSolver, solve_stack_file
 r = solve_stack_file(sys.argv[1], PlateSolver.from_directories())
 assert r.solved, r.message
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, time.process_time() - c)
 """
 
 FRESH_WORKER = """
@@ -60,10 +63,10 @@ step = StackPlateSolver()
 step.prepare()  # the worker calls this when it claims the job
 frames = sorted(Path(sys.argv[2]).glob("*.fit"))
 stack_files(frames, Path(sys.argv[1]))
-t = time.perf_counter()
+t, c = time.perf_counter(), time.process_time()
 done = step.solve(Path(sys.argv[1]))
 assert done.solved, done.message
-print(time.perf_counter() - t)
+print(time.perf_counter() - t, time.process_time() - c)
 """
 
 
@@ -147,13 +150,15 @@ def measure(master: Path, runs: int, work: Path) -> dict[str, float]:
     solver.load()
     load_s = time.perf_counter() - t
     loaded = rss_mb()
-    step, solve = [], []
+    step, solve, cpu = [], [], []
     for i in range(runs + 1):
         copy = work / f"run{i}.fits"
         shutil.copy(master, copy)
+        started = time.process_time()
         result = solve_stack_file(copy, solver)
         assert result.solved, result.message
         if i:  # the first run also touches the mapped pages
+            cpu.append(time.process_time() - started)
             step.append(result.total_seconds)
             solve.append(result.solve_seconds)
         copy.unlink()
@@ -167,6 +172,7 @@ def measure(master: Path, runs: int, work: Path) -> dict[str, float]:
         "catalogue_cache_mb": getattr(solver.catalogue, "nbytes", 0) / 1e6,
         "solve_s": statistics.median(solve),
         "step_s": statistics.median(step),
+        "step_cpu_s": statistics.median(cpu),
         "index_files": solver.describe(),  # type: ignore[dict-item]
     }
 
@@ -181,7 +187,7 @@ def variant(src: Path, master: Path, runs: int, work: Path) -> dict[str, object]
         check=True, capture_output=True, text=True, env=env, cwd=sub,
     )  # fmt: skip
     figures: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
-    fresh, worker = [], []
+    fresh, worker, fresh_cpu, worker_cpu = [], [], [], []
     for i in range(3):
         copy = sub / f"fresh{i}.fits"
         shutil.copy(master, copy)
@@ -189,17 +195,29 @@ def variant(src: Path, master: Path, runs: int, work: Path) -> dict[str, object]
             [sys.executable, "-c", FRESH, str(copy)],
             check=True, capture_output=True, text=True, env=env,
         )  # fmt: skip
-        fresh.append(float(out.stdout.strip().splitlines()[-1]))
+        wall, cpu = out.stdout.strip().splitlines()[-1].split()
+        fresh.append(float(wall))
+        fresh_cpu.append(float(cpu))
         out = subprocess.run(
             [sys.executable, "-c", FRESH_WORKER, str(sub / f"worker{i}.fits"), str(FRAMES)],
             check=True, capture_output=True, text=True, env=env,
         )  # fmt: skip
-        worker.append(float(out.stdout.strip().splitlines()[-1]))
+        wall, cpu = out.stdout.strip().splitlines()[-1].split()
+        worker.append(float(wall))
+        worker_cpu.append(float(cpu))
     figures["fresh_s"] = statistics.median(fresh)
     figures["fresh_runs"] = fresh
     figures["fresh_worker_s"] = statistics.median(worker)
     figures["fresh_worker_runs"] = worker
+    figures["fresh_cpu_s"] = statistics.median(fresh_cpu)
+    figures["fresh_worker_cpu_s"] = statistics.median(worker_cpu)
     return figures
+
+
+RATIO_KEYS = (
+    "solve_s", "step_s", "step_cpu_s", "fresh_s", "fresh_cpu_s", "fresh_worker_s",
+    "fresh_worker_cpu_s", "rss_after_mb",
+)  # fmt: skip
 
 
 def report(label: str, f: dict[str, object]) -> None:
@@ -211,11 +229,13 @@ def report(label: str, f: dict[str, object]) -> None:
           f"{f['rss_loaded_mb']:.0f} MB after load, {f['rss_after_mb']:.0f} MB after the "
           f"solves (private {f['rss_anon_mb']:.0f} MB, mapped files {f['rss_file_mb']:.0f} MB), "
           f"catalogue held {f['catalogue_cache_mb']:.1f} MB")  # fmt: skip
-    print(f"[{label}] long-lived: solve {f['solve_s']:.3f} s, whole step {f['step_s']:.3f} s")
+    print(f"[{label}] long-lived: solve {f['solve_s']:.3f} s, whole step {f['step_s']:.3f} s "
+          f"(CPU {f['step_cpu_s']:.3f} s)")  # fmt: skip
     print(f"[{label}] fresh process (import + load + step): {f['fresh_s']:.2f} s "
-          f"({runs('fresh_runs')})")  # fmt: skip
+          f"({runs('fresh_runs')}; CPU {f['fresh_cpu_s']:.2f} s)")  # fmt: skip
     print(f"[{label}] fresh worker, solve step after its first stack: "
-          f"{f['fresh_worker_s']:.3f} s ({runs('fresh_worker_runs')})", flush=True)  # fmt: skip
+          f"{f['fresh_worker_s']:.3f} s ({runs('fresh_worker_runs')}; "
+          f"CPU {f['fresh_worker_cpu_s']:.3f} s)", flush=True)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         a, b = results["anchor"], results["this"]
         ratios = ", ".join(
             f"{key} {float(b[key]) / float(a[key]):.2f}"  # type: ignore[arg-type]
-            for key in ("solve_s", "step_s", "fresh_s", "fresh_worker_s", "rss_after_mb")
+            for key in RATIO_KEYS
         )
         print(f"this / anchor: {ratios}")
     if sf is not None:

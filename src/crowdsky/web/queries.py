@@ -28,7 +28,7 @@ from crowdsky.db.models import (
     UserPreferences,
     WorkerToken,
 )
-from crowdsky.ingest.chunking import healpix_ring_pixels
+from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.storage import LocalResultStore, RawStore
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.

@@ -111,14 +111,14 @@ class Deployment:
         self, n_frames: int, *, seed: int, minute: int = 0, shape: tuple[int, int] = FRAME_SHAPE
     ) -> tuple[int, list[Path]]:
         """Simulate one chunk's frames (15-min slot chosen by ``minute``), upload; (job, frames)."""
-        from crowdsky.simulate import simulate_sequence
+        from crowdsky.simulate import SequenceSpec, simulate_sequence
 
         out = self.root / f"frames-{seed}"
-        kwargs: dict[str, Any] = {"seed": seed, "shape": shape}
+        kwargs: dict[str, Any] = {"n_frames": n_frames, "seed": seed, "shape": shape}
         if minute:
             # a later 15-minute slot, so every call makes a chunk of its own
             kwargs["start"] = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
-        simulate_sequence(out, n_frames, **kwargs)
+        simulate_sequence(out, SequenceSpec(**kwargs))
         frames = sorted(out.glob("*.fit"))
         job_ids = self.upload(frames)
         assert len(job_ids) == 1, job_ids

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from crowdsky.db import create_db_engine, upgrade_database
-from crowdsky.simulate import simulate_sequence
+from crowdsky.simulate import SequenceSpec, simulate_sequence
 from tests.db_backends import create_server_database, drop_server_database
 from tests.e2e.conftest import PASSWORD, USERNAME, Deployment, WorkerLauncher
 from tests.support.live_server import LiveServer, start_live_server
@@ -87,7 +87,9 @@ def cluster(tmp_path: Path, seaweedfs: SeaweedCluster, s3_bucket: str) -> Iterat
 def _frames(root: Path, seed: int, minute: int) -> list[Path]:
     out = root / f"frames-{seed}"
     start = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
-    simulate_sequence(out, FRAMES_PER_JOB, seed=seed, shape=SHAPE, start=start)
+    simulate_sequence(
+        out, SequenceSpec(n_frames=FRAMES_PER_JOB, seed=seed, shape=SHAPE, start=start)
+    )
     return sorted(out.glob("*.fit"))
 
 

@@ -59,9 +59,7 @@ def sim_clean(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSequence:
     """15 small normal frames with only bright stars (for noise measurements)."""
     out = tmp_path_factory.mktemp("sim_clean")
     stars = StarFieldModel(n_stars=60, flux_min_adu=30000.0)
-    return simulate_sequence(
-        out, SequenceSpec(n_frames=15, seed=2, shape=SMALL_SHAPE, stars=stars)
-    )
+    return simulate_sequence(out, SequenceSpec(n_frames=15, seed=2, shape=SMALL_SHAPE, stars=stars))
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -22,6 +21,7 @@ from crowdsky.db.types import utcnow
 from crowdsky.server import raw_download, result_uploads
 from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
 from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas.worker_api import (
     CompleteJobRequest,
     ErrorResponse,
@@ -43,6 +43,7 @@ from crowdsky.server.schemas.worker_api import (
     WorkerId,
 )
 from crowdsky.server.state import ServerState
+from crowdsky.timestamps import format_utc
 
 router = APIRouter(tags=["worker API"])
 
@@ -64,15 +65,10 @@ def _route(path: str, method: str, **kwargs: Any) -> Callable[[Callable[..., Any
     """Register a handler at ``/api/<path>.php`` and at the alias ``/api/<path>``."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-        for url in (f"/api/{path}.php", f"/api/{path}"):
-            router.add_api_route(url, func, methods=[method], **kwargs)
+        php_paths.add_php_route(router, path, func, methods=[method], **kwargs)
         return func
 
     return decorator
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _number_text(value: float | None) -> str | None:
@@ -124,7 +120,7 @@ async def next_job(
         "frame_count": claimed.frame_count,
         "session_ucloud_path": claimed.session_path,
         "lease_token": claimed.lease_token,
-        "lease_expires_at": _iso(claimed.lease_expires_at),
+        "lease_expires_at": format_utc(claimed.lease_expires_at),
         "lease_seconds": claimed.lease_seconds,
         "attempt": claimed.attempt,
         "kind": claimed.kind,
@@ -175,7 +171,7 @@ def job_files(
                 fits_date_obs=entry.date_obs.strftime("%Y-%m-%d %H:%M:%S")
                 if entry.date_obs
                 else None,
-                fits_date_obs_iso=_iso(entry.date_obs) if entry.date_obs else None,
+                fits_date_obs_iso=format_utc(entry.date_obs) if entry.date_obs else None,
                 fits_exptime=_number_text(entry.exptime),
                 fits_ra=_number_text(entry.ra_deg),
                 fits_dec=_number_text(entry.dec_deg),
@@ -362,7 +358,7 @@ def heartbeat(
         progress=body.progress,
         message=body.message,
     )
-    return HeartbeatResponse(lease_expires_at=_iso(renewal.lease_expires_at))
+    return HeartbeatResponse(lease_expires_at=format_utc(renewal.lease_expires_at))
 
 
 @_route(

@@ -138,12 +138,14 @@ def warp_bayer(
 
     Each colour's sites are interpolated from their own lattice (pitch 2): with the
     cubic or Lanczos-3 kernel and a rotation within ``resample.supported`` by the
-    separable resampler of :mod:`crowdsky.stacking.resample` (~4× faster on one core),
-    otherwise with one OpenCV warp per site (Lanczos-4 for ``'lanczos3'``). Coverage is that of the mosaic itself: an output pixel is
-    NaN exactly when its source position falls outside the frame. (A NaN border on
-    each lattice would cost twice the kernel's reach at native resolution, 3–4
-    pixels of every frame's edge; the outermost lattice samples are repeated for the
-    kernel instead.)
+    separable resampler of :mod:`crowdsky.stacking.resample` (~4× faster on one core;
+    with Lanczos-3 green is interpolated from both green lattices together in the
+    vertical pass), otherwise with one OpenCV warp per site (Lanczos-4 for
+    ``'lanczos3'``: OpenCV has no Lanczos-3). Coverage is that of the mosaic itself:
+    an output pixel is NaN exactly when its source position falls outside the frame.
+    (A NaN border on each lattice would cost twice the kernel's reach at native
+    resolution, 3–4 pixels of every frame's edge; the outermost lattice samples are
+    repeated for the kernel instead.)
 
     Parameters
     ----------
@@ -182,11 +184,7 @@ def warp_bayer(
         raise errors.StackingError(f"warp failed: {exc}") from exc
     from crowdsky.stacking import resample  # numba: imported when first needed
 
-    if (
-        interpolation in resample.KERNELS
-        and resample.supported(inverse)
-        and out.flags.c_contiguous
-    ):
+    if interpolation in resample.KERNELS and resample.supported(inverse) and out.flags.c_contiguous:
         lattice_rows = (mosaic.shape[0] + 1) // 2
         if (
             work is None

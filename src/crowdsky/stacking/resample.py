@@ -1,4 +1,9 @@
-"""Separable cubic resampling of a Bayer mosaic's colour lattices onto the reference grid.
+"""Separable resampling of a Bayer mosaic's colour lattices onto the reference grid.
+
+Two kernels: OpenCV's cubic (4 taps) and Lanczos-3 (6 taps, the default of
+``StackParams``; its green comes from both green lattices at once, see the Lanczos-3
+section below). The passes are built the same way for both; that section says what
+differs.
 
 Why not ``cv2.warpAffine``
     Warping was the largest share of a stack: four cubic warps per frame (one per
@@ -38,6 +43,7 @@ import math
 
 import numpy as np
 
+from crowdsky.stacking import errors
 from crowdsky.stacking.kernels import SAFE_FASTMATH, compiled, inlined
 
 __all__ = ["KERNELS", "LANCZOS_A", "supported", "warm_up", "warp_lattices"]
@@ -81,7 +87,9 @@ def warp_lattices(
     mosaic : ndarray
         2-D uint16 or float32 Bayer mosaic, C-contiguous.
     sites : list of (row, column)
-        Offsets in the 2×2 cell of the red, first green, second green and blue site.
+        Offsets in the 2×2 cell of the red, first green, second green and blue site;
+        the first green on the even rows, as ``debayer.bayer_sites`` lists them (the
+        Lanczos-3 pass reads the two greens as alternate mosaic rows).
     inverse : ndarray
         2×3 map from output pixel (x, y) to mosaic position (X, Y); see :func:`supported`.
     dst : ndarray
@@ -93,6 +101,8 @@ def warp_lattices(
         Interpolation kernel of both passes (:data:`KERNELS`).
     """
     horizontal, vertical = _PASSES[kernel]
+    if sites[1][0] != 0 or sites[2][0] != 1:
+        raise errors.InvalidInput(f"greens must be on even then odd rows, got {sites[1:3]}")
     (a, b, c), (d, e, f) = np.asarray(inverse, dtype=np.float64)
     cols = dst.shape[1]
     # vertical pass: lattice row of output (x, y) is (d·x + e·y + f − sy) / 2

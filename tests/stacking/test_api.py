@@ -109,9 +109,10 @@ def test_satellite_trail_removed_at_n5(tmp_path: Path) -> None:
     [
         StackParams(),
         StackParams(smoothing_px=0.0),
+        StackParams(interpolation="cubic", smoothing_px=0.5),
         StackParams(demosaic="bilinear", interpolation="cubic-linear", smoothing_px=0.0),
     ],
-    ids=["default", "no-smoothing", "bilinear-demosaic"],
+    ids=["default", "no-smoothing", "cubic", "bilinear-demosaic"],
 )
 def test_background_noise_close_to_single_frame_over_sqrt_n(
     sim_clean: SimulatedSequence, tmp_path: Path, params: StackParams

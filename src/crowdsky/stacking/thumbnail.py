@@ -8,7 +8,8 @@ first), and stretches it (``stretch.py``). With the ``'auto'`` stretch the previ
 sky is modelled and subtracted and its colours neutralised first
 (``background.remove_gradient``): light-pollution gradients and the sensor's colour
 cast go, the target stays. A stack whose colours were calibrated against a catalogue
-(``COLCAL = T``) is balanced with its header's factors instead. Only the preview is changed, never the stack's planes.
+(``COLCAL = T``) is balanced with its header's factors instead. Only the preview is
+changed, never the stack's planes.
 Rows are written as stored (row 0 at the top), as the original worker did. The
 gallery uses 512 px; ``max_size=1024`` with a ``.jpg`` name gives the lightbox's
 larger preview (JPEG quality 90, ~150–300 kB).

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from crowdsky import queue, retention
+from crowdsky import queue, retention, stacks
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
 from crowdsky.server import raw_download
@@ -210,7 +210,8 @@ def complete_job(
     principal: AuthenticatedWorker,
     body: CompleteJobRequest,
 ) -> OkResponse:
-    """Record the stack, mark the job completed, then delete its raw files."""
+    """Record the stack (replacing the slot's earlier one), mark the job completed, then
+    delete its raw files (unless kept for a re-stack) and the replaced stack's files."""
     outcome = queue.complete_job(
         session,
         utcnow(),
@@ -233,9 +234,12 @@ def complete_job(
         worker_id=body.worker_id,
         lease_token=body.lease_token,
         caller=_caller(principal),
+        restack_window_hours=state.settings.restack_window_hours,
     )
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
+    if outcome.replaced_results:  # the slot's earlier stacks, whose rows are gone
+        stacks.discard_result_files(state.settings.resolved_results_dir, outcome.replaced_results)
     return OkResponse()
 
 
@@ -324,6 +328,7 @@ def cleanup(
         raw_store=state.raw_store,
         upload_expiry_hours=settings.upload_expiry_hours,
         failed_raw_retention_hours=settings.failed_raw_retention_hours,
+        restack_window_hours=settings.restack_window_hours,
         backoff_seconds=settings.retry_backoff_seconds,
     )
     return PlainTextResponse(report.summary())

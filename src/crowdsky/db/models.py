@@ -322,6 +322,18 @@ class StackedFrame(Base):
     phot_sqm: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
 
 
+class SlotLock(Base):
+    """One row per user whose lock serialises the placing of that user's frames into
+    slots (``ingest.slots.lock_user``). Nothing references it, so holding it never
+    blocks the foreign-key checks of a completion, as a lock on ``users`` would."""
+
+    __tablename__ = "slot_locks"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+
+
 class UserPreferences(Base):
     """A user's web-app defaults (no row: all off); the privacy default is
     ``users.stacks_private``, which the completion reads."""

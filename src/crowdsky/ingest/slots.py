@@ -15,8 +15,8 @@ job queued before pointings were recorded matches by its exact chunk key.
 chains to the earlier one, ``replaces_job_id``), locked, in any status; finalize
 decides from its status whether the new frames join it, follow it, or re-stack it
 (:mod:`crowdsky.ingest.finalize`). :func:`lock_user` serialises the finalizes of
-one user, so that two sessions placing frames of one slot at once cannot both find
-no job and queue two.
+one user (a row of ``slot_locks``), so that two sessions placing frames of one slot
+at once cannot both find no job and queue two.
 """
 
 from __future__ import annotations
@@ -26,11 +26,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Executable, func, or_, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from crowdsky.db.models import RawFile, StackedFrame, StackingJob, User
+from crowdsky.db.models import RawFile, SlotLock, StackedFrame, StackingJob
 from crowdsky.ingest import chunking
 from crowdsky.queue.states import ACTIVE_STATUSES, JobStatus
 
@@ -59,8 +60,27 @@ def slot_of(chunk: chunking.Chunk) -> str:
 
 
 def lock_user(session: Session, user_id: int) -> None:
-    """Take the user's row lock for the rest of the transaction (see the module doc)."""
-    session.execute(select(User.id).where(User.id == user_id).with_for_update()).one()
+    """Take the user's slot lock for the rest of the transaction (see the module doc).
+
+    The lock is a row of ``slot_locks``, created on first use (an insert that ignores
+    an existing row, race-free on every backend), not the ``users`` row: a completion
+    inserting a stack checks its foreign key to ``users`` under a shared lock, which
+    a lock on that row would block while this finalize waits for the completed job's
+    row, a deadlock.
+    """
+    session.execute(_insert_ignoring_duplicate(session, user_id))
+    session.execute(
+        select(SlotLock.user_id).where(SlotLock.user_id == user_id).with_for_update()
+    ).one()
+
+
+def _insert_ignoring_duplicate(session: Session, user_id: int) -> Executable:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(SlotLock).values(user_id=user_id).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(SlotLock).values(user_id=user_id).on_conflict_do_nothing()
+    return mysql.insert(SlotLock).values(user_id=user_id).prefix_with("IGNORE")
 
 
 def find_slot_head(

@@ -3,7 +3,8 @@
 A job records the identity of its slot (the ``YYYYMMDD.CC`` UTC slot and the
 chunk's mean pointing), the job whose stack it replaces when it completes, and the
 job it waits for (a follow-up queued while that job was being processed is not
-claimable until it is done). Jobs already queued get their slot from the key's
+claimable until it is done). ``slot_locks`` holds one row per user, locked while a
+finalize places that user's frames. Jobs already queued get their slot from the key's
 prefix; their pointing stays unknown, so they match a later upload by exact key.
 
 Revision ID: 0009_slot_restack
@@ -27,6 +28,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "slot_locks",
+        sa.Column("user_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_slot_locks_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_slot_locks")),
+    )
     with op.batch_alter_table("stacking_jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("slot", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("ra_deg", crowdsky.db.types.DOUBLE, nullable=True))
@@ -69,3 +78,4 @@ def downgrade() -> None:
         )
         for column in ("waits_for_job_id", "replaces_job_id", "dec_deg", "ra_deg", "slot"):
             batch_op.drop_column(column)
+    op.drop_table("slot_locks")

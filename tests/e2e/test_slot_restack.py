@@ -3,6 +3,8 @@
 5 frames of a run are uploaded and stacked; 6 more of the same run are uploaded
 later. The second job re-stacks the 11 frames (still in the raw buffer: the
 re-stack window is open) and its stack replaces the first in ``my_stacks``.
+Slow (about 95 s at load 12): one server and two worker runs, as a user would see
+it; the same cases on every backend run in seconds in tests/ingest/test_slots.py.
 """
 
 from __future__ import annotations

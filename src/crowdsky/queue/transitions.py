@@ -55,6 +55,7 @@ from crowdsky.queue.states import (
 from crowdsky.stacks import catalog
 
 CLAIM_RACE_RETRIES = 5
+_STACK_KIND = "stack"
 DEFAULT_ERROR_MESSAGE = "Unknown error"
 LEASE_EXPIRED_MESSAGE = "lease expired: worker {worker} stopped sending heartbeats"
 
@@ -454,9 +455,9 @@ def complete_job(
         session.flush()
         frame_id = frame.id
         replaced = slot_chain.remove_replaced_stacks(session, job)
-        freed = retention.release_job_files(
-            session, job.id, job.upload_session_id, keep=restack_window_hours > 0
-        )
+        # a ready-made stack's upload is never re-stacked: only raw frames are kept
+        keep = restack_window_hours > 0 and job.kind == _STACK_KIND
+        freed = retention.release_job_files(session, job.id, job.upload_session_id, keep=keep)
     return CompletionOutcome(
         job.id, frame_id, repeated=False, freed=freed, replaced_results=replaced
     )

@@ -226,3 +226,16 @@ def test_angular_distance_is_small_angle_exact() -> None:
     assert slots.angular_distance_deg(193.0, 41.1, 193.0, 41.1) == 0.0
     assert slots.angular_distance_deg(359.9, 0.0, 0.1, 0.0) == pytest.approx(0.2)
     assert slots.angular_distance_deg(10.0, 89.9, 190.0, 89.9) == pytest.approx(0.2)
+
+
+def test_overwrite_restacks_the_files_and_replaces_the_slots_stack(intake: Intake) -> None:
+    frames = _run(intake, 0, 4, 192.72, "a")
+    (job_a,) = intake.finalize(intake.upload(frames)).job_ids
+    intake.complete(job_a)
+    again = intake.finalize(intake.upload(frames), overwrite=True)
+    (job_b,) = again.job_ids
+    assert again.chunks[0].frame_count == 4 and again.skipped == ()
+    assert [s.job_id for s in _stacks(intake)] == [job_a], "the old stack until then"
+    intake.complete(job_b)
+    (stack,) = _stacks(intake)
+    assert stack.job_id == job_b and stack.n_frames_input == 4

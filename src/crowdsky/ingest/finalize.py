@@ -303,9 +303,10 @@ def _place(
         total = extend_job(session, head.job_id, chunk.frame_ids)
         _set_key(session, chunk.frame_ids, head.chunk_key)
         return _report(head.job_id, head.chunk_key, total, chunk, by_id)
-    chained = head is not None and (overwrite or _restacks(head))
-    key = head.chunk_key if head is not None and chained else chunk.chunk_key
-    waits = head is not None and chained and head.status in ACTIVE_STATUSES
+    # the job whose stack the new one replaces (None: a stack of the new frames alone)
+    earlier = head if head is not None and (overwrite or _restacks(head)) else None
+    key = earlier.chunk_key if earlier is not None else chunk.chunk_key
+    waits = earlier is not None and earlier.status in ACTIVE_STATUSES
     new = NewJob(
         user_id=user_id,
         upload_session_id=session_id,
@@ -316,16 +317,16 @@ def _place(
         filter_name=chunk.filter_name,
         exptime=chunk.exptime_s,
         slot=slots.slot_of(chunk),
-        ra_deg=chunk.ra_deg,
-        dec_deg=chunk.dec_deg,
-        replaces_job_id=head.job_id if head is not None and chained else None,
-        waits_for_job_id=head.job_id if head is not None and waits else None,
+        ra_deg=earlier.ra_deg if earlier is not None else chunk.ra_deg,
+        dec_deg=earlier.dec_deg if earlier is not None else chunk.dec_deg,
+        replaces_job_id=earlier.job_id if earlier is not None else None,
+        waits_for_job_id=earlier.job_id if earlier is not None and waits else None,
     )
     (job_id,) = add_jobs(session, now, [new])
     total = chunk.frame_count
-    if head is not None and chained and not waits and not overwrite:
-        total += retention.move_frames(session, head.job_id, job_id)
-    if head is not None and not chained:
+    if earlier is not None and not waits and not overwrite:
+        total += retention.move_frames(session, earlier.job_id, job_id)
+    if head is not None and earlier is None:
         log.warning(
             "finalize.slot_frames_gone: job %d of slot %s stacks only the new frames; the "
             "frames of job %d left the raw buffer",

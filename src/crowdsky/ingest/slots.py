@@ -52,6 +52,9 @@ class SlotHead:
     frame_count: int
     frames_stored: bool
     """Every frame of the job is still in the raw buffer (none deleted or lost)."""
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    """The slot's recorded pointing (a follow-up keeps it, so the slot cannot drift)."""
 
 
 def slot_of(chunk: chunking.Chunk) -> str:
@@ -113,7 +116,15 @@ def find_slot_head(
             or_(RawFile.is_deleted.is_(True), RawFile.lost_at.is_not(None)),
         )
     ).scalar_one()
-    return SlotHead(head.id, JobStatus(head.status), head.chunk_key, head.frame_count, gone == 0)
+    return SlotHead(
+        head.id,
+        JobStatus(head.status),
+        head.chunk_key,
+        head.frame_count,
+        gone == 0,
+        head.ra_deg,
+        head.dec_deg,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,7 @@ def test_the_shared_key_keeps_the_spec_behaviour_for_its_own_jobs(server: LiveSe
             json={"job_id": job["job_id"], "ucloud_path": "/stacks/s.fits"},
             headers=shared,
         )
-        assert done.status_code == 200 and done.json() == {"ok": True}
+        assert done.status_code == 200 and done.json() == {"ok": True, "replaced_files": []}
 
 
 def test_the_shared_key_can_be_refused(tmp_path: Path) -> None:

@@ -68,7 +68,7 @@ def test_default_worker_id_is_default(api: Api) -> None:
         json=_complete_body(job["job_id"], worker_id="default"),
         headers=api.headers,
     )
-    assert complete.json() == {"ok": True}
+    assert complete.json() == {"ok": True, "replaced_files": []}
 
 
 def test_job_files_has_string_values_like_the_original(api: Api) -> None:
@@ -111,9 +111,9 @@ def test_complete_job_keeps_raws_unserved_and_is_idempotent(api: Api) -> None:
     ).json()["files"]
     body = _complete_body(job["job_id"], worker_id="w1", lease_token=job["lease_token"])
     first = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert first.status_code == 200 and first.json() == {"ok": True}
+    assert first.status_code == 200 and first.json() == {"ok": True, "replaced_files": []}
     repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert repeat.status_code == 200 and repeat.json() == {"ok": True}
+    assert repeat.status_code == 200 and repeat.json() == {"ok": True, "replaced_files": []}
     for change in ({"n_stars_detected": 1}, {"date_obs_end": "2025-03-27T01:30:00"}):
         different = api.client.post(
             "/api/complete_job.php", json={**body, **change}, headers=api.headers
@@ -139,9 +139,11 @@ def test_repeated_complete_job_with_precise_floats_is_ok(api: Api) -> None:
         total_exptime=150.000001,
     )
     first = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert first.status_code == 200 and first.json() == {"ok": True}
+    assert first.status_code == 200 and first.json() == {"ok": True, "replaced_files": []}
     repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert repeat.status_code == 200 and repeat.json() == {"ok": True}, repeat.text
+    assert repeat.status_code == 200 and repeat.json() == {"ok": True, "replaced_files": []}, (
+        repeat.text
+    )
     different = api.client.post(
         "/api/complete_job.php", json={**body, "ra_deg": 193.5}, headers=api.headers
     )

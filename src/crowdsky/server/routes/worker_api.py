@@ -23,6 +23,7 @@ from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
 from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
 from crowdsky.server.schemas.worker_api import (
     CompleteJobRequest,
+    CompleteJobResponse,
     ErrorResponse,
     FailJobRequest,
     FailJobResponse,
@@ -33,7 +34,6 @@ from crowdsky.server.schemas.worker_api import (
     JobId,
     LeaseToken,
     NextJobResponse,
-    OkResponse,
     ReleaseJobRequest,
     ReleaseJobResponse,
     WorkerId,
@@ -203,15 +203,16 @@ def download_raw(
     return raw_download.raw_file_response(state, location.storage_path, location.filename, file_id)
 
 
-@_route("complete_job", "POST", response_model=OkResponse, responses=JOB_ERRORS)
+@_route("complete_job", "POST", response_model=CompleteJobResponse, responses=JOB_ERRORS)
 def complete_job(
     state: State,
     session: DbSession,
     principal: AuthenticatedWorker,
     body: CompleteJobRequest,
-) -> OkResponse:
+) -> CompleteJobResponse:
     """Record the stack (replacing the slot's earlier one), mark the job completed, then
-    delete its raw files (unless kept for a re-stack) and the replaced stack's files."""
+    delete its raw files (unless kept for a re-stack) and the replaced stack's files
+    (local ones here; the answer names them for the worker's remote result store)."""
     outcome = queue.complete_job(
         session,
         utcnow(),
@@ -238,9 +239,13 @@ def complete_job(
     )
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
-    if outcome.replaced_results:  # the slot's earlier stacks, whose rows are gone
-        stacks.discard_result_files(state.settings.resolved_results_dir, outcome.replaced_results)
-    return OkResponse()
+    # the slot's earlier stacks, whose rows are gone (never the files just recorded)
+    replaced = [
+        p for p in outcome.replaced_results if p not in (body.ucloud_path, body.thumbnail_path)
+    ]
+    if replaced:
+        stacks.discard_result_files(state.settings.resolved_results_dir, replaced)
+    return CompleteJobResponse(replaced_files=replaced)
 
 
 @_route("fail_job", "POST", response_model=FailJobResponse, responses=JOB_ERRORS)

@@ -9,6 +9,7 @@ import pytest
 
 from crowdsky import queue
 from crowdsky.accounts import create_worker_token, revoke_worker_token
+from crowdsky.db.models import StackingJob
 from crowdsky.db.types import utcnow
 from tests.server.conftest import Api
 
@@ -445,3 +446,29 @@ def test_rejected_frames_reported_at_completion_reach_the_job_listing(api: Api) 
     too_long = {**body, "rejected_frames": [{"filename": "x.fit", "reason": "r" * 501}]}
     refused = api.client.post("/api/complete_job.php", json=too_long, headers=api.headers)
     assert refused.status_code in (400, 409), refused.text
+
+
+def test_complete_job_names_the_replaced_stacks_files_and_deletes_local_ones(api: Api) -> None:
+    """A re-stack of the slot replaces the earlier stack: its row goes in the completing
+    transaction, its local files after it, and the answer names them for the worker's
+    remote store (never the files just recorded)."""
+    first, second = api.seed(n_jobs=2, files_per_job=1)
+    with api.state.session_factory() as session, session.begin():
+        follow_up = session.get(StackingJob, second)
+        assert follow_up is not None
+        follow_up.replaces_job_id = first
+    results = api.state.settings.resolved_results_dir
+    answers = []
+    for job_id in (first, second):
+        job = api.claim()
+        assert job["job_id"] == job_id
+        body = _complete_body(job_id, worker_id="w1", lease_token=job["lease_token"])
+        for path in (body["ucloud_path"], body["thumbnail_path"]):
+            (results / str(path).lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (results / str(path).lstrip("/")).write_bytes(b"x")
+        answers.append(api.client.post("/api/complete_job.php", json=body, headers=api.headers))
+    old = _complete_body(first)
+    assert answers[0].json()["replaced_files"] == []
+    assert answers[1].json()["replaced_files"] == [old["ucloud_path"], old["thumbnail_path"]]
+    assert not (results / str(old["ucloud_path"]).lstrip("/")).exists()
+    assert (results / str(_complete_body(second)["ucloud_path"]).lstrip("/")).is_file()

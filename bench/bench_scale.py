@@ -100,10 +100,10 @@ def fill_queue(url: str, n_jobs: int, data_dir: Path) -> None:
                         )
                     copy.write(buffer.getvalue())
             raw.commit()
-            raw.autocommit = True
-            cursor.execute("VACUUM ANALYZE stacking_jobs")
         finally:
             raw.close()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("VACUUM ANALYZE stacking_jobs")
     finally:
         engine.dispose()
 
@@ -159,30 +159,42 @@ async def _worker_loop(
     await asyncio.sleep(random.uniform(0, think))  # spread the first claims
     while time.time() < stop_at:
         measured = time.time() >= measure_from
-        t0 = time.perf_counter()
-        reply = await client.get("/api/next_job.php", params={"worker_id": name}, headers=headers)
-        claim_s = time.perf_counter() - t0
-        if reply.status_code == 200:
-            job = reply.json()
-            identity = {
-                "job_id": job["job_id"],
-                "worker_id": name,
-                "lease_token": job["lease_token"],
-            }
-            t0 = time.perf_counter()
-            beat = await client.post(
-                "/api/heartbeat.php", json={**identity, "progress": 0.5}, headers=headers
-            )
-            beat_s = time.perf_counter() - t0
-            back = await client.post("/api/release_job.php", json=identity, headers=headers)
+        try:
+            await _cycle(client, name, headers, out if measured else None)
+        except httpx.TransportError:
+            # a keep-alive connection closed under us: a real worker retries, so do we
             if measured:
-                out["claim"].append(claim_s)
-                out["heartbeat"].append(beat_s)
-                if beat.status_code != 200 or back.status_code != 200:
-                    out["errors"].append(float(beat.status_code * 1000 + back.status_code))
-        elif measured:
-            out["empty" if reply.status_code == 204 else "errors"].append(claim_s)
+                out["errors"].append(0.0)
         await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+
+
+async def _cycle(
+    client: httpx.AsyncClient,
+    name: str,
+    headers: dict[str, str],
+    out: dict[str, list[float]] | None,
+) -> None:
+    """Claim, heartbeat and release one job; latencies into ``out`` (None: not measured)."""
+    t0 = time.perf_counter()
+    reply = await client.get("/api/next_job.php", params={"worker_id": name}, headers=headers)
+    claim_s = time.perf_counter() - t0
+    if reply.status_code != 200:
+        if out is not None:
+            out["empty" if reply.status_code == 204 else "errors"].append(claim_s)
+        return
+    job = reply.json()
+    identity = {"job_id": job["job_id"], "worker_id": name, "lease_token": job["lease_token"]}
+    t0 = time.perf_counter()
+    beat = await client.post(
+        "/api/heartbeat.php", json={**identity, "progress": 0.5}, headers=headers
+    )
+    beat_s = time.perf_counter() - t0
+    back = await client.post("/api/release_job.php", json=identity, headers=headers)
+    if out is not None:
+        out["claim"].append(claim_s)
+        out["heartbeat"].append(beat_s)
+        if beat.status_code != 200 or back.status_code != 200:
+            out["errors"].append(float(beat.status_code * 1000 + back.status_code))
 
 
 async def _client_main(
@@ -307,28 +319,48 @@ def bench_claims(args: argparse.Namespace, root: Path) -> None:
         drop_server_database(deep_url, deep_admin)
     print()
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(
-        "| queued jobs | workers | claims/s | claim p50 ms | claim p99 ms | heartbeat p50 ms | heartbeat p99 ms | server CPU ms per cycle | 204s | errors |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    medians = {}
-    for label, depth in (("anchor", args.anchor_jobs), ("deep", args.jobs)):
-        rows = results[label]
-        m = {
+    medians = {
+        label: {
             f: statistics.median(getattr(r, f) for r in rows)
             for f in ClaimFigures.__dataclass_fields__
         }
-        medians[label] = m
-        print(
-            f"| {depth:,} | {args.workers:,} | {m['claims_per_s']:.0f} | {m['claim_p50_ms']:.1f} | "
-            f"{m['claim_p99_ms']:.1f} | {m['heartbeat_p50_ms']:.1f} | {m['heartbeat_p99_ms']:.1f} | "
-            f"{m['server_cpu_ms_per_cycle']:.2f} | {m['empty']:.0f} | {m['errors']:.0f} |"
-        )
-    a, d = medians["anchor"], medians["deep"]
-    print(
-        f"deep/anchor: claims/s {d['claims_per_s'] / a['claims_per_s']:.2f}, p50 "
-        f"{d['claim_p50_ms'] / a['claim_p50_ms']:.2f}, p99 {d['claim_p99_ms'] / a['claim_p99_ms']:.2f}"
+        for label, rows in results.items()
+    }
+    _table(
+        [
+            "queued jobs",
+            "workers",
+            "claims/s",
+            "claim p50 ms",
+            "claim p99 ms",
+            "heartbeat p50 ms",
+            "heartbeat p99 ms",
+            "server CPU ms per cycle",
+            "204s",
+            "errors",
+        ],
+        [
+            [f"{depth:,}", f"{args.workers:,}", f"{m['claims_per_s']:.0f}"]
+            + [f"{m[k]:.1f}" for k in ("claim_p50_ms", "claim_p99_ms")]
+            + [f"{m[k]:.1f}" for k in ("heartbeat_p50_ms", "heartbeat_p99_ms")]
+            + [f"{m['server_cpu_ms_per_cycle']:.2f}", f"{m['empty']:.0f}", f"{m['errors']:.0f}"]
+            for depth, m in ((args.anchor_jobs, medians["anchor"]), (args.jobs, medians["deep"]))
+        ],
     )
+    a, d = medians["anchor"], medians["deep"]
+    if not a["claims_per_s"] or not d["claims_per_s"]:
+        print("no claims measured: lower --workers or raise --think")
+        return
+    ratios = {k: d[k] / a[k] for k in ("claims_per_s", "claim_p50_ms", "claim_p99_ms")}
+    print("deep/anchor: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    """Print a markdown table."""
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 # -- uploads --------------------------------------------------------------------------------
@@ -386,7 +418,7 @@ def bench_uploads(args: argparse.Namespace, root: Path) -> None:
         upgrade_database(url)
         keys = _make_users(url, args.uploaders)
         env = {**seaweed.s3_env(), "CROWDSKY_RAW_STORE": f"s3://{bucket}/raws"}
-        template = make_template()
+        template = make_template(root)
         batches = [
             [frame_bytes(template, u * 1000 + i) for i in range(args.frames_per_uploader)]
             for u in range(args.uploaders)
@@ -421,15 +453,31 @@ def bench_uploads(args: argparse.Namespace, root: Path) -> None:
         print()
         print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         print(f"errors: {len(errors)} {errors[:3]}")
-        print(
-            "| uploaders | frames | MB | seconds | MB/s | server CPU s/GB | store CPU s/GB | server RSS idle MB | server RSS peak MB (each) |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|")
-        print(
-            f"| {args.uploaders} | {args.uploaders * args.frames_per_uploader} | {total / 1e6:.0f} | "
-            f"{elapsed:.1f} | {total / 1e6 / elapsed:.1f} | {cpu / gb:.1f} | {store_cpu / gb:.1f} | "
-            f"{statistics.median(idle.values()) / 1e6:.0f} | "
-            f"{', '.join(f'{peaks[p] / 1e6:.0f}' for p in pids)} |"
+        _table(
+            [
+                "uploaders",
+                "frames",
+                "MB",
+                "seconds",
+                "MB/s",
+                "server CPU s/GB",
+                "store CPU s/GB",
+                "server RSS idle MB",
+                "server RSS peak MB (each)",
+            ],
+            [
+                [
+                    str(args.uploaders),
+                    str(args.uploaders * args.frames_per_uploader),
+                    f"{total / 1000000.0:.0f}",
+                    f"{elapsed:.1f}",
+                    f"{total / 1000000.0 / elapsed:.1f}",
+                    f"{cpu / gb:.1f}",
+                    f"{store_cpu / gb:.1f}",
+                    f"{statistics.median(idle.values()) / 1000000.0:.0f}",
+                    ", ".join(f"{peaks[p] / 1000000.0:.0f}" for p in pids),
+                ]
+            ],
         )
     finally:
         drop_server_database(url, admin)
@@ -442,8 +490,8 @@ def main() -> None:
     parser.add_argument("--anchor-jobs", type=int, default=1_000, help="queued jobs of the anchor")
     parser.add_argument("--workers", type=int, default=1_000, help="simulated workers")
     parser.add_argument("--client-processes", type=int, default=4)
-    parser.add_argument("--think", type=float, default=1.0, help="mean seconds between cycles")
-    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per load")
+    parser.add_argument("--think", type=float, default=5.0, help="mean seconds between cycles")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per load")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--uploaders", type=int, default=32)
     parser.add_argument("--frames-per-uploader", type=int, default=4)

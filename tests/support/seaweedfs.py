@@ -310,6 +310,10 @@ def start_seaweedfs(root: Path, *, volume_servers: int = 2) -> SeaweedCluster:
             f"-filer={filer_addr}",
             f"-config={s3_config}",
             f"-localSocket={root / 's3.sock'}",
+            # the Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default:
+            # a second cluster on the machine would die at start
+            "-port.iceberg=0",
+            "-port.lance=0",
         ],
         root / "s3.log",
         root,

@@ -33,6 +33,7 @@ import io
 import multiprocessing as mp
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -165,7 +166,8 @@ async def _worker_loop(
             # a keep-alive connection closed under us: a real worker retries, so do we
             if measured:
                 out["errors"].append(0.0)
-        await asyncio.sleep(random.uniform(0.5 * think, 1.5 * think))
+        pause = random.uniform(0.5 * think, 1.5 * think)
+        await asyncio.sleep(min(pause, max(0.0, stop_at - time.time())))
 
 
 async def _cycle(
@@ -490,14 +492,17 @@ def main() -> None:
     parser.add_argument("--anchor-jobs", type=int, default=1_000, help="queued jobs of the anchor")
     parser.add_argument("--workers", type=int, default=1_000, help="simulated workers")
     parser.add_argument("--client-processes", type=int, default=4)
-    parser.add_argument("--think", type=float, default=5.0, help="mean seconds between cycles")
-    parser.add_argument("--seconds", type=float, default=30.0, help="measured seconds per load")
+    parser.add_argument("--think", type=float, default=30.0, help="mean seconds between cycles")
+    parser.add_argument("--seconds", type=float, default=45.0, help="measured seconds per load")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--uploaders", type=int, default=32)
     parser.add_argument("--frames-per-uploader", type=int, default=4)
     parser.add_argument("--skip-claims", action="store_true")
     parser.add_argument("--skip-uploads", action="store_true")
     args = parser.parse_args()
+    # SIGTERM (also what a background run gets instead of Ctrl-C) still stops the
+    # servers and drops the databases
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="crowdsky-scale-") as tmp:
         if not args.skip_claims:
             bench_claims(args, Path(tmp))

@@ -66,6 +66,7 @@ from crowdsky.testing import seed_jobs  # noqa: E402
 SERVERS = 4
 WORKER_KEY = "scale-bench-worker-key-" + "s" * 24
 COPY_BATCH = 100_000
+SAMPLE_KEYS = ("claim", "heartbeat", "empty", "errors", "transport")
 #: Seconds of load before measuring: connections open, the first claims spread out.
 WARMUP_S = 5.0
 UPLOAD_URL = "/api/raw_upload.php"
@@ -165,7 +166,7 @@ async def _worker_loop(
         except httpx.TransportError:
             # a keep-alive connection closed under us: a real worker retries, so do we
             if measured:
-                out["errors"].append(0.0)
+                out["transport"].append(0.0)
         pause = random.uniform(0.5 * think, 1.5 * think)
         await asyncio.sleep(min(pause, max(0.0, stop_at - time.time())))
 
@@ -203,7 +204,7 @@ async def _client_main(
     urls: list[str], first: int, count: int, think: float, window: tuple[float, float]
 ) -> dict[str, list[float]]:
     """``count`` simulated workers in this process, named from ``first`` on."""
-    out: dict[str, list[float]] = {"claim": [], "heartbeat": [], "empty": [], "errors": []}
+    out: dict[str, list[float]] = {key: [] for key in SAMPLE_KEYS}
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     clients = [httpx.AsyncClient(base_url=u, timeout=120, limits=limits) for u in urls]
     try:
@@ -234,6 +235,7 @@ class ClaimFigures:
     heartbeat_p99_ms: float
     empty: int
     errors: int
+    transport_errors: int
     server_cpu_ms_per_cycle: float
 
 
@@ -271,7 +273,7 @@ def run_claims(
     cpu0 = _cpu_s(pids)
     time.sleep(max(0.0, window[1] - time.time()))
     cpu = _cpu_s(pids) - cpu0
-    merged: dict[str, list[float]] = {"claim": [], "heartbeat": [], "empty": [], "errors": []}
+    merged: dict[str, list[float]] = {key: [] for key in SAMPLE_KEYS}
     for _ in procs:
         for key, values in queue.get().items():
             merged[key].extend(values)
@@ -286,6 +288,7 @@ def run_claims(
         heartbeat_p99_ms=_quantile(merged["heartbeat"], 0.99),
         empty=len(merged["empty"]),
         errors=len(merged["errors"]),
+        transport_errors=len(merged["transport"]),
         server_cpu_ms_per_cycle=cpu * 1000 / max(1, cycles),
     )
 
@@ -340,12 +343,14 @@ def bench_claims(args: argparse.Namespace, root: Path) -> None:
             "server CPU ms per cycle",
             "204s",
             "errors",
+            "transport errors",
         ],
         [
             [f"{depth:,}", f"{args.workers:,}", f"{m['claims_per_s']:.0f}"]
             + [f"{m[k]:.1f}" for k in ("claim_p50_ms", "claim_p99_ms")]
             + [f"{m[k]:.1f}" for k in ("heartbeat_p50_ms", "heartbeat_p99_ms")]
             + [f"{m['server_cpu_ms_per_cycle']:.2f}", f"{m['empty']:.0f}", f"{m['errors']:.0f}"]
+            + [f"{m['transport_errors']:.0f}"]
             for depth, m in ((args.anchor_jobs, medians["anchor"]), (args.jobs, medians["deep"]))
         ],
     )

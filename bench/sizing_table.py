@@ -66,10 +66,10 @@ def row(owners: int, a: argparse.Namespace) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--upload-cpu-s-per-gb", type=float, default=10.0)
-    parser.add_argument("--store-cpu-s-per-gb", type=float, default=36.4)
+    parser.add_argument("--upload-cpu-s-per-gb", type=float, default=15.1)
+    parser.add_argument("--store-cpu-s-per-gb", type=float, default=39.3)
     parser.add_argument("--download-cpu-ms", type=float, default=5.4)
-    parser.add_argument("--cycle-cpu-ms", type=float, default=11.6)
+    parser.add_argument("--cycle-cpu-ms", type=float, default=15.2)
     parser.add_argument("--stack-ms-per-frame", type=float, default=64.0)
     parser.add_argument("--frames-per-owner", type=int, default=2_900)
     parser.add_argument("--frame-mb", type=float, default=4.15)

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crowdsky.simulate import simulate_sequence
+from crowdsky.simulate import SequenceSpec, simulate_sequence
 from tests.e2e.conftest import (
     PASSWORD,
     USERNAME,
@@ -49,7 +49,7 @@ def _my_stacks(deployment: Deployment) -> list[dict[str, object]]:
 def test_five_then_six_frames_end_as_one_stack_of_eleven(
     deployment: Deployment, share: WebDavServer, workers: WorkerLauncher, tmp_path: Path
 ) -> None:
-    simulate_sequence(tmp_path / "run", 11, seed=5, shape=SMALL_FRAMES)
+    simulate_sequence(tmp_path / "run", SequenceSpec(n_frames=11, seed=5, shape=SMALL_FRAMES))
     frames = sorted((tmp_path / "run").glob("*.fit"))
     (first,) = deployment.upload(frames[:5])
     assert workers.run_once("e2e-slot").process.returncode == 0

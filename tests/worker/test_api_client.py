@@ -115,7 +115,7 @@ def test_reports_carry_worker_id_and_lease_token() -> None:
     with client(fake) as api:
         api.get_next_job()
         api.heartbeat(9, progress=0.5, message="stacking")
-        assert api.complete_job(9, {"ucloud_path": "/x.fits"}) == {"ok": True}
+        assert api.complete_job(9, {"ucloud_path": "/x.fits"}) == {"ok": True, "replaced_files": []}
     body = fake.paths("complete_job.php")[0]
     assert body["worker_id"] == "w-test"
     assert body["lease_token"] == "lease-9-1"

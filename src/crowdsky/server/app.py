@@ -82,6 +82,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             engine=engine,
             session_factory=make_session_factory(engine),
             raw_store=raw_store,
+            result_reader=selection.open_result_reader(settings),
             claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
@@ -95,6 +96,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
                 await housekeeping
             engine.dispose()
             selection.close_raw_store(raw_store)
+            state.result_reader.close()
 
     app = FastAPI(
         title="CrowdSky",

@@ -1,4 +1,4 @@
-"""What one server process holds for its lifetime: settings, engine, sessions, raw store."""
+"""What one server process holds for its lifetime: settings, engine, sessions, stores."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crowdsky.config import ServerSettings
 from crowdsky.queue import reap_expired_leases
 from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage.result_reader import ResultReader
 
 #: Claims reap expired leases at most this often per process (seconds).
 REAP_INTERVAL_S = 2.0
@@ -27,6 +28,8 @@ class ServerState:
     engine: Engine
     session_factory: sessionmaker[Session]
     raw_store: RawStore
+    #: Where downloads read finished stacks (``CROWDSKY_RESULT_STORE``).
+    result_reader: ResultReader
     #: Bounds the claims in flight in this process (created in the lifespan's loop).
     claim_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _reap_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -1,8 +1,10 @@
-"""Which raw store a server process uses: the data dir by default, S3 when configured.
+"""Which stores a server process uses: raw buffer and result reader, from the settings.
 
 ``CROWDSKY_RAW_STORE=s3://bucket/prefix`` selects
 :class:`~crowdsky.storage.s3_raw_store.S3RawStore`; unset, the raw buffer stays in
-``<data dir>/uploads`` (the embedded default).
+``<data dir>/uploads`` (the embedded default). ``CROWDSKY_RESULT_STORE`` names where
+downloads read finished stacks: the local results folder (default), the workers'
+WebDAV share, or an S3 bucket.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from datetime import datetime, timedelta
 from crowdsky.config import ServerSettings
 from crowdsky.storage import s3_client
 from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage.result_reader import ResultReader
+from crowdsky.storage.result_store import LocalResultStore
 
 #: Per-process scratch space of the S3 store (files being received), under the data dir.
 STAGING_DIR_NAME = "s3-staging"
@@ -50,6 +54,36 @@ def open_raw_store(settings: ServerSettings) -> RawStore:
         settings.data_dir / STAGING_DIR_NAME,
         presign_seconds=options.presign_seconds,
         part_bytes=options.part_bytes,
+    )
+
+
+def open_result_reader(settings: ServerSettings) -> ResultReader:
+    """The result store downloads read from (``CROWDSKY_RESULT_STORE``).
+
+    Raises
+    ------
+    ShareConfigError
+        ``webdav`` without a usable share URL and token.
+    """
+    if settings.result_store is None:
+        return LocalResultStore(settings.resolved_results_dir)
+    if settings.result_store == "webdav":
+        from crowdsky.storage.webdav_reader import WebDavResultReader
+        from crowdsky.storage.webdav_share import ShareConfigError
+
+        if not settings.results_webdav_url:
+            raise ShareConfigError("CROWDSKY_RESULT_STORE=webdav needs UCLOUD_WEBDAV_URL")
+        token, password = settings.results_share_token, settings.results_share_password
+        return WebDavResultReader(
+            settings.results_webdav_url,
+            token.get_secret_value() if token else None,
+            password.get_secret_value() if password else None,
+        )
+    from crowdsky.storage.s3_result_store import S3ResultStore
+
+    options = s3_options(settings)
+    return S3ResultStore(
+        s3_client.make_client(options), s3_client.parse_s3_url(settings.result_store)
     )
 
 

@@ -7,6 +7,7 @@ from crowdsky.stacks.catalog import (
     set_default_private,
     set_stack_private,
 )
+from crowdsky.stacks.coverage import rebuild_coverage, refresh_cells
 from crowdsky.stacks.errors import (
     AlreadyUploaded,
     InvalidQuery,
@@ -43,6 +44,8 @@ __all__ = [
     "get_published_stacks",
     "get_user_stack",
     "iter_user_stacks",
+    "rebuild_coverage",
+    "refresh_cells",
     "set_default_private",
     "set_stack_private",
     "sky_coverage",

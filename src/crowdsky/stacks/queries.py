@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crowdsky.db.models import StackedFrame
+from crowdsky.db.models import SkyCoverageCell, StackedFrame
 from crowdsky.stacks import errors
 
 #: Rows fetched from the cursor per batch of an owner's list.
@@ -279,22 +279,20 @@ def get_published_stacks(session: Session, stack_ids: Sequence[int]) -> list[Sta
 
 
 def sky_coverage(session: Session) -> list[CoverageRow]:
-    """One row per (tile, filter) of the published stacks, by tile then filter."""
-    filter_name = func.coalesce(StackedFrame.filter_name, "")
-    statement = (
-        select(
-            StackedFrame.healpix,
-            filter_name,
-            func.count(),
-            func.coalesce(func.sum(StackedFrame.total_exptime), 0.0),
-            func.count(distinct(StackedFrame.user_id)),
-            func.min(StackedFrame.date_obs_start),
-            func.max(StackedFrame.date_obs_start),
-        )
-        .where(StackedFrame.is_private.is_(False), StackedFrame.healpix.is_not(None))
-        .group_by(StackedFrame.healpix, filter_name)
-        .order_by(StackedFrame.healpix, filter_name)
-    )
+    """One row per (tile, filter) of the published stacks, by tile then filter.
+
+    Read from the cells :mod:`crowdsky.stacks.coverage` keeps, not aggregated here.
+    """
+    cells = SkyCoverageCell.__table__.c
+    statement = select(
+        cells.healpix,
+        cells.filter_name,
+        cells.n_stacks,
+        cells.total_exptime_s,
+        cells.n_observers,
+        cells.first_obs,
+        cells.last_obs,
+    ).order_by(cells.healpix, cells.filter_name)
     with session.begin():
         return [
             CoverageRow(int(p), str(f), int(n), float(t or 0.0), int(o), first, last)

@@ -16,6 +16,8 @@ from sqlalchemy import delete, distinct, func, select
 
 from crowdsky import stacks
 from crowdsky.db.models import StackedFrame
+from crowdsky.server.routes.data_api import ECSV_HEADER
+from crowdsky.stacks.coverage import ecsv_row
 from crowdsky.web import queries as web_queries
 from tests.db_backends import TestDatabase
 from tests.server.test_client_api import BOB, T0, Env, running_env
@@ -59,8 +61,12 @@ def _kept(env: Env) -> list[tuple[object, ...]]:
 
 
 def _same(env: Env) -> list[tuple[object, ...]]:
+    """The kept cells equal a fresh aggregate, and so does the ECSV answer's every line."""
     kept = _kept(env)
-    assert kept == _fresh(env)
+    fresh = _fresh(env)
+    assert kept == fresh
+    text = env.client.get("/api/sky_coverage.php").text
+    assert text == ECSV_HEADER + "".join(ecsv_row(*row) for row in fresh)  # type: ignore[arg-type]
     return kept
 
 

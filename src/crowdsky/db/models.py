@@ -323,6 +323,8 @@ class SkyCoverageCell(Base):
     n_observers: Mapped[int] = mapped_column(Integer, default=0)
     first_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The cell's line of the ECSV answer, written with the counts (NULL: render it).
+    ecsv_row: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class UserPreferences(Base):

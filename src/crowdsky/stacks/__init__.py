@@ -24,6 +24,7 @@ from crowdsky.stacks.queries import (
     frames_by_healpix,
     get_published_stacks,
     get_user_stack,
+    iter_coverage_lines,
     iter_user_stacks,
     sky_coverage,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "frames_by_healpix",
     "get_published_stacks",
     "get_user_stack",
+    "iter_coverage_lines",
     "iter_user_stacks",
     "rebuild_coverage",
     "refresh_cells",

@@ -28,6 +28,7 @@ every cell for those.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, distinct, event, func, insert, select, update
@@ -82,14 +83,40 @@ def refresh_cells(connection: Connection, cells: Iterable[Cell]) -> None:
                 n_observers=observers,
                 first_obs=first,
                 last_obs=last,
+                ecsv_row=ecsv_row(
+                    healpix, filter_name, n, float(total or 0.0), observers, first, last
+                ),
             )
         )
+
+
+def ecsv_row(
+    healpix: int,
+    filter_name: str,
+    n_stacks: int,
+    total_exptime_s: float,
+    n_observers: int,
+    first_obs: datetime | None,
+    last_obs: datetime | None,
+) -> str:
+    """One cell as its line of the ``sky_coverage`` ECSV (space-delimited, strings
+    quoted, times UTC ISO 8601 with ``Z``), newline included."""
+    name = filter_name.replace('"', "")
+    return (
+        f'{healpix} "{name}" {n_stacks} {total_exptime_s!r} {n_observers} '
+        f'"{iso_utc(first_obs)}" "{iso_utc(last_obs)}"\n'
+    )
+
+
+def iso_utc(moment: datetime | None) -> str:
+    """``2026-03-01T21:00:00Z``; ``''`` for none."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else ""
 
 
 def rebuild_coverage(connection: Connection) -> int:
     """Recompute every cell from ``stacked_frames`` (after writes that bypassed the
     session); returns the number of cells."""
-    connection.execute(delete(_CELLS))
+    connection.execute(delete(_CELLS))  # lines are rendered when read until rewritten
     aggregate = (
         select(
             StackedFrame.healpix,

@@ -278,6 +278,33 @@ def get_published_stacks(session: Session, stack_ids: Sequence[int]) -> list[Sta
     return [found[i] for i in wanted]
 
 
+def iter_coverage_lines(
+    session_factory: sessionmaker[Session], *, batch_rows: int = STREAM_BATCH_ROWS * 10
+) -> Iterator[str]:
+    """The ``sky_coverage`` ECSV's data lines by tile then filter, in batches (each a
+    string of whole lines), streamed from the kept cells' own lines."""
+    from crowdsky.stacks.coverage import ecsv_row
+
+    cells = SkyCoverageCell.__table__.c
+    statement = select(
+        cells.ecsv_row,
+        cells.healpix,
+        cells.filter_name,
+        cells.n_stacks,
+        cells.total_exptime_s,
+        cells.n_observers,
+        cells.first_obs,
+        cells.last_obs,
+    ).order_by(cells.healpix, cells.filter_name)
+    with session_factory() as session, session.begin():
+        result = session.execute(statement.execution_options(yield_per=batch_rows))
+        for partition in result.partitions():
+            yield "".join(
+                line if line is not None else ecsv_row(p, f, n, float(t or 0.0), o, a, b)
+                for line, p, f, n, t, o, a, b in partition
+            )
+
+
 def sky_coverage(session: Session) -> list[CoverageRow]:
     """One row per (tile, filter) of the published stacks, by tile then filter.
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hmac
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from crowdsky import stacks
 from crowdsky.accounts import UserInfo
@@ -229,19 +230,25 @@ def read_star_table(path: Any) -> dict[str, Any]:
     return {"width": width, "height": height, "stars": stars}
 
 
-def sky_coverage(session: DbSession) -> Response:
+def sky_coverage(state: State) -> Response:
     """ECSV (``astropy.io.ascii.read(format="ecsv")``): one row per (tile, filter) of
-    the published stacks. No authentication.
+    the published stacks, streamed from the kept coverage cells. No authentication.
 
     Example: ``astropy.io.ascii.read(requests.get(
     "https://HOST/api/sky_coverage.php").text, format="ecsv")``
     """
-    rows = stacks.sky_coverage(session)
-    return Response(
-        coverage_ecsv(rows),
+    lines = stacks.iter_coverage_lines(state.session_factory)
+    return StreamingResponse(
+        _ecsv(lines),
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": 'inline; filename="sky_coverage.ecsv"'},
     )
+
+
+def _ecsv(lines: Iterator[str]) -> Iterator[bytes]:
+    yield ECSV_HEADER.encode("utf-8")
+    for batch in lines:
+        yield batch.encode("utf-8")
 
 
 ECSV_HEADER = """# %ECSV 1.0
@@ -258,19 +265,6 @@ ECSV_HEADER = """# %ECSV 1.0
 # schema: astropy-2.0
 healpix_ring filter_name n_stacks total_exptime_s n_observers first_obs last_obs
 """
-
-
-def coverage_ecsv(rows: list[stacks.CoverageRow]) -> str:
-    """The coverage rows as ECSV text (space-delimited, strings quoted)."""
-    out = io.StringIO()
-    out.write(ECSV_HEADER)
-    for row in rows:
-        name = row.filter_name.replace('"', "")
-        out.write(
-            f'{row.healpix_ring} "{name}" {row.n_stacks} {row.total_exptime_s!r} '
-            f'{row.n_observers} "{_iso(row.first_obs) or ""}" "{_iso(row.last_obs) or ""}"\n'
-        )
-    return out.getvalue()
 
 
 #: What the non-JSON answers are, for the OpenAPI document.

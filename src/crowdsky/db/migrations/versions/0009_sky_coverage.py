@@ -3,7 +3,8 @@
 ``sky_coverage`` aggregated every published stack on each call (8.77 s over 1,000,000
 stacks). The cells are now kept up to date in the transaction that records, replaces,
 publishes, hides or deletes a stack (``crowdsky.stacks.coverage``); this revision
-creates the table and fills it from the stacks already there.
+creates the table and fills it from the stacks already there (their ECSV lines are
+rendered when read until a change rewrites them).
 
 Revision ID: 0009_sky_coverage
 Revises: 0003_plate_solve
@@ -35,6 +36,7 @@ def upgrade() -> None:
         sa.Column("n_observers", sa.Integer(), nullable=False),
         sa.Column("first_obs", crowdsky.db.types.UTCDateTime(), nullable=True),
         sa.Column("last_obs", crowdsky.db.types.UTCDateTime(), nullable=True),
+        sa.Column("ecsv_row", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("healpix", "filter_name", name=op.f("pk_sky_coverage_cells")),
     )
     stacks = sa.table(

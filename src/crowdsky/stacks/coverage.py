@@ -28,10 +28,20 @@ every cell for those.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, distinct, event, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    distinct,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction, attributes
 
@@ -109,14 +119,53 @@ def ecsv_row(
 
 
 def iso_utc(moment: datetime | None) -> str:
-    """``2026-03-01T21:00:00Z``; ``''`` for none."""
-    return moment.isoformat().replace("+00:00", "Z") if moment else ""
+    """``2026-03-01T21:00:00Z``; ``''`` for none (a naive time is taken as UTC)."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def fill_missing_lines(connection: Connection, *, batch_rows: int = 5000) -> int:
+    """Write the ECSV line of every cell that has none (after the migration or a
+    rebuild, which aggregate in SQL); returns how many were written."""
+    c = _CELLS.c
+    rows = connection.execute(
+        select(
+            c.healpix,
+            c.filter_name,
+            c.n_stacks,
+            c.total_exptime_s,
+            c.n_observers,
+            c.first_obs,
+            c.last_obs,
+        ).where(c.ecsv_row.is_(None))
+    ).all()
+    statement = (
+        update(_CELLS)
+        .where(c.healpix == bindparam("key_healpix"), c.filter_name == bindparam("key_filter"))
+        .values(ecsv_row=bindparam("line"))
+    )
+    for start in range(0, len(rows), batch_rows):
+        connection.execute(
+            statement,
+            [
+                {
+                    "key_healpix": h,
+                    "key_filter": f,
+                    "line": ecsv_row(h, f, n, float(t or 0.0), o, a, b),
+                }
+                for h, f, n, t, o, a, b in rows[start : start + batch_rows]
+            ],
+        )
+    return len(rows)
 
 
 def rebuild_coverage(connection: Connection) -> int:
     """Recompute every cell from ``stacked_frames`` (after writes that bypassed the
     session); returns the number of cells."""
-    connection.execute(delete(_CELLS))  # lines are rendered when read until rewritten
+    connection.execute(delete(_CELLS))  # lines: fill_missing_lines, on the next read
     aggregate = (
         select(
             StackedFrame.healpix,

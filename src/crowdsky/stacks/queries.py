@@ -282,27 +282,21 @@ def iter_coverage_lines(
     session_factory: sessionmaker[Session], *, batch_rows: int = STREAM_BATCH_ROWS * 10
 ) -> Iterator[str]:
     """The ``sky_coverage`` ECSV's data lines by tile then filter, in batches (each a
-    string of whole lines), streamed from the kept cells' own lines."""
-    from crowdsky.stacks.coverage import ecsv_row
+    string of whole lines), streamed from the lines the kept cells carry.
 
+    Cells without their line (filled by the migration or :func:`rebuild_coverage`)
+    get it written first, once.
+    """
+    from crowdsky.stacks.coverage import fill_missing_lines
+
+    with session_factory() as session, session.begin():
+        fill_missing_lines(session.connection())
     cells = SkyCoverageCell.__table__.c
-    statement = select(
-        cells.ecsv_row,
-        cells.healpix,
-        cells.filter_name,
-        cells.n_stacks,
-        cells.total_exptime_s,
-        cells.n_observers,
-        cells.first_obs,
-        cells.last_obs,
-    ).order_by(cells.healpix, cells.filter_name)
+    statement = select(cells.ecsv_row).order_by(cells.healpix, cells.filter_name)
     with session_factory() as session, session.begin():
         result = session.execute(statement.execution_options(yield_per=batch_rows))
         for partition in result.partitions():
-            yield "".join(
-                line if line is not None else ecsv_row(p, f, n, float(t or 0.0), o, a, b)
-                for line, p, f, n, t, o, a, b in partition
-            )
+            yield "".join(line for (line,) in partition if line is not None)
 
 
 def sky_coverage(session: Session) -> list[CoverageRow]:

@@ -213,17 +213,20 @@ PNG_REPLY: dict[int | str, dict[str, Any]] = {
     }
 }
 
+#: File answers are not JSON: no application/json success body in the document.
+_FILE: dict[str, Any] = {"response_class": Response}
+
 for _url in ("/api/upload_stack.php", "/api/upload_stack"):
     router.add_api_route(_url, upload_stack, methods=["POST"], responses=ERRORS)
 
 for _name, _handler, _method, _kwargs in (
-    ("download_stack", download_stack, "GET", {"responses": {**ERRORS, **FILE_REPLY}}),
-    ("thumbnail", thumbnail, "GET", {"responses": {**ERRORS, **PNG_REPLY}}),
+    ("download_stack", download_stack, "GET", {"responses": {**ERRORS, **FILE_REPLY}, **_FILE}),
+    ("thumbnail", thumbnail, "GET", {"responses": {**ERRORS, **PNG_REPLY}, **_FILE}),
     ("stack_privacy", stack_privacy, "POST", {}),
 ):
     for _url in (f"/api/{_name}.php", f"/api/{_name}"):
         _kwargs.setdefault("responses", ERRORS)
         router.add_api_route(_url, _handler, methods=[_method], **_kwargs)
 router.add_api_route(
-    "/thumbnail.php", thumbnail, methods=["GET"], responses={**ERRORS, **PNG_REPLY}
+    "/thumbnail.php", thumbnail, methods=["GET"], responses={**ERRORS, **PNG_REPLY}, **_FILE
 )

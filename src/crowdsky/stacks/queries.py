@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsky.db.models import SkyCoverageCell, StackedFrame
@@ -31,6 +32,8 @@ STREAM_BATCH_ROWS = 2000
 MAX_IDS_PER_REQUEST = 200
 #: NSIDE 128: 12 * 128**2 pixels.
 HEALPIX_PIXELS = 12 * 128 * 128
+#: The coverage is joined on PostgreSQL in bands of this many pixels (48 bands).
+COVERAGE_BAND_PIXELS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +295,19 @@ def iter_coverage_lines(
     with session_factory() as session, session.begin():
         fill_missing_lines(session.connection())
     cells = SkyCoverageCell.__table__.c
-    statement = select(cells.ecsv_row).order_by(cells.healpix, cells.filter_name)
     with session_factory() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            # the server joins each band of tiles' lines: ~50 rows instead of ~200,000
+            band = cells.healpix // COVERAGE_BAND_PIXELS
+            joined = func.string_agg(
+                cells.ecsv_row,
+                aggregate_order_by(literal_column("''"), cells.healpix, cells.filter_name),
+            )
+            bands = select(joined).group_by(band).order_by(band)
+            for (text,) in session.execute(bands.execution_options(yield_per=1)):
+                yield text or ""
+            return
+        statement = select(cells.ecsv_row).order_by(cells.healpix, cells.filter_name)
         result = session.execute(statement.execution_options(yield_per=batch_rows))
         for partition in result.partitions():
             yield "".join(line for (line,) in partition if line is not None)

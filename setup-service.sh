@@ -11,8 +11,9 @@
 # state/scratch folders managed by systemd (/var/lib/crowdsky-worker,
 # /var/cache/crowdsky-worker, numba's kernel cache included), Restart=on-failure, a stop
 # timeout derived from the worker's shutdown timeout, and sandboxing. Check the result
-# with `systemd-analyze verify`. The plate solver's Debian packages (astrometry.net and
-# the Tycho-2 index files, ~260 MB) are installed with apt-get unless --no-solver; a
+# with `systemd-analyze verify`. The plate solver's Debian packages (astrometry.net, the
+# Tycho-2 index files, ~260 MB, and stellarium-data's colours) are installed with apt-get
+# unless --no-solver; a
 # worker without them still stacks and records why its stacks are not plate solved.
 set -euo pipefail
 
@@ -26,9 +27,12 @@ ENV_TARGET="$CONFIG_DIR/worker.env"
 # crowdsky.worker.main.HANDBACK_GRACE_SECONDS); systemd waits that long plus a margin
 # for the hand-back calls before it sends SIGKILL.
 DEFAULT_SHUTDOWN_TIMEOUT=120
-# astrometry.net and the Tycho-2 index files for 22'-60' quads (the S50's 43' x 76' field)
+# astrometry.net and the Tycho-2 index files for 22'-60' quads (the S50's 43' x 76' field);
+# stellarium-data for its star catalogues' B-V (the previews' colour calibration; 246 MB
+# to download, of which the worker reads 9 MB)
 SOLVER_PACKAGES=(astrometry.net astrometry-data-tycho2-07-littleendian
-                 astrometry-data-tycho2-08-littleendian astrometry-data-tycho2-09-littleendian)
+                 astrometry-data-tycho2-08-littleendian astrometry-data-tycho2-09-littleendian
+                 stellarium-data)
 HANDBACK_GRACE_SECONDS=20
 STOP_MARGIN_SECONDS=40
 

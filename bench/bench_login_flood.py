@@ -11,9 +11,12 @@ attack (``calm_*``).
 
 ``--no-throttle`` raises the per-account and per-address limits out of reach, so every
 attempt is hashed: what the hashing bound alone holds (memory, health latency).
+``--store memory`` counts attempts in the process instead of the database (the
+server's default since issue 18); ``throttle_rows`` is how many counters the database
+holds after the attack.
 
 Run: ``.venv/bin/python bench/bench_login_flood.py [--clients 40] [--seconds 20]
-[--no-throttle] [--json]``
+[--no-throttle] [--store database|memory] [--json]``
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,10 +56,12 @@ def _basic(login: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
-def flood(clients: int, seconds: float, *, throttle: bool) -> dict[str, object]:
+def flood(
+    clients: int, seconds: float, *, throttle: bool, store: str = "database"
+) -> dict[str, object]:
     """Run one flood against a fresh server; the figures as a dict."""
     with tempfile.TemporaryDirectory(prefix="crowdsky-flood-") as tmp:
-        env = {"CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0"}
+        env = {"CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0", "CROWDSKY_LOGIN_THROTTLE": store}
         if not throttle:
             env["CROWDSKY_LOGIN_FAILURES_PER_ACCOUNT"] = "1000000000"
             env["CROWDSKY_LOGIN_FAILURES_PER_ADDRESS"] = "1000000000"
@@ -66,7 +72,6 @@ def flood(clients: int, seconds: float, *, throttle: bool) -> dict[str, object]:
                 create_user(
                     session, utcnow(), username=USERNAME, email="f@example.org", password=PASSWORD
                 )
-            engine.dispose()
             process = psutil.Process(server.process.pid)
             with httpx.Client(base_url=server.url, timeout=30) as warm:
                 # one real login and some health calls, so the baseline is a warm server
@@ -76,7 +81,13 @@ def flood(clients: int, seconds: float, *, throttle: bool) -> dict[str, object]:
             time.sleep(0.5)
             rss_rest = process.memory_info().rss
             calm = _attack(server.url, process, 0, min(seconds, 5.0))
-            return _attack(server.url, process, clients, seconds) | {
+            attacked = _attack(server.url, process, clients, seconds)
+            with engine.connect() as connection:
+                rows = connection.execute(text("SELECT count(*) FROM login_failures")).scalar()
+            engine.dispose()
+            return attacked | {
+                "throttle_store": store,
+                "throttle_rows": rows,
                 "calm_healthz_median_ms": calm["healthz_median_ms"],
                 "calm_healthz_p99_ms": calm["healthz_p99_ms"],
                 "clients": clients,
@@ -145,9 +156,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--no-throttle", action="store_true")
+    parser.add_argument("--store", choices=("database", "memory"), default="database")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    figures = flood(args.clients, args.seconds, throttle=not args.no_throttle)
+    figures = flood(args.clients, args.seconds, throttle=not args.no_throttle, store=args.store)
     rest = figures["rss_rest_mb"]
     figures["rss_growth_mb"] = round(float(figures["rss_peak_mb"]) - float(rest), 1)  # type: ignore[arg-type]
     if args.json:

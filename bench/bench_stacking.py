@@ -92,7 +92,7 @@ How to read it:
   the parts: *smoothing_px=0* is the sharpest, noisiest stack; *demosaic=bilinear,...* is
   the previous resampling (bilinear demosaic, then the mean of cubic and bilinear
   warps; rejection and hot-pixel filter as in the current engine).
-- Simulated frames are `crowdsky.simulate.simulate_sequence(n_frames=300, seed=42)` at
+- Simulated frames are `simulate_sequence(folder, SequenceSpec(n_frames=300, seed=42))` at
   full S50 size (the first 90 for N = 90). Beyond the in-memory budget
   (`StackParams.memory_limit_bytes`, default 768 MiB) frames stream through a float16
   scratch file, so peak RSS stays flat from 90 to 300 frames; the scratch file is
@@ -233,13 +233,13 @@ def paired_fwhm_ratio(a: dict, b: dict) -> tuple[float, int]:
 def simulated_frames(work: Path, n: int) -> list[Path]:
     """A full-size simulated sequence, generated once and cached in the work directory."""
     sys.path.insert(0, str(ROOT / "src"))
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import SequenceSpec, simulate_sequence
 
     folder = work / "sim"
     existing = sorted(folder.glob("*.fit"))
     if len(existing) < n:
         print(f"simulating {n} full-size frames into {folder} ...", flush=True)
-        seq = simulate_sequence(folder, n_frames=n, seed=42)
+        seq = simulate_sequence(folder, SequenceSpec(n_frames=n, seed=42))
         existing = list(seq.paths)
     return sorted(existing)[:n]
 

@@ -65,13 +65,19 @@ def create_user(data_dir: Path) -> None:
 
 def simulate(out: Path, n_frames: int, slot: int, shape: tuple[int, int]) -> list[Path]:
     """One chunk of ``n_frames`` frames inside its own 15-minute slot."""
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import Observation, SequenceSpec, simulate_sequence
 
     start = datetime(2025, 3, 27, 0, 0, 2, tzinfo=UTC) + timedelta(minutes=15 * slot)
     # 90 subs only fit a 15-minute slot at a cadence under 10 s.
-    simulate_sequence(
-        out, n_frames, seed=1000 + slot, shape=shape, start=start, exptime_s=8.0, cadence_s=9.8
+    spec = SequenceSpec(
+        n_frames=n_frames,
+        seed=1000 + slot,
+        shape=shape,
+        start=start,
+        cadence_s=9.8,
+        observation=Observation(exptime_s=8.0),
     )
+    simulate_sequence(out, spec)
     return sorted(out.glob("*.fit"))
 
 

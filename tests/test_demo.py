@@ -141,10 +141,10 @@ def test_demo_runs_a_small_night_and_produces_valid_stacks(tmp_path: Path) -> No
 
 
 def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import SequenceSpec, simulate_sequence
 
     frames = tmp_path / "my frames"  # a space, as in a Seestar's own folder names
-    simulate_sequence(frames, 4, seed=61, shape=FRAME_SHAPE)
+    simulate_sequence(frames, SequenceSpec(n_frames=4, seed=61, shape=FRAME_SHAPE))
     data_dir = tmp_path / "demo"
     code, out = run_demo(
         tmp_path, "--frames", str(frames), "--data-dir", str(data_dir), "--timeout", "600"
@@ -160,10 +160,10 @@ def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
 
 
 def test_demo_runs_in_a_temporary_folder_and_removes_it_unless_kept(tmp_path: Path) -> None:
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import SequenceSpec, simulate_sequence
 
     frames = tmp_path / "frames"
-    simulate_sequence(frames, 4, seed=62, shape=FRAME_SHAPE)
+    simulate_sequence(frames, SequenceSpec(n_frames=4, seed=62, shape=FRAME_SHAPE))
     temp = tmp_path / "tmp"
     temp.mkdir()
     args = ("--frames", str(frames), "--timeout", "600")

@@ -168,6 +168,14 @@ class ServerSettings(BaseSettings):
         validation_alias=AliasChoices("CROWDSKY_LOGIN_THROTTLE_SECONDS", "login_throttle_seconds"),
         description="Window in which failures are counted, and how long a throttle lasts.",
     )
+    login_throttle: Literal["database", "memory"] = Field(
+        default="database",
+        validation_alias=AliasChoices("CROWDSKY_LOGIN_THROTTLE", "login_throttle"),
+        description=(
+            "Where login attempts are counted: database (default; one limit shared by "
+            "every server process) or memory (per process: a single server only)."
+        ),
+    )
     chunk_key_format: Literal["classic", "healpix"] = Field(
         default="healpix",
         validation_alias=AliasChoices("CHUNK_KEY_FORMAT", "chunk_key_format"),
@@ -229,7 +237,7 @@ class ServerSettings(BaseSettings):
         ge=10,
         le=7 * 24 * 3600,
         validation_alias=AliasChoices("CROWDSKY_S3_PRESIGN_SECONDS", "s3_presign_seconds"),
-        description="Lifetime of the presigned download URLs handed to workers.",
+        description="Lifetime of the presigned URLs handed to workers (raw GETs, result PUTs).",
     )
     s3_redirect_downloads: bool = Field(
         default=True,
@@ -241,8 +249,10 @@ class ServerSettings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("CROWDSKY_RESULT_STORE", "result_store"),
         description=(
-            "Where downloads read finished stacks: local (CROWDSKY_RESULTS_DIR, the "
-            "default), webdav (the workers' share, UCLOUD_WEBDAV_URL) or s3://bucket/prefix."
+            "Where finished stacks live: local (CROWDSKY_RESULTS_DIR, the default), webdav "
+            "(the workers' share, UCLOUD_WEBDAV_URL) or s3://bucket/prefix (workers may "
+            "publish there by presigned PUT, result_upload_urls, and completions are "
+            "checked against it). Downloads read from it."
         ),
     )
     results_webdav_url: str | None = Field(
@@ -290,11 +300,11 @@ class ServerSettings(BaseSettings):
 
     @field_validator("raw_store")
     @classmethod
-    def _check_raw_store(cls, value: str | None) -> str | None:
+    def _check_s3_store(cls, value: str | None) -> str | None:
         if not value:
             return None
         if not value.startswith("s3://") or len(value) <= len("s3://"):
-            raise ValueError("must be empty (local data dir) or s3://bucket[/prefix]")
+            raise ValueError("must be empty (the default) or s3://bucket[/prefix]")
         return value
 
     # -- end of the object-store block ----------------------------------------------------

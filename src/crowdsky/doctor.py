@@ -159,6 +159,9 @@ def _worker_api_checks(api_base_url: str, key: str) -> Iterator[Check]:
 def _result_store_check(settings: object) -> Check:
     from crowdsky.worker.job_processor import build_result_store
 
+    if getattr(settings, "store_kind", None) == "presigned":
+        # nothing to probe here: the server signs each job's uploads (and checks them)
+        return Check("result store", "ok", "presigned PUT to URLs the server signs per job")
     store = build_result_store(settings)  # type: ignore[arg-type]
     base = getattr(settings, "ucloud_base_path", "/crowdsky").rstrip("/")
     remote = f"{base}/.crowdsky-doctor-{secrets.token_hex(4)}.txt"

@@ -1,23 +1,12 @@
 """Upload a folder of raw frames to a CrowdSky server: parallel, resumable, no duplicates.
 
-The original uploaded one file at a time and, after an interruption, did not know
-which files the server already had (bugs 41, 42). This client
-
-1. keeps the session token in the user's cache folder (platformdirs'
-   ``user_cache_dir``, one small JSON file per frame folder, named after a hash of
-   the folder's absolute path), never in the frame folder itself: that may be a
-   telescope's card or a read-only share. A ``.crowdsky-upload.json`` left in a
-   folder by an earlier version is read once, moved to the cache and, when the
-   folder is writable, deleted;
-2. on a re-run asks the server for the session's files with their SHA-256 and
-   uploads only the files whose hash is missing (a finalized session is finalized
-   again, which returns the same jobs; files new to a finalized session, or all of
-   them with ``overwrite``, go to a new session);
-3. uploads with several connections at once, retrying transient failures
-   (connection errors, 5xx, 429) with capped backoff;
-4. finalizes and returns the jobs created.
-
-It wraps one :class:`httpx.Client`; tests inject a transport or use a real server.
+This module owns ``crowdsky upload``'s client. The session token lives in the
+user's cache folder (never in the frame folder, which may be a telescope's card);
+a re-run asks the server for the session's SHA-256 list and sends only what is
+missing; several connections upload at once, transient failures (connection
+errors, 5xx, 429) are retried with capped backoff; finalizing returns the jobs.
+One :class:`httpx.Client` (signed in by :mod:`crowdsky.client_http`); tests
+inject a transport or use a real server.
 """
 
 from __future__ import annotations
@@ -35,6 +24,8 @@ from typing import Any
 
 import httpx
 import platformdirs
+
+from crowdsky import client_http
 
 LEGACY_STATE_FILE = ".crowdsky-upload.json"
 FITS_SUFFIXES = frozenset({".fit", ".fits", ".fts"})
@@ -110,19 +101,14 @@ class UploadClient:
         parallel: int = DEFAULT_PARALLEL,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers: dict[str, str] = {}
-        auth: httpx.Auth | None = None
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        elif username and password:
-            auth = httpx.BasicAuth(username, password)
-        else:
+        if not api_key and not (username and password):
             raise ValueError("give an API key, or a user name and password")
         self.server_url = server_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.server_url,
-            headers=headers,
-            auth=auth,
+        self._http = client_http.signed_in_client(
+            self.server_url,
+            api_key=api_key,
+            username=username,
+            password=password,
             timeout=TIMEOUT,
             transport=transport,
             limits=httpx.Limits(max_connections=max(parallel, 1) + 1),

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from crowdsky import __version__
+from crowdsky import __version__, client_http
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 MAX_JOBS = 1000
@@ -44,19 +44,15 @@ class UserClient:
         password: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        headers = {"User-Agent": f"crowdsky-cli/{__version__}", "Accept": "application/json"}
-        auth: httpx.Auth | None = None
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        elif username and password is not None:
-            auth = httpx.BasicAuth(username, password)
         self.server_url = server_url.rstrip("/")
-        self._http = httpx.Client(
-            base_url=self.server_url,
-            headers=headers,
-            auth=auth,
+        self._http = client_http.signed_in_client(
+            self.server_url,
+            api_key=api_key,
+            username=username,
+            password=password,
             timeout=TIMEOUT,
             transport=transport,
+            headers={"User-Agent": f"crowdsky-cli/{__version__}", "Accept": "application/json"},
         )
 
     def close(self) -> None:

@@ -51,3 +51,17 @@ def plate_solver(index_files: list[Path]) -> PlateSolver:
         raise
     solver.load()
     return solver
+
+
+@pytest.fixture(scope="session")
+def colour_files() -> list[Path]:
+    """Stellarium's star catalogue files (B−V), from Debian's stellarium-data."""
+    from crowdsky.astrometry.colours import find_colour_catalogue
+
+    files = find_colour_catalogue()
+    if not files:
+        message = "Stellarium's star catalogues are not installed (apt-get install stellarium-data)"
+        if require_all_backends():
+            pytest.fail(message)
+        pytest.skip(message)
+    return files

@@ -81,3 +81,21 @@ def test_15_frame_stacks_solve_where_the_engine_put_them(
     ra, dec = big_wcs.all_pix2world(x, y, 0)
     dra = (float(ra) - found.ra_deg) * math.cos(math.radians(found.dec_deg))  # type: ignore[operator]
     assert math.hypot(dra, float(dec) - found.dec_deg) * 3600 < 2.0  # type: ignore[operator]
+
+
+def test_the_colour_calibration_names_its_catalogue_and_stars(
+    all_32: Path, tmp_path: Path, index_files: list[Path], colour_files: list[Path]
+) -> None:
+    copy = tmp_path / "colour.fits"
+    copy.write_bytes(all_32.read_bytes())
+    found = solve_stack_file(copy, PlateSolver(index_files, colour_files=colour_files))
+    assert found.solved, found.message
+    with fits.open(copy) as hdul:
+        header, stars = hdul[0].header, hdul["STAR-TAB"].data
+    assert header["COLCAT"].startswith("Stellarium")
+    assert header["COLNSTAR"] == found.colour_stars
+    paired = np.isfinite(stars["cat_bv"])
+    assert paired.sum() >= 3  # Tycho-2 stars of the M 94 field brighter than V 10.5
+    # the sparse M 94 field has too few unsaturated ones: refused, and says why
+    assert header["COLCAL"] is False and "need" in header["COLMSG"]
+    assert found.white_balance is None

@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 
 from crowdsky.astrometry import PlateSolver, mark_unsolved, solve_stack_file, star_json_path
 from crowdsky.ingest.chunking import healpix_ring_pixel
-from crowdsky.simulate import simulate_sequence
+from crowdsky.simulate import SequenceSpec, simulate_sequence
 from crowdsky.stacking import stack_files
 from crowdsky.stacking.detect import STAR_DTYPE
 from crowdsky.stacking.io import write_stack
@@ -129,7 +129,7 @@ def test_a_simulated_stack_of_the_real_sky_solves_to_its_true_wcs(
 def test_a_stack_of_a_field_not_on_the_sky_says_why(
     tmp_path: Path, plate_solver: PlateSolver
 ) -> None:
-    seq = simulate_sequence(tmp_path / "raw", 4, seed=5, shape=(960, 540))
+    seq = simulate_sequence(tmp_path / "raw", SequenceSpec(n_frames=4, seed=5, shape=(960, 540)))
     stack = tmp_path / "random.fits"
     stack_files(seq.paths, stack)
     found = solve_stack_file(stack, plate_solver)

@@ -62,6 +62,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def simulate_chunk(
+    root: Path, seed: int, minute: int, n_frames: int = 4, shape: tuple[int, int] = (270, 480)
+) -> list[Path]:
+    """Small simulated frames of one chunk (its 15-minute slot chosen by ``minute``)."""
+    from crowdsky.simulate import SequenceSpec, simulate_sequence
+
+    out = root / f"frames-{seed}"
+    start = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
+    simulate_sequence(out, SequenceSpec(n_frames=n_frames, seed=seed, shape=shape, start=start))
+    return sorted(out.glob("*.fit"))
+
+
 @dataclass
 class Deployment:
     """One server, its database and a user account; helpers to feed and inspect it."""
@@ -111,14 +123,14 @@ class Deployment:
         self, n_frames: int, *, seed: int, minute: int = 0, shape: tuple[int, int] = FRAME_SHAPE
     ) -> tuple[int, list[Path]]:
         """Simulate one chunk's frames (15-min slot chosen by ``minute``), upload; (job, frames)."""
-        from crowdsky.simulate import simulate_sequence
+        from crowdsky.simulate import SequenceSpec, simulate_sequence
 
         out = self.root / f"frames-{seed}"
-        kwargs: dict[str, Any] = {"seed": seed, "shape": shape}
+        kwargs: dict[str, Any] = {"n_frames": n_frames, "seed": seed, "shape": shape}
         if minute:
             # a later 15-minute slot, so every call makes a chunk of its own
             kwargs["start"] = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
-        simulate_sequence(out, n_frames, **kwargs)
+        simulate_sequence(out, SequenceSpec(**kwargs))
         frames = sorted(out.glob("*.fit"))
         job_ids = self.upload(frames)
         assert len(job_ids) == 1, job_ids

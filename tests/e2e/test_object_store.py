@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ import httpx
 import pytest
 
 from crowdsky.db import create_db_engine, upgrade_database
-from crowdsky.simulate import simulate_sequence
 from tests.db_backends import create_server_database, drop_server_database
-from tests.e2e.conftest import PASSWORD, USERNAME, Deployment, WorkerLauncher
+from tests.e2e.conftest import PASSWORD, USERNAME, Deployment, WorkerLauncher, simulate_chunk
 from tests.support.live_server import LiveServer, start_live_server
 from tests.support.seaweedfs import SeaweedCluster
 from tests.support.webdav_server import WebDavServer
@@ -85,10 +83,7 @@ def cluster(tmp_path: Path, seaweedfs: SeaweedCluster, s3_bucket: str) -> Iterat
 
 
 def _frames(root: Path, seed: int, minute: int) -> list[Path]:
-    out = root / f"frames-{seed}"
-    start = datetime(2025, 3, 27, 2, 0, 5, tzinfo=UTC) + timedelta(minutes=minute)
-    simulate_sequence(out, FRAMES_PER_JOB, seed=seed, shape=SHAPE, start=start)
-    return sorted(out.glob("*.fit"))
+    return simulate_chunk(root, seed, minute, FRAMES_PER_JOB, SHAPE)
 
 
 def _upload_across(servers: list[LiveServer], frames: list[Path]) -> list[int]:

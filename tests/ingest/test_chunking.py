@@ -10,6 +10,7 @@ import pytest
 from astropy import units as u
 from astropy_healpix import HEALPix
 
+from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.ingest.chunking import (
     FrameInfo,
     KeyFormat,
@@ -129,6 +130,19 @@ def test_healpix_matches_astropy_healpix_on_random_points() -> None:
     expected = HEALPix(nside=128, order="ring").lonlat_to_healpix(ra * u.deg, dec * u.deg)
     ours = np.array([healpix_ring_pixel(r, d) for r, d in zip(ra, dec, strict=True)])
     assert np.array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("nside", [1, 4, 16, 64, 128])
+def test_healpix_array_version_equals_the_scalar_one(nside: int) -> None:
+    rng = np.random.default_rng(7)
+    ra = np.concatenate([rng.uniform(-20, 380, 20000), [0.0, 123.0, 180.35, 360.0, 45.0]])
+    dec = np.concatenate(
+        [np.degrees(np.arcsin(rng.uniform(-1, 1, 20000))), [0.0, 90.0, 30.0, -90.0, 89.99]]
+    )
+    scalar = [
+        healpix_ring_pixel(r, d, nside) for r, d in zip(ra.tolist(), dec.tolist(), strict=True)
+    ]
+    assert healpix_ring_pixels(ra, dec, nside).tolist() == scalar
 
 
 def test_circular_mean_across_zero() -> None:
@@ -375,12 +389,14 @@ def test_layering_chunking_imports_only_stdlib_and_numpy() -> None:
     import crowdsky.ingest.chunking as module
 
     tree = ast.parse(Path(module.__file__).read_text())
-    roots = set()
+    names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            roots.update(a.name.split(".")[0] for a in node.names)
+            names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
-            roots.add(node.module.split(".")[0])
+            names.add(node.module)
+    assert {n for n in names if n.startswith("crowdsky")} <= {"crowdsky.healpix"}
+    roots = {n.split(".")[0] for n in names if not n.startswith("crowdsky")}
     assert roots <= {
         "__future__",
         "math",

@@ -443,3 +443,20 @@ def test_rejected_frames_reported_at_completion_reach_the_job_listing(api: Api) 
     too_long = {**body, "rejected_frames": [{"filename": "x.fit", "reason": "r" * 501}]}
     refused = api.client.post("/api/complete_job.php", json=too_long, headers=api.headers)
     assert refused.status_code in (400, 409), refused.text
+
+
+def test_result_upload_urls_need_an_s3_result_store_and_the_holder(api: Api) -> None:
+    """Without CROWDSKY_RESULT_STORE the server signs nothing (404) and checks nothing;
+    the holder checks come first (signing against SeaweedFS: tests/e2e)."""
+    api.seed()
+    job = api.claim("w1")
+    ask = {"job_id": job["job_id"], "worker_id": "w1"}
+    reply = api.client.post("/api/result_upload_urls.php", json=ask, headers=api.headers)
+    assert reply.status_code == 404 and "CROWDSKY_RESULT_STORE" in reply.json()["error"]
+    stranger = {**ask, "worker_id": "w2"}
+    reply = api.client.post("/api/result_upload_urls.php", json=stranger, headers=api.headers)
+    assert reply.status_code == 409
+    missing = api.client.post(
+        "/api/result_upload_urls.php", json={"job_id": 999_999}, headers=api.headers
+    )
+    assert missing.status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,8 +17,13 @@ from crowdsky.simulate import (
     FULL_SHAPE,
     FW427_M94_LIKE,
     FW470_ZERO_CLIPPED,
+    FrameEvents,
     FrameTruth,
+    MotionModel,
+    PsfModel,
+    SequenceSpec,
     SimulatedSequence,
+    StarFieldModel,
     apply_affine,
     relative_transform,
     simulate_sequence,
@@ -38,27 +44,24 @@ NAME_PATTERN = re.compile(r"^Light_(.+)_(\d+\.\d)s_(IRCUT|LP)_(\d{8}-\d{6})\.fit
 @pytest.fixture(scope="module")
 def full_sequence(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSequence:
     """Four full-size frames with visible rotation and dither."""
+    motion = MotionModel(rotation_deg_per_frame=0.3, dither_sigma_px=4.0)
     return simulate_sequence(
-        tmp_path_factory.mktemp("full"),
-        4,
-        seed=3,
-        rotation_deg_per_frame=0.3,
-        dither_sigma_px=4.0,
+        tmp_path_factory.mktemp("full"), SequenceSpec(n_frames=4, seed=3, motion=motion)
     )
 
 
 @pytest.fixture(scope="module")
 def special_sequence(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSequence:
     """Full-size frames, one of each special kind, no motion to keep comparisons simple."""
-    return simulate_sequence(
-        tmp_path_factory.mktemp("special"),
-        7,
-        seed=11,
+    events = FrameEvents(
         satellite_frames=(1,),
         cloudy_frames=(2,),
         foreign_frames=(3,),
         hot_pixels_only_frames=(4,),
         smeared_frames=(5,),
+    )
+    return simulate_sequence(
+        tmp_path_factory.mktemp("special"), SequenceSpec(n_frames=7, seed=11, events=events)
     )
 
 
@@ -124,9 +127,10 @@ def test_date_obs_follows_the_cadence(full_sequence: SimulatedSequence) -> None:
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, small_shape) -> None:
-    first = simulate_sequence(tmp_path / "a", 3, seed=5, shape=small_shape, n_stars=30)
-    again = simulate_sequence(tmp_path / "b", 3, seed=5, shape=small_shape, n_stars=30)
-    other = simulate_sequence(tmp_path / "c", 3, seed=6, shape=small_shape, n_stars=30)
+    spec = SequenceSpec(n_frames=3, seed=5, shape=small_shape, stars=StarFieldModel(n_stars=30))
+    first = simulate_sequence(tmp_path / "a", spec)
+    again = simulate_sequence(tmp_path / "b", spec)
+    other = simulate_sequence(tmp_path / "c", replace(spec, seed=6))
     for a, b, c in zip(first.paths, again.paths, other.paths, strict=True):
         assert a.read_bytes() == b.read_bytes()
         assert a.read_bytes() != c.read_bytes()
@@ -134,8 +138,9 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path, small_shape
 
 
 def test_longer_sequence_starts_with_the_same_frames(tmp_path: Path, small_shape) -> None:
-    short = simulate_sequence(tmp_path / "short", 2, seed=8, shape=small_shape, n_stars=30)
-    long = simulate_sequence(tmp_path / "long", 5, seed=8, shape=small_shape, n_stars=30)
+    spec = SequenceSpec(n_frames=2, seed=8, shape=small_shape, stars=StarFieldModel(n_stars=30))
+    short = simulate_sequence(tmp_path / "short", spec)
+    long = simulate_sequence(tmp_path / "long", replace(spec, n_frames=5))
     for a, b in zip(short.paths, long.paths[:2], strict=True):
         assert a.read_bytes() == b.read_bytes()
 
@@ -209,7 +214,8 @@ def test_rotation_accumulates_per_frame(full_sequence: SimulatedSequence) -> Non
 
 
 def test_default_motion_is_a_few_pixels_over_minutes(tmp_path: Path, small_shape) -> None:
-    sequence = simulate_sequence(tmp_path, 20, shape=small_shape, n_stars=20)
+    spec = SequenceSpec(n_frames=20, shape=small_shape, stars=StarFieldModel(n_stars=20))
+    sequence = simulate_sequence(tmp_path, spec)
     last = sequence.truth[-1]
     centre = np.array([(small_shape[1] - 1) / 2, (small_shape[0] - 1) / 2])
     shift = np.hypot(*(last.project(centre) - centre))
@@ -219,9 +225,14 @@ def test_default_motion_is_a_few_pixels_over_minutes(tmp_path: Path, small_shape
 
 
 def test_hot_pixels_stay_at_fixed_sensor_positions(tmp_path: Path, small_shape) -> None:
-    sequence = simulate_sequence(
-        tmp_path, 3, shape=small_shape, n_stars=20, n_hot_pixels=25, dither_sigma_px=5
+    spec = SequenceSpec(
+        n_frames=3,
+        shape=small_shape,
+        n_hot_pixels=25,
+        stars=StarFieldModel(n_stars=20),
+        motion=MotionModel(dither_sigma_px=5),
     )
+    sequence = simulate_sequence(tmp_path, spec)
     cols, rows = sequence.hot_pixels_xy.T
     assert len(cols) == 25
     for path in sequence.paths:
@@ -338,7 +349,10 @@ def test_smeared_frame_has_elongated_stars(special_sequence: SimulatedSequence) 
 
 
 def test_zero_clipped_fw470_variant(tmp_path: Path) -> None:
-    sequence = simulate_sequence(tmp_path, 2, shape=(480, 270), n_stars=40, **FW470_ZERO_CLIPPED)
+    spec = replace(
+        FW470_ZERO_CLIPPED, n_frames=2, shape=(480, 270), stars=StarFieldModel(n_stars=40)
+    )
+    sequence = simulate_sequence(tmp_path, spec)
     raw, header = read_raw(sequence.paths[0])
     assert np.mean(raw == 0) == pytest.approx(0.065, abs=0.015)
     assert 60 < np.median(raw) < 200  # FW 4.70 medians are ~85–123 ADU
@@ -354,7 +368,7 @@ def test_zero_clipped_fw470_variant(tmp_path: Path) -> None:
 def test_fw427_preset_matches_the_real_m94_background(tmp_path: Path) -> None:
     # Per-site median and robust sigma of the real FW 4.27 M 94 subs (reference §1.2).
     real = {(0, 0): (996, 90.4), (0, 1): (842, 77.1), (1, 0): (794, 71.2), (1, 1): (993, 90.4)}
-    sequence = simulate_sequence(tmp_path, 1, shape=(480, 270), **FW427_M94_LIKE)
+    sequence = simulate_sequence(tmp_path, replace(FW427_M94_LIKE, n_frames=1, shape=(480, 270)))
     raw, _ = read_raw(sequence.paths[0])
     for (row, col), (median, sigma) in real.items():
         site = raw[row::2, col::2].astype(float)
@@ -366,9 +380,14 @@ def test_fw427_preset_matches_the_real_m94_background(tmp_path: Path) -> None:
 
 
 def test_moffat_psf_and_fwhm_option(tmp_path: Path) -> None:
-    sequence = simulate_sequence(
-        tmp_path, 1, shape=(480, 320), n_stars=60, psf="moffat", fwhm_px=3.5, fwhm_jitter_frac=0
+    spec = SequenceSpec(
+        n_frames=1,
+        shape=(480, 320),
+        fwhm_jitter_frac=0,
+        stars=StarFieldModel(n_stars=60),
+        psf=PsfModel(profile="moffat", fwhm_px=3.5),
     )
+    sequence = simulate_sequence(tmp_path, spec)
     assert sequence.truth[0].fwhm_px == pytest.approx(3.5)
     raw, _ = read_raw(sequence.paths[0])
     measured = measure_stars(raw, fwhm_px=3.5)
@@ -378,7 +397,8 @@ def test_moffat_psf_and_fwhm_option(tmp_path: Path) -> None:
 
 
 def test_small_shape_option(tmp_path: Path, small_shape) -> None:
-    sequence = simulate_sequence(tmp_path, 2, shape=small_shape, n_stars=20)
+    spec = SequenceSpec(n_frames=2, shape=small_shape, stars=StarFieldModel(n_stars=20))
+    sequence = simulate_sequence(tmp_path, spec)
     raw, header = read_raw(sequence.paths[0])
     assert raw.shape == small_shape
     assert (header["NAXIS2"], header["NAXIS1"]) == small_shape
@@ -386,25 +406,31 @@ def test_small_shape_option(tmp_path: Path, small_shape) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("parts", "message"),
     [
-        ({"satellite_frames": (1,), "cloudy_frames": (1,)}, "both"),
-        ({"foreign_frames": (9,)}, "outside"),
-        ({"start": datetime(2025, 3, 27, 1, 20)}, "timezone"),
-        ({"cadence_s": 0.2}, "same file name"),
-        ({"psf": "airy"}, "profile"),
+        ({"events": lambda: FrameEvents(satellite_frames=(1,), cloudy_frames=(1,))}, "both"),
+        ({"events": lambda: FrameEvents(foreign_frames=(9,))}, "outside"),
+        ({"start": lambda: datetime(2025, 3, 27, 1, 20)}, "timezone"),
+        ({"cadence_s": lambda: 0.2}, "same file name"),
+        ({"psf": lambda: PsfModel(profile="airy")}, "profile"),
+        ({"n_frames": lambda: 0}, "at least 1"),
+        ({"shape": lambda: (6, 6)}, "at least 8 x 8"),
     ],
 )
-def test_bad_arguments_are_refused(tmp_path: Path, small_shape, kwargs, message) -> None:
+def test_bad_arguments_are_refused(tmp_path: Path, small_shape, parts, message) -> None:
+    spec = SequenceSpec(n_frames=3, shape=small_shape, stars=StarFieldModel(n_stars=10))
     with pytest.raises(ValueError, match=message):
-        simulate_sequence(tmp_path, 3, shape=small_shape, n_stars=10, **kwargs)
+        simulate_sequence(tmp_path, replace(spec, **{key: build() for key, build in parts.items()}))
 
 
 @pytest.mark.slow
 def test_ninety_frame_benchmark_sequence(tmp_path: Path) -> None:
-    sequence = simulate_sequence(
-        tmp_path, 90, rotation_deg_per_frame=0.04, dither_sigma_px=6.0, satellite_frames=(7,)
+    spec = SequenceSpec(
+        n_frames=90,
+        motion=MotionModel(rotation_deg_per_frame=0.04, dither_sigma_px=6.0),
+        events=FrameEvents(satellite_frames=(7,)),
     )
+    sequence = simulate_sequence(tmp_path, spec)
     assert len(sequence.paths) == len(set(sequence.paths)) == 90
     assert all(path.stat().st_size == SEESTAR_FILE_BYTES for path in sequence.paths)
     span = sequence.truth[-1].date_obs - sequence.truth[0].date_obs
@@ -412,16 +438,16 @@ def test_ninety_frame_benchmark_sequence(tmp_path: Path) -> None:
 
 
 def test_frame_offsets_add_a_jump_and_a_large_rotation(tmp_path: Path) -> None:
-    sequence = simulate_sequence(
-        tmp_path,
-        3,
-        shape=(480, 320),
-        n_stars=80,
+    motion = MotionModel(
         dither_sigma_px=0.0,
         rotation_deg_per_frame=0.0,
         drift_px_per_min=(0.0, 0.0),
         frame_offsets={1: (25.0, -10.0, 0.0), 2: (0.0, 0.0, 69.4)},
     )
+    spec = SequenceSpec(
+        n_frames=3, shape=(480, 320), stars=StarFieldModel(n_stars=80), motion=motion
+    )
+    sequence = simulate_sequence(tmp_path, spec)
     first, jumped, rotated = sequence.truth
     np.testing.assert_allclose(relative_transform(first, jumped)[:, 2], [25.0, -10.0])
     angle = np.degrees(np.arctan2(rotated.sky_to_frame[1, 0], rotated.sky_to_frame[0, 0]))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from crowdsky.simulate import simulate_sequence, targets
+from crowdsky.simulate import (
+    ExtendedTargetSpec,
+    MotionModel,
+    SequenceSpec,
+    StarFieldModel,
+    simulate_sequence,
+    targets,
+)
 from crowdsky.simulate.geometry import apply_affine, invert_affine
 from crowdsky.stacking import io
 
@@ -18,18 +26,16 @@ def light(path: Path) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", targets.TARGETS)
 def test_target_adds_light_at_its_sky_position(kind: str, tmp_path: Path) -> None:
-    common = {
-        "n_frames": 3,
-        "seed": 4,
-        "shape": (480, 270),
-        "n_stars": 20,
-        "rotation_deg_per_frame": 0.5,
-        "drift_px_per_min": (30.0, -20.0),
-    }
-    plain = simulate_sequence(tmp_path / "plain", **common)
-    seq = simulate_sequence(
-        tmp_path / kind, extended_target=kind, extended_peak_adu=800.0, **common
+    plain_spec = SequenceSpec(
+        n_frames=3,
+        seed=4,
+        shape=(480, 270),
+        stars=StarFieldModel(n_stars=20),
+        motion=MotionModel(rotation_deg_per_frame=0.5, drift_px_per_min=(30.0, -20.0)),
     )
+    plain = simulate_sequence(tmp_path / "plain", plain_spec)
+    target = ExtendedTargetSpec(kind, peak_adu=800.0)
+    seq = simulate_sequence(tmp_path / kind, replace(plain_spec, extended=target))
     centre_sky = apply_affine(invert_affine(seq.truth[0].sky_to_frame), np.array([[134.5, 239.5]]))
     for frame, base in zip(seq.truth, plain.truth, strict=True):
         extra = light(frame.path) - light(base.path)  # same noise stream: only the target

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crowdsky.simulate import SimulatedSequence, simulate_sequence
+from crowdsky.simulate import (
+    FrameEvents,
+    SequenceSpec,
+    SimulatedSequence,
+    StarFieldModel,
+    simulate_sequence,
+)
 
 SMALL_SHAPE = (960, 540)
 
@@ -40,26 +46,20 @@ def robust_background_std(image: np.ndarray, exclude: np.ndarray | None = None) 
 def sim_mixed(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSequence:
     """15 small frames: a satellite trail, a cloudy, a foreign and a hot-pixel-only frame."""
     out = tmp_path_factory.mktemp("sim_mixed")
-    return simulate_sequence(
-        out,
-        n_frames=15,
-        seed=1,
-        shape=SMALL_SHAPE,
-        n_stars=150,
-        satellite_frames=(3,),
-        cloudy_frames=(5,),
-        foreign_frames=(8,),
-        hot_pixels_only_frames=(11,),
+    events = FrameEvents(
+        satellite_frames=(3,), cloudy_frames=(5,), foreign_frames=(8,), hot_pixels_only_frames=(11,)
     )
+    stars = StarFieldModel(n_stars=150)
+    spec = SequenceSpec(n_frames=15, seed=1, shape=SMALL_SHAPE, stars=stars, events=events)
+    return simulate_sequence(out, spec)
 
 
 @pytest.fixture(scope="session")
 def sim_clean(tmp_path_factory: pytest.TempPathFactory) -> SimulatedSequence:
     """15 small normal frames with only bright stars (for noise measurements)."""
     out = tmp_path_factory.mktemp("sim_clean")
-    return simulate_sequence(
-        out, n_frames=15, seed=2, shape=SMALL_SHAPE, n_stars=60, flux_min_adu=30000.0
-    )
+    stars = StarFieldModel(n_stars=60, flux_min_adu=30000.0)
+    return simulate_sequence(out, SequenceSpec(n_frames=15, seed=2, shape=SMALL_SHAPE, stars=stars))
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from astropy.io import fits
 
-from crowdsky.simulate import SimulatedSequence, relative_transform, simulate_sequence
+from crowdsky.simulate import (
+    FrameEvents,
+    SequenceSpec,
+    SimulatedSequence,
+    relative_transform,
+    simulate_sequence,
+)
 from crowdsky.stacking import (
     InvalidInput,
     NoUsableFrames,
@@ -68,10 +75,10 @@ def test_bad_frames_rejected_with_reasons(sim_mixed: SimulatedSequence, stacked_
 
 
 def test_satellite_trail_removed_at_n5(tmp_path: Path) -> None:
-    with_trail = simulate_sequence(
-        tmp_path / "a", n_frames=5, seed=4, shape=SMALL_SHAPE, satellite_frames=(2,)
-    )
-    without = simulate_sequence(tmp_path / "b", n_frames=5, seed=4, shape=SMALL_SHAPE)
+    spec = SequenceSpec(n_frames=5, seed=4, shape=SMALL_SHAPE)
+    trail = FrameEvents(satellite_frames=(2,))
+    with_trail = simulate_sequence(tmp_path / "a", replace(spec, events=trail))
+    without = simulate_sequence(tmp_path / "b", spec)
     ra = stack_files(with_trail.paths, tmp_path / "a.fits")
     rb = stack_files(without.paths, tmp_path / "b.fits")
     assert ra.n_aligned == rb.n_aligned == 5 and ra.reference_index == rb.reference_index
@@ -102,9 +109,10 @@ def test_satellite_trail_removed_at_n5(tmp_path: Path) -> None:
     [
         StackParams(),
         StackParams(smoothing_px=0.0),
+        StackParams(interpolation="cubic", smoothing_px=0.5),
         StackParams(demosaic="bilinear", interpolation="cubic-linear", smoothing_px=0.0),
     ],
-    ids=["default", "no-smoothing", "bilinear-demosaic"],
+    ids=["default", "no-smoothing", "cubic", "bilinear-demosaic"],
 )
 def test_background_noise_close_to_single_frame_over_sqrt_n(
     sim_clean: SimulatedSequence, tmp_path: Path, params: StackParams
@@ -140,7 +148,7 @@ def test_background_noise_close_to_single_frame_over_sqrt_n(
 
 
 def test_coincident_outliers_in_two_frames_rejected_at_n10(tmp_path: Path) -> None:
-    seq = simulate_sequence(tmp_path / "raw", n_frames=10, seed=5, shape=SMALL_SHAPE)
+    seq = simulate_sequence(tmp_path / "raw", SequenceSpec(n_frames=10, seed=5, shape=SMALL_SHAPE))
     sky_xy = np.array([[270.0, 480.0]])
     for i in (3, 6):  # the same sky spot, bright in two frames
         path = seq.paths[i]
@@ -158,7 +166,9 @@ def test_coincident_outliers_in_two_frames_rejected_at_n10(tmp_path: Path) -> No
     ref = seq.truth[result.reference_index]
     x, y = ref.project(sky_xy)[0]
     lum = read_rgb(tmp_path / "s.fits")[0].sum(axis=2)
-    clean = simulate_sequence(tmp_path / "clean", n_frames=10, seed=5, shape=SMALL_SHAPE)
+    clean = simulate_sequence(
+        tmp_path / "clean", SequenceSpec(n_frames=10, seed=5, shape=SMALL_SHAPE)
+    )
     stack_files(clean.paths, tmp_path / "c.fits")
     lum_clean = read_rgb(tmp_path / "c.fits")[0].sum(axis=2)
     box = (slice(int(y) - 6, int(y) + 7), slice(int(x) - 6, int(x) + 7))
@@ -207,8 +217,9 @@ def test_progress_events_come_in_stage_order(sim_clean: SimulatedSequence, tmp_p
 
 
 def test_no_usable_frames_lists_reasons(tmp_path: Path) -> None:
+    events = FrameEvents(hot_pixels_only_frames=(0, 1, 2))
     seq = simulate_sequence(
-        tmp_path, n_frames=3, seed=6, shape=(256, 256), hot_pixels_only_frames=(0, 1, 2)
+        tmp_path, SequenceSpec(n_frames=3, seed=6, shape=(256, 256), events=events)
     )
     with pytest.raises(NoUsableFrames) as info:
         stack_files(seq.paths, tmp_path / "s.fits")

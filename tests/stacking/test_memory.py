@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crowdsky.simulate import simulate_sequence
+from crowdsky.simulate import SequenceSpec, StarFieldModel, simulate_sequence
 from crowdsky.stacking import memory
 
 # Peak RSS of this process only: VmHWM belongs to the address space, which exec replaces.
@@ -60,7 +60,8 @@ def peak_rss(paths: list[Path], out: Path, limit: int, repeats: int = 1) -> dict
 
 @pytest.mark.slow
 def test_peak_rss_bounded_and_flat_in_n(tmp_path: Path) -> None:
-    seq = simulate_sequence(tmp_path / "raw", n_frames=24, seed=8, n_stars=200)
+    spec = SequenceSpec(n_frames=24, seed=8, stars=StarFieldModel(n_stars=200))
+    seq = simulate_sequence(tmp_path / "raw", spec)
     limit = 256 * 1024 * 1024
     # A fresh checkout has no numba cache yet: compiling the kernels' specializations
     # (LLVM) would dominate the peak. One discarded run compiles and caches all the
@@ -85,7 +86,8 @@ def test_job_after_job_the_peak_levels_off(tmp_path: Path) -> None:
     The allocator settles over the first jobs and then still moves now and then by up
     to ~50 MB (glibc arenas of the kernels' threads; seen on a loaded machine), so the
     growth is judged over several later jobs against what a leak would add there."""
-    seq = simulate_sequence(tmp_path / "raw", n_frames=8, seed=9, n_stars=200)
+    spec = SequenceSpec(n_frames=8, seed=9, stars=StarFieldModel(n_stars=200))
+    seq = simulate_sequence(tmp_path / "raw", spec)
     limit = 256 * 1024 * 1024
     peaks = peak_rss(seq.paths, tmp_path / "a.fits", limit, repeats=9)["peaks"]
     frame_bytes = 3 * 1080 * 1920 * 4

@@ -93,20 +93,25 @@ def sky_ramp_levels(png: Path) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def galaxy_stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A simulated galaxy under a coloured sky with a 10 % / 20 % gradient, stacked."""
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import (
+        ExtendedTargetSpec,
+        SequenceSpec,
+        SkyModel,
+        StarFieldModel,
+        simulate_sequence,
+    )
     from crowdsky.stacking import stack_files
 
     root = tmp_path_factory.mktemp("galaxy")
-    seq = simulate_sequence(
-        root / "frames",
+    spec = SequenceSpec(
         n_frames=6,
         seed=5,
         shape=(960, 540),
-        n_stars=150,
-        extended_target="galaxy",
-        sky_gradient=(0.1, -0.2),
-        sky_rgb=(1.0, 0.9, 0.7),
+        stars=StarFieldModel(n_stars=150),
+        extended=ExtendedTargetSpec("galaxy"),
+        sky=SkyModel(gradient=(0.1, -0.2), rgb=(1.0, 0.9, 0.7)),
     )
+    seq = simulate_sequence(root / "frames", spec)
     out = root / "stack.fits"
     stack_files(seq.paths, out)
     return out

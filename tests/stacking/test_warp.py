@@ -24,7 +24,7 @@ def shift(dx: float, dy: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("pattern", ["GRBG", "RGGB", "BGGR", "GBRG"])
-@pytest.mark.parametrize("interpolation", ["cubic", "linear", "cubic-linear"])
+@pytest.mark.parametrize("interpolation", ["lanczos3", "cubic", "linear", "cubic-linear"])
 def test_uniform_colours_survive_any_shift(pattern: str, interpolation: str) -> None:
     flat = {k: np.full(SHAPE, v, dtype=np.float32) for k, v in COLOUR.items()}
     mosaic = mosaic_of(pattern, flat).astype(np.uint16)

@@ -295,6 +295,10 @@ def start_seaweedfs(root: Path, *, volume_servers: int = 2) -> SeaweedCluster:
             f"-ip.bind={host}",
             f"-port={s3_port}",
             f"-port.grpc={s3_grpc}",
+            # the Iceberg and Lance catalogues listen on fixed ports (8181, 9101) that a
+            # second cluster on the machine would find taken: off, CrowdSky needs only S3
+            "-port.iceberg=0",
+            "-port.lance=0",
             f"-filer={filer_addr}",
             f"-config={s3_config}",
             f"-localSocket={root / 's3.sock'}",

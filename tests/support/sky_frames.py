@@ -79,12 +79,15 @@ def write_sky_frames(
     shifts_px: list[tuple[float, float]] | None = None,
     seed: int = 7,
     faint_stars: int = 150,
+    stars_rgb: np.ndarray | None = None,
 ) -> list[Path]:
     """Render ``n_frames`` raw GRBG frames of the real sky seen through ``truth``.
 
     Frame ``i`` is shifted by ``shifts_px[i]`` pixels (default small dithers). Star
     flux (green, ADU) is ``10**(-0.4 (V_T - zero_point)) * exptime_s``. Random faint
     stars are added so that the field looks like a field, not a star chart.
+    ``stars_rgb`` (one row per star of :func:`sky_stars`, brightest first) colours the
+    catalogue stars; by default they are white, as the faint ones always are.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -95,6 +98,8 @@ def write_sky_frames(
     flux = np.concatenate([10 ** (-0.4 * (stars.mag - zero_point)) * exptime_s, faint_flux])
     base_xy = np.vstack([stars.xy, faint_xy])
     rgb = np.ones((len(flux), 3))
+    if stars_rgb is not None:
+        rgb[: len(stars.xy)] = stars_rgb
     if shifts_px is None:
         shifts_px = [(float(a), float(b)) for a, b in rng.normal(0.0, 2.0, (n_frames, 2))]
     hot = sensor.draw_hot_pixels(seed, truth.shape, count=0)

@@ -133,11 +133,14 @@ def test_wrong_file_named_fit_is_an_error(browser: Any, web: WebDeployment, tmp_
 
 def test_upload_resumes_after_reload(browser: Any, web: WebDeployment, tmp_path: Path) -> None:
     """Half the frames, a reload, all the frames: only the missing ones are sent."""
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import Observation, SequenceSpec, simulate_sequence
 
     with warnings.catch_warnings():  # the long OBJECT value truncates the card's comment
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        simulate_sequence(tmp_path / "night", 8, seed=7, shape=(270, 480), object_name=XSS)
+        spec = SequenceSpec(
+            n_frames=8, seed=7, shape=(270, 480), observation=Observation(object_name=XSS)
+        )
+        simulate_sequence(tmp_path / "night", spec)
     frames = sorted(str(p) for p in (tmp_path / "night").glob("*.fit"))
     context = _context(browser, web)
     page = context.new_page()

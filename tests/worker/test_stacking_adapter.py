@@ -15,10 +15,10 @@ from tests.worker.fakes import FakeStackResult, fits_bytes
 
 @pytest.fixture(scope="module")
 def small_frames(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    from crowdsky.simulate import simulate_sequence
+    from crowdsky.simulate import SequenceSpec, simulate_sequence
 
     out = tmp_path_factory.mktemp("frames")
-    simulate_sequence(out, 5, seed=7, shape=(270, 480))
+    simulate_sequence(out, SequenceSpec(n_frames=5, seed=7, shape=(270, 480)))
     return sorted(out.glob("*.fit"))
 
 

@@ -18,6 +18,7 @@ from crowdsky.accounts.users import (
     login_fingerprint,
     revoke_api_key,
     set_user_active,
+    throttle_name,
 )
 from crowdsky.accounts.workers import (
     IssuedWorkerToken,
@@ -52,4 +53,5 @@ __all__ = [
     "revoke_api_key",
     "revoke_worker_token",
     "set_user_active",
+    "throttle_name",
 ]

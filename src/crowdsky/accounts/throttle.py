@@ -1,16 +1,21 @@
-"""Login throttling: how many wrong passwords one account or one address may send.
+"""Login throttling: how many password attempts one account or one address may make.
 
 Every password check costs argon2 (tens of milliseconds of CPU and 64 MiB), so an
 attacker who can send them freely turns the server's own hashing against it. The
-throttle counts failures per login name and per client address inside a window; once
+throttle counts attempts per login name and per client address inside a window; once
 either reaches its limit, further attempts are answered ``429`` with the time to wait,
 before any hashing. Unknown login names are counted exactly like known ones, so the
 answer never tells which accounts exist.
 
-:class:`LoginThrottle` is the interface the server uses; :class:`MemoryLoginThrottle`
-keeps the counters in the process (one server process, or one per address behind a
-sticky balancer). A deployment with several server processes wants the counters in the
-database: implement the three methods over a table and pass that instead.
+An attempt is counted *before* its password is checked (:meth:`LoginThrottle.acquire`
+reserves it atomically) and given back when the password was right, so requests that
+arrive together, on one server or on many, cannot all pass the check before any of
+them is counted.
+
+:class:`LoginThrottle` is the interface the server uses. The server's default is
+:class:`crowdsky.accounts.db_throttle.DatabaseLoginThrottle`, whose counters every
+server process on the database shares; :class:`MemoryLoginThrottle` keeps them in one
+process (``CROWDSKY_LOGIN_THROTTLE=memory``: a single server, or tests).
 """
 
 from __future__ import annotations
@@ -25,18 +30,20 @@ MAX_TRACKED_KEYS = 100_000
 
 
 class LoginThrottle(Protocol):
-    """Counts failed logins per account and per address; says how long to wait."""
+    """Counts password attempts per account and per address; says how long to wait.
 
-    def retry_after(self, account: str, address: str, now: float) -> float:
-        """Seconds until an attempt for ``account`` from ``address`` is allowed (0: now)."""
-        ...
+    ``now`` is wall-clock epoch seconds (``time.time()``): the counters may be shared
+    by processes on several hosts, which share no monotonic clock.
+    """
 
-    def record_failure(self, account: str, address: str, now: float) -> None:
-        """Count one wrong password (or unknown login) for both keys."""
+    def acquire(self, account: str, address: str, now: float) -> float:
+        """Count one attempt for ``account`` from ``address``; 0 if it may go ahead,
+        else the seconds until it may (a refused attempt is not counted)."""
         ...
 
     def record_success(self, account: str, address: str, now: float) -> None:
-        """A correct password: the account's failures are forgotten (the address's stay)."""
+        """A correct password: the account's count is forgotten and the address's
+        attempt given back (an address is limited by its wrong passwords only)."""
         ...
 
 
@@ -47,12 +54,12 @@ class _Window:
 
 
 class MemoryLoginThrottle:
-    """A fixed-window failure counter per account and per address, in memory.
+    """A fixed-window attempt counter per account and per address, in memory.
 
     Parameters
     ----------
     failures_per_account, failures_per_address
-        Failures allowed inside one window before that key is throttled.
+        Attempts allowed inside one window before that key is throttled.
     window_seconds
         Length of the counting window; a throttled key waits until its window ends.
     """
@@ -65,28 +72,28 @@ class MemoryLoginThrottle:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._lock = threading.Lock()
 
-    def retry_after(self, account: str, address: str, now: float) -> float:
+    def acquire(self, account: str, address: str, now: float) -> float:
+        keys = (("address", address), ("account", account.lower()))
         with self._lock:
-            waits = [
-                self._wait(("account", account.lower()), now),
-                self._wait(("address", address), now),
-            ]
-        return max(waits)
-
-    def record_failure(self, account: str, address: str, now: float) -> None:
-        with self._lock:
+            wait = max(self._wait(key, now) for key in keys)
+            if wait > 0:
+                return wait
             if len(self._windows) >= MAX_TRACKED_KEYS:
                 self._evict(now)
-            for key in (("account", account.lower()), ("address", address)):
+            for key in keys:
                 window = self._windows.get(key)
                 if window is None or now - window.started >= self._window:
                     self._windows[key] = _Window(started=now, failures=1)
                 else:
                     window.failures += 1
+        return 0.0
 
     def record_success(self, account: str, address: str, now: float) -> None:
         with self._lock:
             self._windows.pop(("account", account.lower()), None)
+            window = self._windows.get(("address", address))
+            if window is not None and window.failures > 0:
+                window.failures -= 1
 
     def _wait(self, key: tuple[str, str], now: float) -> float:
         window = self._windows.get(key)

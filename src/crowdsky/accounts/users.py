@@ -171,6 +171,17 @@ def authenticate_password(session: Session, login: str, password: str) -> UserIn
     return info
 
 
+def throttle_name(session: Session, login: str) -> str:
+    """The name an account's login attempts are counted under: its username, whether
+    the login gave the username or the email (so the two are one budget); an unknown
+    login as given. Case-folded either way."""
+    with session.begin():
+        username = session.execute(
+            select(User.username).where(or_(User.username == login, User.email == login.lower()))
+        ).scalar_one_or_none()
+    return (username or login).lower()
+
+
 def create_api_key(
     session: Session,
     now: datetime,

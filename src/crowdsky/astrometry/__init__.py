@@ -6,7 +6,7 @@ Public API::
     result = solve_stack_file(path, solver)     # WCS, sky columns, zero points, star JSON
 
 Imports only the standard library, the scientific stack, the ``astrometry`` package
-(when a solver is built) and the pure HEALPix function of ``crowdsky.ingest.chunking``;
+(when a solver is built) and the pure HEALPix function of ``crowdsky.healpix``;
 never the server or the worker.
 """
 

@@ -40,8 +40,16 @@ MIN_CALIBRATION_STARS = 3
 CLIP_SIGMA = 3.0
 SATURATION_FRACTION = 0.9
 """A star whose brightest aperture pixel reaches this share of the plane's maximum is
-taken as saturated (S50 cores clip at one level)."""
+taken as saturated (S50 cores clip at one level)..."""
+FULL_SCALE_ADU = 65535.0
+CLIPPED_ABOVE = 0.5
+"""...but only when that maximum reaches this share of the raw frames' 16-bit full
+scale (the stack keeps their ADU): otherwise no star is clipped, and the brightest
+stars are the best calibrators (the M 94 stack peaks at 16,400 ADU, its raw frames at
+23,400 of 65,535)."""
 LIMIT_SNR = 5.0
+SKY_SAMPLE = 200_000
+"""Pixels sampled (a regular stride) for the sky level and its noise."""
 DEFAULT_PEDESTAL_ADU = 600.0
 """Black level of S50 raw frames (FW 4.27, gain 80): the floor under the sky of the
 real M 94 frames, consistent across the three colour planes' sky levels."""
@@ -80,6 +88,8 @@ class Photometry:
         Why there is no calibration ('' when calibrated).
     star_flux : dict
         Per plane, the aperture flux of every STAR-TAB star (ADU, NaN outside).
+    star_usable : dict
+        Per plane, the STAR-TAB stars with a positive, unsaturated flux.
     """
 
     channels: list[ChannelZeroPoint]
@@ -90,6 +100,7 @@ class Photometry:
     n_candidates: int
     reason: str = ""
     star_flux: dict[str, np.ndarray] = field(default_factory=dict)
+    star_usable: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def calibrated(self) -> bool:
@@ -148,24 +159,31 @@ def calibrate(
     reference = "GREEN" if "GREEN" in planes else next(iter(planes))
     channels: list[ChannelZeroPoint] = []
     fluxes: dict[str, np.ndarray] = {}
+    usable: dict[str, np.ndarray] = {}
     limit, sqm = float("nan"), float("nan")
     t = exposure_s if exposure_s > 0 else 1.0
     for name, plane in planes.items():
-        data = np.ascontiguousarray(plane, dtype=np.float32)
-        bad = ~np.isfinite(data)
-        clean = np.where(bad, 0.0, data).astype(np.float32)
+        # one native copy per plane (FITS planes are big-endian), cleaned in place: each
+        # full-plane temporary costs a fresh process ~0.1 s of page faults
+        clean = np.array(plane, dtype=np.float32, order="C")
+        bad = ~np.isfinite(clean)
+        clean[bad] = 0.0
         flux, _err, flag = sep.sum_circle(clean, x, y, radius, bkgann=annulus, mask=bad, subpix=5)
         flux = np.where(flag == 0, flux, np.nan)
         fluxes[name] = flux
         peak = _aperture_max(clean, x, y, radius)
-        top = float(np.nanmax(data)) if np.isfinite(data).any() else float("inf")
-        good = matched & np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
+        top = float(clean.max()) if clean.size and not bad.all() else float("inf")
+        if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
+            top = float("inf")  # nothing near the full scale: nothing saturated
+        usable[name] = np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
+        good = matched & usable[name]
         zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux[good] / t))
         channels.append(ChannelZeroPoint(name, zp, scatter, n))
         if name == reference and math.isfinite(zp):
-            sky, noise = _sky_statistics(data)
+            sky, noise = _sky_statistics(np.asarray(plane))
             area = math.pi * radius**2
-            limit = zp - 2.5 * math.log10(LIMIT_SNR * noise * math.sqrt(area) / t)
+            if noise > 0:  # a flat (synthetic or clipped) sky has no noise to limit by
+                limit = zp - 2.5 * math.log10(LIMIT_SNR * noise * math.sqrt(area) / t)
             above = sky - pedestal_adu
             if above > 0 and scale_arcsec > 0:
                 sqm = zp - 2.5 * math.log10(above / t / scale_arcsec**2)
@@ -175,7 +193,9 @@ def calibrate(
             f"{n_candidates} catalogue stars matched, fewer than {MIN_CALIBRATION_STARS} "
             "unsaturated ones with a good aperture"
         )
-    return Photometry(channels, limit, sqm, pedestal_adu, radius, n_candidates, reason, fluxes)
+    return Photometry(
+        channels, limit, sqm, pedestal_adu, radius, n_candidates, reason, fluxes, usable
+    )
 
 
 def _robust_zero_point(values: np.ndarray) -> tuple[float, float, int]:
@@ -212,9 +232,11 @@ def _aperture_max(data: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float)
 
 def _sky_statistics(data: np.ndarray) -> tuple[float, float]:
     """Median sky and its robust per-pixel noise (a sample of the finite pixels)."""
-    values = data[np.isfinite(data)]
-    step = max(1, values.size // 500_000)
-    values = values[::step]
+    values = data.reshape(-1)
+    values = values[:: max(1, values.size // SKY_SAMPLE)]  # sample first: no full-plane copy
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
     median = float(np.median(values))
     mad = float(np.median(np.abs(values - median)))
     return median, 1.4826 * mad

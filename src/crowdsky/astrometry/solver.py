@@ -8,7 +8,8 @@ the engine already measured (no second detection):
 1. **Find the field** with astrometry.net on the brightest ``MAX_SOLVE_STARS``
    stars, both parities (Seestar images are mirrored), the header position as a
    hint (``HINT_RADIUS_DEG``: S50 pointing errors reach ~15′) and the pixel scale
-   range; if that finds nothing, again **blind** (no position hint).
+   range; if that finds nothing, again **blind** (no position hint). Each run tries at
+   most ``MAX_FIELD_QUADS`` field quads: the time budget of a field that is not there.
 2. **Verify and refine**: every catalogue star in the field is projected with that
    solution and paired with the nearest detected star (mutual nearest neighbours
    within ``MATCH_RADIUS_PX``); a TAN-SIP WCS is fitted to all pairs, the pairs are
@@ -31,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.astrometry import catalogue, errors, wcs
+from crowdsky.astrometry import catalogue, colours, errors, wcs
 
 __all__ = [
     "DEFAULT_INDEX_DIRS",
@@ -56,6 +57,13 @@ MIN_MATCHED_STARS = 8
 MAX_RMS_ARCSEC = 2.0
 EDGE_MARGIN_PX = 2.0
 LOGODDS_STOP = 21.0
+MAX_FIELD_QUADS = 1000
+"""Field quads astrometry.net may try per run: the time budget of a field that does not
+solve (unbounded, a random star list took 2.2 s CPU, 10–19 s at load 15, hinted + blind;
+with 1000, 0.17 s CPU). The real M 94 stack, and simulated sky fields, solve blind
+within 300."""
+PAIR_BLOCK = 512
+"""Detected stars per block of the brute-force pairing (512 × 2000 float64 = 8 MB)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +147,9 @@ class PlateSolver:
     catalogue_file : Path or None
         Index file whose stars and magnitudes are the cross-match catalogue; by
         default the densest Tycho-2 one present.
+    colour_files : sequence of Path or None
+        Stellarium star catalogue files (B−V) for the colour calibration; None or
+        empty: stacks are not colour calibrated.
 
     Raises
     ------
@@ -146,7 +157,12 @@ class PlateSolver:
         The ``astrometry`` package is not installed, or no index file was given.
     """
 
-    def __init__(self, index_files: Sequence[Path], catalogue_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        index_files: Sequence[Path],
+        catalogue_file: Path | None = None,
+        colour_files: Sequence[Path] | None = None,
+    ) -> None:
         paths = [Path(p) for p in index_files]
         if not paths:
             raise errors.SolverUnavailable(
@@ -168,15 +184,22 @@ class PlateSolver:
         if catalogue_file is None:
             catalogue_file = _preferred_catalogue(paths)
         self.catalogue = catalogue.IndexCatalogue(catalogue_file)
+        self.colours = colours.ColourCatalogue(colour_files) if colour_files else None
 
     @classmethod
-    def from_directories(cls, dirs: Sequence[Path] = DEFAULT_INDEX_DIRS) -> PlateSolver:
-        """A solver on every index file found in ``dirs``."""
-        return cls(find_index_files(dirs))
+    def from_directories(
+        cls,
+        dirs: Sequence[Path] = DEFAULT_INDEX_DIRS,
+        colour_dirs: Sequence[Path] = colours.DEFAULT_COLOUR_DIRS,
+    ) -> PlateSolver:
+        """A solver on every index file found in ``dirs``, with Stellarium's colours
+        when ``colour_dirs`` hold them."""
+        return cls(find_index_files(dirs), colour_files=colours.find_colour_catalogue(colour_dirs))
 
     def describe(self) -> str:
-        """Index files in use, for logs."""
-        return ", ".join(p.name for p in self.index_files)
+        """Index files (and colour catalogue) in use, for logs."""
+        names = ", ".join(p.name for p in self.index_files)
+        return names + ("; colours: " + self.colours.name if self.colours is not None else "")
 
     def load(self) -> None:
         """Open the index files and read the catalogue now (else the first solve does)."""
@@ -184,6 +207,19 @@ class PlateSolver:
             if self._solver is None:
                 self._solver = self._astrometry.Solver(self.index_files)
         self.catalogue.load()
+
+    def warm_up(self) -> None:
+        """Load, import the photometry's sep, read the catalogue's pages and colours.
+
+        A fresh worker calls this in the background when it claims its first job, so
+        that the solve after the stack finds everything in memory.
+        """
+        self.load()
+        import sep  # noqa: F401  (imported here so the first solve does not)
+
+        self.catalogue.cone(0.0, 90.0, 0.1)  # one pass over the mapped star table
+        if self.colours is not None:
+            self.colours.load()
 
     def close(self) -> None:
         """Release the index files."""
@@ -292,6 +328,7 @@ class PlateSolver:
             sip_order=0,
             tune_up_logodds_threshold=None,
             output_logodds_threshold=LOGODDS_STOP,
+            maximum_quads=MAX_FIELD_QUADS,
             parity=am.Parity.BOTH,
             logodds_callback=lambda _logodds: am.Action.STOP,  # the first good match
         )
@@ -399,10 +436,8 @@ def _pair(
     radius_px: float,
 ) -> np.ndarray:
     """Mutual nearest neighbours detected ↔ projected catalogue within ``radius_px``."""
-    from scipy.spatial import cKDTree
-
     out = np.full(len(xy), -1, dtype=np.int64)
-    if len(stars) == 0:
+    if len(stars) == 0 or len(xy) == 0:
         return out
     cx, cy = fit.world_to_pixel(stars.ra_deg, stars.dec_deg)
     rows, cols = shape
@@ -417,13 +452,33 @@ def _pair(
     cat_rows = np.flatnonzero(inside)
     if cat_rows.size == 0:
         return out
-    cat_xy = np.column_stack([cx[cat_rows], cy[cat_rows]])
-    d_det, near_cat = cKDTree(cat_xy).query(xy, distance_upper_bound=radius_px)
-    _, near_det = cKDTree(xy).query(cat_xy)
-    for i, (d, j) in enumerate(zip(d_det, near_cat, strict=True)):
-        if math.isfinite(d) and near_det[j] == i:
-            out[i] = cat_rows[j]
+    near_cat, d_det, near_det = _nearest_both_ways(xy, np.column_stack([cx, cy])[cat_rows])
+    mutual = (d_det <= radius_px) & (near_det[near_cat] == np.arange(len(xy)))
+    out[mutual] = cat_rows[near_cat[mutual]]
     return out
+
+
+def _nearest_both_ways(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest ``b`` of each ``a`` (index, distance) and nearest ``a`` of each ``b``.
+
+    Brute force in blocks of ``PAIR_BLOCK`` rows: a field has hundreds of stars, and
+    importing scipy.spatial for a k-d tree cost a fresh worker 0.6–0.9 s.
+    """
+    near_b = np.empty(len(a), dtype=np.int64)
+    dist_a = np.empty(len(a))
+    best_b = np.full(len(b), np.inf)
+    near_a = np.zeros(len(b), dtype=np.int64)
+    for start in range(0, len(a), PAIR_BLOCK):
+        block = a[start : start + PAIR_BLOCK]
+        d2 = (block[:, None, 0] - b[None, :, 0]) ** 2 + (block[:, None, 1] - b[None, :, 1]) ** 2
+        j = np.argmin(d2, axis=1)
+        near_b[start : start + len(block)] = j
+        dist_a[start : start + len(block)] = np.sqrt(d2[np.arange(len(block)), j])
+        i = np.argmin(d2, axis=0)
+        closer = d2[i, np.arange(len(b))] < best_b
+        best_b[closer] = d2[i[closer], np.flatnonzero(closer)]
+        near_a[closer] = i[closer] + start
+    return near_b, dist_a, near_a
 
 
 def _separation_arcsec(

@@ -10,11 +10,14 @@ calibrates it photometrically and rewrites the file atomically:
   ``PLTNSTAR``, the footprint corners, the HEALPix pixel(s) (NSIDE 128, RING),
   ``RA``/``DEC`` of the solved centre (the mount's pointing kept as ``RA_MNT`` /
   ``DEC_MNT``), and the calibration (``ZPR``/``ZPG``/``ZPB`` with scatter and star
-  counts, ``LIMMAG``, ``SQMPHOT``, ``PHOTCAT``);
+  counts, ``LIMMAG``, ``SQMPHOT``, ``PHOTCAT``) and the colour calibration for previews
+  (``COLCAL``, ``COLCAT``, ``COLNSTAR``, white balance ``WBR``/``WBG``/``WBB``, or the
+  reason in ``COLMSG``);
 - an unsolved stack gets ``PLTSOLVD = F`` and the reason (``PLTMSG``), nothing else;
 - STAR-TAB gains ``ra``, ``dec``, ``cat_id`` (0 = unmatched), ``cat_mag`` (V_T, NaN
-  when unmatched), ``match_dist_arcsec`` (NaN when unmatched), ``matched`` and the
-  per-plane aperture fluxes.
+  when unmatched), ``cat_bv`` (B−V of the colour catalogue, NaN when none),
+  ``match_dist_arcsec`` (NaN when unmatched), ``matched`` and the per-plane aperture
+  fluxes.
 
 The star JSON has the shape of the data API's ``frame_stars``:
 ``{width, height, stars: [{x, y, flux, a, b, flag, peak, ra, dec, ...}]}``.
@@ -33,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.astrometry import errors, photometry, solver
-from crowdsky.ingest.chunking import healpix_ring_pixel
+from crowdsky.astrometry import colour_balance, colours, errors, photometry, solver
+from crowdsky.healpix import healpix_ring_pixel
 
 __all__ = ["StackAstrometry", "mark_unsolved", "solve_stack_file", "star_json_path"]
 
@@ -73,6 +76,9 @@ class StackAstrometry:
     limiting_mag: float | None = None
     sqm: float | None = None
     photometry_message: str = ""
+    white_balance: dict[str, float] | None = None
+    colour_stars: int = 0
+    colour_message: str = ""
     solve_seconds: float = 0.0
     total_seconds: float = 0.0
     star_json: Path | None = None
@@ -164,7 +170,9 @@ def solve_stack_file(
         cat_index[order] = found.star_cat_index
         dist[order] = found.match_dist_arcsec
         if found.solved:
-            result = _apply_solution(hdul, found, stars, cat_index, dist, plane_names, started)
+            result = _apply_solution(
+                hdul, found, stars, cat_index, dist, plane_names, plate_solver.colours
+            )
         else:
             result = StackAstrometry(False, found.reason, solve_seconds=found.seconds)
             _write_unsolved(hdul, result.message, stars)
@@ -230,7 +238,7 @@ def _apply_solution(
     cat_index: np.ndarray,
     dist: np.ndarray,
     plane_names: list[str],
-    started: float,
+    colour_catalogue: colours.ColourCatalogue | None,
 ) -> StackAstrometry:
     fit = found.wcs
     cat = found.catalogue_stars
@@ -266,6 +274,8 @@ def _apply_solution(
         scale_arcsec=fit.scale_arcsec,
         pedestal_adu=photometry.pedestal_from_header(primary),
     )
+    radius = 0.5 * math.hypot(rows, cols) * fit.scale_arcsec / 3600.0 * 1.05
+    colour = _colour_balance(colour_catalogue, (ra_c, dec_c), radius, ra, dec, phot)
 
     result = StackAstrometry(
         True,
@@ -287,6 +297,9 @@ def _apply_solution(
         limiting_mag=phot.limiting_mag if phot.calibrated else None,
         sqm=phot.sqm if phot.calibrated else None,
         photometry_message=phot.reason,
+        white_balance=colour.factors or None,
+        colour_stars=colour.n_stars,
+        colour_message=colour.reason,
         solve_seconds=found.seconds,
     )
 
@@ -341,10 +354,53 @@ def _apply_solution(
             primary["SQMPED"] = (phot.pedestal_adu, "[adu] black level under the sky")
     else:
         primary["PHOTMSG"] = _fits_text(phot.reason)
+    _write_colour_cards(primary, colour, colour_catalogue)
 
-    table = _star_table(stars, ra, dec, cat_id, cat_mag, dist, phot.star_flux)
+    table = _star_table(stars, ra, dec, cat_id, cat_mag, dist, phot.star_flux, colour.b_v)
     _replace_star_table(hdul, table, found)
     return result
+
+
+def _colour_balance(
+    catalogue: colours.ColourCatalogue | None,
+    centre: tuple[float, float],
+    radius_deg: float,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    phot: photometry.Photometry,
+) -> colour_balance.ColourBalance:
+    """The preview white balance from the colour catalogue, or why there is none."""
+    nothing = np.full(len(ra), np.nan)
+    if catalogue is None:
+        reason = "no colour catalogue (install stellarium-data)"
+        return colour_balance.ColourBalance({}, {}, math.nan, 0, 0, nothing, reason)
+    try:
+        field = catalogue.cone(centre[0], centre[1], radius_deg)
+    except errors.CatalogueError as exc:
+        return colour_balance.ColourBalance({}, {}, math.nan, 0, 0, nothing, str(exc))
+    return colour_balance.balance(
+        ra, dec, phot.star_flux, phot.star_usable, field.ra_deg, field.dec_deg, field.b_v
+    )
+
+
+def _write_colour_cards(
+    primary: Any,
+    colour: colour_balance.ColourBalance,
+    catalogue: colours.ColourCatalogue | None,
+) -> None:
+    primary["COLCAL"] = (colour.calibrated, "preview white balance from catalogue B-V")
+    if catalogue is not None:
+        primary["COLCAT"] = (_fits_text(catalogue.name), "colour catalogue")
+    primary["COLNSTAR"] = (colour.n_stars, "stars in the colour calibration")
+    if not colour.calibrated:
+        primary["COLMSG"] = _fits_text(colour.reason)
+        return
+    primary["COLBVSUN"] = (colour_balance.SOLAR_B_V, "B-V made neutral (the Sun)")
+    for name, key in (("RED", "WBR"), ("GREEN", "WBG"), ("BLUE", "WBB")):
+        primary[key] = (round(colour.factors[name], 5), f"{name} preview factor (not science)")
+    primary["COLSLR"] = (round(colour.slopes["RED"], 4), "d(R-G)/d(B-V) instrumental")
+    primary["COLSLB"] = (round(colour.slopes["BLUE"], 4), "d(B-G)/d(B-V) instrumental")
+    primary["COLERR"] = (round(colour.scatter, 4), "colour fit scatter, mag")
 
 
 def _index_label(name: str) -> str:
@@ -393,6 +449,8 @@ PLATE_KEYS = (
     "PLTSOLVD", "PLTMSG", "PLTSCALE", "PIXSCALE", "PLTROT", "PLTPAR", "PLTRMS", "PLTNSTAR",
     "PLTSTRAT", "PLTINDEX", "PLTSECS", "HPNSIDE", "HEALPIX", "HPIXLIST", "PHOTCAT", "PHOTBAND",
     "CATNSTAR", "CATMATCH", "PHOTAPER", "PHOTEXPT", "LIMMAG", "SQMPHOT", "SQMPED", "PHOTMSG",
+    "COLCAL", "COLCAT", "COLNSTAR", "COLMSG", "COLBVSUN", "WBR", "WBG", "WBB", "COLSLR",
+    "COLSLB", "COLERR",
 )  # fmt: skip
 
 
@@ -417,11 +475,11 @@ def _write_unsolved(hdul: Any, reason: str, stars: np.ndarray | None) -> None:
     if stars is not None:
         n = len(stars)
         nan = np.full(n, np.nan)
-        table = _star_table(stars, nan, nan, np.zeros(n, dtype=np.int64), nan, nan, {})
+        table = _star_table(stars, nan, nan, np.zeros(n, dtype=np.int64), nan, nan, {}, nan)
         _replace_star_table(hdul, table, None)
 
 
-SKY_COLUMNS = ("ra", "dec", "cat_id", "cat_mag", "match_dist_arcsec", "matched")
+SKY_COLUMNS = ("ra", "dec", "cat_id", "cat_mag", "cat_bv", "match_dist_arcsec", "matched")
 
 
 def _star_table(
@@ -432,6 +490,7 @@ def _star_table(
     cat_mag: np.ndarray,
     dist: np.ndarray,
     fluxes: dict[str, np.ndarray],
+    cat_bv: np.ndarray,
 ) -> np.ndarray:
     base = [
         (n, stars.dtype[n])
@@ -443,6 +502,7 @@ def _star_table(
         ("dec", "f8"),
         ("cat_id", "i8"),
         ("cat_mag", "f8"),
+        ("cat_bv", "f8"),
         ("match_dist_arcsec", "f8"),
         ("matched", "?"),
     ] + [(f"flux_{name.lower()}", "f8") for name in fluxes]
@@ -451,6 +511,7 @@ def _star_table(
         out[name] = stars[name]
     out["ra"], out["dec"] = ra, dec
     out["cat_id"], out["cat_mag"], out["match_dist_arcsec"] = cat_id, cat_mag, dist
+    out["cat_bv"] = cat_bv
     out["matched"] = cat_id > 0
     for name, values in fluxes.items():
         out[f"flux_{name.lower()}"] = values
@@ -467,16 +528,23 @@ def _replace_star_table(hdul: Any, table: np.ndarray, found: solver.Solution | N
             new.header.add_comment(card.value)
     new.header.add_comment("ra, dec: ICRS degrees from the WCS (NaN when not plate solved)")
     new.header.add_comment("cat_id: catalogue row + 1 (0 = unmatched); cat_mag: V_T (NaN)")
+    new.header.add_comment("cat_bv: B-V of the colour catalogue (NaN when none)")
     if found is not None:
         new.header["CATALOG"] = (_catalogue_title(found), "cross-match catalogue")
     hdul[hdul.index_of("STAR-TAB")] = new
 
 
+JSON_COLUMNS = (
+    "x", "y", "flux", "a", "b", "flag", "peak", "ra", "dec", "fwhm", "cat_id", "cat_mag",
+    "cat_bv", "match_dist_arcsec",
+)  # fmt: skip
+"""STAR-TAB columns of the star JSON (``frame_stars``' shape plus the sky columns)."""
+
+
 def _write_star_json(path: Path, table: Any, shape: tuple[int, ...]) -> None:
     table = np.asarray(table)
     names = table.dtype.names or ()
-    keys = [k for k in ("x", "y", "flux", "a", "b", "flag", "peak", "ra", "dec", "fwhm",
-                        "cat_id", "cat_mag", "match_dist_arcsec") if k in names]  # fmt: skip
+    keys = [k for k in JSON_COLUMNS if k in names]
     columns = []
     for key in keys:  # column by column: a row loop over a FITS table costs ~4 ms a star
         values = table[key]

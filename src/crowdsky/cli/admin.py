@@ -6,13 +6,13 @@ from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import (
+from crowdsky.cli.database_access import (
     DatabaseUrlOption,
     DataDirOption,
     db_session,
-    fail,
     server_settings,
 )
+from crowdsky.cli.exits import fail
 
 worker_token_app = typer.Typer(help="Per-worker API tokens.", no_args_is_help=True)
 

@@ -8,6 +8,7 @@ import signal
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from crowdsky.cli.common import fail
+from crowdsky.cli.exits import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -74,48 +75,72 @@ def demo(
     )
     run = demo_run.DemoRun(demo_run.new_run_dir(root))
     console.print(f"[bold]CrowdSky demo[/] in {run.run_dir}")
-    started = time.monotonic()
-    server = worker = None
+    services = _Services()
     sigterm = _SigtermInterrupt()
     try:
-        with console.status("starting the server and a worker"):
-            server, worker = demo_run.start_services(run, options)
-        console.print(f"server at {run.server_url} (SQLite, local storage); worker running")
-        frames_dir = demo_run.prepare_frames(options, run, console.print)
-        console.print("uploading through the upload API")
-        job_ids = demo_run.upload_frames(run, frames_dir, console.print)
-        if not job_ids:
-            raise demo_run.DemoError("the upload created no jobs (see the skipped chunks above)")
-        jobs = _follow(console, run, worker, options)
-        rows = demo_run.summarize(run, jobs)
-        for row in rows:
-            if row.fits_path is not None:
-                demo_run.check_stack(row.fits_path)
-        console.print(_results_table(rows))
-        _print_outputs(console, run, rows)
-        console.print(f"done in {time.monotonic() - started:.1f} s")
+        rows = _run_demo(console, run, options, services)
         if serve:
             _serve(console, run)
         if any(row.status != "completed" for row in rows):
             raise typer.Exit(1)
     except (demo_run.DemoError, LaunchError) as exc:
-        if worker is not None:
-            console.print(f"worker log: {worker.log_path}")
-        if server is not None:
-            console.print(f"server log: {server.log_path}")
+        services.print_logs(console)
         raise fail(str(exc), code=1) from exc
     finally:
         sigterm.stopping()
-        if worker is not None:
-            worker.stop()
-        if server is not None:
-            server.stop()
+        services.stop()
         sigterm.restore()
         if temporary and not keep:
             shutil.rmtree(root, ignore_errors=True)
             console.print(f"removed {root} (--keep keeps it; --data-dir DIR runs in DIR)")
         elif temporary:
             console.print(f"kept {root}")
+
+
+@dataclass
+class _Services:
+    """The demo's server and worker processes, once started (None before)."""
+
+    server: Any = None  # launch.ManagedProcess, imported with the demo
+    worker: Any = None
+
+    def print_logs(self, console: Console) -> None:
+        """Where to look when the demo failed."""
+        if self.worker is not None:
+            console.print(f"worker log: {self.worker.log_path}")
+        if self.server is not None:
+            console.print(f"server log: {self.server.log_path}")
+
+    def stop(self) -> None:
+        """Stop the worker, then the server."""
+        if self.worker is not None:
+            self.worker.stop()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _run_demo(console: Console, run: Any, options: Any, services: _Services) -> list[Any]:
+    """Start the services, upload the frames, follow the jobs, check and show the stacks."""
+    from crowdsky import demo as demo_run
+
+    started = time.monotonic()
+    with console.status("starting the server and a worker"):
+        services.server, services.worker = demo_run.start_services(run, options)
+    console.print(f"server at {run.server_url} (SQLite, local storage); worker running")
+    frames_dir = demo_run.prepare_frames(options, run, console.print)
+    console.print("uploading through the upload API")
+    job_ids = demo_run.upload_frames(run, frames_dir, console.print)
+    if not job_ids:
+        raise demo_run.DemoError("the upload created no jobs (see the skipped chunks above)")
+    jobs = _follow(console, run, services.worker, options)
+    rows = demo_run.summarize(run, jobs)
+    for row in rows:
+        if row.fits_path is not None:
+            demo_run.check_stack(row.fits_path)
+    console.print(_results_table(rows))
+    _print_outputs(console, run, rows)
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+    return rows
 
 
 class _SigtermInterrupt:

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from crowdsky.cli.common import DatabaseUrlOption, DataDirOption, fail
+from crowdsky.cli.database_access import DatabaseUrlOption, DataDirOption
+from crowdsky.cli.exits import fail
 
 MARK = {"ok": "[green]ok[/]     ", "info": "[yellow]note[/]   ", "problem": "[red]PROBLEM[/]"}
 ROLES = ("auto", "server", "worker")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crowdsky.cli.common import fail
+from crowdsky.cli.exits import fail
 from crowdsky.cli.remote import ApiKeyOption, PasswordOption, ServerOption, UserOption, credentials
 
 jobs_app = typer.Typer(help="Your stacking jobs on a server.", no_args_is_help=True)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import fail
+from crowdsky.cli.exits import fail
 
 ServerOption = Annotated[
     str,

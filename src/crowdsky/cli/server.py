@@ -7,15 +7,15 @@ from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import (
+from crowdsky.cli.database_access import (
     DatabaseUrlOption,
     DataDirOption,
     db_session,
-    fail,
     safe_url,
     server_settings,
     unusable_database_message,
 )
+from crowdsky.cli.exits import fail
 
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 
@@ -78,12 +78,11 @@ def db_upgrade(
     SQLite (the default, in the data folder) is created when missing; a PostgreSQL or
     MariaDB database must exist (createdb / CREATE DATABASE) and is given its tables.
     """
-    from crowdsky.db import upgrade_database
+    from crowdsky.db import prepare_sqlite, upgrade_database
 
     settings = server_settings(data_dir=data_dir, database_url=database_url)
     url = settings.resolved_database_url
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_sqlite(url, settings.data_dir, migrate=False)
     try:
         upgrade_database(url, revision)
     except Exception as exc:  # report driver errors (unreachable DB, bad credentials) plainly

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
     app.command("stack")(stack)
 
 
-def stack(
+def stack(  # noqa: PLR0913 (a Typer command: one parameter per option)
     files: Annotated[list[Path], typer.Argument(help="Input FITS frames.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output FITS file.")],
     method: Annotated[str, typer.Option(help="Combination: mean or median.")] = "mean",

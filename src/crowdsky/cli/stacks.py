@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
-from crowdsky.cli.common import fail
+from crowdsky.cli.exits import fail
 from crowdsky.cli.jobs import JsonOption, call, client_for
 from crowdsky.cli.remote import ApiKeyOption, PasswordOption, ServerOption, UserOption
 

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from crowdsky.cli.common import fail
+from crowdsky.cli.exits import fail
 from crowdsky.cli.remote import ApiKeyOption, PasswordOption, ServerOption, UserOption, credentials
 
 if TYPE_CHECKING:

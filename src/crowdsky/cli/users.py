@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from crowdsky.cli.common import (
+from crowdsky.cli.database_access import (
     DatabaseUrlOption,
     DataDirOption,
     db_session,
-    fail,
     server_settings,
 )
+from crowdsky.cli.exits import fail
 
 user_app = typer.Typer(help="User accounts and API keys.", no_args_is_help=True)
 api_key_app = typer.Typer(

@@ -10,7 +10,7 @@ from crowdsky.db.engine import (
     make_session_factory,
     normalize_url,
 )
-from crowdsky.db.migrate import upgrade_database
+from crowdsky.db.migrate import prepare_sqlite, upgrade_database
 from crowdsky.db.types import UTCDateTime, utcnow
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "is_sqlite",
     "make_session_factory",
     "normalize_url",
+    "prepare_sqlite",
     "upgrade_database",
     "utcnow",
 ]

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from crowdsky.db.engine import create_db_engine, normalize_url
+from crowdsky.db.engine import create_db_engine, is_sqlite, normalize_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -38,6 +38,24 @@ def upgrade_database(url: str, revision: str = "head", *, engine: Engine | None 
     finally:
         if own_engine:
             engine.dispose()
+
+
+def prepare_sqlite(
+    url: str, data_dir: Path | None, *, engine: Engine | None = None, migrate: bool = True
+) -> None:
+    """Create ``data_dir`` for an SQLite database and, with ``migrate``, bring it to head.
+
+    The embedded SQLite default needs no separate set-up step, so the server and the
+    CLI call this before using the database (``data_dir`` None: the file exists
+    already). A server database (PostgreSQL, MariaDB) is left alone: ``crowdsky db
+    upgrade`` migrates it.
+    """
+    if not is_sqlite(url):
+        return
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        upgrade_database(url, engine=engine)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -338,3 +338,19 @@ class UserPreferences(Base):
     )
     scrub_location: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class LoginFailure(Base):
+    """Failed-login counter of one throttle key (an account or a client address) in its
+    current window, shared by every server process (see ``accounts.db_throttle``).
+
+    ``key`` is the SHA-256 of the kind and the value, so long or odd logins make no
+    long index entries; ``window_start`` is wall-clock epoch seconds (every host's
+    clock, not a process's monotonic one), indexed so expired rows go in one range delete.
+    """
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[float] = mapped_column(DOUBLE, index=True)
+    failures: Mapped[int] = mapped_column(Integer)

@@ -37,10 +37,11 @@ from typing import Literal
 
 import numpy as np
 
+from crowdsky.healpix import healpix_ring_pixel
+
 KeyFormat = Literal["classic", "healpix"]
 
 SLOT_SECONDS = 900
-HEALPIX_NSIDE = 128
 #: Frames closer than this are one field; the S50 field is about 0.73° × 1.29°.
 DEFAULT_SEPARATION_DEG = 0.5
 UNKNOWN_POSITION = "NOPOS"
@@ -232,49 +233,6 @@ def round_half_up(value: float, places: int = 1) -> str:
     quantum = Decimal(1).scaleb(-places)
     rounded = Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
     return f"{rounded:.{places}f}"
-
-
-def healpix_ring_pixel(ra_deg: float, dec_deg: float, nside: int = HEALPIX_NSIDE) -> int:
-    """HEALPix RING pixel of a direction (Górski et al. 2005, three zones).
-
-    Written to give, bit for bit, the pixel of seestarpy 0.7.1's
-    ``crowdsky.healpix.radec_to_healpix`` (which names the stacks made on the
-    telescope), and the same pixel as healpy/astropy-healpix away from float ties:
-
-    - RA is reduced modulo 360 *in degrees* before the conversion to radians;
-    - ``z`` is the cosine of the colatitude in radians; computing ``sin(dec)``
-      instead moves boundary points (RA 0, DEC 0 gives 97 536 here, 98 048 with
-      the sine);
-    - in the polar caps, points within ``1/36`` of the pole use
-      ``sqrt(3) * sqrt(1 - |z|)``, elsewhere ``sqrt(3 (1 - |z|))``, as seestarpy does.
-    """
-    theta = math.radians(90.0 - dec_deg)
-    phi = math.radians(ra_deg % 360.0) % (2.0 * math.pi)
-    npix = 12 * nside * nside
-    z = math.cos(theta)
-    za = abs(z)
-    tt = phi / (math.pi / 2.0)  # in [0, 4)
-    if za <= 2.0 / 3.0:  # equatorial belt
-        temp1 = nside * (0.5 + tt)
-        temp2 = nside * z * 0.75
-        jp = int(temp1 - temp2)  # index of the ascending edge line
-        jm = int(temp1 + temp2)  # index of the descending edge line
-        ring = nside + 1 + jp - jm  # 1 .. 2 nside + 1, counted from z = 2/3
-        kshift = 1 - (ring & 1)
-        ip = ((jp + jm - nside + kshift + 1) // 2) % (4 * nside)
-        return 2 * nside * (nside - 1) + (ring - 1) * 4 * nside + ip
-    tp = tt - int(tt)
-    if za < 1.0 - nside * nside / (3.0 * npix):
-        tmp = nside * math.sqrt(3.0 * (1.0 - za))
-    else:
-        tmp = nside * math.sqrt(3.0) * math.sqrt(1.0 - za)
-    jp = int(tp * tmp)
-    jm = int((1.0 - tp) * tmp)
-    ring = jp + jm + 1  # counted from the nearest pole
-    ip = int(tt * ring) % (4 * ring)
-    if z > 0:
-        return 2 * ring * (ring - 1) + ip
-    return npix - 2 * ring * (ring + 1) + ip
 
 
 def mean_pointing(ra_deg: Sequence[float], dec_deg: Sequence[float]) -> tuple[float, float]:

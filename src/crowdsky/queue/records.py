@@ -83,6 +83,16 @@ class JobFiles:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldJob:
+    """A job being processed, as its holder may name its results."""
+
+    job_id: int
+    user_id: int
+    object_name: str | None
+    chunk_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class RawFileLocation:
     """Where a downloadable raw file lives (relative to the uploads dir)."""
 

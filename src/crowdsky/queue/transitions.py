@@ -36,6 +36,7 @@ from crowdsky.queue.records import (
     Completion,
     CompletionOutcome,
     FailureOutcome,
+    HeldJob,
     JobFileEntry,
     JobFiles,
     LeaseRenewal,
@@ -326,6 +327,24 @@ def list_job_files(
             for raw in rows
         )
         return JobFiles(job_id=job_id, chunk_key=job.chunk_key, files=files)
+
+
+def held_job(
+    session: Session,
+    *,
+    job_id: int,
+    worker_id: str | None = None,
+    lease_token: str | None = None,
+    caller: WorkerCaller | None = None,
+) -> HeldJob:
+    """A job in ``processing`` checked against its holder (as :func:`list_job_files`),
+    with what names its results: the owner, the object and the chunk key."""
+    with session.begin():
+        job = session.get(StackingJob, job_id)
+        if job is None:
+            raise errors.JobNotFound(f"job {job_id} does not exist")
+        _require_holder(job, worker_id, lease_token, caller)
+        return HeldJob(job.id, job.user_id, job.object_name, job.chunk_key)
 
 
 def locate_raw_file(

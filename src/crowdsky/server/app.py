@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from crowdsky import __version__
 from crowdsky.cleanup import CleanupReport, run_cleanup
 from crowdsky.config import ServerSettings
-from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgrade_database
+from crowdsky.db import create_db_engine, make_session_factory, prepare_sqlite
 from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 from crowdsky.db.types import utcnow
 from crowdsky.server.body_limit import BodyLimitMiddleware
@@ -65,11 +65,10 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = settings.resolved_database_url
-        if is_sqlite(url):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_db_engine(url)
-        if migrate_sqlite and is_sqlite(url):
-            await run_in_threadpool(upgrade_database, url, engine=engine)
+        await run_in_threadpool(
+            prepare_sqlite, url, settings.data_dir, engine=engine, migrate=migrate_sqlite
+        )
         try:
             await run_in_threadpool(verify_schema, engine)
         except SchemaNotCurrent as exc:
@@ -77,12 +76,14 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             engine.dispose()
             raise
         raw_store = selection.open_raw_store(settings)
+        result_store = selection.open_result_store(settings)
         state = ServerState(
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
             raw_store=raw_store,
-            result_reader=selection.open_result_reader(settings),
+            result_store=result_store,
+            result_reader=selection.open_result_reader(settings, s3_store=result_store),
             claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
@@ -96,7 +97,10 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
                 await housekeeping
             engine.dispose()
             selection.close_raw_store(raw_store)
-            state.result_reader.close()
+            if result_store is not None:
+                result_store.close()
+            else:
+                state.result_reader.close()
 
     app = FastAPI(
         title="CrowdSky",

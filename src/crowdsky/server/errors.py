@@ -14,6 +14,8 @@ the SQL and its parameters), and logged as a gap in the schemas.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import structlog
@@ -22,42 +24,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match
 
 from crowdsky.accounts.throttle import retry_after_header
+from crowdsky.ingest import errors as ingest_errors
 from crowdsky.queue import errors as queue_errors
 from crowdsky.server.auth import NotAuthenticated, TooManyAttempts
 from crowdsky.server.body_limit import BodyTooLarge
-from crowdsky.storage.raw_store import UnsafePath
+from crowdsky.server.result_uploads import ResultNotStored, ResultUploadsUnavailable
+from crowdsky.server.upload_stream import MalformedUpload
+from crowdsky.stacks import errors as stacks_errors
+from crowdsky.storage.raw_store import UnsafePath, UploadTooLarge
+from crowdsky.storage.result_reader import ResultStoreUnavailable
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
 CANDIDATE_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
-
-#: Domain error class -> HTTP status. Subclasses inherit their parent's entry.
-STATUS_BY_ERROR: dict[type[Exception], int] = {
-    NotAuthenticated: 401,
-    TooManyAttempts: 429,
-    BodyTooLarge: 413,
-    queue_errors.JobNotFound: 404,
-    queue_errors.RawFileNotFound: 404,
-    queue_errors.WrongState: 409,
-    queue_errors.HeldByOtherWorker: 409,
-    queue_errors.AlreadyCompleted: 409,
-    UnsafePath: 400,
-    sa_exc.DataError: 400,
-    UnicodeEncodeError: 400,
-}
-
-#: Errors answered with a fixed message instead of their own text.
-FIXED_MESSAGE_BY_ERROR: dict[type[Exception], str] = {
-    sa_exc.DataError: (
-        "the request holds a value the database cannot store "
-        "(text too long, a number out of range, or a NUL character)"
-    ),
-    UnicodeEncodeError: "the request holds text that cannot be encoded (an unpaired surrogate)",
-}
 
 
 class BadRequest(Exception):
@@ -68,13 +52,69 @@ class PayloadTooLarge(Exception):
     """The request body is too large."""
 
 
-STATUS_BY_ERROR[BadRequest] = 400
-STATUS_BY_ERROR[PayloadTooLarge] = 413
+#: Domain error class -> HTTP status, every entry here and nowhere else, so the
+#: handlers cover them all whatever was imported first. Subclasses inherit their
+#: parent's entry.
+STATUS_BY_ERROR: Mapping[type[Exception], int] = MappingProxyType(
+    {
+        BadRequest: 400,
+        PayloadTooLarge: 413,
+        NotAuthenticated: 401,
+        TooManyAttempts: 429,
+        BodyTooLarge: 413,
+        MalformedUpload: 400,
+        ClientDisconnect: 400,
+        queue_errors.JobNotFound: 404,
+        queue_errors.RawFileNotFound: 404,
+        queue_errors.WrongState: 409,
+        queue_errors.HeldByOtherWorker: 409,
+        queue_errors.AlreadyCompleted: 409,
+        ingest_errors.InvalidFits: 400,
+        ingest_errors.InvalidFileName: 400,
+        ingest_errors.FileTooLarge: 413,
+        ingest_errors.SessionNotFound: 404,
+        ingest_errors.SessionClosed: 409,
+        ingest_errors.EmptySession: 409,
+        ingest_errors.TooManyOpenSessions: 409,
+        stacks_errors.StackNotFound: 404,
+        stacks_errors.StackFileMissing: 404,
+        stacks_errors.InvalidQuery: 400,
+        stacks_errors.AlreadyUploaded: 409,
+        ResultStoreUnavailable: 503,
+        UploadTooLarge: 413,
+        UnsafePath: 400,
+        ResultNotStored: 400,
+        ResultUploadsUnavailable: 404,
+        sa_exc.DataError: 400,
+        UnicodeEncodeError: 400,
+    }
+)
+
+#: Errors answered with a fixed message instead of their own text.
+FIXED_MESSAGE_BY_ERROR: Mapping[type[Exception], str] = MappingProxyType(
+    {
+        sa_exc.DataError: (
+            "the request holds a value the database cannot store "
+            "(text too long, a number out of range, or a NUL character)"
+        ),
+        UnicodeEncodeError: (
+            "the request holds text that cannot be encoded (an unpaired surrogate)"
+        ),
+    }
+)
 
 
 def register_error_status(error: type[Exception], status: int) -> None:
-    """Let another core package (e.g. ingest) map its errors without editing this table."""
-    STATUS_BY_ERROR[error] = status
+    """Check that ``error`` is in :data:`STATUS_BY_ERROR` with ``status``.
+
+    Modules that once added their own entries still call this; it now only
+    refuses a mapping the table lacks, so no status lives outside it.
+    """
+    if STATUS_BY_ERROR.get(error) != status:
+        raise LookupError(
+            f"add {error.__module__}.{error.__qualname__}: {status} to "
+            "STATUS_BY_ERROR in crowdsky/server/errors.py (the one error table)"
+        )
 
 
 def error_response(status: int, message: str, **headers: str) -> JSONResponse:
@@ -82,7 +122,7 @@ def error_response(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-def _lookup(table: dict[type[Exception], _T], exc: Exception) -> _T | None:
+def _lookup(table: Mapping[type[Exception], _T], exc: Exception) -> _T | None:
     for cls in type(exc).__mro__:
         if cls in table:
             return table[cls]

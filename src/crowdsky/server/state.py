@@ -15,6 +15,7 @@ from crowdsky.config import ServerSettings
 from crowdsky.queue import reap_expired_leases
 from crowdsky.storage.raw_store import RawStore
 from crowdsky.storage.result_reader import ResultReader
+from crowdsky.storage.s3_result_store import S3ResultStore
 
 #: Claims reap expired leases at most this often per process (seconds).
 REAP_INTERVAL_S = 2.0
@@ -30,6 +31,8 @@ class ServerState:
     raw_store: RawStore
     #: Where downloads read finished stacks (``CROWDSKY_RESULT_STORE``).
     result_reader: ResultReader
+    #: Where workers publish results by presigned PUT (``CROWDSKY_RESULT_STORE``), if set.
+    result_store: S3ResultStore | None = None
     #: Bounds the claims in flight in this process (created in the lifespan's loop).
     claim_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
     _reap_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -10,12 +10,17 @@ an attacker sending passwords could make the server pay that for every request. 
 - a successful Basic login is remembered for ``LOGIN_CACHE_SECONDS`` under an HMAC
   of the credentials with a per-process random key (the password itself is never
   kept), so a client that sends Basic on every request pays argon2 once per few
-  minutes; the user's row is still read on every request, so deactivation or a
-  password change takes effect at once. A remembered login is let in even while its
-  account is throttled, so an attack on an account does not lock its owner out;
-- failures are counted per login name and per client address
-  (:mod:`crowdsky.accounts.throttle`); past the limit an attempt gets ``429`` with
-  ``Retry-After`` before any hashing, unknown names exactly like known ones;
+  minutes. It is only a cache: every use reads the user's row and compares the
+  password-hash fingerprint kept with the entry, so a deactivation or a password
+  change made through any server process is refused by every other at once. A
+  remembered login is let in even while its account is throttled, so an attack on an
+  account does not lock its owner out;
+- attempts are counted per login name and per client address, by default in the
+  database so that every server process shares one limit
+  (:mod:`crowdsky.accounts.db_throttle`; ``CROWDSKY_LOGIN_THROTTLE=memory`` counts per
+  process); an attempt is reserved before its hash and given back when it succeeds,
+  past the limit it gets ``429`` with ``Retry-After`` before any hashing, unknown
+  names exactly like known ones;
 - at most ``login_hash_concurrency`` argon2 verifications run at once, and at most
   ``MAX_QUEUED_LOGINS`` wait for one; beyond that, ``429``. Memory stays flat
   whatever arrives, and the event loop never waits on a hash;
@@ -33,9 +38,11 @@ import secrets
 import threading
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from crowdsky.accounts import (
@@ -44,7 +51,9 @@ from crowdsky.accounts import (
     authenticate_password,
     get_active_user,
     login_fingerprint,
+    throttle_name,
 )
+from crowdsky.accounts.db_throttle import DatabaseLoginThrottle
 from crowdsky.accounts.throttle import LoginThrottle, MemoryLoginThrottle
 from crowdsky.config import ServerSettings
 from crowdsky.db.types import utcnow
@@ -103,16 +112,22 @@ class LoginGuard:
         self._queued = 0
 
     @classmethod
-    def from_settings(cls, settings: ServerSettings) -> LoginGuard:
-        """The guard a server process uses, with the in-memory throttle."""
-        return cls(
-            hash_concurrency=settings.login_hash_concurrency,
-            throttle=MemoryLoginThrottle(
-                failures_per_account=settings.login_failures_per_account,
-                failures_per_address=settings.login_failures_per_address,
-                window_seconds=settings.login_throttle_seconds,
-            ),
-        )
+    def from_settings(
+        cls, settings: ServerSettings, session_factory: Callable[[], Session]
+    ) -> LoginGuard:
+        """The guard a server process uses: the database throttle unless configured
+        ``memory``; ``session_factory`` is called per throttle operation."""
+        limits = {
+            "failures_per_account": settings.login_failures_per_account,
+            "failures_per_address": settings.login_failures_per_address,
+            "window_seconds": settings.login_throttle_seconds,
+        }
+        throttle: LoginThrottle
+        if settings.login_throttle == "memory":
+            throttle = MemoryLoginThrottle(**limits)
+        else:
+            throttle = DatabaseLoginThrottle(session_factory, **limits)
+        return cls(hash_concurrency=settings.login_hash_concurrency, throttle=throttle)
 
     async def verify(self, state: object, login: str, password: str) -> UserInfo | None:
         """Check a password in a hashing slot (a worker thread); 429 when the queue is full."""
@@ -137,8 +152,13 @@ class LoginGuard:
 
 
 def install_login_guard(app_state: object, settings: ServerSettings) -> None:
-    """Give an app its login guard (called by the app factory)."""
-    app_state.login_guard = LoginGuard.from_settings(settings)  # type: ignore[attr-defined]
+    """Give an app its login guard (called by the app factory, before the lifespan
+    has opened the database: the throttle opens its sessions when first used)."""
+
+    def open_session() -> Session:
+        return app_state.crowdsky.session_factory()  # type: ignore[attr-defined, no-any-return]
+
+    app_state.login_guard = LoginGuard.from_settings(settings, open_session)  # type: ignore[attr-defined]
 
 
 async def require_user(request: Request) -> UserInfo:
@@ -197,15 +217,22 @@ async def password_login(
         user = await run_in_threadpool(_remembered_user, state, *cached)
         if user is not None:
             return user
-    wait = guard.throttle.retry_after(login, address, time.monotonic())
+    # The attempt is counted before the hash (and given back on success): requests
+    # arriving together on one server or many cannot all pass before one is counted.
+    # Username and email of one account count as one name.
+    account = await run_in_threadpool(_throttle_name, state, login)
+    wait = await run_in_threadpool(guard.throttle.acquire, account, address, time.time())
     if wait > 0:
         raise TooManyAttempts(wait)
     user = await guard.verify(state, login, password)
-    if user is None:
-        guard.throttle.record_failure(login, address, time.monotonic())
-    else:
-        guard.throttle.record_success(login, address, time.monotonic())
+    if user is not None:
+        await run_in_threadpool(guard.throttle.record_success, account, address, time.time())
     return user
+
+
+def _throttle_name(state: object, login: str) -> str:
+    with state.session_factory() as session:  # type: ignore[attr-defined]
+        return throttle_name(session, login)
 
 
 def _remembered_user(state: object, user_id: int, fingerprint: str) -> UserInfo | None:

@@ -35,7 +35,16 @@ from crowdsky.simulate.sensor import (
     SensorModel,
     draw_hot_pixels,
 )
-from crowdsky.simulate.sequence import DEFAULT_START, simulate_sequence
+from crowdsky.simulate.sequence import simulate_sequence
+from crowdsky.simulate.spec import (
+    DEFAULT_START,
+    ExtendedTargetSpec,
+    FrameEvents,
+    Observation,
+    SequenceSpec,
+    SkyModel,
+    StarFieldModel,
+)
 from crowdsky.simulate.stars import STAR_DTYPE, draw_star_field
 from crowdsky.simulate.truth import FRAME_KINDS, FrameTruth, SimulatedSequence, relative_transform
 
@@ -48,17 +57,23 @@ __all__ = [
     "FW470_ZERO_CLIPPED",
     "NIGHT_TARGETS",
     "STAR_DTYPE",
+    "ExtendedTargetSpec",
+    "FrameEvents",
     "FrameStats",
     "FrameTruth",
     "HotPixels",
     "MotionModel",
     "NightFrame",
     "NightTarget",
+    "Observation",
     "PsfModel",
     "SeestarHeader",
     "SensorModel",
+    "SequenceSpec",
     "SimulatedNight",
     "SimulatedSequence",
+    "SkyModel",
+    "StarFieldModel",
     "Trail",
     "apply_affine",
     "build_header",

@@ -122,7 +122,7 @@ class FrameStats:
     noise_adu: float
 
 
-def render_frame(
+def render_frame(  # noqa: PLR0913 (one model per argument; SequenceSpec groups them; long by its numpydoc)
     shape: tuple[int, int],
     *,
     rng: np.random.Generator,

@@ -10,11 +10,20 @@ as on the Seestar's ``MyWorks`` share.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crowdsky.simulate import sensor, sequence, truth
+from crowdsky.simulate.spec import (
+    ExtendedTargetSpec,
+    FrameEvents,
+    Observation,
+    SequenceSpec,
+    SkyModel,
+    StarFieldModel,
+)
 
 __all__ = [
     "NIGHT_TARGETS",
@@ -155,7 +164,7 @@ _SCALES = {
 }
 
 
-def simulate_night(
+def simulate_night(  # noqa: PLR0913 (the demo's keyword-only knobs, all defaulted; long by its numpydoc)
     out_dir: Path,
     *,
     seed: int = 0,
@@ -214,55 +223,27 @@ def simulate_night(
         spacing that is not a whole number of slots, or too many frames per
         slot for the cadence.
     """
-    if scale not in _SCALES:
-        raise ValueError(f"scale must be one of {sorted(_SCALES)}, got {scale!r}")
-    if first_boundary.tzinfo is None or slot_start(first_boundary) != first_boundary:
-        raise ValueError(f"first_boundary must be an aware UTC slot start, got {first_boundary}")
-    if target_spacing_min % SLOT_MINUTES:
-        raise ValueError(f"target_spacing_min must be a multiple of {SLOT_MINUTES}")
-    n_targets, default_per_slot = _SCALES[scale]
-    n_slots = _SLOTS_PER_TARGET
-    per_slot = default_per_slot if frames_per_slot is None else frames_per_slot
-    if not 1 <= per_slot <= int(SLOT_MINUTES * 60 / CADENCE_S) - 1:
-        raise ValueError(f"frames_per_slot must be in 1..{int(SLOT_MINUTES * 60 / CADENCE_S) - 1}")
-    if target_spacing_min < SLOT_MINUTES * n_slots:
-        raise ValueError("target_spacing_min too short: sequences would overlap")
+    n_targets, per_slot = _night_layout(scale, first_boundary, target_spacing_min, frames_per_slot)
     if n_stars is None:
         area_ratio = shape[0] * shape[1] / (sensor.FULL_SHAPE[0] * sensor.FULL_SHAPE[1])
         n_stars = max(20, round(400 * area_ratio))
-
+    base = SequenceSpec(
+        n_frames=per_slot * _SLOTS_PER_TARGET,
+        shape=shape,
+        cadence_s=CADENCE_S,
+        hot_pixel_seed=seed,
+        observation=Observation(
+            exptime_s=EXPTIME_S, telescop=telescop, utc_offset_hours=utc_offset_hours
+        ),
+        stars=StarFieldModel(n_stars=n_stars),
+    )
     root = Path(out_dir)
     sequences: list[truth.SimulatedSequence] = []
     night_frames: list[NightFrame] = []
     for k, target in enumerate(NIGHT_TARGETS[:n_targets]):
         boundary = first_boundary + timedelta(minutes=k * target_spacing_min)
-        start = _sequence_start(boundary, per_slot)
-        n_frames = per_slot * n_slots
-        # One satellite in the first target's second slot, one cloud in the
-        # second target's first slot.
-        satellite = (per_slot + per_slot // 2,) if k == 0 else ()
-        cloudy = (per_slot // 2,) if k == 1 else ()
-        simulated = sequence.simulate_sequence(
-            root / f"{target.object_name}_sub",
-            n_frames,
-            seed=seed * 100 + k,
-            object_name=target.object_name,
-            ra_deg=target.ra_deg,
-            dec_deg=target.dec_deg,
-            start=start,
-            exptime_s=EXPTIME_S,
-            cadence_s=CADENCE_S,
-            telescop=telescop,
-            n_stars=n_stars,
-            shape=shape,
-            utc_offset_hours=utc_offset_hours,
-            hot_pixel_seed=seed,
-            satellite_frames=satellite,
-            cloudy_frames=cloudy,
-            extended_target=target.extended,
-            sky_gradient=target.sky_gradient,
-            sky_rgb=target.sky_rgb,
-        )
+        spec = _target_spec(base, k, target, _sequence_start(boundary, per_slot), seed, per_slot)
+        simulated = sequence.simulate_sequence(root / f"{target.object_name}_sub", spec)
         sequences.append(simulated)
         night_frames.extend(
             NightFrame(
@@ -279,6 +260,51 @@ def simulate_night(
     night_frames.sort(key=lambda frame: frame.date_obs)
     return SimulatedNight(
         root=root, sequences=sequences, frames=night_frames, utc_offset_hours=utc_offset_hours
+    )
+
+
+def _night_layout(
+    scale: str, first_boundary: datetime, target_spacing_min: int, frames_per_slot: int | None
+) -> tuple[int, int]:
+    """Number of targets and frames per slot of a night; ValueError on a bad layout."""
+    if scale not in _SCALES:
+        raise ValueError(f"scale must be one of {sorted(_SCALES)}, got {scale!r}")
+    if first_boundary.tzinfo is None or slot_start(first_boundary) != first_boundary:
+        raise ValueError(f"first_boundary must be an aware UTC slot start, got {first_boundary}")
+    if target_spacing_min % SLOT_MINUTES:
+        raise ValueError(f"target_spacing_min must be a multiple of {SLOT_MINUTES}")
+    n_targets, default_per_slot = _SCALES[scale]
+    per_slot = default_per_slot if frames_per_slot is None else frames_per_slot
+    if not 1 <= per_slot <= int(SLOT_MINUTES * 60 / CADENCE_S) - 1:
+        raise ValueError(f"frames_per_slot must be in 1..{int(SLOT_MINUTES * 60 / CADENCE_S) - 1}")
+    if target_spacing_min < SLOT_MINUTES * _SLOTS_PER_TARGET:
+        raise ValueError("target_spacing_min too short: sequences would overlap")
+    return n_targets, per_slot
+
+
+def _target_spec(
+    base: SequenceSpec, k: int, target: NightTarget, start: datetime, seed: int, per_slot: int
+) -> SequenceSpec:
+    """The night's ``k``-th sequence: its target, start, seed and special frames.
+
+    One satellite in the first target's second slot, one cloud in the second
+    target's first slot.
+    """
+    satellite = (per_slot + per_slot // 2,) if k == 0 else ()
+    cloudy = (per_slot // 2,) if k == 1 else ()
+    return dataclasses.replace(
+        base,
+        seed=seed * 100 + k,
+        start=start,
+        observation=dataclasses.replace(
+            base.observation,
+            object_name=target.object_name,
+            ra_deg=target.ra_deg,
+            dec_deg=target.dec_deg,
+        ),
+        sky=SkyModel(gradient=target.sky_gradient, rgb=target.sky_rgb),
+        events=FrameEvents(satellite_frames=satellite, cloudy_frames=cloudy),
+        extended=None if target.extended is None else ExtendedTargetSpec(target.extended),
     )
 
 

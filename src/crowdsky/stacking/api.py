@@ -12,8 +12,8 @@ them, keeps the records and does the bookkeeping):
 3. **Register** every frame onto the reference and validate the transform
    (``register``); reject cloud-covered (low transparency) and blurred frames.
 4. **Warp** (thread pool): each Bayer colour resampled from its own sites straight
-   onto the reference grid (``warp``: a separable cubic resampler, ``resample``, for
-   rotations up to 10°, OpenCV beyond), NaN outside the frame; mono and RGB frames
+   onto the reference grid (``warp``: a separable Lanczos-3 or cubic resampler,
+   ``resample``, for rotations up to 10°, OpenCV beyond), NaN outside the frame; mono and RGB frames
    with OpenCV's cubic warp. Per-channel background and noise, normalise
    ``(value − background) / transparency`` and store (``combine.FrameStore``:
    RAM float32 / RAM float16 / float16 scratch file, chosen from
@@ -512,13 +512,20 @@ def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> Non
 def _warm_up_kernels() -> None:
     """Load numba and the compiled kernels, then astropy's FITS writer, off the main
     thread. The kernels come first: warping waits for them, while astropy is needed
-    only to write the result (an import already under way just completes then)."""
+    only to write the result (an import already under way just completes then).
+
+    ``astropy.table`` too: ``fits.BinTableHDU(data)`` imports it on first use (to
+    check whether ``data`` is a ``Table``), with ``astropy.time`` and ``erfa``, which
+    made writing the first stack of a process 0.3–1.0 s slower than the next.
+    """
     from crowdsky.stacking import combine, kernels, resample
+    from crowdsky.stacking.params import DEFAULT_INTERPOLATION
 
     with kernels.skipping_blas_probe():
-        resample.warm_up()
+        resample.warm_up(DEFAULT_INTERPOLATION)
         combine.warm_up()
-    import astropy.io.fits  # noqa: F401
+    import astropy.io.fits
+    import astropy.table  # noqa: F401
 
 
 def _seconds(value: float | None) -> timedelta:

@@ -27,16 +27,24 @@ SAFE_FASTMATH = frozenset({"contract", "afn", "arcp", "reassoc", "nsz"})
 """Fast-math without ``nnan``/``ninf``: for kernels that read or write NaN on purpose."""
 
 
-def compiled(*, fastmath: bool | frozenset[str] = False) -> Callable[[Kernel], Kernel]:
-    """``numba.njit(nogil=True)`` with the on-disk cache where one can be written."""
+def compiled(
+    *, fastmath: bool | frozenset[str] = False, error_model: str = "python"
+) -> Callable[[Kernel], Kernel]:
+    """``numba.njit(nogil=True)`` with the on-disk cache where one can be written.
+
+    ``error_model="numpy"`` drops the division-by-zero check of every float division
+    (numba raises ``ZeroDivisionError`` by default): the check's branch keeps a loop
+    from vectorising, for kernels whose divisors cannot be zero.
+    """
     flags: bool | set[str] = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
+    options = {"nogil": True, "fastmath": flags, "error_model": error_model}
 
     def wrap(func: Kernel) -> Kernel:
         try:
-            return cast(Kernel, numba.njit(cache=True, nogil=True, fastmath=flags)(func))
+            return cast(Kernel, numba.njit(cache=True, **options)(func))
         except RuntimeError as exc:  # "cannot cache function ...: no locator available"
             log.warning("stack.no_kernel_cache: %s; compiling in memory", exc)
-            return cast(Kernel, numba.njit(cache=False, nogil=True, fastmath=flags)(func))
+            return cast(Kernel, numba.njit(cache=False, **options)(func))
 
     return wrap
 

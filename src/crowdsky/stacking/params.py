@@ -21,9 +21,10 @@ __all__ = ["COMBINE_METHODS", "REJECTION_METHODS", "StackParams"]
 COMBINE_METHODS = ("mean", "median")
 REJECTION_METHODS = ("median-iqr", "none")
 TRANSFORM_MODELS = ("similarity", "affine")
-INTERPOLATIONS = ("cubic", "linear", "lanczos4", "cubic-linear")
+INTERPOLATIONS = ("cubic", "linear", "lanczos3", "lanczos4", "cubic-linear")
 DEMOSAICS = ("cfa", "bilinear")
-DEFAULT_SMOOTHING_PX = 0.5
+DEFAULT_INTERPOLATION = "lanczos3"
+DEFAULT_SMOOTHING_PX = 0.35
 WEIGHTINGS = ("quality", "noise", "none")
 
 DEFAULT_MEMORY_LIMIT_BYTES = 768 * 1024 * 1024
@@ -59,10 +60,13 @@ class StackParams:
         their background; background offsets are always equalised.
     transform_model : {'similarity', 'affine'}
         Registration model fitted to matched stars.
-    interpolation : {'cubic', 'linear', 'lanczos4', 'cubic-linear'}
-        OpenCV warp interpolation (``'cubic-linear'``: the mean of the cubic and
-        bilinear warps). Default ``'cubic'``: sharp (``'lanczos4'`` is a little
-        sharper, rings more and warps about 3× slower).
+    interpolation : {'lanczos3', 'cubic', 'linear', 'lanczos4', 'cubic-linear'}
+        Warp kernel. Default ``'lanczos3'``: Lanczos-3 in the separable resampler
+        (``resample``; green from both green lattices, so twice the vertical
+        resolution), OpenCV's Lanczos-4 outside its domain. ``'cubic'`` is the
+        previous default (~5 % softer stars on real S50 frames, 1.5× faster warp);
+        ``'lanczos4'`` is OpenCV's, 3–5× slower; ``'cubic-linear'`` the mean of the
+        cubic and bilinear warps.
     demosaic : {'cfa', 'bilinear'}
         How Bayer frames become RGB. ``'cfa'``: each colour is interpolated once,
         from its own sites, straight onto the reference grid (``warp.warp_bayer``).
@@ -72,9 +76,9 @@ class StackParams:
         σ in pixels of a Gaussian low-pass applied once to the combined image (NaN
         aware); 0 disables it. Interpolation smooths each frame by an amount that
         depends on its sub-pixel offset; a uniform low-pass afterwards lowers noise
-        more per unit of star broadening. The default 0.5 px gave, on real S50
-        frames, stars ~2 % sharper than the original engine's with ~7 % less
-        background noise; 0 gives the sharpest, noisiest stack (docs/benchmarks.md).
+        more per unit of star broadening. The default 0.35 px with Lanczos-3 gave,
+        on real S50 frames, stars as sharp as Siril's at the same bright-star SNR
+        (docs/benchmarks.md, issue 17); 0 gives the sharpest, noisiest stack.
     detect_sigma : float
         First detection threshold in background RMS on the 2×2 superpixel image; it
         is lowered step by step down to ``min_detect_sigma`` until ``target_stars``
@@ -130,7 +134,7 @@ class StackParams:
     weighting: str = "quality"
     normalize_scale: bool = True
     transform_model: str = "similarity"
-    interpolation: str = "cubic"
+    interpolation: str = DEFAULT_INTERPOLATION
     demosaic: str = "cfa"
     smoothing_px: float = DEFAULT_SMOOTHING_PX
     detect_sigma: float = 5.0

@@ -36,7 +36,13 @@ BAYER_WORK_PLANES = 5
 """Output-sized float32 planes :func:`warp_bayer` works in: one per colour site (R, two
 G, B) and one for the bilinear half of the blended kernel."""
 
-_FLAGS = {"cubic": "INTER_CUBIC", "linear": "INTER_LINEAR", "lanczos4": "INTER_LANCZOS4"}
+_FLAGS = {
+    "cubic": "INTER_CUBIC",
+    "linear": "INTER_LINEAR",
+    "lanczos4": "INTER_LANCZOS4",
+    # OpenCV has no Lanczos-3: outside the separable resampler, its Lanczos-4 stands in
+    "lanczos3": "INTER_LANCZOS4",
+}
 BLENDED = "cubic-linear"
 """Mean of the cubic and the bilinear warp: a kernel between the two (see module doc)."""
 
@@ -60,8 +66,9 @@ def warp_image(
         2×3 affine mapping frame pixel (x, y) to reference pixel (x, y).
     shape : tuple of int
         Output (rows, columns): the reference frame's shape.
-    interpolation : {'cubic', 'linear', 'lanczos4', 'cubic-linear'}
-        OpenCV interpolation, or the mean of the cubic and bilinear warps.
+    interpolation : {'cubic', 'linear', 'lanczos3', 'lanczos4', 'cubic-linear'}
+        OpenCV interpolation, or the mean of the cubic and bilinear warps
+        (``'lanczos3'``: OpenCV's Lanczos-4, the nearest it has).
     dst : ndarray or None
         Preallocated float32 output of the right shape to write into (saves a
         frame-sized allocation and its page faults).
@@ -130,13 +137,15 @@ def warp_bayer(
     """Resample a Bayer mosaic straight to RGB on the reference grid.
 
     Each colour's sites are interpolated from their own lattice (pitch 2): with the
-    cubic kernel and a rotation within ``resample.supported`` by the separable
-    resampler of :mod:`crowdsky.stacking.resample` (~4× faster on one core), otherwise with one
-    OpenCV warp per site. Coverage is that of the mosaic itself: an output pixel is
-    NaN exactly when its source position falls outside the frame. (A NaN border on
-    each lattice would cost twice the kernel's reach at native resolution, 3–4
-    pixels of every frame's edge; the outermost lattice samples are repeated for the
-    kernel instead.)
+    cubic or Lanczos-3 kernel and a rotation within ``resample.supported`` by the
+    separable resampler of :mod:`crowdsky.stacking.resample` (~4× faster on one core;
+    with Lanczos-3 green is interpolated from both green lattices together in the
+    vertical pass), otherwise with one OpenCV warp per site (Lanczos-4 for
+    ``'lanczos3'``: OpenCV has no Lanczos-3). Coverage is that of the mosaic itself:
+    an output pixel is NaN exactly when its source position falls outside the frame.
+    (A NaN border on each lattice would cost twice the kernel's reach at native
+    resolution, 3–4 pixels of every frame's edge; the outermost lattice samples are
+    repeated for the kernel instead.)
 
     Parameters
     ----------
@@ -175,7 +184,7 @@ def warp_bayer(
         raise errors.StackingError(f"warp failed: {exc}") from exc
     from crowdsky.stacking import resample  # numba: imported when first needed
 
-    if interpolation == "cubic" and resample.supported(inverse) and out.flags.c_contiguous:
+    if interpolation in resample.KERNELS and resample.supported(inverse) and out.flags.c_contiguous:
         lattice_rows = (mosaic.shape[0] + 1) // 2
         if (
             work is None
@@ -187,7 +196,7 @@ def warp_bayer(
         if mosaic.dtype not in (np.uint16, np.float32) or not mosaic.flags.c_contiguous:
             mosaic = np.ascontiguousarray(mosaic, dtype=np.float32)
         order = [sites["R"][0], sites["G"][0], sites["G"][1], sites["B"][0]]
-        resample.warp_lattices(mosaic, order, inverse, out, work)
+        resample.warp_lattices(mosaic, order, inverse, out, work, interpolation)
         return out
     return _warp_bayer_opencv(mosaic, sites, matrix, shape, interpolation, out, work)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 UNKNOWN_OBJECT = "unknown"
+#: A stack's star list is published beside it: ``stack_K_7.fits`` -> ``stack_K_7_stars.json``.
+STAR_JSON_SUFFIX = "_stars.json"
 MAX_SEGMENT_CHARS = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 

@@ -98,6 +98,16 @@ class S3ResultStore:
         )
         return url
 
+    def object_size(self, remote_path: str) -> int | None:
+        """The stored size of the file at ``remote_path`` (a HEAD), or None if absent."""
+        try:
+            head = self.client.head_object(Bucket=self.location.bucket, Key=self.key(remote_path))
+        except Exception as exc:  # botocore's ClientError; only "no such key" means absent
+            if s3_client.is_missing(exc):
+                return None
+            raise
+        return int(head["ContentLength"])
+
     def open_file(self, remote_path: str) -> result_reader.StoredFile:
         """Stream an object (the :class:`~crowdsky.storage.result_reader.ResultReader`
         protocol).

@@ -1,21 +1,27 @@
-"""Which stores a server process uses: raw buffer and result reader, from the settings.
+"""Which stores a server process uses: raw buffer, result store and result reader.
 
 ``CROWDSKY_RAW_STORE=s3://bucket/prefix`` selects
 :class:`~crowdsky.storage.s3_raw_store.S3RawStore`; unset, the raw buffer stays in
 ``<data dir>/uploads`` (the embedded default). ``CROWDSKY_RESULT_STORE`` names where
-downloads read finished stacks: the local results folder (default), the workers'
-WebDAV share, or an S3 bucket.
+finished stacks live: the local results folder (default), the workers' WebDAV share,
+or an S3 bucket (:class:`~crowdsky.storage.s3_result_store.S3ResultStore`, which also
+lets workers publish by presigned PUT and completions be checked). Downloads read
+through :func:`open_result_reader`.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from crowdsky.config import ServerSettings
 from crowdsky.storage import s3_client
 from crowdsky.storage.raw_store import RawStore
 from crowdsky.storage.result_reader import ResultReader
 from crowdsky.storage.result_store import LocalResultStore
+
+if TYPE_CHECKING:
+    from crowdsky.storage.s3_result_store import S3ResultStore
 
 #: Per-process scratch space of the S3 store (files being received), under the data dir.
 STAGING_DIR_NAME = "s3-staging"
@@ -57,8 +63,25 @@ def open_raw_store(settings: ServerSettings) -> RawStore:
     )
 
 
-def open_result_reader(settings: ServerSettings) -> ResultReader:
-    """The result store downloads read from (``CROWDSKY_RESULT_STORE``).
+def open_result_store(settings: ServerSettings) -> S3ResultStore | None:
+    """The S3 result store the settings name, or None (workers publish elsewhere)."""
+    if not settings.result_store or not settings.result_store.startswith("s3://"):
+        return None
+    from crowdsky.storage.s3_result_store import S3ResultStore
+
+    options = s3_options(settings)
+    return S3ResultStore(
+        s3_client.make_client(options),
+        s3_client.parse_s3_url(settings.result_store),
+        part_bytes=options.part_bytes,
+    )
+
+
+def open_result_reader(
+    settings: ServerSettings, *, s3_store: S3ResultStore | None = None
+) -> ResultReader:
+    """The result store downloads read from (``CROWDSKY_RESULT_STORE``); the S3 store
+    already opened (``s3_store``) is reused.
 
     Raises
     ------
@@ -79,12 +102,11 @@ def open_result_reader(settings: ServerSettings) -> ResultReader:
             token.get_secret_value() if token else None,
             password.get_secret_value() if password else None,
         )
-    from crowdsky.storage.s3_result_store import S3ResultStore
-
-    options = s3_options(settings)
-    return S3ResultStore(
-        s3_client.make_client(options), s3_client.parse_s3_url(settings.result_store)
-    )
+    if s3_store is not None:
+        return s3_store
+    opened = open_result_store(settings)
+    assert opened is not None  # result_store is an s3:// URL here
+    return opened
 
 
 def close_raw_store(store: RawStore) -> None:

@@ -28,7 +28,7 @@ from crowdsky.db.models import (
     UserPreferences,
     WorkerToken,
 )
-from crowdsky.ingest.chunking import healpix_ring_pixel
+from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.storage import LocalResultStore, RawStore
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.
@@ -165,14 +165,7 @@ def sky_cells(columns: dict[str, list[Any]]) -> dict[str, list[list[Any]]]:
         if not keep:
             out[str(nside)] = []
             continue
-        pixels = np.fromiter(
-            (
-                healpix_ring_pixel(r, d, nside)
-                for r, d in zip(ra.tolist(), dec.tolist(), strict=True)
-            ),
-            dtype=np.int64,
-            count=len(keep),
-        )
+        pixels = healpix_ring_pixels(ra, dec, nside)
         cells, first, inverse, counts = np.unique(
             pixels, return_index=True, return_inverse=True, return_counts=True
         )

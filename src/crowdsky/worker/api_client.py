@@ -287,6 +287,15 @@ class ApiClient:
         self.forget_lease(job_id)
         return _json_object(response, "complete_job")
 
+    def result_upload_urls(self, job_id: int) -> dict[str, Any]:
+        """Extension: presigned PUT URLs for the job's result files (``files``: kind,
+        path, url), from a server with an S3 result store."""
+        body = {"job_id": job_id, **self._identity(job_id)}
+        response = self._request(
+            "POST", "result_upload_urls.php", json=body, what="result_upload_urls", job_id=job_id
+        )
+        return _json_object(response, "result_upload_urls")
+
     def fail_job(self, job_id: int, error_message: str) -> dict[str, Any]:
         """Report a failed job; the server decides between ``retry`` and ``failed``."""
         message = report_text(error_message or "Unknown error", MAX_ERROR_MESSAGE_CHARS)

@@ -22,9 +22,11 @@ Variable                  Default   Meaning
 
 Additions of the rebuild (all optional):
 
-``RESULT_STORE`` (``webdav`` | ``local``; default ``webdav`` when ``UCLOUD_WEBDAV_URL``
-is set, else ``local``), ``LOCAL_RESULTS_DIR`` (root of the local store, default
-``./crowdsky-data/results``, the embedded server's data folder), ``SHUTDOWN_TIMEOUT``
+``RESULT_STORE`` (``webdav`` | ``local`` | ``presigned``; default ``webdav`` when
+``UCLOUD_WEBDAV_URL`` is set, else ``local``; ``presigned`` PUTs each result to a URL
+that the server signs for the job, so the worker holds no store credentials),
+``LOCAL_RESULTS_DIR`` (root of the local store, default ``./crowdsky-data/results``,
+the embedded server's data folder), ``SHUTDOWN_TIMEOUT``
 (seconds running jobs get to finish after SIGTERM before they are handed back, 120),
 ``DOWNLOAD_CONCURRENCY`` (parallel raw downloads per job, 4), ``HEARTBEAT_INTERVAL``
 (seconds; default a third of the job's lease, at most 60) and ``LOG_LEVEL``.
@@ -55,7 +57,7 @@ DEFAULT_LOCAL_RESULTS_DIR = Path("./crowdsky-data/results")
 DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 120.0
 DEFAULT_DOWNLOAD_CONCURRENCY = 4
 
-ResultStoreKind = Literal["webdav", "local"]
+ResultStoreKind = Literal["webdav", "local", "presigned"]
 
 
 def _env(name: str) -> Any:
@@ -138,7 +140,10 @@ class WorkerSettings(BaseSettings):
     result_store: ResultStoreKind | None = Field(
         default=None,
         validation_alias=_env("RESULT_STORE"),
-        description="webdav or local; default: webdav when UCLOUD_WEBDAV_URL is set, else local.",
+        description=(
+            "webdav, local or presigned (PUT to URLs the server signs per job); "
+            "default: webdav when UCLOUD_WEBDAV_URL is set, else local."
+        ),
     )
     local_results_dir: Path = Field(
         default=DEFAULT_LOCAL_RESULTS_DIR,

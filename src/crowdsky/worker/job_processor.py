@@ -250,6 +250,9 @@ class JobProcessor:
 
             step = "upload"
             t0 = time.perf_counter()
+            prepare = getattr(self.store, "prepare_job", None)
+            if prepare is not None:  # presigned: the server names the paths and signs them
+                paths = prepare(job_id)
             size = self._publish(stack_path, thumb_path, paths, control, progress, timings)
             timings.bytes_uploaded += self.plate_solver.publish(self.store, solved, paths.fits)
             timings.upload_s = time.perf_counter() - t0
@@ -532,8 +535,15 @@ def _local_names(files: list[JobFile], raw_dir: Path) -> list[Path]:
     return targets
 
 
-def build_result_store(settings: WorkerSettings, *, transport: Any = None) -> ResultStore:
-    """The result store the settings ask for: the WebDAV share or a local folder."""
+def build_result_store(
+    settings: WorkerSettings, *, transport: Any = None, api: ApiClient | None = None
+) -> ResultStore:
+    """The result store the settings ask for: the WebDAV share, a local folder, or
+    presigned PUTs (which asks the server through ``api``, built here when not given)."""
+    if settings.store_kind == "presigned":
+        from crowdsky.worker.presigned_store import PresignedResultStore
+
+        return PresignedResultStore(api or build_api_client(settings), transport=transport)
     if settings.store_kind == "webdav":
         from crowdsky.worker.webdav import WebDavClient
 
@@ -563,7 +573,7 @@ def process_job(job: JobPayload, settings: WorkerSettings | None = None) -> JobO
 
         settings = load_worker_settings()
     api = build_api_client(settings)
-    store = build_result_store(settings)
+    store = build_result_store(settings, api=api)
     try:
         return JobProcessor.from_settings(settings, api, store).process_job(job)
     finally:

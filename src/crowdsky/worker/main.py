@@ -2,23 +2,12 @@
 
 :class:`Worker` claims jobs and runs each in its own thread through a
 :class:`~crowdsky.worker.job_processor.JobProcessor`, up to ``MAX_WORKERS`` at once.
-
-* The poll loop never dies of a network problem (original bug 2): a failed claim is
-  logged and retried with capped exponential backoff and jitter; the daemon resumes
-  when the server is back.
-* SIGTERM / SIGINT stop claiming; running jobs get ``SHUTDOWN_TIMEOUT`` seconds to
-  finish, then are cancelled and handed back with ``release_job`` ("worker shutting
-  down") so another worker picks them up. A second signal hands them back at once.
-  The process then exits 0 (``setup-service.sh`` derives systemd's ``TimeoutStopSec``
-  from the bound).
-* ``--once``: claim one job and process it. Exit codes (:data:`EXIT_CODES`): 0 a job
-  was processed (whatever its outcome), 1 no job was available (the spec's meaning),
-  2 the configuration is invalid or ``API_BASE_URL`` points at no worker API (HTTP
-  404; the log says what to write), 3 the server could not be reached or kept
-  failing, 4 the server refused ``WORKER_API_KEY``. A cron job or a systemd timer can
-  thus tell "nothing to do" from "something to fix".
-
-:func:`main` is ``python -m crowdsky.worker``; ``crowdsky worker`` calls :func:`run`.
+A failed claim is retried with capped backoff, so the loop outlives a server outage.
+SIGTERM / SIGINT stop claiming; running jobs get ``SHUTDOWN_TIMEOUT`` seconds, then
+are handed back (``release_job``) for another worker. ``--once`` processes one job
+and exits with one of :data:`EXIT_CODES`, so cron can tell "nothing to do" from
+"something to fix". :func:`main` is ``python -m crowdsky.worker`` (options in
+:mod:`crowdsky.worker.options`); ``crowdsky worker`` calls :func:`run`.
 """
 
 from __future__ import annotations
@@ -40,7 +29,7 @@ import structlog
 
 from crowdsky.logs import configure_logging
 from crowdsky.storage.result_store import ResultStore
-from crowdsky.worker import completions, stacking_adapter
+from crowdsky.worker import completions, options, stacking_adapter
 from crowdsky.worker.api_client import ApiClient, JobPayload
 from crowdsky.worker.config import WorkerSettings, describe, load_worker_settings
 from crowdsky.worker.errors import ApiAuthError, ApiUnavailable, ConfigError, LeaseLost
@@ -113,7 +102,7 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.api = api or build_api_client(settings)
-        self.store = store or build_result_store(settings)
+        self.store = store or build_result_store(settings, api=self.api)
         self.processor = processor or JobProcessor.from_settings(settings, self.api, self.store)
         self.max_poll_backoff = max_poll_backoff
         self.log = logger.bind(worker_id=settings.worker_id)
@@ -435,21 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="--once exit codes: "
         + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
     )
-    parser.add_argument("--once", action="store_true", help="process one job and exit")
-    parser.add_argument("--env-file", default=".env", help="dotenv file (default: .env)")
-    parser.add_argument("--worker-id", help="overrides WORKER_ID")
-    parser.add_argument("--max-workers", type=int, help="overrides MAX_WORKERS")
-    parser.add_argument("--work-dir", help="overrides WORK_DIR")
-    parser.add_argument("--poll-interval", type=float, help="overrides POLL_INTERVAL")
-    parser.add_argument("--shutdown-timeout", type=float, help="overrides SHUTDOWN_TIMEOUT")
-    parser.add_argument("--log-level", help="overrides LOG_LEVEL")
-    logs = parser.add_mutually_exclusive_group()
-    logs.add_argument(
-        "--json-logs", dest="json_logs", action="store_const", const=True, help="JSON log lines"
-    )
-    logs.add_argument(
-        "--console-logs", dest="json_logs", action="store_const", const=False, help="human logs"
-    )
+    options.add_to_parser(parser)
     return parser
 
 
@@ -457,17 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m crowdsky.worker [--once]``; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        return run(
-            once=args.once,
-            env_file=args.env_file,
-            log_level=args.log_level,
-            json_logs=args.json_logs,
-            worker_id=args.worker_id,
-            max_workers=args.max_workers,
-            work_dir=args.work_dir,
-            poll_interval=args.poll_interval,
-            shutdown_timeout=args.shutdown_timeout,
-        )
+        return run(**options.run_keywords(args))
     except ConfigError as exc:
         sys.stderr.write(f"crowdsky worker: {exc}\n")
         return EXIT_CONFIG

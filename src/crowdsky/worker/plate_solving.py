@@ -3,7 +3,8 @@
 :class:`StackPlateSolver` keeps one :class:`crowdsky.astrometry.PlateSolver` for the
 process (index files memory-mapped, the Tycho-2 catalogue in memory), so a
 long-lived worker pays the set-up once; :meth:`~StackPlateSolver.prepare` starts that
-in the background while the first job downloads. The step never fails a job: a
+in the background (index files mapped, sep imported, the catalogue's pages read) while
+the first job downloads and stacks. The step never fails a job: a
 stack that does not solve, or a worker without a solver (package or index files
 missing), is still delivered, with ``PLTSOLVD = F`` and the reason in its header and
 in the ``complete_job`` report (``plate_solved``, ``solve_message``).
@@ -20,11 +21,10 @@ from typing import Any
 
 import structlog
 
+from crowdsky.storage.result_paths import STAR_JSON_SUFFIX
 from crowdsky.storage.result_store import ResultStore
 
 logger = structlog.get_logger(__name__)
-
-STAR_JSON_SUFFIX = "_stars.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +135,7 @@ class StackPlateSolver:
 
         try:
             solver = PlateSolver.from_directories(self.index_dirs or DEFAULT_INDEX_DIRS)
-            solver.load()
+            solver.warm_up()
         except SolverUnavailable as exc:
             with self._lock:
                 self._unavailable = str(exc)

@@ -30,7 +30,7 @@ from crowdsky.accounts import UserInfo
 from crowdsky.config import ServerSettings
 from crowdsky.db.types import utcnow
 from crowdsky.server.deps import State
-from crowdsky.server.errors import BadRequest, PayloadTooLarge, register_error_status
+from crowdsky.server.errors import BadRequest, PayloadTooLarge
 from crowdsky.server.schemas import fields
 from crowdsky.server.schemas.upload_api import (
     Action,
@@ -44,19 +44,9 @@ from crowdsky.server.schemas.upload_api import (
     UploadedFileResponse,
 )
 from crowdsky.server.state import ServerState
-from crowdsky.server.upload_stream import MalformedUpload, receive_upload
+from crowdsky.server.upload_stream import receive_upload
 from crowdsky.server.user_auth import AuthenticatedUser
 from crowdsky.storage.raw_store import PartialUpload, UploadTooLarge
-
-register_error_status(ingest.InvalidFits, 400)
-register_error_status(ingest.InvalidFileName, 400)
-register_error_status(ingest.FileTooLarge, 413)
-register_error_status(ingest.SessionNotFound, 404)
-register_error_status(ingest.SessionClosed, 409)
-register_error_status(ingest.EmptySession, 409)
-register_error_status(ingest.TooManyOpenSessions, 409)
-register_error_status(MalformedUpload, 400)
-register_error_status(ClientDisconnect, 400)
 
 router = APIRouter(tags=["upload API"])
 

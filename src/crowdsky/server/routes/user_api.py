@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from crowdsky import stacks
 from crowdsky.queue import JobView, StackView, list_user_jobs
 from crowdsky.server.deps import DbSession, State
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas import fields
 from crowdsky.server.schemas.user_api import (
     JobItem,
@@ -28,6 +29,7 @@ from crowdsky.server.schemas.user_api import (
 )
 from crowdsky.server.schemas.worker_api import ErrorResponse
 from crowdsky.server.user_auth import AuthenticatedUser
+from crowdsky.timestamps import format_utc
 
 router = APIRouter(tags=["user API"])
 #: Deepest page a ``my_stacks`` offset may ask for.
@@ -36,10 +38,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed request"},
     401: {"model": ErrorResponse, "description": "Missing or wrong credentials"},
 }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _stack_item(view: StackView) -> StackItem:
@@ -52,8 +50,8 @@ def _stack_item(view: StackView) -> StackItem:
         filter_name=view.filter_name,
         ucloud_path=view.ucloud_path,
         thumbnail_path=view.thumbnail_path,
-        date_obs_start=_iso(view.date_obs_start),
-        date_obs_end=_iso(view.date_obs_end),
+        date_obs_start=format_utc(view.date_obs_start),
+        date_obs_end=format_utc(view.date_obs_end),
         n_frames_input=view.n_frames_input,
         n_frames_aligned=view.n_frames_aligned,
         n_stars_detected=view.n_stars_detected,
@@ -61,7 +59,7 @@ def _stack_item(view: StackView) -> StackItem:
         ra_deg=view.ra_deg,
         dec_deg=view.dec_deg,
         file_size_bytes=view.file_size_bytes,
-        created_at=_iso(view.created_at) or "",
+        created_at=format_utc(view.created_at) or "",
         rejected_frames=[
             RejectedFrameItem(filename=name, reason=reason) for name, reason in view.rejected_frames
         ],
@@ -80,15 +78,11 @@ def _job_item(view: JobView) -> JobItem:
         progress_message=view.progress_message,
         error_message=view.error_message,
         errors=list(view.errors),
-        created_at=_iso(view.created_at) or "",
-        started_at=_iso(view.started_at),
-        completed_at=_iso(view.completed_at),
+        created_at=format_utc(view.created_at) or "",
+        started_at=format_utc(view.started_at),
+        completed_at=format_utc(view.completed_at),
         stack=_stack_item(view.stack) if view.stack else None,
     )
-
-
-def _both(path: str) -> list[str]:
-    return [f"/api/{path}.php", f"/api/{path}"]
 
 
 def my_jobs(
@@ -175,8 +169,8 @@ def stack_json(record: stacks.StackRecord) -> dict[str, Any]:
         "private": record.is_private,
         "ucloud_path": record.ucloud_path,
         "thumbnail_path": record.thumbnail_path,
-        "date_obs_start": _iso(record.date_obs_start),
-        "date_obs_end": _iso(record.date_obs_end),
+        "date_obs_start": format_utc(record.date_obs_start),
+        "date_obs_end": format_utc(record.date_obs_end),
         "n_frames_input": record.n_frames_input,
         "n_frames_aligned": record.n_frames_aligned,
         "n_stars_detected": record.n_stars_detected,
@@ -184,15 +178,18 @@ def stack_json(record: stacks.StackRecord) -> dict[str, Any]:
         "ra_deg": record.ra_deg,
         "dec_deg": record.dec_deg,
         "file_size_bytes": record.file_size_bytes,
-        "created_at": _iso(record.created_at) or "",
+        "created_at": format_utc(record.created_at) or "",
     }
 
 
-for _url in _both("my_jobs"):
-    router.add_api_route(
-        _url, my_jobs, methods=["GET"], response_model=JobsResponse, responses=ERRORS
-    )
-for _url in _both("my_stacks"):
-    router.add_api_route(
-        _url, my_stacks, methods=["GET"], response_model=list[StackItem], responses=ERRORS
-    )
+php_paths.add_php_route(
+    router, "my_jobs", my_jobs, methods=["GET"], response_model=JobsResponse, responses=ERRORS
+)
+php_paths.add_php_route(
+    router,
+    "my_stacks",
+    my_stacks,
+    methods=["GET"],
+    response_model=list[StackItem],
+    responses=ERRORS,
+)

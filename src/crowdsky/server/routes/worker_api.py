@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, PlainTextResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from crowdsky import queue, retention
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
-from crowdsky.server import raw_download
+from crowdsky.server import raw_download, result_uploads
 from crowdsky.server.auth import WorkerPrincipal, require_worker_or_query_key
 from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas.worker_api import (
     CompleteJobRequest,
     ErrorResponse,
@@ -36,9 +37,13 @@ from crowdsky.server.schemas.worker_api import (
     OkResponse,
     ReleaseJobRequest,
     ReleaseJobResponse,
+    ResultUploadItem,
+    ResultUploadRequest,
+    ResultUploadResponse,
     WorkerId,
 )
 from crowdsky.server.state import ServerState
+from crowdsky.timestamps import format_utc
 
 router = APIRouter(tags=["worker API"])
 
@@ -60,15 +65,10 @@ def _route(path: str, method: str, **kwargs: Any) -> Callable[[Callable[..., Any
     """Register a handler at ``/api/<path>.php`` and at the alias ``/api/<path>``."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-        for url in (f"/api/{path}.php", f"/api/{path}"):
-            router.add_api_route(url, func, methods=[method], **kwargs)
+        php_paths.add_php_route(router, path, func, methods=[method], **kwargs)
         return func
 
     return decorator
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _number_text(value: float | None) -> str | None:
@@ -120,7 +120,7 @@ async def next_job(
         "frame_count": claimed.frame_count,
         "session_ucloud_path": claimed.session_path,
         "lease_token": claimed.lease_token,
-        "lease_expires_at": _iso(claimed.lease_expires_at),
+        "lease_expires_at": format_utc(claimed.lease_expires_at),
         "lease_seconds": claimed.lease_seconds,
         "attempt": claimed.attempt,
         "kind": claimed.kind,
@@ -171,7 +171,7 @@ def job_files(
                 fits_date_obs=entry.date_obs.strftime("%Y-%m-%d %H:%M:%S")
                 if entry.date_obs
                 else None,
-                fits_date_obs_iso=_iso(entry.date_obs) if entry.date_obs else None,
+                fits_date_obs_iso=format_utc(entry.date_obs) if entry.date_obs else None,
                 fits_exptime=_number_text(entry.exptime),
                 fits_ra=_number_text(entry.ra_deg),
                 fits_dec=_number_text(entry.dec_deg),
@@ -210,7 +210,13 @@ def complete_job(
     principal: AuthenticatedWorker,
     body: CompleteJobRequest,
 ) -> OkResponse:
-    """Record the stack, mark the job completed, then delete its raw files."""
+    """Record the stack, mark the job completed, then delete its raw files.
+
+    With an S3 result store (``CROWDSKY_RESULT_STORE``) the stack must first be at the
+    job's path with the reported size, and the thumbnail, if reported, at its path.
+    """
+    if state.result_store is not None:
+        _verify_results(state, session, principal, body)
     outcome = queue.complete_job(
         session,
         utcnow(),
@@ -237,6 +243,60 @@ def complete_job(
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
     return OkResponse()
+
+
+def _verify_results(
+    state: ServerState, session: Session, principal: WorkerPrincipal, body: CompleteJobRequest
+) -> None:
+    assert state.result_store is not None
+    try:
+        job = queue.held_job(
+            session,
+            job_id=body.job_id,
+            worker_id=body.worker_id,
+            lease_token=body.lease_token,
+            caller=_caller(principal),
+        )
+    except queue.WrongState:
+        return  # not processing: complete_job answers (a repeat of a completion is fine)
+    result_uploads.verify_results(
+        state.result_store, job, body.ucloud_path, body.file_size_bytes, body.thumbnail_path
+    )
+
+
+@_route(
+    "result_upload_urls",
+    "POST",
+    response_model=ResultUploadResponse,
+    responses={
+        **JOB_ERRORS,
+        404: {"model": ErrorResponse, "description": "No such job, or no S3 result store"},
+    },
+    summary="Presigned PUT URLs for a held job's results",
+)
+def result_upload_urls(
+    state: State,
+    session: DbSession,
+    principal: AuthenticatedWorker,
+    body: ResultUploadRequest,
+) -> ResultUploadResponse:
+    """Extension: one presigned PUT URL per result file (stack, thumbnail, star list) of a
+    job the caller holds, so a worker publishes results without the store's credentials.
+    Report the returned paths as ``ucloud_path`` and ``thumbnail_path``."""
+    job = queue.held_job(
+        session,
+        job_id=body.job_id,
+        worker_id=body.worker_id,
+        lease_token=body.lease_token,
+        caller=_caller(principal),
+    )
+    expires_s = state.settings.s3_presign_seconds
+    signed = result_uploads.sign_uploads(state.result_store, job, expires_s)
+    return ResultUploadResponse(
+        job_id=job.job_id,
+        expires_in=expires_s,
+        files=[ResultUploadItem(kind=s.kind, path=s.path, url=s.url) for s in signed],  # type: ignore[arg-type]
+    )
 
 
 @_route("fail_job", "POST", response_model=FailJobResponse, responses=JOB_ERRORS)
@@ -298,7 +358,7 @@ def heartbeat(
         progress=body.progress,
         message=body.message,
     )
-    return HeartbeatResponse(lease_expires_at=_iso(renewal.lease_expires_at))
+    return HeartbeatResponse(lease_expires_at=format_utc(renewal.lease_expires_at))
 
 
 @_route(

@@ -227,3 +227,26 @@ class HeartbeatResponse(BaseModel):
 
     ok: Literal[True] = True
     lease_expires_at: str
+
+
+class ResultUploadRequest(_WorkerIdentity):
+    """Extension: ask for presigned PUT URLs for a held job's result files."""
+
+    job_id: JobId
+
+
+class ResultUploadItem(BaseModel):
+    """One result file: its path (report it as ``ucloud_path`` / ``thumbnail_path``) and
+    the URL that accepts one PUT of it."""
+
+    kind: Literal["fits", "thumbnail", "stars"]
+    path: str
+    url: str
+
+
+class ResultUploadResponse(BaseModel):
+    """The job's result files, each with a presigned PUT URL valid ``expires_in`` seconds."""
+
+    job_id: int
+    expires_in: int
+    files: list[ResultUploadItem]

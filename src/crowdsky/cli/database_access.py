@@ -1,10 +1,11 @@
-"""Shared pieces of the command line: settings loading, database sessions, error exits.
+"""How administration commands reach the server's database: options, settings, sessions.
 
-The database stack is imported inside the functions that need it, so commands that
-never touch a database (``crowdsky stack``, ``crowdsky upload``) start ~0.35 s sooner.
 Administration commands take ``--data-dir`` and ``--database-url`` (over
 ``CROWDSKY_DATA_DIR`` and ``CROWDSKY_DATABASE_URL``) and never create a database:
-only ``crowdsky db upgrade`` and ``crowdsky server`` do.
+only ``crowdsky db upgrade`` and ``crowdsky server`` do; when one is missing or
+behind, the message says what to run. The database stack is imported inside the
+functions that need it, so commands that never touch a database (``crowdsky stack``,
+``crowdsky upload``) start sooner (figure in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from crowdsky.cli.exits import fail
 
 if TYPE_CHECKING:  # the database stack is imported by the commands that use it
     from sqlalchemy.orm import Session
 
     from crowdsky.config import ServerSettings
-
-err_console = Console(stderr=True)
 
 DataDirOption = Annotated[
     Path | None,
@@ -42,12 +42,6 @@ DatabaseUrlOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print an error to stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
-    return typer.Exit(code)
 
 
 def server_settings(**overrides: object) -> ServerSettings:
@@ -117,7 +111,7 @@ def db_session(settings: ServerSettings) -> Iterator[Session]:
     a server database must be at the newest schema (``crowdsky db upgrade``). A missing
     database is never created here: the command exits with what to run instead.
     """
-    from crowdsky.db import create_db_engine, is_sqlite, make_session_factory, upgrade_database
+    from crowdsky.db import create_db_engine, make_session_factory, prepare_sqlite
     from crowdsky.db.migrate import SchemaNotCurrent, verify_schema
 
     url = settings.resolved_database_url
@@ -127,8 +121,7 @@ def db_session(settings: ServerSettings) -> Iterator[Session]:
     engine = create_db_engine(url)
     try:
         try:
-            if is_sqlite(url):
-                upgrade_database(url, engine=engine)
+            prepare_sqlite(url, None, engine=engine)  # the file exists (checked above)
             verify_schema(engine)
         except SchemaNotCurrent as exc:
             raise fail(unusable_database_message(settings, str(exc))) from exc

@@ -8,7 +8,8 @@ after one hour, whether or not its job had run: bug 3); this module runs its ste
 - leases that expired go back to the queue (``queue.reap_expired_leases``);
 - ``uploading`` sessions idle for ``UPLOAD_EXPIRY_HOURS`` expire, releasing their
   files (``ingest.expire_idle_sessions``);
-- files of terminally ``failed`` jobs are released after the retention period;
+- files of terminally ``failed`` jobs are released after the retention period, files
+  of completed stacks after the re-stack window;
 - the disk is reconciled with the database, folder by folder (:func:`reconcile`): a
   file whose row is marked deleted is removed (an unlink a crash interrupted); a file
   without a committed row is an orphan (a crash between link and commit) and is
@@ -87,6 +88,7 @@ def run_cleanup(
     failed_raw_retention_hours: float,
     backoff_seconds: float,
     orphan_grace_seconds: float = ORPHAN_GRACE_SECONDS,
+    restack_window_hours: float = 0.0,
 ) -> CleanupReport:
     """Run every housekeeping step once; each step is its own transaction."""
     reaped = 0
@@ -100,7 +102,10 @@ def run_cleanup(
         failed = retention.release_failed_job_files(
             session, now - timedelta(hours=failed_raw_retention_hours)
         )
-    deletion = retention.delete_freed(session, raw_store, expired.freed + failed)
+        stacked = retention.release_restack_buffer(
+            session, now - timedelta(hours=restack_window_hours)
+        )
+    deletion = retention.delete_freed(session, raw_store, expired.freed + failed + stacked)
     swept = reconcile(
         session,
         now,

@@ -21,6 +21,9 @@ DEFAULT_UPLOAD_EXPIRY_HOURS = 24.0
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 DEFAULT_MIN_CHUNK_FRAMES = 3
 DEFAULT_FAILED_RAW_RETENTION_HOURS = 7 * 24.0
+#: Frames of a stacked slot are kept this long, so that more frames of the slot
+#: uploaded later are stacked together with them (one stack per slot).
+DEFAULT_RESTACK_WINDOW_HOURS = 24.0
 DEFAULT_CLAIM_CONCURRENCY = 4
 DEFAULT_LOGIN_HASH_CONCURRENCY = 1
 DEFAULT_LOGIN_FAILURES_PER_ACCOUNT = 10
@@ -83,6 +86,15 @@ class ServerSettings(BaseSettings):
             "CROWDSKY_FAILED_RAW_RETENTION_HOURS", "failed_raw_retention_hours"
         ),
         description="Raw files of terminally failed jobs are kept this long for inspection.",
+    )
+    restack_window_hours: float = Field(
+        default=DEFAULT_RESTACK_WINDOW_HOURS,
+        ge=0,
+        validation_alias=AliasChoices("CROWDSKY_RESTACK_WINDOW_HOURS", "restack_window_hours"),
+        description=(
+            "Raw files of a completed stack are kept this long, so that frames of the same "
+            "slot uploaded later are re-stacked with them into one stack (0: delete at once)."
+        ),
     )
     cleanup_interval_seconds: float = Field(
         default=300.0,

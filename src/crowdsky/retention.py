@@ -4,7 +4,13 @@ A user's raw frames exist nowhere else, so this module is the one place that dec
 a raw file may go. A file is no longer needed when
 
 - its job completed: the ``stacked_frames`` row commits in the same transaction
-  (:func:`release_job_files`, called by ``queue.complete_job``);
+  (:func:`release_job_files`, called by ``queue.complete_job``) — unless the frames
+  may still be re-stacked. A user ends with one stack per slot: frames of the slot
+  uploaded later are stacked together with the earlier ones. So a completed job's
+  frames are handed to the slot's follow-up job when one waits for it
+  (:func:`hand_over_frames`), or kept for the re-stack window and released by
+  cleanup after it (:func:`release_restack_buffer`); a finalize moves the frames of a
+  finished job of the slot into the follow-up job it queues (:func:`move_frames`);
 - finalize gave it no job (a chunk too small, or copies of files already stacked or
   queued), in the finalize's own transaction (:func:`release_skipped_frames`);
 - its session expired without a finalize (:func:`release_expired_sessions`);
@@ -77,12 +83,97 @@ class Deletion:
     dirs: int
 
 
-def release_job_files(session: Session, job_id: int, upload_session_id: int) -> FreedFiles:
-    """A completed job's raws (its stack row is in this transaction): mark them deleted."""
+def release_job_files(
+    session: Session, job_id: int, upload_session_id: int, *, keep: bool = False
+) -> FreedFiles:
+    """A completed job's raws (its stack row is in this transaction).
+
+    Handed to the slot's follow-up job when one waits for this job; else kept when
+    ``keep`` (the re-stack window is open: :func:`release_restack_buffer` frees them
+    later); else marked deleted and returned.
+    """
+    if hand_over_frames(session, job_id) is not None or keep:
+        return FreedFiles()
     mine = and_(RawFile.stacking_job_id == job_id, RawFile.is_deleted.is_(False))
+    sessions = _sessions_of(session, mine)
     paths = _mark_deleted(session, mine)
-    folder = finished_session_dir(session, upload_session_id)
-    return FreedFiles(paths, (folder,) if folder else ())
+    owners = dict.fromkeys([upload_session_id, *sessions])
+    folders = [finished_session_dir(session, s) for s in owners]
+    return FreedFiles(paths, tuple(f for f in folders if f))
+
+
+def hand_over_frames(session: Session, job_id: int) -> int | None:
+    """Give a finished job's stored frames to the slot's follow-up job waiting for it.
+
+    The follow-up (``waits_for_job_id`` = ``job_id``) becomes claimable and re-stacks
+    the union. Returns its id, or None when no job waits.
+    """
+    follow_up = session.execute(
+        select(StackingJob.id)
+        .where(StackingJob.waits_for_job_id == job_id)
+        .order_by(StackingJob.id)
+        .limit(1)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if follow_up is None:
+        return None
+    move_frames(session, job_id, follow_up)
+    session.execute(
+        update(StackingJob)
+        .where(StackingJob.waits_for_job_id == job_id)
+        .values(waits_for_job_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(follow_up)
+
+
+def move_frames(session: Session, from_job_id: int, to_job_id: int) -> int:
+    """Attach a finished job's stored frames to the job that re-stacks its slot.
+
+    Frames that are deleted or lost stay behind; frames whose SHA-256 the target job
+    already holds (the same file uploaded again) stay behind too, so no frame is
+    stacked twice. The target's ``frame_count`` grows by the frames moved; returns
+    their number.
+    """
+    held = select(RawFile.sha256).where(RawFile.stacking_job_id == to_job_id)
+    movable = and_(
+        RawFile.stacking_job_id == from_job_id,
+        RawFile.is_deleted.is_(False),
+        RawFile.lost_at.is_(None),
+        RawFile.sha256.not_in(list(session.execute(held).scalars())),
+    )
+    ids = list(session.execute(select(RawFile.id).where(movable)).scalars())
+    if not ids:
+        return 0
+    session.execute(
+        update(RawFile)
+        .where(RawFile.id.in_(ids))
+        .values(stacking_job_id=to_job_id)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(StackingJob)
+        .where(StackingJob.id == to_job_id)
+        .values(frame_count=StackingJob.frame_count + len(ids))
+        .execution_options(synchronize_session=False)
+    )
+    return len(ids)
+
+
+def release_restack_buffer(session: Session, completed_before: datetime) -> FreedFiles:
+    """Raws of jobs completed before ``completed_before``: the re-stack window closed.
+
+    A later upload of the slot then stacks only its own frames
+    (:mod:`crowdsky.ingest.slots`).
+    """
+    done = select(StackingJob.id).where(
+        StackingJob.status == JobStatus.COMPLETED, StackingJob.completed_at < completed_before
+    )
+    kept = and_(RawFile.stacking_job_id.in_(done), RawFile.is_deleted.is_(False))
+    sessions = _sessions_of(session, kept)
+    paths = _mark_deleted(session, kept)
+    folders = [finished_session_dir(session, s) for s in sessions]
+    return FreedFiles(paths, tuple(f for f in folders if f))
 
 
 def release_skipped_frames(
@@ -207,6 +298,13 @@ def delete_freed(session: Session, store: FileRemover, freed: FreedFiles) -> Del
         for d in dict.fromkeys(freed.session_dirs)
     )
     return Deletion(files, dirs)
+
+
+def _sessions_of(session: Session, where: object) -> list[int]:
+    """The upload sessions of the raws ``where`` selects (a job may hold frames of
+    several sessions: frames of its slot uploaded later join it)."""
+    query = select(RawFile.upload_session_id).where(where).distinct()  # type: ignore[arg-type]
+    return sorted(session.execute(query).scalars())
 
 
 def _mark_deleted(session: Session, where: object) -> tuple[str, ...]:

@@ -294,7 +294,13 @@ class WorkerLauncher:
 def start_deployment(root: Path, extra_env: Mapping[str, str] | None = None) -> Deployment:
     """A server with a migrated SQLite database and the e2e user."""
     data_dir = root / "server-data"
-    env = {"CROWDSKY_RETRY_BACKOFF_SECONDS": "0", **(extra_env or {})}
+    # no re-stack window unless a test opens one: the tests check that a completed
+    # job's raws go at once (tests/e2e/test_slot_restack.py keeps them)
+    env = {
+        "CROWDSKY_RETRY_BACKOFF_SECONDS": "0",
+        "CROWDSKY_RESTACK_WINDOW_HOURS": "0",
+        **(extra_env or {}),
+    }
     server = start_live_server(data_dir, extra_env=env)
     url = f"sqlite:///{(data_dir / 'crowdsky.sqlite3').resolve()}"
     deployment = Deployment(server, url, root)

@@ -61,6 +61,8 @@ def cluster(tmp_path: Path, seaweedfs: SeaweedCluster, s3_bucket: str) -> Iterat
             **seaweedfs.s3_env(),
             "CROWDSKY_RAW_STORE": f"s3://{s3_bucket}/raws",
             "CROWDSKY_RETRY_BACKOFF_SECONDS": "0",
+            # a completed job's raws go at once (no re-stack window): checked below
+            "CROWDSKY_RESTACK_WINDOW_HOURS": "0",
         }
         key = "objectstore-e2e-worker-key-" + "x" * 20
         for name in ("a", "b", "c"):

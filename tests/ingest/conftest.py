@@ -112,17 +112,34 @@ class Intake:
                 backoff_seconds=0,
             )
 
-    def complete(self, job_id: int) -> retention.Deletion:
+    def complete(self, job_id: int, *, restack_window_hours: float = 0.0) -> retention.Deletion:
         """Claim the next job (it must be ``job_id``) and complete it as a worker would."""
+        return self.finish(self.claim(job_id), restack_window_hours=restack_window_hours)
+
+    def claim(self, job_id: int) -> queue.ClaimedJob:
+        """Claim the next job as worker ``w``; it must be ``job_id``."""
         with self.db.session_factory() as session:
             claimed = queue.claim_next_job(session, utcnow(), worker_id="w", lease_seconds=60)
             assert claimed is not None and claimed.job_id == job_id
+            return claimed
+
+    def finish(
+        self, claimed: queue.ClaimedJob, *, restack_window_hours: float = 0.0
+    ) -> retention.Deletion:
+        """Complete a claimed job with a stack of every frame it lists."""
+        with self.db.session_factory() as session:
+            files = queue.list_job_files(session, job_id=claimed.job_id)
             outcome = queue.complete_job(
                 session,
                 utcnow(),
-                queue.Completion(job_id=job_id, ucloud_path=f"stacks/{job_id}.fits"),
+                queue.Completion(
+                    job_id=claimed.job_id,
+                    ucloud_path=f"stacks/{claimed.job_id}.fits",
+                    n_frames_input=len(files.files),
+                ),
                 worker_id="w",
                 lease_token=claimed.lease_token,
+                restack_window_hours=restack_window_hours,
             )
             assert outcome.freed is not None
             return retention.delete_freed(session, self.raw_store, outcome.freed)

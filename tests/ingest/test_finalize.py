@@ -113,31 +113,33 @@ def test_folder_with_an_upload_still_arriving_is_left_to_cleanup(intake: Intake)
     arriving.discard()
 
 
-def test_more_frames_of_a_queued_chunk_get_their_own_job(intake: Intake) -> None:
+def test_more_frames_of_a_queued_chunk_join_its_job(intake: Intake) -> None:
     """The chunk key names a slot and a pointing, not the frames: frames of the same
-    slot uploaded later in another session are new data, never discarded as a copy."""
+    slot uploaded later in another session are new data, never discarded as a copy;
+    they join the slot's job while it waits (one stack per slot: tests/ingest/test_slots.py)."""
     night = write_sequence(intake.raw_store.root.parent / "night", 8)
     (first_job,) = intake.finalize(intake.upload(night[:4])).job_ids
     later = intake.upload(night[4:])
     result = intake.finalize(later)
-    assert len(result.job_ids) == 1 and result.skipped == () and result.discarded_files == 0
-    assert result.chunks[0].chunk_key == intake.finalize(later).chunks[0].chunk_key
-    assert len(intake.job_files_on_disk(first_job)) == 4
-    assert len(intake.job_files_on_disk(result.job_ids[0])) == 4
-    # the same once the first chunk is stacked
+    assert result.job_ids == (first_job,) and result.skipped == ()
+    assert result.discarded_files == 0 and result.chunks[0].frame_count == 8
+    assert intake.finalize(later).job_ids == (first_job,), "a repeat answers the same job"
+    assert len(intake.job_files_on_disk(first_job)) == 8
+    # once the first chunk is stacked and its frames are gone, more frames get a job
     intake.complete(first_job)
     evening = write_sequence(intake.raw_store.root.parent / "more", 3, seed=7)
     again = intake.finalize(intake.upload(evening))
     assert len(again.job_ids) == 1 and again.discarded_files == 0
 
 
-def test_a_chunk_with_copies_and_new_frames_is_queued_whole(intake: Intake) -> None:
-    night = write_sequence(intake.raw_store.root.parent / "night", 6)
+def test_copies_in_a_chunk_are_skipped_and_the_new_frames_queued(intake: Intake) -> None:
+    night = write_sequence(intake.raw_store.root.parent / "night", 7)
     (first_job,) = intake.finalize(intake.upload(night[:4])).job_ids
     intake.complete(first_job)
-    result = intake.finalize(intake.upload(night[2:]))  # two copies, two new frames
-    assert len(result.job_ids) == 1 and result.chunks[0].frame_count == 4
-    assert result.discarded_files == 0
+    result = intake.finalize(intake.upload(night[2:]))  # two copies, three new frames
+    assert len(result.job_ids) == 1 and result.chunks[0].frame_count == 3
+    assert [s.frame_count for s in result.skipped] == [2]
+    assert result.discarded_files == 2
 
 
 def test_a_failed_deletion_keeps_the_session_closed_and_its_jobs(

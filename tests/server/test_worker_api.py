@@ -9,6 +9,7 @@ import pytest
 
 from crowdsky import queue
 from crowdsky.accounts import create_worker_token, revoke_worker_token
+from crowdsky.db.models import StackingJob
 from crowdsky.db.types import utcnow
 from tests.server.conftest import Api
 
@@ -68,7 +69,7 @@ def test_default_worker_id_is_default(api: Api) -> None:
         json=_complete_body(job["job_id"], worker_id="default"),
         headers=api.headers,
     )
-    assert complete.json() == {"ok": True}
+    assert complete.json() == {"ok": True, "replaced_files": []}
 
 
 def test_job_files_has_string_values_like_the_original(api: Api) -> None:
@@ -103,7 +104,7 @@ def test_download_raw_streams_the_file(api: Api) -> None:
     assert response.content.startswith(b"SIMPLE")
 
 
-def test_complete_job_deletes_raws_and_is_idempotent(api: Api) -> None:
+def test_complete_job_keeps_raws_unserved_and_is_idempotent(api: Api) -> None:
     api.seed(files_per_job=2)
     job = api.claim()
     files = api.client.get(
@@ -111,19 +112,19 @@ def test_complete_job_deletes_raws_and_is_idempotent(api: Api) -> None:
     ).json()["files"]
     body = _complete_body(job["job_id"], worker_id="w1", lease_token=job["lease_token"])
     first = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert first.status_code == 200 and first.json() == {"ok": True}
+    assert first.status_code == 200 and first.json() == {"ok": True, "replaced_files": []}
     repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert repeat.status_code == 200 and repeat.json() == {"ok": True}
+    assert repeat.status_code == 200 and repeat.json() == {"ok": True, "replaced_files": []}
     for change in ({"n_stars_detected": 1}, {"date_obs_end": "2025-03-27T01:30:00"}):
         different = api.client.post(
             "/api/complete_job.php", json={**body, **change}, headers=api.headers
         )
         assert different.status_code == 409, change
-    for entry in files:
-        gone = api.client.get(
+    for entry in files:  # kept for a re-stack of the slot (the window), never served
+        kept = api.client.get(
             "/api/download_raw.php", params={"file_id": entry["id"]}, headers=api.headers
         )
-        assert gone.status_code == 404
+        assert kept.status_code == 409 and "not processing" in kept.text
 
 
 def test_repeated_complete_job_with_precise_floats_is_ok(api: Api) -> None:
@@ -139,9 +140,11 @@ def test_repeated_complete_job_with_precise_floats_is_ok(api: Api) -> None:
         total_exptime=150.000001,
     )
     first = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert first.status_code == 200 and first.json() == {"ok": True}
+    assert first.status_code == 200 and first.json() == {"ok": True, "replaced_files": []}
     repeat = api.client.post("/api/complete_job.php", json=body, headers=api.headers)
-    assert repeat.status_code == 200 and repeat.json() == {"ok": True}, repeat.text
+    assert repeat.status_code == 200 and repeat.json() == {"ok": True, "replaced_files": []}, (
+        repeat.text
+    )
     different = api.client.post(
         "/api/complete_job.php", json={**body, "ra_deg": 193.5}, headers=api.headers
     )
@@ -460,3 +463,29 @@ def test_result_upload_urls_need_an_s3_result_store_and_the_holder(api: Api) -> 
         "/api/result_upload_urls.php", json={"job_id": 999_999}, headers=api.headers
     )
     assert missing.status_code == 404
+
+
+def test_complete_job_names_the_replaced_stacks_files_and_deletes_local_ones(api: Api) -> None:
+    """A re-stack of the slot replaces the earlier stack: its row goes in the completing
+    transaction, its local files after it, and the answer names them for the worker's
+    remote store (never the files just recorded)."""
+    first, second = api.seed(n_jobs=2, files_per_job=1)
+    with api.state.session_factory() as session, session.begin():
+        follow_up = session.get(StackingJob, second)
+        assert follow_up is not None
+        follow_up.replaces_job_id = first
+    results = api.state.settings.resolved_results_dir
+    answers = []
+    for job_id in (first, second):
+        job = api.claim()
+        assert job["job_id"] == job_id
+        body = _complete_body(job_id, worker_id="w1", lease_token=job["lease_token"])
+        for path in (body["ucloud_path"], body["thumbnail_path"]):
+            (results / str(path).lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (results / str(path).lstrip("/")).write_bytes(b"x")
+        answers.append(api.client.post("/api/complete_job.php", json=body, headers=api.headers))
+    old = _complete_body(first)
+    assert answers[0].json()["replaced_files"] == []
+    assert answers[1].json()["replaced_files"] == [old["ucloud_path"], old["thumbnail_path"]]
+    assert not (results / str(old["ucloud_path"]).lstrip("/")).exists()
+    assert (results / str(_complete_body(second)["ucloud_path"]).lstrip("/")).is_file()

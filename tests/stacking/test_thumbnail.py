@@ -153,3 +153,53 @@ def test_large_jpeg_preview(galaxy_stack: Path, tmp_path: Path) -> None:
     with Image.open(out) as im:
         assert im.format == "JPEG" and im.size == (540, 960) and im.mode == "RGB"  # never enlarged
     assert out.stat().st_size < 600_000
+
+
+def _red_cast_stack(path: Path, cards: dict[str, object]) -> Path:
+    """A flat sky with 60 stars whose red is half their green and blue (a camera cast)."""
+    rng = np.random.default_rng(5)
+    green = rng.normal(100.0, 1.0, (240, 320)).astype(np.float32)
+    for y, x in zip(rng.integers(10, 230, 60), rng.integers(10, 310, 60), strict=True):
+        green[y - 1 : y + 2, x - 1 : x + 2] += 25.0
+    star = green - 100.0
+    planes = {"RED": 100.0 + 0.5 * star, "GREEN": green, "BLUE": green.copy()}
+    primary = fits.PrimaryHDU()
+    for key, value in cards.items():
+        primary.header[key] = value
+    hdus = [primary] + [fits.ImageHDU(p.astype(np.float32), name=n) for n, p in planes.items()]
+    fits.HDUList(hdus).writeto(path)
+    return path
+
+
+def _star_colour(png: Path) -> float:
+    """Red over green of the preview's star pixels (bright, not clipped)."""
+    pixels = np.asarray(Image.open(png).convert("RGB"), dtype=float)
+    green = pixels[..., 1]
+    stars = (green > 2 * np.median(green) + 20) & (pixels.max(axis=2) < 250)
+    assert stars.sum() > 50
+    return float(pixels[stars, 0].mean() / green[stars].mean())
+
+
+def test_catalogue_white_balance_replaces_the_estimated_one(tmp_path: Path) -> None:
+    estimated = generate_thumbnail(
+        _red_cast_stack(tmp_path / "plain.fits", {}), tmp_path / "plain.png", stretch="auto"
+    )
+    # the catalogue says these stars are truly red: its factors (1, 1, 1) keep them so
+    calibrated = generate_thumbnail(
+        _red_cast_stack(
+            tmp_path / "cal.fits", {"COLCAL": True, "WBR": 1.0, "WBG": 1.0, "WBB": 1.0}
+        ),
+        tmp_path / "cal.png",
+        stretch="auto",
+    )
+    # and factors that undo the cast neutralise them
+    undone = generate_thumbnail(
+        _red_cast_stack(
+            tmp_path / "undo.fits", {"COLCAL": True, "WBR": 2.0, "WBG": 1.0, "WBB": 1.0}
+        ),
+        tmp_path / "undo.png",
+        stretch="auto",
+    )
+    assert _star_colour(estimated) == pytest.approx(1.0, abs=0.08)
+    assert _star_colour(calibrated) < 0.8
+    assert _star_colour(undone) == pytest.approx(1.0, abs=0.08)

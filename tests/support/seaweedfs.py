@@ -33,6 +33,7 @@ from tests.db_backends import require_all_backends
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+TEARDOWN_STOP_TIMEOUT_S = 2.0
 #: Small volumes keep a test cluster's disk use low (SeaweedFS's default is 30 GB).
 VOLUME_SIZE_LIMIT_MB = 64
 #: Each bucket is a collection with volumes of its own (sparse files, grown in batches).
@@ -177,6 +178,11 @@ class SeaweedCluster:
         self.volumes[index].start()
         _wait_s3(self)
 
+    def start_gateway(self) -> None:
+        """Start a stopped S3 gateway again and wait until it accepts writes."""
+        self.gateway.start()
+        _wait_s3(self)
+
     def restart_gateway(self) -> None:
         """Stop the S3 gateway and start it again on the same port."""
         self.gateway.stop()
@@ -188,9 +194,13 @@ class SeaweedCluster:
         return "\n".join(f"--- {p.name} ---\n{p.log()}" for p in self.processes)
 
     def stop(self) -> None:
-        """Stop every process, newest first."""
+        """Stop every process, newest first.
+
+        The filer lets SIGTERM wait 10 s; the cluster's data is thrown away, so a
+        process that has not exited after a short wait is killed.
+        """
         for process in reversed(self.processes):
-            process.stop()
+            process.stop(TEARDOWN_STOP_TIMEOUT_S)
 
 
 def start_seaweedfs(root: Path, *, volume_servers: int = 2) -> SeaweedCluster:
@@ -244,6 +254,8 @@ def start_seaweedfs(root: Path, *, volume_servers: int = 2) -> SeaweedCluster:
                     f"-max={MAX_VOLUMES_PER_SERVER}",
                     f"-master={master_addr}",
                     "-minFreeSpace=1GiB",
+                    # stop at once on SIGTERM (the default waits 10 s for the master to notice)
+                    "-preStopSeconds=0",
                 ],
                 root / f"volume{index}.log",
                 root,
@@ -302,6 +314,10 @@ def start_seaweedfs(root: Path, *, volume_servers: int = 2) -> SeaweedCluster:
             f"-filer={filer_addr}",
             f"-config={s3_config}",
             f"-localSocket={root / 's3.sock'}",
+            # the Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default:
+            # a second cluster on the machine would die at start
+            "-port.iceberg=0",
+            "-port.lance=0",
         ],
         root / "s3.log",
         root,

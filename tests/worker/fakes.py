@@ -73,6 +73,8 @@ class FakeWorkerApi:
         self.truncate_downloads = False
         self.lease_seconds = 60
         self.download_delay = 0.0
+        #: what complete_job answers as the replaced stacks' files
+        self.replaced_files: list[str] = []
         self.transport = httpx.MockTransport(self.handle)
 
     def add_job(self, job_id: int, n_files: int = 3, **kwargs: Any) -> FakeJob:
@@ -184,7 +186,7 @@ class FakeWorkerApi:
             return job
         job.status = "completed"
         job.completed = body
-        return httpx.Response(200, json={"ok": True})
+        return httpx.Response(200, json={"ok": True, "replaced_files": self.replaced_files})
 
     def _fail_job(self, request: httpx.Request, body: dict[str, Any]) -> httpx.Response:
         job = self._held(body)

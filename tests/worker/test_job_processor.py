@@ -89,6 +89,25 @@ def test_happy_path_webdav(tmp_path: Path, share: WebDavServer) -> None:
     assert share.share_file(remote.replace(".fits", "_thumb.png")).is_file()
 
 
+def test_the_replaced_stacks_files_leave_the_share_after_the_completion(
+    tmp_path: Path, share: WebDavServer
+) -> None:
+    """The server names the slot's replaced stack in its answer; the worker deletes
+    those files from its WebDAV share (the server cannot reach it)."""
+    fake = FakeWorkerApi()
+    fake.add_job(43, n_files=3)
+    fake.add_job(44, n_files=3)
+    dav = WebDavClient(share.legacy_url, share.token, "", retry=no_wait_retry(2))
+    proc = make(tmp_path, fake, store=dav)
+    assert proc.process_job(claim(proc)).status == "completed"  # type: ignore[arg-type]
+    old = [STACK.format(43), STACK.format(43).replace(".fits", "_thumb.png")]
+    assert all(share.share_file(p).is_file() for p in old)
+    fake.replaced_files = old
+    assert proc.process_job(claim(proc)).status == "completed"  # type: ignore[arg-type]
+    assert not any(share.share_file(p).exists() for p in old)
+    assert share.share_file(STACK.format(44)).is_file()
+
+
 def test_empty_file_list_fails_with_the_original_message(tmp_path: Path) -> None:
     fake = FakeWorkerApi()
     fake.add_job(1, n_files=0)

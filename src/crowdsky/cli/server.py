@@ -106,6 +106,7 @@ def cleanup(data_dir: DataDirOption = None, database_url: DatabaseUrlOption = No
             raw_store=raw_store,
             upload_expiry_hours=settings.upload_expiry_hours,
             failed_raw_retention_hours=settings.failed_raw_retention_hours,
+            restack_window_hours=settings.restack_window_hours,
             backoff_seconds=settings.retry_backoff_seconds,
         )
     aborted = selection.abort_stale_uploads(raw_store, utcnow())

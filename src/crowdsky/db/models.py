@@ -187,6 +187,7 @@ class StackingJob(Base):
         Index(None, "status", "created_at", "id"),
         Index(None, "status", "lease_expires_at"),
         Index(None, "upload_session_id"),
+        Index(None, "user_id", "slot"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -195,6 +196,20 @@ class StackingJob(Base):
         ForeignKey("upload_sessions.id", ondelete="CASCADE")
     )
     chunk_key: Mapped[str] = mapped_column(String(32))
+    #: ``YYYYMMDD.CC`` UTC slot of a stacking job (NULL for post-processing jobs).
+    slot: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    #: The chunk's mean pointing: with the slot, telescope, filter and exposure, the
+    #: identity of the slot's one stack (``ingest.slots``).
+    ra_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    dec_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
+    #: The slot's earlier job, whose stack this job's stack replaces on completion.
+    replaces_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stacking_jobs.id", ondelete="SET NULL"), nullable=True
+    )
+    #: Not claimable until this job is done (it was processing when this one was queued).
+    waits_for_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("stacking_jobs.id", ondelete="SET NULL"), nullable=True
+    )
     #: ``stack`` (raw frames to stack) or ``postprocess`` (a stack uploaded ready-made).
     kind: Mapped[str] = mapped_column(String(16), default="stack", server_default="stack")
     object_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
@@ -325,6 +340,18 @@ class SkyCoverageCell(Base):
     last_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: The cell's line of the ECSV answer, written with the counts (NULL: render it).
     ecsv_row: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SlotLock(Base):
+    """One row per user whose lock serialises the placing of that user's frames into
+    slots (``ingest.slots.lock_user``). Nothing references it, so holding it never
+    blocks the foreign-key checks of a completion, as a lock on ``users`` would."""
+
+    __tablename__ = "slot_locks"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
 
 
 class UserPreferences(Base):

@@ -1,20 +1,23 @@
 """Finalize: turn an upload session's frames into stacking jobs, once, atomically.
 
-Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
-that are too small or whose frames are all already stacked or queued (the same files,
-by SHA-256, uploaded again; with the reason, never silently), optionally scrubs the
-observing site from the stored files, and queues one job per chunk. A chunk whose key
-is stacked or queued already but which brings frames that work lacks (more of the
-slot, uploaded later in another session) is new data: it gets its own job.
+Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips
+frames the user has stacked or queued already (the same files, by SHA-256, whatever
+key their new session computes; with the reason, never silently) and chunks that
+are too small, optionally scrubs the observing site from the stored files, and
+gives each chunk to its slot (:mod:`crowdsky.ingest.slots`): a user ends with one
+stack per slot. The frames join the slot's job if it has not started, or go to a
+follow-up job that re-stacks them together with the slot's earlier frames and
+replaces its stack (see :func:`_place`); a new slot gets a new job.
 
-All of it is **one transaction**, holding the session's row lock: the jobs, the frames'
-chunk keys, the release of the skipped frames and the move ``uploading`` →
-``complete`` commit together or not at all. A crash at any instant therefore leaves
-either an open session (finalize again) or a finalized one with all of its jobs; the
-original's "complete, no jobs, frames deleted 6 h later" cannot happen. Concurrent
-finalize calls queue on the row lock; each later one finds the session complete and
-answers the first one's jobs, read after the lock, so every reply carries the same
-job list. A repeated finalize answers the same way.
+All of it is **one transaction**, holding the session's row lock and the user's
+(two sessions finalizing frames of one slot at once end with one job): the jobs,
+the frames' chunk keys, the release of the skipped frames and the move
+``uploading`` → ``complete`` commit together or not at all. A crash at any instant
+therefore leaves either an open session (finalize again) or a finalized one with all
+of its jobs; the original's "complete, no jobs, frames deleted 6 h later" cannot
+happen. Concurrent finalize calls queue on the row lock; each later one finds the
+session complete and answers the jobs that hold the session's frames, read after
+the lock. A repeated finalize answers the same way.
 
 Frames whose stored copy is missing are marked lost (:func:`crowdsky.retention.mark_lost`)
 and reported among the skipped chunks, never queued. Frames of skipped chunks are
@@ -23,7 +26,7 @@ deleted right after the commit; should the server stop in between, cleanup delet
 them. Scrubbing blanks header cards in place before the commit (idempotent, so a
 finalize that rolls back and runs again is harmless); no worker can fetch a frame
 before its job exists. To stack a skipped chunk after all, upload its files again
-(with ``overwrite=1`` for an already stacked chunk).
+(with ``overwrite=1`` for already stacked files).
 """
 
 from __future__ import annotations
@@ -32,20 +35,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import and_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from crowdsky import retention
-from crowdsky.db.models import RawFile, StackedFrame, StackingJob
-from crowdsky.ingest import chunking, scrub
+from crowdsky.db.models import RawFile, StackingJob
+from crowdsky.ingest import chunking, scrub, slots
 from crowdsky.ingest import session_transitions as moves
 from crowdsky.ingest.errors import EmptySession
 from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.ingest.sessions import IntakeSettings
-from crowdsky.queue import NewJob, add_jobs
+from crowdsky.queue import JobStatus, NewJob, add_jobs, extend_job
 from crowdsky.queue.states import ACTIVE_STATUSES
 from crowdsky.storage.raw_store import RawStore
 
@@ -209,8 +210,7 @@ def _run_finalize(
     retention.mark_lost(session, now, [f.info.frame_id for f in missing])
     frames = [f for f in stored if f not in missing]
     by_id = {f.info.frame_id: f for f in stored}
-    plan = _plan(frames, intake)
-    skipped = [_skipped_report(s.chunk, s.reason, by_id) for s in plan.skipped]
+    skipped: list[SkippedReport] = []
     if missing:
         skipped.append(
             SkippedReport(
@@ -220,24 +220,30 @@ def _run_finalize(
                 tuple(f.filename for f in missing),
             )
         )
-    to_queue: list[chunking.Chunk] = []
+    slots.lock_user(session, user_id)  # one finalize of this user places frames at a time
+    copies = (
+        {}
+        if overwrite
+        else slots.stacked_copies(session, user_id, session_id, (f.sha256 for f in frames))
+    )
+    skipped += _copy_reports([f for f in frames if f.sha256 in copies], copies, intake)
+    fresh = [f for f in frames if f.sha256 not in copies]
+    plan = _plan(fresh, intake)
+    placements: list[_Placement] = []
     for chunk in plan.chunks:
-        conflict = (
-            None
-            if overwrite
-            else _existing_work(
-                session, user_id, session_id, chunk, {by_id[i].sha256 for i in chunk.frame_ids}
-            )
-        )
-        if conflict is not None:
-            skipped.append(_skipped_report(chunk, conflict, by_id))
+        head = slots.find_slot_head(session, user_id, chunk, intake.separation_deg)
+        placements.append(_Placement(chunk, head))
+    for small in plan.skipped:  # too small alone, but it may join its slot's stack
+        head = slots.find_slot_head(session, user_id, small.chunk, intake.separation_deg)
+        if head is None or overwrite or not _restacks(head):
+            skipped.append(_skipped_report(small.chunk, small.reason, by_id))
         else:
-            to_queue.append(chunk)
+            placements.append(_Placement(small.chunk, head))
     for chunk in [*plan.chunks, *(s.chunk for s in plan.skipped)]:
         session.execute(
             update(RawFile).where(RawFile.id.in_(chunk.frame_ids)).values(chunk_key=chunk.chunk_key)
         )
-    queued_ids = {i for chunk in to_queue for i in chunk.frame_ids}
+    queued_ids = {i for p in placements for i in p.chunk.frame_ids}
     scrubbed = 0
     if scrub_location:  # before the jobs commit: no worker may fetch an unscrubbed frame
         for frame_id in sorted(queued_ids):  # the others are deleted, never served
@@ -249,36 +255,152 @@ def _run_finalize(
             .where(RawFile.upload_session_id == session_id)
             .values(fits_sitelat=None, fits_sitelong=None)
         )
-    new_jobs = [
-        NewJob(
-            user_id=user_id,
-            upload_session_id=session_id,
-            chunk_key=chunk.chunk_key,
-            raw_file_ids=chunk.frame_ids,
-            object_name=_object_name(chunk, by_id),
-            telescope=chunk.telescope,
-            filter_name=chunk.filter_name,
-            exptime=chunk.exptime_s,
-        )
-        for chunk in to_queue
-    ]
-    job_ids = add_jobs(session, now, new_jobs) if new_jobs else []
     reports = tuple(
-        ChunkReport(
-            job.chunk_key,
-            job_id,
-            len(job.raw_file_ids),
-            job.object_name,
-            job.telescope,
-            job.filter_name,
-            job.exptime,
-        )
-        for job, job_id in zip(new_jobs, job_ids, strict=True)
+        _place(session, now, user_id, session_id, p, by_id, overwrite) for p in placements
     )
     jobless = [f.info.frame_id for f in frames if f.info.frame_id not in queued_ids]
     freed = retention.release_skipped_frames(session, session_id, jobless)
-    result = FinalizeResult(tuple(job_ids), reports, tuple(skipped), False, scrubbed)
+    job_ids = tuple(dict.fromkeys(r.job_id for r in reports))
+    result = FinalizeResult(job_ids, reports, tuple(skipped), False, scrubbed)
     return result, freed
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """A chunk of new frames and the slot's latest job (None: a new slot)."""
+
+    chunk: chunking.Chunk
+    head: slots.SlotHead | None
+
+
+def _place(
+    session: Session,
+    now: datetime,
+    user_id: int,
+    session_id: int,
+    placement: _Placement,
+    by_id: dict[int, _Frame],
+    overwrite: bool,
+) -> ChunkReport:
+    """Give a chunk's frames to its slot: join the slot's queued job, or queue a job.
+
+    - no job yet: a new job;
+    - the job has not started (``pending``, ``retry``): the frames join it;
+    - it is being processed: a follow-up job that waits for it and, once it is done,
+      takes its frames (:func:`crowdsky.retention.hand_over_frames`) and re-stacks
+      the union; the running worker is not disturbed;
+    - it completed or failed with every frame still in the raw buffer: a follow-up
+      job that takes those frames now and re-stacks the union;
+    - it completed or failed but its frames are gone (the re-stack window closed): a
+      job of the new frames alone, beside the earlier stack (no frame is lost).
+
+    A follow-up keeps the slot's chunk key, and its stack replaces the earlier one on
+    completion (``queue.complete_job``). With ``overwrite`` the frames never join an
+    earlier job and take none of its frames: the new job's stack replaces the slot's.
+    """
+    chunk, head = placement.chunk, placement.head
+    if head is not None and not overwrite and head.status in _NOT_STARTED:
+        total = extend_job(session, head.job_id, chunk.frame_ids)
+        _set_key(session, chunk.frame_ids, head.chunk_key)
+        return _report(head.job_id, head.chunk_key, total, chunk, by_id)
+    # the job whose stack the new one replaces (None: a stack of the new frames alone)
+    earlier = head if head is not None and (overwrite or _restacks(head)) else None
+    key = earlier.chunk_key if earlier is not None else chunk.chunk_key
+    waits = earlier is not None and earlier.status in ACTIVE_STATUSES
+    new = NewJob(
+        user_id=user_id,
+        upload_session_id=session_id,
+        chunk_key=key,
+        raw_file_ids=chunk.frame_ids,
+        object_name=_object_name(chunk, by_id),
+        telescope=chunk.telescope,
+        filter_name=chunk.filter_name,
+        exptime=chunk.exptime_s,
+        slot=slots.slot_of(chunk),
+        ra_deg=earlier.ra_deg if earlier is not None else chunk.ra_deg,
+        dec_deg=earlier.dec_deg if earlier is not None else chunk.dec_deg,
+        replaces_job_id=earlier.job_id if earlier is not None else None,
+        waits_for_job_id=earlier.job_id if earlier is not None and waits else None,
+    )
+    (job_id,) = add_jobs(session, now, [new])
+    total = chunk.frame_count
+    if earlier is not None and not waits and not overwrite:
+        total += retention.move_frames(session, earlier.job_id, job_id)
+    if head is not None and earlier is None:
+        log.warning(
+            "finalize.slot_frames_gone: job %d of slot %s stacks only the new frames; the "
+            "frames of job %d left the raw buffer",
+            job_id,
+            key,
+            head.job_id,
+        )
+    _set_key(session, chunk.frame_ids, key)
+    return _report(job_id, key, total, chunk, by_id)
+
+
+_NOT_STARTED = frozenset({JobStatus.PENDING, JobStatus.RETRY})
+
+
+def _restacks(head: slots.SlotHead) -> bool:
+    """Whether new frames of the slot are stacked together with the head's frames."""
+    return head.status in ACTIVE_STATUSES or head.frames_stored
+
+
+def _set_key(session: Session, frame_ids: Sequence[int], key: str) -> None:
+    session.execute(update(RawFile).where(RawFile.id.in_(list(frame_ids))).values(chunk_key=key))
+
+
+def _report(
+    job_id: int, key: str, total: int, chunk: chunking.Chunk, by_id: dict[int, _Frame]
+) -> ChunkReport:
+    return ChunkReport(
+        key,
+        job_id,
+        total,
+        _object_name(chunk, by_id),
+        chunk.telescope,
+        chunk.filter_name,
+        chunk.exptime_s,
+    )
+
+
+def _copy_reports(
+    copies: Sequence[_Frame], held_by: dict[str, slots.CopyHolder], intake: IntakeSettings
+) -> list[SkippedReport]:
+    """One report per planned chunk of frames the user has stacked or queued already."""
+    by_id = {f.info.frame_id: f for f in copies}
+    reports = []
+    for chunk in chunking.group_frames(
+        (f.info for f in copies),
+        key_format=intake.key_format,
+        separation_deg=intake.separation_deg,
+    ):
+        holder = min((held_by[by_id[i].sha256] for i in chunk.frame_ids), key=_holder_order)
+        reports.append(_skipped_report(chunk, _copy_reason(holder), by_id))
+    return reports
+
+
+def _holder_order(holder: slots.CopyHolder) -> tuple[bool, int]:
+    return holder.stack_id is None, holder.job_id  # a stack first, then the oldest job
+
+
+def _copy_reason(holder: slots.CopyHolder) -> str:
+    """Why copies get no job (the same files, by SHA-256, are never stacked twice)."""
+    again = "upload the files again and finalize with overwrite=1"
+    if holder.stack_id is not None:
+        return (
+            f"already stacked (stack {holder.stack_id}) from these same files (same "
+            f"SHA-256); to stack them again, {again}"
+        )
+    if holder.status == JobStatus.COMPLETED:  # its stack was replaced by a later one
+        return (
+            f"already stacked by job {holder.job_id} from these same files (same SHA-256); "
+            f"to stack them again, {again}"
+        )
+    return (
+        f"already queued as job {holder.job_id} with these same files (same SHA-256); "
+        f"to queue them again, {again}"
+    )
 
 
 def _repeat_finalize(
@@ -289,10 +411,11 @@ def _repeat_finalize(
     Runs in the caller's transaction, after the session's row lock: the jobs read are
     those the first finalize committed.
     """
+    holding = select(RawFile.stacking_job_id).where(RawFile.upload_session_id == session_id)
     jobs = list(
         session.execute(
             select(StackingJob)
-            .where(StackingJob.upload_session_id == session_id)
+            .where(or_(StackingJob.upload_session_id == session_id, StackingJob.id.in_(holding)))
             .order_by(StackingJob.id)
         ).scalars()
     )
@@ -315,66 +438,6 @@ def _repeat_finalize(
     reason = "not queued at finalize: copies of files already stacked or queued"
     skipped += [_skipped_report(c, reason, by_id) for c in plan.chunks]
     return FinalizeResult(tuple(j.id for j in jobs), reports, tuple(skipped), True)
-
-
-def _existing_work(
-    session: Session, user_id: int, session_id: int, chunk: chunking.Chunk, hashes: set[str]
-) -> str | None:
-    """Why this chunk needs no new job: a completed stack or an active job of the same
-    chunk already has every one of its files (``hashes``, their SHA-256).
-
-    The key alone is not enough: it names a 15-minute slot and a pointing, not the
-    frames. More frames of a slot, uploaded later in another session, are new data and
-    get a job of their own; only copies of files already stacked or queued are skipped
-    (and then deleted).
-    """
-
-    def has_every_file(job_id: int) -> bool:
-        held = session.execute(select(RawFile.sha256).where(RawFile.stacking_job_id == job_id))
-        return hashes <= set(held.scalars())
-
-    same_chunk = and_(
-        StackingJob.user_id == user_id,
-        StackingJob.chunk_key == chunk.chunk_key,
-        _equal_or_both_null(StackingJob.telescope, chunk.telescope),
-        _equal_or_both_null(StackingJob.filter_name, chunk.filter_name),
-        _equal_or_both_null(StackingJob.exptime, chunk.exptime_s),
-    )
-    stacks = session.execute(
-        select(StackedFrame.id, StackingJob.id)
-        .join(StackingJob, StackingJob.id == StackedFrame.stacking_job_id)
-        .where(same_chunk)
-        .order_by(StackedFrame.id)
-    ).all()
-    for stack_id, job_id in stacks:
-        if has_every_file(job_id):
-            return (
-                f"already stacked (stack {stack_id}) from these same files; to stack it "
-                "again, upload the files again and finalize with overwrite=1"
-            )
-    active = session.execute(
-        select(StackingJob.id)
-        .where(
-            same_chunk,
-            StackingJob.upload_session_id != session_id,
-            StackingJob.status.in_([str(s) for s in ACTIVE_STATUSES]),
-        )
-        .order_by(StackingJob.id)
-    ).scalars()
-    for job_id in active:
-        if has_every_file(job_id):
-            return (
-                f"already queued as job {job_id} with these same files; to queue it again, "
-                "upload the files again and finalize with overwrite=1"
-            )
-    return None
-
-
-def _equal_or_both_null(column: InstrumentedAttribute[Any], value: object) -> ColumnElement[bool]:
-    """``column = value``, or ``column IS NULL`` when the value is missing."""
-    if value is None:
-        return column.is_(None)
-    return column == value
 
 
 def _object_name(chunk: chunking.Chunk, by_id: dict[int, _Frame]) -> str | None:

@@ -26,6 +26,7 @@ from crowdsky.queue.records import (
     ReleaseOutcome,
     WorkerCaller,
 )
+from crowdsky.queue.slot_chain import extend_job
 from crowdsky.queue.states import MAX_ATTEMPTS, AttemptOutcome, JobStatus
 from crowdsky.queue.transitions import (
     add_jobs,
@@ -78,6 +79,7 @@ __all__ = [
     "claim_next_job",
     "complete_job",
     "enqueue_jobs",
+    "extend_job",
     "extend_lease",
     "fail_job",
     "get_job",

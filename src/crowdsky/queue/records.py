@@ -38,6 +38,14 @@ class NewJob:
     exptime: float | None = None
     #: ``stack`` (raw frames) or ``postprocess`` (one stack uploaded ready-made).
     kind: str = "stack"
+    #: The slot's identity (``ingest.slots``): UTC slot ``YYYYMMDD.CC`` and mean pointing.
+    slot: str | None = None
+    ra_deg: float | None = None
+    dec_deg: float | None = None
+    #: The slot's earlier job, whose stack this job's stack replaces on completion.
+    replaces_job_id: int | None = None
+    #: A job being processed: this one is not claimable until that one is done.
+    waits_for_job_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +168,9 @@ class CompletionOutcome:
     freed: FreedFiles | None = None
     """Raw files the completion made unneeded; the caller deletes them after the
     commit (:func:`crowdsky.retention.delete_freed`). None for a repeat."""
+    replaced_results: tuple[str, ...] = ()
+    """Result files (FITS, thumbnail) of the slot's earlier stacks, whose rows this
+    completion deleted; the caller deletes the files after the commit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from crowdsky import retention
 from crowdsky.db.engine import affected_rows
 from crowdsky.db.models import JobAttempt, RawFile, StackedFrame, StackingJob, UploadSession
-from crowdsky.queue import errors
+from crowdsky.queue import errors, slot_chain
 from crowdsky.queue.records import (
     ClaimedJob,
     Completion,
@@ -56,6 +56,7 @@ from crowdsky.queue.states import (
 from crowdsky.stacks import catalog
 
 CLAIM_RACE_RETRIES = 5
+_STACK_KIND = "stack"
 DEFAULT_ERROR_MESSAGE = "Unknown error"
 LEASE_EXPIRED_MESSAGE = "lease expired: worker {worker} stopped sending heartbeats"
 
@@ -94,6 +95,11 @@ def add_jobs(session: Session, now: datetime, jobs: Sequence[NewJob]) -> list[in
             filter_name=new.filter_name,
             exptime=new.exptime,
             kind=new.kind,
+            slot=new.slot,
+            ra_deg=new.ra_deg,
+            dec_deg=new.dec_deg,
+            replaces_job_id=new.replaces_job_id,
+            waits_for_job_id=new.waits_for_job_id,
             frame_count=len(new.raw_file_ids),
             status=JobStatus.PENDING,
             created_at=now,
@@ -205,7 +211,8 @@ _CLAIM_COLUMNS = (
 )
 _PENDING_CANDIDATE = (
     select(*_CLAIM_COLUMNS)
-    .where(_jobs.c.status == JobStatus.PENDING.value)
+    # a follow-up of a slot waits until the slot's running job is done (ingest.slots)
+    .where(_jobs.c.status == JobStatus.PENDING.value, _jobs.c.waits_for_job_id.is_(None))
     .order_by(_jobs.c.created_at, _jobs.c.id)
     .limit(1)
     .with_for_update(skip_locked=True)
@@ -214,6 +221,7 @@ _RETRY_CANDIDATE = (
     select(*_CLAIM_COLUMNS)
     .where(
         _jobs.c.status == JobStatus.RETRY.value,
+        _jobs.c.waits_for_job_id.is_(None),
         or_(_jobs.c.not_before.is_(None), _jobs.c.not_before <= bindparam("b_now")),
     )
     .order_by(_jobs.c.created_at, _jobs.c.id)
@@ -387,12 +395,18 @@ def complete_job(
     worker_id: str | None = None,
     lease_token: str | None = None,
     caller: WorkerCaller | None = None,
+    restack_window_hours: float = 0.0,
 ) -> CompletionOutcome:
     """Record a finished stack, mark the job ``completed`` and release its raw files.
 
-    The ``stacked_frames`` row, the status change and the release of the job's raw
-    files (:func:`crowdsky.retention.release_job_files`) commit together. The outcome
-    lists the freed files in ``freed``; the caller deletes them after this returns
+    The ``stacked_frames`` row, the removal of the rows of the slot's earlier stacks
+    it replaces (:func:`crowdsky.queue.slot_chain.remove_replaced_stacks`), the status
+    change and the release of the job's raw files
+    (:func:`crowdsky.retention.release_job_files`: handed to a follow-up job of the
+    slot, kept for ``restack_window_hours``, or freed) commit together, so a user's
+    stack list never shows two stacks of one slot, nor none. The outcome lists the
+    freed files in ``freed`` and the replaced stacks' result files in
+    ``replaced_results``; the caller deletes them after this returns
     (:func:`crowdsky.retention.delete_freed`). An identical repeat (a retry after a
     lost response) is answered with ``repeated=True`` and changes nothing.
 
@@ -459,8 +473,13 @@ def complete_job(
         )
         session.flush()
         frame_id = frame.id
-        freed = retention.release_job_files(session, job.id, job.upload_session_id)
-    return CompletionOutcome(job.id, frame_id, repeated=False, freed=freed)
+        replaced = slot_chain.remove_replaced_stacks(session, job)
+        # a ready-made stack's upload is never re-stacked: only raw frames are kept
+        keep = restack_window_hours > 0 and job.kind == _STACK_KIND
+        freed = retention.release_job_files(session, job.id, job.upload_session_id, keep=keep)
+    return CompletionOutcome(
+        job.id, frame_id, repeated=False, freed=freed, replaced_results=replaced
+    )
 
 
 def fail_job(
@@ -661,6 +680,8 @@ def _fail_locked(
             "lease_expires_at": None,
         },
     )
+    if status == JobStatus.FAILED:  # a follow-up of the slot stacks these frames now
+        retention.hand_over_frames(session, job.id)
     return FailureOutcome(job.id, status, failed_attempts, not_before)
 
 

@@ -177,6 +177,7 @@ def _cleanup_once(state: ServerState) -> CleanupReport:
             raw_store=state.raw_store,
             upload_expiry_hours=settings.upload_expiry_hours,
             failed_raw_retention_hours=settings.failed_raw_retention_hours,
+            restack_window_hours=settings.restack_window_hours,
             backoff_seconds=settings.retry_backoff_seconds,
         )
     aborted = selection.abort_stale_uploads(state.raw_store, utcnow())

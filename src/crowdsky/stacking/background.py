@@ -113,11 +113,23 @@ def neutralise(residual: np.ndarray, valid: np.ndarray | None = None) -> np.ndar
     return residual
 
 
-def remove_gradient(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Background-subtracted, colour-neutralised copy of an (H, W) or (H, W, 3) image."""
+def remove_gradient(
+    image: np.ndarray,
+    valid: np.ndarray | None = None,
+    white_balance: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """Background-subtracted, colour-balanced copy of an (H, W) or (H, W, 3) image.
+
+    ``white_balance`` (red, green, blue factors from a catalogue colour calibration:
+    the stack header's ``WBR``/``WBG``/``WBB``) replaces the balance that
+    :func:`neutralise` estimates from the image's own bright pixels.
+    """
     planes = image[..., None] if image.ndim == 2 else image
     work = np.asarray(planes, dtype=np.float32).copy()
     work -= fit_background(work, valid)
     if work.shape[2] == 3:
-        neutralise(work, valid)
+        if white_balance is not None:
+            work *= np.asarray(white_balance, dtype=np.float32)
+        else:
+            neutralise(work, valid)
     return work if image.ndim == 3 else work[..., 0]

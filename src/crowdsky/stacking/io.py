@@ -437,6 +437,26 @@ def _table_column(name: str, values: np.ndarray) -> Any:
     return fits.Column(name=name, format="D", array=values.astype(np.float64))
 
 
+def read_white_balance(path: Path) -> tuple[float, float, float] | None:
+    """The preview white balance of a colour-calibrated stack (``COLCAL = T`` with
+    ``WBR``/``WBG``/``WBB`` in the primary header), or None."""
+    from astropy.io import fits
+
+    try:
+        header = fits.getheader(path, 0)
+    except Exception:  # the image reader reports unreadable files
+        return None
+    if header.get("COLCAL") is not True:
+        return None
+    try:
+        factors = tuple(float(header[key]) for key in ("WBR", "WBG", "WBB"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not all(math.isfinite(f) and f > 0 for f in factors):
+        return None
+    return factors  # type: ignore[return-value]
+
+
 def read_image_for_display(path: Path) -> np.ndarray:
     """Read a stack or image for display: (H, W, 3) or (H, W) float32.
 

@@ -7,7 +7,9 @@ instead of aliasing; shrinking happens *before* the stretch so noise is averaged
 first), and stretches it (``stretch.py``). With the ``'auto'`` stretch the preview's
 sky is modelled and subtracted and its colours neutralised first
 (``background.remove_gradient``): light-pollution gradients and the sensor's colour
-cast go, the target stays. Only the preview is changed, never the stack's planes.
+cast go, the target stays. A stack whose colours were calibrated against a catalogue
+(``COLCAL = T``) is balanced with its header's factors instead. Only the preview is
+changed, never the stack's planes.
 Rows are written as stored (row 0 at the top), as the original worker did. The
 gallery uses 512 px; ``max_size=1024`` with a ``.jpg`` name gives the lightbox's
 larger preview (JPEG quality 90, ~150–300 kB).
@@ -82,7 +84,9 @@ def generate_thumbnail(
         valid = covered > 0.999
     if stretch == "auto":
         image = background.remove_gradient(
-            np.nan_to_num(image, nan=float(np.nanmedian(image))), valid
+            np.nan_to_num(image, nan=float(np.nanmedian(image))),
+            valid,
+            io.read_white_balance(fits_path),
         )
     pixels = stretches.stretch(image, stretch)
     if output_path.suffix.lower() in (".jpg", ".jpeg"):

@@ -28,6 +28,7 @@ from crowdsky.stacks.queries import (
     iter_user_stacks,
     sky_coverage,
 )
+from crowdsky.stacks.results import discard_result_files
 
 __all__ = [
     "MAX_IDS_PER_REQUEST",
@@ -40,6 +41,7 @@ __all__ = [
     "StacksError",
     "TileQuery",
     "default_private",
+    "discard_result_files",
     "find_user_stack",
     "frames_by_healpix",
     "get_published_stacks",

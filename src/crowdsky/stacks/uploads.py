@@ -26,9 +26,8 @@ from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
 from crowdsky.ingest import chunking, filenames, scrub
 from crowdsky.ingest.fits_headers import read_frame_header
 from crowdsky.queue import JobStatus, NewJob, enqueue_jobs
-from crowdsky.stacks import errors
+from crowdsky.stacks import errors, results
 from crowdsky.storage.raw_store import PartialUpload, RawStore
-from crowdsky.storage.result_store import LocalResultStore
 
 POSTPROCESS_KIND = "postprocess"
 TOKEN_BYTES = 16
@@ -202,11 +201,7 @@ def _make_room(
         if stacks:
             session.execute(delete(StackedFrame).where(StackedFrame.id.in_([s.id for s in stacks])))
     if results_root is not None:
-        store = LocalResultStore(results_root)
-        for _, fits_path, thumb_path in stacks:
-            paths = [p for p in (fits_path, thumb_path) if p]
-            try:
-                store.delete_files(paths)
-            except ValueError:
-                continue  # a path the local store refuses is not one of its files
+        results.discard_result_files(
+            results_root, [p for _, fits, thumb in stacks for p in (fits, thumb) if p]
+        )
     return len(stacks)

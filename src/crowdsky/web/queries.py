@@ -29,6 +29,7 @@ from crowdsky.db.models import (
     WorkerToken,
 )
 from crowdsky.healpix import healpix_ring_pixels
+from crowdsky.ingest import shared_frames, slots
 from crowdsky.storage import LocalResultStore, RawStore
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.
@@ -286,6 +287,13 @@ def delete_job(
             raise NotFound(f"no job {job_id}")
         if job.status == "processing":
             raise Conflict(f"job {job_id} is being processed; delete it when it has finished")
+        slots.lock_user(session, user_id)  # no finalize moves frames of the slot meanwhile
+        foreign = shared_frames.foreign_frames_of(session, [job_id])
+        if job.status in shared_frames.QUEUED and foreign:
+            raise Conflict(
+                f"job {job_id} also holds frames of upload session {foreign[0].owner}, "
+                "queued to be stacked with its slot; delete it when it has been stacked"
+            )
         raws, outputs = _job_files(session, [job_id])
         session.execute(delete(RawFile).where(RawFile.stacking_job_id == job_id))
         session.execute(delete(StackedFrame).where(StackedFrame.stacking_job_id == job_id))
@@ -319,6 +327,10 @@ def delete_upload_session(
         if any(status == "processing" for _, status in jobs):
             raise Conflict("a job of this session is being processed; try again when it ends")
         job_ids = [job_id for job_id, _ in jobs]
+        slots.lock_user(session, user_id)  # no finalize moves frames of the slot meanwhile
+        refusal = shared_frames.detach_session(session, session_id, job_ids)
+        if refusal:
+            raise Conflict(refusal)
         _, outputs = _job_files(session, job_ids)
         session.execute(delete(StackedFrame).where(StackedFrame.stacking_job_id.in_(job_ids)))
         session.execute(delete(JobAttempt).where(JobAttempt.stacking_job_id.in_(job_ids)))

@@ -109,6 +109,7 @@ def deliver(
     deadline: float,
     should_stop: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], None] = time.sleep,
+    on_answer: Callable[[dict[str, Any]], object] = lambda _answer: None,
 ) -> Delivery:
     """Send one saved completion until the server answers, ``deadline`` or a stop.
 
@@ -119,6 +120,9 @@ def deliver(
         far as the worker knows); at least one attempt is always made.
     should_stop
         Polled between attempts: the worker is shutting down, keep it for next start.
+    on_answer
+        Called with the server's answer once it recorded the report (the worker then
+        deletes the replaced stacks' files, ``replaced_results``).
 
     Returns
     -------
@@ -138,7 +142,7 @@ def deliver(
     while True:
         attempt += 1
         try:
-            api.complete_job(pending.job_id, pending.metadata)
+            answer = api.complete_job(pending.job_id, pending.metadata)
         except (ApiUnavailable, ApiAuthError) as exc:
             # server away or restarting (auth errors too: a key being rotated)
             bound.warning("completion_not_delivered", attempt=attempt, error=str(exc))
@@ -148,6 +152,7 @@ def deliver(
             raise
         else:
             outbox.remove(pending.job_id)
+            on_answer(answer)  # after the server committed (replaced stacks' files)
             if attempt > 1:
                 bound.info("completion_delivered", attempts=attempt)
             return "delivered"
@@ -163,7 +168,11 @@ def deliver(
 
 
 def deliver_saved(
-    api: ApiClient, outbox: CompletionOutbox, *, should_stop: Callable[[], bool]
+    api: ApiClient,
+    outbox: CompletionOutbox,
+    *,
+    should_stop: Callable[[], bool],
+    on_answer: Callable[[dict[str, Any]], object] = lambda _answer: None,
 ) -> int:
     """Deliver what an earlier run left behind (one short try each); how many remain."""
     remaining = 0
@@ -173,7 +182,9 @@ def deliver_saved(
             outbox.remove(pending.job_id)
             continue
         try:
-            delivery = deliver(api, outbox, pending, deadline=0.0, should_stop=should_stop)
+            delivery = deliver(
+                api, outbox, pending, deadline=0.0, should_stop=should_stop, on_answer=on_answer
+            )
         except ApiError:
             continue  # refused for good, logged and removed
         if delivery == "kept":

@@ -33,7 +33,14 @@ import structlog
 
 from crowdsky.storage.result_paths import ResultPaths, result_paths, safe_segment
 from crowdsky.storage.result_store import LocalResultStore, ResultStore
-from crowdsky.worker import completions, plate_solving, postprocess, stacking_adapter, thumbnail
+from crowdsky.worker import (
+    completions,
+    plate_solving,
+    postprocess,
+    replaced_results,
+    stacking_adapter,
+    thumbnail,
+)
 from crowdsky.worker.api_client import ApiClient, JobFile, JobPayload
 from crowdsky.worker.config import WorkerSettings
 from crowdsky.worker.errors import (
@@ -318,7 +325,12 @@ class JobProcessor:
             pending,
             deadline=time.monotonic() + lease_s - self.heartbeat_seconds(job),
             should_stop=control.is_cancelled,
+            on_answer=self.discard_replaced,
         )
+
+    def discard_replaced(self, answer: dict[str, Any]) -> int:
+        """Delete from the result store the files of the stacks a completion replaced."""
+        return replaced_results.discard_replaced(self.store, self.base_path, answer)
 
     def _download_all(
         self,

@@ -291,7 +291,12 @@ class Worker:
     def _deliver_saved_completions(self) -> int:
         """Send completions an earlier run could not deliver; how many are still left."""
         outbox = completions.CompletionOutbox(self.settings.work_dir / completions.OUTBOX_FOLDER)
-        return completions.deliver_saved(self.api, outbox, should_stop=self._stop.is_set)
+        return completions.deliver_saved(
+            self.api,
+            outbox,
+            should_stop=self._stop.is_set,
+            on_answer=self.processor.discard_replaced,
+        )
 
     def _prepare_work_dir(self) -> None:
         work_dir = self.settings.work_dir

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from crowdsky import queue, retention
+from crowdsky import queue, retention, stacks
 from crowdsky.cleanup import run_cleanup
 from crowdsky.db.types import utcnow
 from crowdsky.server import raw_download, result_uploads
@@ -24,6 +24,7 @@ from crowdsky.server.deps import AuthenticatedWorker, DbSession, State
 from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas.worker_api import (
     CompleteJobRequest,
+    CompleteJobResponse,
     ErrorResponse,
     FailJobRequest,
     FailJobResponse,
@@ -34,7 +35,6 @@ from crowdsky.server.schemas.worker_api import (
     JobId,
     LeaseToken,
     NextJobResponse,
-    OkResponse,
     ReleaseJobRequest,
     ReleaseJobResponse,
     ResultUploadItem,
@@ -203,14 +203,16 @@ def download_raw(
     return raw_download.raw_file_response(state, location.storage_path, location.filename, file_id)
 
 
-@_route("complete_job", "POST", response_model=OkResponse, responses=JOB_ERRORS)
+@_route("complete_job", "POST", response_model=CompleteJobResponse, responses=JOB_ERRORS)
 def complete_job(
     state: State,
     session: DbSession,
     principal: AuthenticatedWorker,
     body: CompleteJobRequest,
-) -> OkResponse:
-    """Record the stack, mark the job completed, then delete its raw files.
+) -> CompleteJobResponse:
+    """Record the stack (replacing the slot's earlier one), mark the job completed, then
+    delete its raw files (unless kept for a re-stack) and the replaced stack's files
+    (local ones here; the answer names them for the worker's remote result store).
 
     With an S3 result store (``CROWDSKY_RESULT_STORE``) the stack must first be at the
     job's path with the reported size, and the thumbnail, if reported, at its path.
@@ -239,10 +241,17 @@ def complete_job(
         worker_id=body.worker_id,
         lease_token=body.lease_token,
         caller=_caller(principal),
+        restack_window_hours=state.settings.restack_window_hours,
     )
     if outcome.freed is not None:  # committed: only now may the raw files go
         retention.delete_freed(session, state.raw_store, outcome.freed)
-    return OkResponse()
+    # the slot's earlier stacks, whose rows are gone (never the files just recorded)
+    replaced = [
+        p for p in outcome.replaced_results if p not in (body.ucloud_path, body.thumbnail_path)
+    ]
+    if replaced:
+        stacks.discard_result_files(state.settings.resolved_results_dir, replaced)
+    return CompleteJobResponse(replaced_files=replaced)
 
 
 def _verify_results(
@@ -384,6 +393,7 @@ def cleanup(
         raw_store=state.raw_store,
         upload_expiry_hours=settings.upload_expiry_hours,
         failed_raw_retention_hours=settings.failed_raw_retention_hours,
+        restack_window_hours=settings.restack_window_hours,
         backoff_seconds=settings.retry_backoff_seconds,
     )
     return PlainTextResponse(report.summary())

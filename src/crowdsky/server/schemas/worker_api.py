@@ -39,6 +39,19 @@ class OkResponse(BaseModel):
     ok: Literal[True] = True
 
 
+class CompleteJobResponse(OkResponse):
+    """``{"ok": true, "replaced_files": [...]}``."""
+
+    replaced_files: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Share paths of the result files (FITS, thumbnail) of the slot's earlier "
+            "stacks that this stack replaced; their rows are gone, so the worker deletes "
+            "them from its result store. Empty for a repeated report."
+        ),
+    )
+
+
 class NextJobResponse(BaseModel):
     """A claimed job (spec fields first, then the lease extension)."""
 

@@ -7,7 +7,7 @@ creates the table and fills it from the stacks already there (their ECSV lines a
 rendered when read until a change rewrites them).
 
 Revision ID: 0009_sky_coverage
-Revises: 0009_login_throttle
+Revises: 0009_slot_restack
 Create Date: 2026-12-04 03:30:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 import crowdsky.db.types
 
 revision: str = "0009_sky_coverage"
-down_revision: str | None = "0009_login_throttle"
+down_revision: str | None = "0009_slot_restack"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

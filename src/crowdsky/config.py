@@ -217,14 +217,6 @@ class ServerSettings(BaseSettings):
         validation_alias=AliasChoices("CROWDSKY_RAW_STORE", "raw_store"),
         description="s3://bucket/prefix: raw uploads in an object store; default: the data dir.",
     )
-    result_store: str | None = Field(
-        default=None,
-        validation_alias=AliasChoices("CROWDSKY_RESULT_STORE", "result_store"),
-        description=(
-            "s3://bucket/prefix: workers publish results there by presigned PUT "
-            "(result_upload_urls) and completions are checked against it; default: none."
-        ),
-    )
     s3_endpoint_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices(
@@ -265,7 +257,60 @@ class ServerSettings(BaseSettings):
         description="download_raw redirects workers to the store (off: the server proxies).",
     )
 
-    @field_validator("raw_store", "result_store")
+    result_store: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CROWDSKY_RESULT_STORE", "result_store"),
+        description=(
+            "Where finished stacks live: local (CROWDSKY_RESULTS_DIR, the default), webdav "
+            "(the workers' share, UCLOUD_WEBDAV_URL) or s3://bucket/prefix (workers may "
+            "publish there by presigned PUT, result_upload_urls, and completions are "
+            "checked against it). Downloads read from it."
+        ),
+    )
+    results_webdav_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "CROWDSKY_RESULTS_WEBDAV_URL", "UCLOUD_WEBDAV_URL", "results_webdav_url"
+        ),
+        description="The workers' WebDAV share, read when CROWDSKY_RESULT_STORE=webdav.",
+    )
+    results_share_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("UCLOUD_SHARE_TOKEN", "results_share_token"),
+        description="Token of that share (unless the URL holds it).",
+    )
+    results_share_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("UCLOUD_SHARE_PASSWORD", "results_share_password"),
+        description="Password of that share (empty for none).",
+    )
+    s3_redirect_results: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("CROWDSKY_S3_REDIRECT_RESULTS", "s3_redirect_results"),
+        description=(
+            "download_stack and download_frame answer 307 to a presigned GET of an S3 "
+            "result store (off: the server relays the bytes)."
+        ),
+    )
+
+    @field_validator("result_store")
+    @classmethod
+    def _check_result_store(cls, value: str | None) -> str | None:
+        text = (value or "").strip()
+        if text.lower() in ("", "local"):
+            return None
+        if text.lower() == "webdav":
+            return "webdav"
+        if not text.startswith("s3://") or len(text) <= len("s3://"):
+            raise ValueError("must be local, webdav or s3://bucket[/prefix]")
+        return text
+
+    @field_validator("results_share_token", "results_share_password", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("raw_store")
     @classmethod
     def _check_s3_store(cls, value: str | None) -> str | None:
         if not value:

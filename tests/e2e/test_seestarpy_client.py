@@ -4,6 +4,9 @@ seestarpy is installed from PyPI into its own virtual environment (cached in pyt
 cache folder) whose ``sitecustomize`` refuses every non-loopback connect, send and
 name lookup, because importing seestarpy broadcasts a telescope discovery probe.
 Without a package index the test skips (fails under CROWDSKY_REQUIRE_ALL_BACKENDS=1).
+The stack ``upload_stack`` sends is made by our engine from the real frames of
+``../shared/data`` (once per test session; skipped when the frames are absent) and
+saved as its interchange cube, a primary-HDU RGB cube like the Seestar's own stacks.
 The post-processing job is run here with the worker's own step
 (``worker.postprocess``) and completed through the queue, as a worker would.
 """
@@ -15,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,47 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 HERE = Path(__file__).parent / "seestarpy"
 SPEC = "seestarpy==0.7.1"
 PASSWORD = "correct horse battery"
+#: Real frames stacked for the upload: enough for a real stack, few enough to be quick.
+REAL_STACK_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class RealStack:
+    """A stack our engine made of real frames, as the file the app would upload."""
+
+    path: Path
+    n_frames: int
+    object_name: str
+    date_obs: str
+    ra_deg: float
+    dec_deg: float
+
+
+@pytest.fixture(scope="session")
+def real_stack(real_frames: list[Path], tmp_path_factory: pytest.TempPathFactory) -> RealStack:
+    """Built once per test session: ``stack_files`` on the first real frames, exported
+    as the interchange cube (``interchange.write_export``)."""
+    from astropy.io import fits
+
+    from crowdsky.stacking import stack_files
+    from crowdsky.stacking.interchange import write_export
+
+    folder = tmp_path_factory.mktemp("real-stack")
+    product = folder / "product.fits"
+    result = stack_files(real_frames[:REAL_STACK_FRAMES], product)
+    assert result.n_aligned == REAL_STACK_FRAMES
+    cube = write_export(product, folder / "cube.fits", "cube")
+    header = fits.getheader(cube)
+    name = f"CrowdSky_{result.n_aligned}_{header['OBJECT']}_10.0s_{header['FILTER']}_upload.fit"
+    path = cube.rename(folder / name)
+    return RealStack(
+        path,
+        result.n_aligned,
+        str(header["OBJECT"]),
+        str(header["DATE-OBS"]),
+        float(header["RA"]),
+        float(header["DEC"]),
+    )
 
 
 def seestarpy_python(cache_dir: Path) -> Path:
@@ -80,7 +125,7 @@ def run_client(python: Path, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_seestarpy_client_against_a_server_process(
-    tmp_path: Path, pytestconfig: pytest.Config
+    tmp_path: Path, pytestconfig: pytest.Config, real_stack: RealStack
 ) -> None:
     python = seestarpy_python(Path(pytestconfig.cache.mkdir("seestarpy-0.7.1")))
     data_dir = tmp_path / "server"
@@ -93,10 +138,10 @@ def test_seestarpy_client_against_a_server_process(
             create_user(
                 session, utcnow(), username="alice", email="alice@example.org", password=PASSWORD
             )
-        stack = write_seestar_stack(tmp_path / "CrowdSky_38_M 81_10.0s_LP_20260227.90.fit")
+        stack = real_stack.path
         raws = write_sequence(tmp_path / "raws", 4)
         positions = [
-            ("2026-02-27T22:30:05", 148.97, 69.68),
+            (real_stack.date_obs, real_stack.ra_deg, real_stack.dec_deg),
             ("2025-01-15T19:32:10", 83.6, 22.0),
             ("2025-02-01T23:59:59", 359.97, -0.03),
             ("2025-03-27T01:00:00", 0.0, 89.99),
@@ -108,7 +153,7 @@ def test_seestarpy_client_against_a_server_process(
         first = run_client(
             python,
             {**base, "step": "first", "stack": str(stack), "raws": [str(p) for p in raws],
-             "positions": positions},
+             "positions": positions, "n_frames": real_stack.n_frames},
         )  # fmt: skip
         assert "401" in first["bad_login"] and first["empty"] == []
         upload = first["upload"]
@@ -132,8 +177,9 @@ def test_seestarpy_client_against_a_server_process(
             assert claimed is not None
             (entry,) = queue.list_job_files(session, job_id=claimed.job_id).files
             paths = result_paths(
-                "/crowdsky", claimed.user_id, "M 81", claimed.chunk_key, claimed.job_id
-            )
+                "/crowdsky", claimed.user_id, real_stack.object_name, claimed.chunk_key,
+                claimed.job_id,
+            )  # fmt: skip
             out = results.path_for(paths.fits)
             out.parent.mkdir(parents=True, exist_ok=True)
             done = normalise_stack([server_raw(data_dir, entry.storage_path)], out)
@@ -163,18 +209,24 @@ def test_seestarpy_client_against_a_server_process(
         # a folder as the app keeps it: the uploaded stack and a new one
         folder = tmp_path / "local"
         folder.mkdir()
-        shutil.copyfile(stack, folder / f"CrowdSky_38_M 81_10.0s_LP_{upload['chunk_key']}.fit")
+        local_name = f"CrowdSky_{real_stack.n_frames}_{real_stack.object_name}_10.0s_IRCUT"
+        shutil.copyfile(stack, folder / f"{local_name}_{upload['chunk_key']}.fit")
         other = write_seestar_stack(tmp_path / "other.fit", ra=10.0, dec=41.0)
         new_key = chunk_key(datetime.fromisoformat("2026-02-27T22:30:05+00:00"), 10.0, 41.0)
         shutil.copyfile(other, folder / f"CrowdSky_38_M 31_10.0s_LP_{new_key}.fit")
         second = run_client(
             python,
             {**base, "step": "second", "keys": [upload["chunk_key"]],
-             "dest": str(tmp_path / "down"), "local_dir": str(folder)},
+             "object": real_stack.object_name, "dest": str(tmp_path / "down"),
+             "local_dir": str(folder)},
         )  # fmt: skip
         (item,) = second["stacks"]
-        assert item["chunk_key"] == upload["chunk_key"] and item["eq_mode"] == 1
-        assert item["n_frames_input"] == 38 and isinstance(item["telescope_id"], int)
+        assert (
+            item["chunk_key"] == upload["chunk_key"]
+            and item["object_name"] == real_stack.object_name
+        )
+        assert item["n_frames_input"] == real_stack.n_frames
+        assert isinstance(item["telescope_id"], int) and item["filter_name"] == "IRCUT"
         assert second["by_object"] == second["stacks"]
         (downloaded,) = second["downloaded"]
         assert Path(downloaded).name == Path(paths.fits).name

@@ -7,6 +7,7 @@ with ``RESULT_STORE=local`` does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,12 +170,20 @@ class Env:
 
 @pytest.fixture
 def env(test_db: TestDatabase, tmp_path: Path) -> Iterator[Env]:
+    with running_env(test_db, tmp_path) as built:
+        yield built
+
+
+@contextlib.contextmanager
+def running_env(test_db: TestDatabase, tmp_path: Path, **settings_kw: Any) -> Iterator[Env]:
+    """An in-process server on ``test_db`` with users alice and bob (alice has a key)."""
     settings = load_server_settings(
         database_url=test_db.url,
         data_dir=tmp_path / "data",
         worker_api_key=WORKER_KEY,
         data_api_key=SERVICE_KEY,
         cleanup_interval_seconds=0,
+        **settings_kw,
     )
     app = create_app(settings)
     with TestClient(app) as client:

@@ -293,3 +293,90 @@ def test_jobs_page_shows_retry_and_failure_histories(browser: Any, web: WebDeplo
         assert message in failed_text
     assert page.locator("tr[data-status=failed] b").count() == 0
     context.close()
+
+
+def test_lightbox_shows_the_plate_solution_as_text(browser: Any, web: WebDeployment) -> None:
+    """Solved: centre, scale, rotation, residual; unsolved: the worker's reason, escaped."""
+    from sqlalchemy import select
+
+    from crowdsky.db import create_db_engine, make_session_factory
+    from crowdsky.db.models import StackedFrame, StackingJob, UploadSession, User
+    from crowdsky.db.types import utcnow
+
+    context = _context(browser, web)
+    page = context.new_page()
+    register(page, web.url, "solver-user")
+    engine = create_db_engine(f"sqlite:///{(web.server.data_dir / 'crowdsky.sqlite3').resolve()}")
+    now = utcnow()
+    solved = {
+        "plate_solved": True,
+        "wcs_ra_deg": 188.9876,
+        "wcs_dec_deg": 41.1234,
+        "wcs_scale_arcsec": 2.389,
+        "wcs_rotation_deg": -12.5,
+        "wcs_rms_arcsec": 0.42,
+    }
+    unsolved = {"plate_solved": False, "solve_message": f"no match: {XSS}"}
+    try:
+        with make_session_factory(engine)() as session, session.begin():
+            user_id = session.execute(
+                select(User.id).where(User.username == "solver-user")
+            ).scalar_one()
+            upload = UploadSession(
+                user_id=user_id,
+                session_token="solver" * 5,
+                status="complete",
+                storage_path="user_x/solver",
+                created_at=now,
+                last_activity_at=now,
+            )
+            session.add(upload)
+            session.flush()
+            for n, (name, facts) in enumerate((("Solved One", solved), ("Unsolved Two", unsolved))):
+                job = StackingJob(
+                    user_id=user_id,
+                    upload_session_id=upload.id,
+                    chunk_key=f"20250327.0{n}_S",
+                    object_name=name,
+                    frame_count=10,
+                    status="completed",
+                    attempts=1,
+                    retry_count=0,
+                    created_at=now,
+                )
+                session.add(job)
+                session.flush()
+                session.add(
+                    StackedFrame(
+                        stacking_job_id=job.id,
+                        user_id=user_id,
+                        object_name=name,
+                        chunk_key=job.chunk_key,
+                        filter_name="LP",
+                        ucloud_path=f"/crowdsky/stacks/user_{user_id}/x/stack_{n}.fits",
+                        n_frames_input=10,
+                        n_frames_aligned=9,
+                        date_obs_start=now,
+                        ra_deg=188.9,
+                        dec_deg=41.1,
+                        created_at=now,
+                        **facts,
+                    )
+                )
+    finally:
+        engine.dispose()
+    page.goto("/stacks")
+    page.wait_for_selector("body[data-stacks-ready='1']")
+    for name, expected in (
+        ("Solved One", ["solved", "188.9876", "41.1234", "2.389″/px", "-12.50°", "0.42″"]),
+        ("Unsolved Two", [f"not solved: no match: {XSS}"]),
+    ):
+        page.locator(f"#gallery button.thumb:has-text('{name}')").click()
+        page.wait_for_selector("#lightbox[open]")
+        text = page.inner_text("#lb-facts")
+        for part in expected:
+            assert part in text, (name, part, text)
+        assert page.locator("#lb-facts img").count() == 0
+        assert "format=tiff" in (page.get_attribute("#lb-tiff", "href") or "")
+        page.click("#lb-close")
+    context.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -76,11 +77,25 @@ def test_stream_zip_is_a_valid_archive(tmp_path: Path) -> None:
         path = tmp_path / f"f{i}.fits"
         path.write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
         files.append(path)
-    members = [("a.fits", files[0]), ("a.fits", files[1]), ("big.fits", files[2])]
+
+    def gone() -> list[bytes]:
+        raise LookupError("deleted meanwhile")
+
+    def source(path: Path) -> Callable[[], list[bytes]]:
+        data = path.read_bytes()
+        return lambda: [data[i : i + 65536] for i in range(0, len(data), 65536)]
+
+    members = [
+        ("a.fits", source(files[0])),
+        ("a.fits", source(files[1])),
+        ("gone.fits", gone),
+        ("big.fits", source(files[2])),
+    ]
     data = b"".join(stream_zip(members))
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.testzip() is None
-        assert archive.namelist() == ["a.fits", "a-2.fits", "big.fits"]
+        assert archive.namelist() == ["a.fits", "a-2.fits", "big.fits", "MISSING.txt"]
+        assert b"gone.fits" in archive.read("MISSING.txt")
         assert archive.read("big.fits") == files[2].read_bytes()
         assert archive.read("a-2.fits") == files[1].read_bytes()
 

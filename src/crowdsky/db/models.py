@@ -322,6 +322,26 @@ class StackedFrame(Base):
     phot_sqm: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
 
 
+class SkyCoverageCell(Base):
+    """What the published stacks cover in one (tile, filter): the sky coverage's rows,
+    kept by :mod:`crowdsky.stacks.coverage` in the transaction that changes a stack."""
+
+    __tablename__ = "sky_coverage_cells"
+
+    #: NSIDE 128 RING pixel.
+    healpix: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: ``stacked_frames.filter_name``, ``''`` for none.
+    filter_name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n_stacks: Mapped[int] = mapped_column(Integer, default=0)
+    total_exptime_s: Mapped[float] = mapped_column(DOUBLE, default=0.0)
+    #: Distinct owners of those stacks.
+    n_observers: Mapped[int] = mapped_column(Integer, default=0)
+    first_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_obs: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: The cell's line of the ECSV answer, written with the counts (NULL: render it).
+    ecsv_row: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class SlotLock(Base):
     """One row per user whose lock serialises the placing of that user's frames into
     slots (``ingest.slots.lock_user``). Nothing references it, so holding it never

@@ -83,6 +83,7 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             session_factory=make_session_factory(engine),
             raw_store=raw_store,
             result_store=result_store,
+            result_reader=selection.open_result_reader(settings, s3_store=result_store),
             claim_slots=asyncio.Semaphore(settings.claim_concurrency),
         )
         app.state.crowdsky = state
@@ -98,6 +99,8 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
             selection.close_raw_store(raw_store)
             if result_store is not None:
                 result_store.close()
+            else:
+                state.result_reader.close()
 
     app = FastAPI(
         title="CrowdSky",

@@ -37,6 +37,7 @@ from crowdsky.server.result_uploads import ResultNotStored, ResultUploadsUnavail
 from crowdsky.server.upload_stream import MalformedUpload
 from crowdsky.stacks import errors as stacks_errors
 from crowdsky.storage.raw_store import UnsafePath, UploadTooLarge
+from crowdsky.storage.result_reader import ResultStoreUnavailable
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -79,6 +80,7 @@ STATUS_BY_ERROR: Mapping[type[Exception], int] = MappingProxyType(
         stacks_errors.StackFileMissing: 404,
         stacks_errors.InvalidQuery: 400,
         stacks_errors.AlreadyUploaded: 409,
+        ResultStoreUnavailable: 503,
         UploadTooLarge: 413,
         UnsafePath: 400,
         ResultNotStored: 400,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from crowdsky.config import ServerSettings
 from crowdsky.queue import reap_expired_leases
 from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage.result_reader import ResultReader
 from crowdsky.storage.s3_result_store import S3ResultStore
 
 #: Claims reap expired leases at most this often per process (seconds).
@@ -28,6 +29,8 @@ class ServerState:
     engine: Engine
     session_factory: sessionmaker[Session]
     raw_store: RawStore
+    #: Where downloads read finished stacks (``CROWDSKY_RESULT_STORE``).
+    result_reader: ResultReader
     #: Where workers publish results by presigned PUT (``CROWDSKY_RESULT_STORE``), if set.
     result_store: S3ResultStore | None = None
     #: Bounds the claims in flight in this process (created in the lifespan's loop).

@@ -7,6 +7,7 @@ from crowdsky.stacks.catalog import (
     set_default_private,
     set_stack_private,
 )
+from crowdsky.stacks.coverage import rebuild_coverage, refresh_cells
 from crowdsky.stacks.errors import (
     AlreadyUploaded,
     InvalidQuery,
@@ -23,6 +24,7 @@ from crowdsky.stacks.queries import (
     frames_by_healpix,
     get_published_stacks,
     get_user_stack,
+    iter_coverage_lines,
     iter_user_stacks,
     sky_coverage,
 )
@@ -44,7 +46,10 @@ __all__ = [
     "frames_by_healpix",
     "get_published_stacks",
     "get_user_stack",
+    "iter_coverage_lines",
     "iter_user_stacks",
+    "rebuild_coverage",
+    "refresh_cells",
     "set_default_private",
     "set_stack_private",
     "sky_coverage",

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import Select, func, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, sessionmaker
 
-from crowdsky.db.models import StackedFrame
+from crowdsky.db.models import SkyCoverageCell, StackedFrame
 from crowdsky.stacks import errors
 
 #: Rows fetched from the cursor per batch of an owner's list.
@@ -31,6 +32,8 @@ STREAM_BATCH_ROWS = 2000
 MAX_IDS_PER_REQUEST = 200
 #: NSIDE 128: 12 * 128**2 pixels.
 HEALPIX_PIXELS = 12 * 128 * 128
+#: The coverage is joined on PostgreSQL in bands of this many pixels (48 bands).
+COVERAGE_BAND_PIXELS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,23 +281,53 @@ def get_published_stacks(session: Session, stack_ids: Sequence[int]) -> list[Sta
     return [found[i] for i in wanted]
 
 
+def iter_coverage_lines(
+    session_factory: sessionmaker[Session], *, batch_rows: int = STREAM_BATCH_ROWS * 10
+) -> Iterator[str]:
+    """The ``sky_coverage`` ECSV's data lines by tile then filter, in batches (each a
+    string of whole lines), streamed from the lines the kept cells carry.
+
+    Cells without their line (filled by the migration or :func:`rebuild_coverage`)
+    get it written first, once.
+    """
+    from crowdsky.stacks.coverage import fill_missing_lines
+
+    with session_factory() as session, session.begin():
+        fill_missing_lines(session.connection())
+    cells = SkyCoverageCell.__table__.c
+    with session_factory() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            # the server joins each band of tiles' lines: ~50 rows instead of ~200,000
+            band = cells.healpix // COVERAGE_BAND_PIXELS
+            joined = func.string_agg(
+                cells.ecsv_row,
+                aggregate_order_by(literal_column("''"), cells.healpix, cells.filter_name),
+            )
+            bands = select(joined).group_by(band).order_by(band)
+            for (text,) in session.execute(bands.execution_options(yield_per=1)):
+                yield text or ""
+            return
+        statement = select(cells.ecsv_row).order_by(cells.healpix, cells.filter_name)
+        result = session.execute(statement.execution_options(yield_per=batch_rows))
+        for partition in result.partitions():
+            yield "".join(line for (line,) in partition if line is not None)
+
+
 def sky_coverage(session: Session) -> list[CoverageRow]:
-    """One row per (tile, filter) of the published stacks, by tile then filter."""
-    filter_name = func.coalesce(StackedFrame.filter_name, "")
-    statement = (
-        select(
-            StackedFrame.healpix,
-            filter_name,
-            func.count(),
-            func.coalesce(func.sum(StackedFrame.total_exptime), 0.0),
-            func.count(distinct(StackedFrame.user_id)),
-            func.min(StackedFrame.date_obs_start),
-            func.max(StackedFrame.date_obs_start),
-        )
-        .where(StackedFrame.is_private.is_(False), StackedFrame.healpix.is_not(None))
-        .group_by(StackedFrame.healpix, filter_name)
-        .order_by(StackedFrame.healpix, filter_name)
-    )
+    """One row per (tile, filter) of the published stacks, by tile then filter.
+
+    Read from the cells :mod:`crowdsky.stacks.coverage` keeps, not aggregated here.
+    """
+    cells = SkyCoverageCell.__table__.c
+    statement = select(
+        cells.healpix,
+        cells.filter_name,
+        cells.n_stacks,
+        cells.total_exptime_s,
+        cells.n_observers,
+        cells.first_obs,
+        cells.last_obs,
+    ).order_by(cells.healpix, cells.filter_name)
     with session.begin():
         return [
             CoverageRow(int(p), str(f), int(n), float(t or 0.0), int(o), first, last)

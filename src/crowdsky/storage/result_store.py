@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from crowdsky.storage import result_reader
+
 COPY_CHUNK_BYTES = 1024 * 1024
 
 
@@ -115,6 +117,30 @@ class LocalResultStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def open_file(self, remote_path: str) -> result_reader.StoredFile:
+        """Open a published file for streaming (the :class:`ResultReader` protocol).
+
+        Raises
+        ------
+        ResultFileMissing
+            No such file, or a path that would leave ``root``.
+        """
+        try:
+            path = self.path_for(remote_path)
+            handle = open(path, "rb")  # noqa: SIM115 -- closed by the StoredFile
+        except (ValueError, OSError) as exc:
+            raise result_reader.ResultFileMissing(f"no result file {remote_path!r}") from exc
+        size = os.fstat(handle.fileno()).st_size
+        return result_reader.StoredFile(
+            size, result_reader.read_chunks(handle.read, handle.close), handle.close
+        )
+
+    def presigned_get_url(
+        self, remote_path: str, *, download_name: str, expires_s: int
+    ) -> str | None:
+        """A folder has no URLs of its own: always ``None``."""
+        return None
 
     def remove_tree(self, remote_path: str) -> None:
         """Remove a folder and its contents (tests and admin clean-up)."""

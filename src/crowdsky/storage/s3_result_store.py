@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from crowdsky.storage import s3_client
+from crowdsky.storage import result_reader, s3_client
 
 DELETE_BATCH = 1000
 
@@ -107,6 +107,54 @@ class S3ResultStore:
                 return None
             raise
         return int(head["ContentLength"])
+
+    def open_file(self, remote_path: str) -> result_reader.StoredFile:
+        """Stream an object (the :class:`~crowdsky.storage.result_reader.ResultReader`
+        protocol).
+
+        Raises
+        ------
+        ResultFileMissing
+            No such key (or a refused path).
+        ResultStoreUnavailable
+            Any other S3 or connection error.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            key = self.key(remote_path)
+            reply = self.client.get_object(Bucket=self.location.bucket, Key=key)
+        except ValueError as exc:
+            raise result_reader.ResultFileMissing(f"no result file {remote_path!r}") from exc
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise result_reader.ResultFileMissing(f"no result file {remote_path!r}") from exc
+            raise result_reader.ResultStoreUnavailable(f"S3 GET {key}: {code}") from exc
+        except BotoCoreError as exc:
+            raise result_reader.ResultStoreUnavailable(f"S3 GET {key}: {exc}") from exc
+        body = reply["Body"]
+        size = reply.get("ContentLength")
+        return result_reader.StoredFile(
+            None if size is None else int(size),
+            result_reader.read_chunks(body.read, body.close),
+            body.close,
+        )
+
+    def presigned_get_url(self, remote_path: str, *, download_name: str, expires_s: int) -> str:
+        """A GET URL valid ``expires_s`` seconds whose answer carries
+        ``Content-Disposition: attachment; filename="download_name"``."""
+        safe = download_name.replace('"', "").replace("\\", "")
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.location.bucket,
+                "Key": self.key(remote_path),
+                "ResponseContentDisposition": f'attachment; filename="{safe}"',
+            },
+            ExpiresIn=expires_s,
+        )
+        return url
 
     def close(self) -> None:
         """The client's connections close with it."""

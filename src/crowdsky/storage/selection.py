@@ -1,11 +1,12 @@
-"""Which stores a server process uses: the data dir by default, S3 when configured.
+"""Which stores a server process uses: raw buffer, result store and result reader.
 
 ``CROWDSKY_RAW_STORE=s3://bucket/prefix`` selects
 :class:`~crowdsky.storage.s3_raw_store.S3RawStore`; unset, the raw buffer stays in
-``<data dir>/uploads`` (the embedded default). ``CROWDSKY_RESULT_STORE=s3://...``
-names the bucket that workers publish results to by presigned PUT
-(:class:`~crowdsky.storage.s3_result_store.S3ResultStore`); unset, the server signs
-no uploads and checks no result objects.
+``<data dir>/uploads`` (the embedded default). ``CROWDSKY_RESULT_STORE`` names where
+finished stacks live: the local results folder (default), the workers' WebDAV share,
+or an S3 bucket (:class:`~crowdsky.storage.s3_result_store.S3ResultStore`, which also
+lets workers publish by presigned PUT and completions be checked). Downloads read
+through :func:`open_result_reader`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from crowdsky.config import ServerSettings
 from crowdsky.storage import s3_client
 from crowdsky.storage.raw_store import RawStore
+from crowdsky.storage.result_reader import ResultReader
+from crowdsky.storage.result_store import LocalResultStore
 
 if TYPE_CHECKING:
     from crowdsky.storage.s3_result_store import S3ResultStore
@@ -62,7 +65,7 @@ def open_raw_store(settings: ServerSettings) -> RawStore:
 
 def open_result_store(settings: ServerSettings) -> S3ResultStore | None:
     """The S3 result store the settings name, or None (workers publish elsewhere)."""
-    if not settings.result_store:
+    if not settings.result_store or not settings.result_store.startswith("s3://"):
         return None
     from crowdsky.storage.s3_result_store import S3ResultStore
 
@@ -72,6 +75,38 @@ def open_result_store(settings: ServerSettings) -> S3ResultStore | None:
         s3_client.parse_s3_url(settings.result_store),
         part_bytes=options.part_bytes,
     )
+
+
+def open_result_reader(
+    settings: ServerSettings, *, s3_store: S3ResultStore | None = None
+) -> ResultReader:
+    """The result store downloads read from (``CROWDSKY_RESULT_STORE``); the S3 store
+    already opened (``s3_store``) is reused.
+
+    Raises
+    ------
+    ShareConfigError
+        ``webdav`` without a usable share URL and token.
+    """
+    if settings.result_store is None:
+        return LocalResultStore(settings.resolved_results_dir)
+    if settings.result_store == "webdav":
+        from crowdsky.storage.webdav_reader import WebDavResultReader
+        from crowdsky.storage.webdav_share import ShareConfigError
+
+        if not settings.results_webdav_url:
+            raise ShareConfigError("CROWDSKY_RESULT_STORE=webdav needs UCLOUD_WEBDAV_URL")
+        token, password = settings.results_share_token, settings.results_share_password
+        return WebDavResultReader(
+            settings.results_webdav_url,
+            token.get_secret_value() if token else None,
+            password.get_secret_value() if password else None,
+        )
+    if s3_store is not None:
+        return s3_store
+    opened = open_result_store(settings)
+    assert opened is not None  # result_store is an s3:// URL here
+    return opened
 
 
 def close_raw_store(store: RawStore) -> None:

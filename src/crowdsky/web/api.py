@@ -5,6 +5,7 @@ These serve the browser only; the public client API (``/api/*.php``) is separate
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from pathlib import Path
@@ -13,12 +14,24 @@ from typing import Annotated, Any
 import numpy as np
 from astropy.io import fits
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from crowdsky.accounts import UserInfo
 from crowdsky.db.types import utcnow
 from crowdsky.queue import list_user_jobs
-from crowdsky.storage import LocalResultStore
+from crowdsky.server.stack_files import (
+    DOWNLOAD_FORMATS,
+    MAX_READ_BYTES,
+    content_disposition,
+    send_download,
+)
+from crowdsky.stacks import InvalidQuery, StackFileMissing
+from crowdsky.storage.result_reader import (
+    ResultFileMissing,
+    ResultReader,
+    ResultStoreUnavailable,
+    StoredFile,
+)
 from crowdsky.web import queries
 from crowdsky.web.cookies import CSRF_FIELD, SAFE_METHODS
 from crowdsky.web.identity import csrf_ok, session_user, web_state
@@ -50,13 +63,22 @@ def _results_dir(request: Request) -> Path | None:
     return web_state(request).settings.results_dir
 
 
-def _store(request: Request) -> LocalResultStore:
-    results = _results_dir(request)
-    if results is None:
-        raise HTTPException(
-            503, "this server has no result store configured (CROWDSKY_RESULTS_DIR)"
-        )
-    return LocalResultStore(results)
+def _open(request: Request, store_path: str | None, what: str) -> StoredFile:
+    """Open a file of the result store (``CROWDSKY_RESULT_STORE``), 404 when it is gone."""
+    if not store_path:
+        raise HTTPException(404, f"this stack has no {what}")
+    try:
+        return request.app.state.crowdsky.result_reader.open_file(store_path)
+    except ResultFileMissing as exc:
+        raise HTTPException(404, f"the {what} is not in the result store") from exc
+    except ResultStoreUnavailable as exc:
+        raise HTTPException(503, f"the result store cannot be read: {exc}") from exc
+
+
+def _streamed(stored: StoredFile, media_type: str, headers: dict[str, str]) -> StreamingResponse:
+    if stored.size is not None:
+        headers = {**headers, "content-length": str(stored.size)}
+    return StreamingResponse(stored.chunks, media_type=media_type, headers=headers)
 
 
 @router.get("/jobs")
@@ -112,11 +134,13 @@ def job_frames(request: Request, user: WebUser, job_id: int) -> JSONResponse:
         ]
     if not views or views[0].stack is None:
         raise HTTPException(404, "no stack for this job")
-    path = _store(request).path_for(views[0].stack.ucloud_path)
-    if not path.is_file():
-        raise HTTPException(404, "the stack file is not in the result store")
+    stored = _open(request, views[0].stack.ucloud_path, "stack file")
+    try:
+        data = stored.read_all(MAX_READ_BYTES)
+    except ResultStoreUnavailable as exc:
+        raise HTTPException(503, f"the result store cannot be read: {exc}") from exc
     frames = []
-    with fits.open(path, memmap=False) as hdul:
+    with fits.open(io.BytesIO(data), memmap=False) as hdul:
         if "FRAMES" in hdul:
             table = hdul["FRAMES"].data
             accepted = np.asarray(table["ACCEPTED"], dtype=bool)
@@ -227,32 +251,42 @@ def _one_stack(request: Request, user: UserInfo, stack_id: int) -> queries.Stack
 
 
 @router.get("/stacks/{stack_id}/fits")
-def stack_fits(request: Request, user: WebUser, stack_id: int) -> FileResponse:
-    """Download one stack as FITS."""
+def stack_fits(request: Request, user: WebUser, stack_id: int, format: str = "fits") -> Response:
+    """Download one stack: the FITS product, or ``format=cube|tiff`` (interchange copies)."""
     item = _one_stack(request, user, stack_id)
-    path = _store(request).path_for(item.fits_path)
-    if not path.is_file():
-        raise HTTPException(404, "the stack file is not in the result store")
-    return FileResponse(path, media_type="application/fits", filename=item.download_name)
+    state = request.app.state.crowdsky
+    if format not in DOWNLOAD_FORMATS:
+        raise HTTPException(400, f"format must be one of {', '.join(DOWNLOAD_FORMATS)}")
+    if format != "fits":
+        try:
+            return send_download(state, item.fits_path, format)
+        except StackFileMissing as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except InvalidQuery as exc:
+            raise HTTPException(400, str(exc)) from exc
+        except ResultStoreUnavailable as exc:
+            raise HTTPException(503, f"the result store cannot be read: {exc}") from exc
+    stored = _open(request, item.fits_path, "stack file")
+    return _streamed(
+        stored, "application/fits", {"content-disposition": content_disposition(item.download_name)}
+    )
 
 
 @router.get("/stacks/{stack_id}/thumbnail")
-def stack_thumbnail(request: Request, user: WebUser, stack_id: int) -> FileResponse:
+def stack_thumbnail(request: Request, user: WebUser, stack_id: int) -> Response:
     """A stack's PNG preview."""
     item = _one_stack(request, user, stack_id)
-    if item.thumbnail_path is None:
-        raise HTTPException(404, "this stack has no thumbnail")
-    path = _store(request).path_for(item.thumbnail_path)
-    if not path.is_file():
-        raise HTTPException(404, "the thumbnail is not in the result store")
-    return FileResponse(
-        path, media_type="image/png", headers={"cache-control": "private, max-age=3600"}
-    )
+    stored = _open(request, item.thumbnail_path, "thumbnail")
+    return _streamed(stored, "image/png", {"cache-control": "private, max-age=3600"})
 
 
 @router.post("/stacks/zip")
 async def stacks_zip(request: Request) -> StreamingResponse:
-    """A selection of stacks as one ZIP, streamed as it is written (a plain form POST)."""
+    """A selection of stacks as one ZIP, streamed as it is written (a plain form POST).
+
+    Each stack is read from the result store while it is written; one that vanished
+    after the first was found is named in the archive's ``MISSING.txt``.
+    """
     form = await request.form(max_files=0, max_fields=MAX_ZIP_STACKS + 4, max_part_size=65536)
     if not csrf_ok(request, str(form.get(CSRF_FIELD, ""))):
         raise HTTPException(403, "missing or wrong CSRF token: reload the page")
@@ -272,9 +306,8 @@ async def stacks_zip(request: Request) -> StreamingResponse:
             return queries.stack_files(session, user.id, ids)
 
     items = await run_in_threadpool(load)
-    store = _store(request)
-    members = [(i.download_name, store.path_for(i.fits_path)) for i in items]
-    members = [(name, path) for name, path in members if path.is_file()]
+    reader = request.app.state.crowdsky.result_reader
+    members = await run_in_threadpool(_zip_members, reader, items)
     if not members:
         raise HTTPException(404, "none of the selected stacks is in the result store")
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
@@ -283,6 +316,29 @@ async def stacks_zip(request: Request) -> StreamingResponse:
         media_type="application/zip",
         headers={"content-disposition": f'attachment; filename="crowdsky-stacks-{stamp}.zip"'},
     )
+
+
+def _zip_members(reader: ResultReader, items: list[queries.StackFile]) -> list[tuple[str, Any]]:
+    """The ZIP's members from the first stack the store has (opened now, so a selection
+    of which nothing is left is a 404) onwards; later ones open as they are written."""
+    for index, item in enumerate(items):
+        try:
+            first = reader.open_file(item.fits_path)
+        except ResultFileMissing:
+            continue
+        except ResultStoreUnavailable as exc:
+            raise HTTPException(503, f"the result store cannot be read: {exc}") from exc
+        rest = [(i.download_name, _source(reader, i.fits_path)) for i in items[index + 1 :]]
+        return [(item.download_name, _opened(first)), *rest]
+    return []
+
+
+def _source(reader: ResultReader, store_path: str) -> Any:
+    return lambda: reader.open_file(store_path).chunks
+
+
+def _opened(stored: StoredFile) -> Any:
+    return lambda: stored.chunks
 
 
 @router.get("/ops")

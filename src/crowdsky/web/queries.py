@@ -70,6 +70,13 @@ STACK_COLUMNS = (
     "stars",
     "size",
     "thumb",
+    "solved",
+    "solve_message",
+    "scale",
+    "rotation",
+    "residual",
+    "wcs_ra",
+    "wcs_dec",
 )
 
 
@@ -111,6 +118,13 @@ def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
                 c.n_stars_detected,
                 c.file_size_bytes,
                 c.thumbnail_path.is_not(None),
+                c.plate_solved,
+                c.solve_message,
+                c.wcs_scale_arcsec,
+                c.wcs_rotation_deg,
+                c.wcs_rms_arcsec,
+                c.wcs_ra_deg,
+                c.wcs_dec_deg,
             )
             .where(c.user_id == user_id)
             .order_by(c.date_obs_start.desc(), c.id.desc())

@@ -3,16 +3,20 @@
 :mod:`zipfile` writes to an unseekable stream (it then puts sizes in data descriptors
 after each member); :class:`_Pipe` hands whatever it wrote to the generator, which
 yields it. FITS stacks barely compress, so members are stored; ZIP64 is forced so a
-selection larger than 4 GiB is still valid.
+selection larger than 4 GiB is still valid. Members are read while they are
+written, from any source (a result store streams them); one whose source is gone by
+then (``LookupError``) is left out and named in a final ``MISSING.txt``.
 """
 
 from __future__ import annotations
 
+import time
 import zipfile
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
 
-READ_BYTES = 1024 * 1024
+#: A member's source: called when the member is written, yields its bytes.
+MemberSource = Callable[[], Iterable[bytes]]
+MISSING_NAME = "MISSING.txt"
 
 
 class _Pipe:
@@ -34,23 +38,33 @@ class _Pipe:
         return data
 
 
-def stream_zip(members: Iterable[tuple[str, Path]]) -> Iterator[bytes]:
-    """Yield a ZIP of ``(name in archive, file)`` pairs, piece by piece.
+def stream_zip(members: Iterable[tuple[str, MemberSource]]) -> Iterator[bytes]:
+    """Yield a ZIP of ``(name in archive, source)`` pairs, piece by piece.
 
-    Names that repeat get ``-2``, ``-3``... before the extension.
+    Names that repeat get ``-2``, ``-3``... before the extension. A source that raises
+    ``LookupError`` when opened is skipped and listed in ``MISSING.txt``.
     """
     pipe = _Pipe()
     seen: set[str] = set()
+    missing: list[str] = []
+    stamp = time.gmtime()[:6]
     with zipfile.ZipFile(pipe, mode="w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[arg-type]
-        for name, path in members:
-            unique = _unique(name, seen)
-            info = zipfile.ZipInfo.from_file(path, arcname=unique)
+        for name, source in members:
+            try:
+                chunks = source()
+            except LookupError:
+                missing.append(name)
+                continue
+            info = zipfile.ZipInfo(_unique(name, seen), date_time=stamp)
             info.compress_type = zipfile.ZIP_STORED
-            with open(path, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
-                while chunk := source.read(READ_BYTES):
+            with archive.open(info, "w", force_zip64=True) as target:
+                for chunk in chunks:
                     target.write(chunk)
                     yield pipe.take()
             yield pipe.take()
+        if missing:
+            note = "Not in the result store any more:\n" + "".join(f"{n}\n" for n in missing)
+            archive.writestr(_unique(MISSING_NAME, seen), note)
     yield pipe.take()
 
 

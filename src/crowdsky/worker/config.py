@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crowdsky.storage.webdav_share import token_in_share_url
 from crowdsky.worker.errors import ConfigError
 
 DEFAULT_BASE_PATH = "/crowdsky"
@@ -310,16 +311,6 @@ def _check_store_settings(settings: WorkerSettings) -> None:
             "(required for the WebDAV result store unless the token is part of "
             "UCLOUD_WEBDAV_URL, as in .../public.php/dav/files/<token>)"
         )
-
-
-def token_in_share_url(url: str) -> str | None:
-    """The share token embedded in a ``.../public.php/dav/files/<token>`` URL, if any."""
-    marker = "/public.php/dav/files/"
-    path = urlsplit(url).path
-    if marker not in path:
-        return None
-    token = path.split(marker, 1)[1].strip("/").split("/", 1)[0]
-    return token or None
 
 
 def redact_share_url(url: str | None) -> str | None:

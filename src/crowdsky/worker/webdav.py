@@ -26,15 +26,16 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import structlog
 
 from crowdsky import __version__
+from crowdsky.storage import webdav_share
+from crowdsky.storage.webdav_share import ShareEndpoint
 from crowdsky.worker.config import WorkerSettings, token_in_share_url
 from crowdsky.worker.errors import ConfigError, StorageAuthError, StorageError
 from crowdsky.worker.retry import (
@@ -49,72 +50,24 @@ log = structlog.get_logger(__name__)
 WEBDAV_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 TRANSFER_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 UPLOAD_CHUNK_BYTES = 1024 * 1024
-LEGACY_MARKER = "/public.php/webdav"
-V2_MARKER = "/public.php/dav/files"
-
-
-@dataclass(frozen=True)
-class ShareEndpoint:
-    """Where and how to talk to one share: the collection URL and the Basic credentials."""
-
-    base_url: str
-    auth: tuple[str, str] | None
-    flavour: str  # "legacy", "v2" or "generic"
 
 
 def resolve_share_endpoint(url: str, token: str | None, password: str | None) -> ShareEndpoint:
-    """Work out the share's root URL and credentials from the configured URL.
-
-    Parameters
-    ----------
-    url
-        ``UCLOUD_WEBDAV_URL``.
-    token
-        ``UCLOUD_SHARE_TOKEN`` (may be omitted for a v2 URL that already holds it).
-    password
-        ``UCLOUD_SHARE_PASSWORD``; ``None`` or empty for an unprotected share.
-
-    Raises
-    ------
-    ConfigError
-        The URL needs a token and none was given, or the two tokens disagree.
-    """
-    parts = urlsplit(url.rstrip("/"))
-    path = parts.path
-    password = password or ""
-    if V2_MARKER in path:
-        head, _, tail = path.partition(V2_MARKER)
-        path_token = tail.strip("/").split("/", 1)[0] or None
-        if path_token and token and path_token != token:
-            raise ConfigError(
-                "UCLOUD_SHARE_TOKEN does not match the token in UCLOUD_WEBDAV_URL "
-                "(.../public.php/dav/files/<token>)"
-            )
-        the_token = path_token or token
-        if not the_token:
-            raise ConfigError("UCLOUD_SHARE_TOKEN is missing (needed for the WebDAV store)")
-        root = f"{head}{V2_MARKER}/{quote(the_token, safe='')}"
-        base = urlunsplit((parts.scheme, parts.netloc, root, "", ""))
-        # Any user name works for a protected v2 share; Nextcloud's own client sends this.
-        return ShareEndpoint(base, ("anonymous", password) if password else None, "v2")
-    flavour = "legacy" if path.endswith(LEGACY_MARKER) or LEGACY_MARKER + "/" in path else "generic"
-    if token is None:
-        if flavour == "legacy":
-            raise ConfigError("UCLOUD_SHARE_TOKEN is missing (needed for the WebDAV store)")
-        return ShareEndpoint(urlunsplit(parts), None, flavour)
-    return ShareEndpoint(urlunsplit(parts), (token, password), flavour)
+    """:func:`crowdsky.storage.webdav_share.resolve_share_endpoint`, its refusal as
+    the worker's :class:`ConfigError`."""
+    try:
+        return webdav_share.resolve_share_endpoint(url, token, password)
+    except webdav_share.ShareConfigError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def encode_remote_path(remote_path: str) -> str:
-    """Percent-encode each segment of a share path (``+`` of chunk keys included).
-
-    ``+`` is legal in a URL path, but proxies and PHP treat it as a space in some
-    places, so it is always sent as ``%2B``.
-    """
-    segments = [s for s in remote_path.split("/") if s]
-    if any(s in (".", "..") for s in segments):
-        raise StorageError(f"refusing a path with '.' or '..' segments: {remote_path!r}")
-    return "/".join(quote(s, safe="") for s in segments)
+    """:func:`crowdsky.storage.webdav_share.encode_remote_path`, its refusal as
+    the worker's :class:`StorageError`."""
+    try:
+        return webdav_share.encode_remote_path(remote_path)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from exc
 
 
 class WebDavClient:

@@ -32,7 +32,9 @@ server.set_credentials(request["username"], request["password"])
 step = request["step"]
 if step == "first":
     out["empty"] = server.list_stacks()
-    out["upload"] = server.upload_stack(request["stack"], n_frames_input=38, scrub_location=1)
+    out["upload"] = server.upload_stack(
+        request["stack"], n_frames_input=request["n_frames"], scrub_location=1
+    )
     token = server.raw_start_session()
     out["raw_files"] = [server.raw_upload_file(token, p) for p in request["raws"]]
     out["finalize"] = server.raw_finalize(token)
@@ -42,7 +44,7 @@ if step == "first":
     ]
 else:
     out["stacks"] = server.list_stacks()
-    out["by_object"] = server.list_stacks("M 81")
+    out["by_object"] = server.list_stacks(request["object"])
     out["downloaded"] = [str(p) for p in server.download_stack(request["keys"], request["dest"])]
     out["sync"] = server.upload_all_stacks(local_dir=request["local_dir"], skip_existing=True)
 print(json.dumps(out, default=str))

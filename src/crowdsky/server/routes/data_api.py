@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hmac
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from crowdsky import stacks
 from crowdsky.accounts import UserInfo
@@ -142,10 +143,15 @@ def download_frame(
     session: DbSession,
     _reader: DataReader,
     id: Annotated[str, Query(min_length=1, description="A stack id, or ids N,M,...")],
+    format: Annotated[
+        Literal["fits", "cube", "tiff"],
+        Query(description="One id: fits (the product), cube (RGB FITS cube) or tiff"),
+    ] = "fits",
 ) -> Response:
-    """One id: the FITS stream (``application/fits``). Several: a JSON list of
-    ``{id, chunk_key, object_name, filename, file_size_bytes, download_url}``
-    (at most 200 ids; any unknown or private id is a 404 naming it).
+    """One id: the stack streamed (``application/fits``; ``format=cube|tiff`` for an
+    interchange copy; from an S3 result store possibly a 307 to a presigned GET).
+    Several: a JSON list of ``{id, chunk_key, object_name, filename, file_size_bytes,
+    download_url}`` (at most 200 ids; any unknown or private id is a 404 naming it).
 
     Example: ``curl -H 'Authorization: Bearer csk_...'
     'https://HOST/api/download_frame.php?id=7,9'``
@@ -154,8 +160,9 @@ def download_frame(
     records = stacks.get_published_stacks(session, ids)
     if len(ids) == 1:
         (record,) = records
-        path = stack_files.local_file(state, record.ucloud_path)
-        return stack_files.attachment(path, stack_files.file_name(record.ucloud_path))
+        return stack_files.send_download(state, record.ucloud_path, format, may_redirect=True)
+    if format != "fits":
+        raise BadRequest("format: only for a single id")
     return JSONResponse(
         [
             {
@@ -186,8 +193,7 @@ def frame_stars(
     "peak": 310.0, "ra": null, "dec": null}]}``
     """
     (record,) = stacks.get_published_stacks(session, [id])
-    path = stack_files.local_file(state, record.ucloud_path)
-    return read_star_table(path)
+    return read_star_table(io.BytesIO(stack_files.read_result(state, record.ucloud_path)))
 
 
 def read_star_table(path: Any) -> dict[str, Any]:
@@ -200,7 +206,7 @@ def read_star_table(path: Any) -> dict[str, Any]:
     """
     from astropy.io import fits
 
-    with fits.open(path, memmap=True) as hdul:
+    with fits.open(path, memmap=False) as hdul:
         if "STAR-TAB" not in hdul:
             raise stacks.StackFileMissing("this stack has no star table")
         image = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
@@ -224,19 +230,25 @@ def read_star_table(path: Any) -> dict[str, Any]:
     return {"width": width, "height": height, "stars": stars}
 
 
-def sky_coverage(session: DbSession) -> Response:
+def sky_coverage(state: State) -> Response:
     """ECSV (``astropy.io.ascii.read(format="ecsv")``): one row per (tile, filter) of
-    the published stacks. No authentication.
+    the published stacks, streamed from the kept coverage cells. No authentication.
 
     Example: ``astropy.io.ascii.read(requests.get(
     "https://HOST/api/sky_coverage.php").text, format="ecsv")``
     """
-    rows = stacks.sky_coverage(session)
-    return Response(
-        coverage_ecsv(rows),
+    lines = stacks.iter_coverage_lines(state.session_factory)
+    return StreamingResponse(
+        _ecsv(lines),
         media_type="text/plain; charset=utf-8",
         headers={"Content-Disposition": 'inline; filename="sky_coverage.ecsv"'},
     )
+
+
+def _ecsv(lines: Iterator[str]) -> Iterator[bytes]:
+    yield ECSV_HEADER.encode("utf-8")
+    for batch in lines:
+        yield batch.encode("utf-8")
 
 
 ECSV_HEADER = """# %ECSV 1.0
@@ -255,25 +267,13 @@ healpix_ring filter_name n_stacks total_exptime_s n_observers first_obs last_obs
 """
 
 
-def coverage_ecsv(rows: list[stacks.CoverageRow]) -> str:
-    """The coverage rows as ECSV text (space-delimited, strings quoted)."""
-    out = io.StringIO()
-    out.write(ECSV_HEADER)
-    for row in rows:
-        name = row.filter_name.replace('"', "")
-        out.write(
-            f'{row.healpix_ring} "{name}" {row.n_stacks} {row.total_exptime_s!r} '
-            f'{row.n_observers} "{_iso(row.first_obs) or ""}" "{_iso(row.last_obs) or ""}"\n'
-        )
-    return out.getvalue()
-
-
 #: What the non-JSON answers are, for the OpenAPI document.
 FITS_OR_LIST = {
     200: {
-        "description": "One id: the FITS file; several: a JSON list of download URLs",
+        "description": "One id: the FITS file (or cube/TIFF); several: a JSON list of URLs",
         "content": {
             stack_files.FITS_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+            "image/tiff": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {},
         },
     }

@@ -2,7 +2,8 @@
 
 Paths and replies of the later original server (``clients.md``): HTTP Basic (user
 name or e-mail and password) or a user API key. A stack of another user is answered
-exactly like an unknown one (404). Files stream from the local result store.
+exactly like an unknown one (404). Files stream from the result store
+(:mod:`crowdsky.server.stack_files`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
@@ -43,6 +44,10 @@ register_error_status(stacks.AlreadyUploaded, 409)
 register_error_status(UploadTooLarge, 413)
 ChunkKey = Annotated[str, Query(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z._+-]+$")]
 StackId = Annotated[int, Query(ge=1, le=MAX_STACK_ID, description="Stack id")]
+DownloadFormat = Annotated[
+    Literal["fits", "cube", "tiff"],
+    Query(description="fits (the product), cube (primary-HDU RGB FITS) or tiff (16-bit)"),
+]
 
 
 def download_stack(
@@ -51,9 +56,12 @@ def download_stack(
     user: AuthenticatedUser,
     chunk_key: ChunkKey,
     telescope_id: Annotated[int | None, Query(ge=1, le=MAX_STACK_ID)] = None,
-) -> FileResponse:
-    """The caller's newest stack of a chunk key as a FITS stream, with
-    ``Content-Disposition: attachment; filename="NAME"``.
+    format: DownloadFormat = "fits",
+) -> Response:
+    """The caller's newest stack of a chunk key, streamed, with
+    ``Content-Disposition: attachment; filename="NAME"``. ``format=cube`` sends the
+    primary-HDU RGB cube (``NAME_cube.fits``), ``format=tiff`` the 16-bit TIFF
+    (``NAME.tif``). From an S3 result store the FITS may come as a 307 to a presigned GET.
 
     Example: ``curl -u alice:PASSWORD -OJ
     'https://HOST/api/download_stack.php?chunk_key=20260227.90_HP006252'``
@@ -61,20 +69,16 @@ def download_stack(
     record = stacks.find_user_stack(
         session, user_id=user.id, chunk_key=chunk_key, telescope_id=telescope_id
     )
-    path = stack_files.local_file(state, record.ucloud_path)
-    return stack_files.attachment(path, stack_files.file_name(record.ucloud_path))
+    return stack_files.send_download(state, record.ucloud_path, format, may_redirect=True)
 
 
-def thumbnail(
-    state: State, session: DbSession, user: AuthenticatedUser, id: StackId
-) -> FileResponse:
+def thumbnail(state: State, session: DbSession, user: AuthenticatedUser, id: StackId) -> Response:
     """The PNG preview of one of the caller's stacks.
 
     Example: ``curl -u alice:PASSWORD -o thumb.png 'https://HOST/api/thumbnail.php?id=7'``
     """
     record = stacks.get_user_stack(session, user_id=user.id, stack_id=id)
-    path = stack_files.local_file(state, record.thumbnail_path)
-    return FileResponse(path, media_type="image/png")
+    return stack_files.send_inline(state, record.thumbnail_path, "image/png")
 
 
 def stack_privacy(
@@ -191,16 +195,38 @@ def _flag(value: object, name: str) -> bool:
     raise BadRequest(f"{name}: use 1 or 0")
 
 
+#: What the file answers are, for the OpenAPI document.
+FILE_REPLY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The stack (FITS, or the cube / TIFF asked for)",
+        "content": {
+            "application/fits": {"schema": {"type": "string", "format": "binary"}},
+            "image/tiff": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    307: {"description": "From an S3 result store: a presigned GET of the FITS"},
+}
+PNG_REPLY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "PNG preview",
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+#: File answers are not JSON: no application/json success body in the document.
+_FILE: dict[str, Any] = {"response_class": Response}
+
 for _url in ("/api/upload_stack.php", "/api/upload_stack"):
     router.add_api_route(_url, upload_stack, methods=["POST"], responses=ERRORS)
 
 for _name, _handler, _method, _kwargs in (
-    ("download_stack", download_stack, "GET", {"response_class": FileResponse}),
-    ("thumbnail", thumbnail, "GET", {"response_class": FileResponse}),
+    ("download_stack", download_stack, "GET", {"responses": {**ERRORS, **FILE_REPLY}, **_FILE}),
+    ("thumbnail", thumbnail, "GET", {"responses": {**ERRORS, **PNG_REPLY}, **_FILE}),
     ("stack_privacy", stack_privacy, "POST", {}),
 ):
     for _url in (f"/api/{_name}.php", f"/api/{_name}"):
-        router.add_api_route(_url, _handler, methods=[_method], responses=ERRORS, **_kwargs)
+        _kwargs.setdefault("responses", ERRORS)
+        router.add_api_route(_url, _handler, methods=[_method], **_kwargs)
 router.add_api_route(
-    "/thumbnail.php", thumbnail, methods=["GET"], responses=ERRORS, response_class=FileResponse
+    "/thumbnail.php", thumbnail, methods=["GET"], responses={**ERRORS, **PNG_REPLY}, **_FILE
 )

@@ -118,6 +118,16 @@
   $("gallery-more").addEventListener("click", () => { galleryShown += GALLERY_PAGE * 2; drawGallery(); });
 
   function fact(name, value) { return [el("dt", {}, name), el("dd", {}, value === null || value === undefined ? "—" : String(value))]; }
+  const num = (v, digits, unit) => (v === null || v === undefined ? null : v.toFixed(digits) + unit);
+  function solveFacts(s) {
+    // plate_solved: true, false (with the worker's reason) or null (never attempted)
+    if (s.solved === null || s.solved === undefined) return fact("Plate solve", "not attempted");
+    if (!s.solved) return fact("Plate solve", "not solved" + (s.solve_message ? ": " + s.solve_message : ""));
+    return [...fact("Plate solve", "solved"),
+      ...fact("Solved centre", s.wcs_ra === null ? null : "RA " + s.wcs_ra.toFixed(4) + "°, Dec " + s.wcs_dec.toFixed(4) + "°"),
+      ...fact("Pixel scale", num(s.scale, 3, "″/px")), ...fact("Rotation", num(s.rotation, 2, "°")),
+      ...fact("Residual", num(s.residual, 2, "″"))];
+  }
   function openLightbox(s) {
     $("lb-title").textContent = s.object || "Unknown object";
     const img = $("lb-image");
@@ -128,8 +138,11 @@
       ...fact("Frames used", s.aligned + " of " + s.frames + " (" + (s.frames - s.aligned) + " rejected)"),
       ...fact("Exposure", seconds(s.exptime)), ...fact("Stars detected", s.stars),
       ...fact("Position", s.ra === null ? null : "RA " + s.ra.toFixed(3) + "°, Dec " + s.dec.toFixed(3) + "°"),
-      ...fact("Filter", s.filter), ...fact("Telescope", s.telescope), ...fact("Chunk", s.chunk_key), ...fact("Size", bytes(s.size)));
+      ...fact("Filter", s.filter), ...fact("Telescope", s.telescope), ...fact("Chunk", s.chunk_key), ...fact("Size", bytes(s.size)),
+      ...solveFacts(s));
     $("lb-download").href = "/web/api/stacks/" + s.id + "/fits";
+    $("lb-cube").href = "/web/api/stacks/" + s.id + "/fits?format=cube";
+    $("lb-tiff").href = "/web/api/stacks/" + s.id + "/fits?format=tiff";
     $("lightbox").showModal();
   }
   $("lb-close").addEventListener("click", () => $("lightbox").close());
@@ -180,6 +193,8 @@
       id, job_id: c.job_id[i], object: c.object[i], chunk_key: c.chunk_key[i], filter: c.filter[i], telescope: c.telescope[i],
       ra: c.ra[i], dec: c.dec[i], start: c.start[i], end: c.end[i], frames: c.frames[i], aligned: c.aligned[i],
       exptime: c.exptime[i], stars: c.stars[i], size: c.size[i], thumb: c.thumb[i], key: "s" + id,
+      solved: c.solved[i], solve_message: c.solve_message[i], scale: c.scale[i], rotation: c.rotation[i],
+      residual: c.residual[i], wcs_ra: c.wcs_ra[i], wcs_dec: c.wcs_dec[i],
       t: c.start[i] ? Date.parse(c.start[i]) : null, jitter: ((id * 2654435761) % 1000) / 1000,
     }));
     byId = new Map(stacks.map((s) => [s.id, s]));

@@ -241,6 +241,27 @@ def test_colour_cube_is_accepted(tmp_path: Path) -> None:
     assert (h.width, h.height) == (7, 5)
 
 
+def test_multi_extension_stack_reads_its_primary_keywords(tmp_path: Path) -> None:
+    """Our own stacks (and the later clients' MEF) keep DATE-OBS, RA, DEC and OBJECT in a
+    data-less primary HDU; the image extensions inherit them, their own cards win."""
+    path = tmp_path / "stack.fits"
+    primary = fits.PrimaryHDU(header=frame_header(bayerpat=None))
+    red = fits.ImageHDU(np.zeros((5, 7), np.float32), name="RED")
+    red.header["OBJECT"] = "from the extension"
+    fits.HDUList([primary, red, fits.ImageHDU(np.zeros((5, 7), np.float32), name="GREEN")]).writeto(
+        path
+    )
+    h = read(path)
+    expected = read(write_frame(tmp_path / "flat.fit", shape=(5, 7)))
+    assert (h.width, h.height) == (7, 5)
+    assert (h.date_obs, h.ra_deg, h.dec_deg) == (
+        expected.date_obs,
+        expected.ra_deg,
+        expected.dec_deg,
+    )
+    assert h.object_name == "from the extension"
+
+
 def test_real_frame(real_frames: list[Path]) -> None:
     h = read_frame_header(real_frames[0], real_frames[0].name)
     assert h.date_obs == datetime(2025, 3, 27, 1, 20, 32, 955368, tzinfo=UTC)

@@ -135,7 +135,7 @@ def read_frame_header(
     if size == 0:
         raise InvalidFits(filename, "the file is empty (0 bytes)")
     _refuse_unless_plain_fits(file_path, filename)
-    header, width, height = _read_image_header(file_path, filename, size)
+    header, width, height, in_extension = _read_image_header(file_path, filename, size)
     date_obs = parse_date_obs(header.get("DATE-OBS"), filename, now=now)
     ra_deg = _angle(header, "RA", filename, hours_if_sexagesimal=True)
     dec_deg = _angle(header, "DEC", filename, hours_if_sexagesimal=False)
@@ -160,7 +160,11 @@ def read_frame_header(
                 filename,
                 f"BAYERPAT {bayerpat!r} is not one of {', '.join(sorted(BAYER_PATTERNS))}",
             )
-    elif int(header.get("NAXIS", 0)) == 2 and "seestar" in (instrume or "").lower():
+    elif (
+        int(header.get("NAXIS", 0)) == 2
+        and not in_extension  # a plane of a multi-extension stack is already debayered
+        and "seestar" in (instrume or "").lower()
+    ):
         raise InvalidFits(filename, "Seestar raw frame without BAYERPAT; it cannot be debayered")
     eqmode = _number(header, "EQMODE", filename)
     return FrameHeader(
@@ -287,8 +291,10 @@ def _refuse_unless_plain_fits(path: Path, filename: str) -> None:
         raise InvalidFits(filename, "not a readable FITS file (it does not start with 'SIMPLE  =')")
 
 
-def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Header, int, int]:
-    """The header of the first image HDU, after checking that its data are complete."""
+def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Header, int, int, bool]:
+    """The header of the first image HDU (with the primary header's keywords when it is
+    an extension), its width and height, and whether it is an extension, after checking
+    that its data are complete."""
     with warnings.catch_warnings():
         # astropy warns about non-standard cards and truncation; we judge the file ourselves
         warnings.simplefilter("ignore")
@@ -318,7 +324,10 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
                             f"file is truncated: the image needs {needed} bytes of data "
                             f"but only {max(size - start, 0)} are present",
                         )
-                    return header.copy(), axes[0], axes[1]
+                    found = header.copy()
+                    if index > 0:  # an extension inherits the primary header's keywords
+                        _inherit(found, hdul[0].header)
+                    return found, axes[0], axes[1], index > 0
         except InvalidFits:
             raise
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
@@ -327,6 +336,38 @@ def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Heade
             detail = detail.replace(str(path), filename).replace(str(path.parent), "")
             raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
     raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
+
+
+#: Keywords that describe one HDU's own data, never inherited from the primary header.
+_HDU_STRUCTURE = frozenset(
+    {
+        "SIMPLE",
+        "XTENSION",
+        "BITPIX",
+        "EXTEND",
+        "PCOUNT",
+        "GCOUNT",
+        "EXTNAME",
+        "EXTVER",
+        "BSCALE",
+        "BZERO",
+        "BLANK",
+        "INHERIT",
+        "COMMENT",
+        "HISTORY",
+        "",
+    }
+)
+
+
+def _inherit(extension: fits.Header, primary: fits.Header) -> None:
+    """Add the primary header's keywords that the image extension lacks (a multi-extension
+    stack, ours included, keeps DATE-OBS, RA, DEC, OBJECT in its data-less primary HDU)."""
+    for card in primary.cards:
+        key = card.keyword
+        if key in _HDU_STRUCTURE or key.startswith("NAXIS") or key in extension:
+            continue
+        extension.append(card, end=True)
 
 
 def _text(header: fits.Header, key: str, filename: str) -> str | None:

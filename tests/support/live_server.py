@@ -101,7 +101,8 @@ def start_live_server(
     worker_key
         ``WORKER_API_KEY``; default: a random key.
     extra_env
-        More variables (e.g. ``CROWDSKY_JOB_LEASE_SECONDS``).
+        More variables (e.g. ``CROWDSKY_JOB_LEASE_SECONDS``), overriding the defaults
+        here (``CROWDSKY_RESTACK_WINDOW_HOURS`` is 0 unless given).
 
     Raises
     ------
@@ -110,7 +111,13 @@ def start_live_server(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     worker_key = worker_key or secrets.token_hex(32)
-    overrides = {"CROWDSKY_DATA_DIR": str(data_dir), "WORKER_API_KEY": worker_key}
+    overrides = {
+        "CROWDSKY_DATA_DIR": str(data_dir),
+        "WORKER_API_KEY": worker_key,
+        # raws go when their stack is recorded, as these tests check; the re-stack
+        # window (24 h by default) has its own tests, which pass it in extra_env
+        "CROWDSKY_RESTACK_WINDOW_HOURS": "0",
+    }
     if database_url:
         overrides["CROWDSKY_DATABASE_URL"] = database_url
     overrides.update(extra_env or {})

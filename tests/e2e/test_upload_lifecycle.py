@@ -122,7 +122,9 @@ def _finalize(db: Database, server_url: str, token: str, timeout: float = 120.0)
 
 
 def _seed_wave(db: Database, store: RawStore, wave: int) -> dict[str, int]:
-    start = datetime(2025, 3, 1, 20, 0, 5, tzinfo=UTC) + timedelta(days=wave)
+    # waves 3 days apart: a wave spans 58 h, and frames of one slot in two sessions would
+    # share a job (one slot, one stack), which this test's per-session counts exclude
+    start = datetime(2025, 3, 1, 20, 0, 5, tzinfo=UTC) + timedelta(days=3 * wave)
     tokens = {}
     for i, size in enumerate(WAVE_SIZES):
         token = seed_open_session(

@@ -71,10 +71,13 @@ def lock_user(session: Session, user_id: int) -> None:
     a lock on that row would block while this finalize waits for the completed job's
     row, a deadlock.
     """
-    session.execute(_insert_ignoring_duplicate(session, user_id))
-    session.execute(
-        select(SlotLock.user_id).where(SlotLock.user_id == user_id).with_for_update()
-    ).one()
+    locked = select(SlotLock.user_id).where(SlotLock.user_id == user_id).with_for_update()
+    # Lock first, create only when missing: on MariaDB an INSERT IGNORE of an existing
+    # row takes a shared lock, and two finalizes that both hold it and then ask for the
+    # exclusive one deadlock (seen with 8 concurrent finalizes of one user).
+    if session.execute(locked).first() is None:
+        session.execute(_insert_ignoring_duplicate(session, user_id))
+        session.execute(locked).one()
 
 
 def _insert_ignoring_duplicate(session: Session, user_id: int) -> Executable:

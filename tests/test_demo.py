@@ -120,6 +120,15 @@ def check_thumbnail(path: Path) -> None:
         assert min(image.size) > 0 and max(image.size) <= 512
 
 
+def assert_raws_kept_for_restacks(data_dir: Path, out: str, expected: int | None = None) -> None:
+    """The server keeps the stacked raws for its re-stack window, and the demo says how many."""
+    kept = list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+    assert kept and (expected is None or len(kept) == expected)
+    flat = " ".join(out.split())
+    assert f"{len(kept)} raw frames stay in the server's buffer for 24 h" in flat, out
+    assert not list(data_dir.glob("run-*/server/uploads/**/.*")), "no partial upload left"
+
+
 def test_demo_runs_a_small_night_and_produces_valid_stacks(tmp_path: Path) -> None:
     data_dir = tmp_path / "demo"
     code, out = run_demo(
@@ -136,8 +145,8 @@ def test_demo_runs_a_small_night_and_produces_valid_stacks(tmp_path: Path) -> No
     for path in thumbs:
         assert str(path) in out
         check_thumbnail(path)
-    # everything was shut down (run_demo checked the processes); no raws left on the server
-    assert not list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+    # everything was shut down (run_demo checked the processes); the raws stay for re-stacks
+    assert_raws_kept_for_restacks(data_dir, out)
 
 
 def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
@@ -156,7 +165,7 @@ def test_demo_stacks_the_frames_of_a_folder(tmp_path: Path) -> None:
     assert str(stacks[0]) in out and str(thumbs[0]) in out
     check_stack(stacks[0], min_frames=4)
     check_thumbnail(thumbs[0])
-    assert not list(data_dir.glob("run-*/server/uploads/**/*.fit"))
+    assert_raws_kept_for_restacks(data_dir, out, expected=4)
 
 
 def test_demo_runs_in_a_temporary_folder_and_removes_it_unless_kept(tmp_path: Path) -> None:

@@ -300,6 +300,12 @@ def rejected_frames(fits_path: Path | None) -> tuple[str, ...]:
         )
 
 
+def kept_raw_frames(run: DemoRun) -> int:
+    """Raw frames still in the server's buffer (kept for the re-stack window)."""
+    uploads = run.server_dir / "uploads"
+    return sum(1 for p in uploads.rglob("*") if p.suffix.lower() in (".fit", ".fits"))
+
+
 def check_stack(fits_path: Path) -> None:
     """Raise when a produced stack is not a valid CrowdSky output file."""
     with fits.open(fits_path) as hdul:

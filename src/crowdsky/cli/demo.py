@@ -265,6 +265,8 @@ def _results_table(rows: list[Any]) -> Table:
 
 
 def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
+    from crowdsky import demo as demo_run
+    from crowdsky.config import DEFAULT_RESTACK_WINDOW_HOURS
 
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
@@ -277,6 +279,13 @@ def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
             say(f"  {row.thumbnail_path}")
     for skipped in run.skipped:
         say(f"skipped chunk: {skipped}")
+    kept = demo_run.kept_raw_frames(run)
+    if kept:
+        say(
+            f"{kept} raw frames stay in the server's buffer for "
+            f"{DEFAULT_RESTACK_WINDOW_HOURS:g} h, so that frames of the same slots uploaded "
+            "later are stacked with them (CROWDSKY_RESTACK_WINDOW_HOURS)"
+        )
     say(f"logs: {run.run_dir / 'worker.log'}, {run.server_dir}")
 
 

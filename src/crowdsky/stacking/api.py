@@ -176,7 +176,7 @@ _warming: Future[None] | None = None
 
 
 def prepare() -> Future[None]:
-    """Start loading the engine's compiled kernels and FITS writer in the background.
+    """Start loading the engine's compiled kernels in the background.
 
     Once per process: the first stack of a fresh process otherwise spends ~0.4–0.6 s
     on numba and astropy before it can warp (``stack_files`` overlaps that with its
@@ -510,22 +510,14 @@ def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> Non
 
 
 def _warm_up_kernels() -> None:
-    """Load numba and the compiled kernels, then astropy's FITS writer, off the main
-    thread. The kernels come first: warping waits for them, while astropy is needed
-    only to write the result (an import already under way just completes then).
-
-    ``astropy.table`` too: ``fits.BinTableHDU(data)`` imports it on first use (to
-    check whether ``data`` is a ``Table``), with ``astropy.time`` and ``erfa``, which
-    made writing the first stack of a process 0.3–1.0 s slower than the next.
-    """
+    """Load numba and the compiled kernels off the main thread (warping waits for
+    them). The output is written by ``fits_writer``: astropy is not needed to stack."""
     from crowdsky.stacking import combine, kernels, resample
     from crowdsky.stacking.params import DEFAULT_INTERPOLATION
 
     with kernels.skipping_blas_probe():
         resample.warm_up(DEFAULT_INTERPOLATION)
         combine.warm_up()
-    import astropy.io.fits
-    import astropy.table  # noqa: F401
 
 
 def _seconds(value: float | None) -> timedelta:

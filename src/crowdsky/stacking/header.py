@@ -11,6 +11,9 @@ and rejection parameters are the real ones (every :class:`StackParams` field, as
 HIERARCH CROWDSKY keywords); the software name and version are recorded. No creation time is
 written, so identical input gives a byte-identical file. Personal
 data (SITELAT/SITELONG) are not copied.
+
+The header is a :class:`crowdsky.stacking.fits_writer.Header` (astropy is not imported
+to stack); input headers may be ``io.CardHeader``, ``fits_writer.Header`` or astropy's.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from crowdsky.stacking import fits_writer
 
 __all__ = ["build_primary_header", "circular_mean_deg", "mjd"]
 
@@ -56,6 +61,14 @@ def circular_mean_deg(angles: Sequence[float]) -> float | None:
     if abs(s) < 1e-12 and abs(c) < 1e-12:
         return None
     return math.degrees(math.atan2(s, c)) % 360.0
+
+
+def _comment(header: Any, key: str) -> str:
+    """The comment of ``key`` in one of the header types the engine meets."""
+    comment = getattr(header, "comment", None)
+    if callable(comment):  # io.CardHeader, fits_writer.Header
+        return str(comment(key))
+    return str(header.comments[key])  # astropy.io.fits.Header
 
 
 def _fits_time(moment: datetime) -> str:
@@ -104,20 +117,18 @@ def build_primary_header(
 
     Returns
     -------
-    astropy.io.fits.Header
+    crowdsky.stacking.fits_writer.Header
     """
-    from astropy.io import fits
-
-    hdr = fits.Header()
-    first = used_headers[0] if used_headers else fits.Header()
-    if hasattr(first, "to_astropy"):
-        first = first.to_astropy()
+    hdr = fits_writer.Header()
+    first = used_headers[0] if used_headers else fits_writer.Header()
     for key in COPIED_KEYWORDS:
         if key in first:
             value = first[key]
             if isinstance(value, str):
                 value = value.strip()
-            hdr[key] = (value, first.comments[key] or None)
+            if not isinstance(value, str | int | float):  # an undefined value
+                continue
+            hdr[key] = (value, _comment(first, key) or None)
     if "CREATOR" in hdr:
         hdr.rename_keyword("CREATOR", "ORIGCREA")
     gains = [h.get("GAIN") for h in used_headers if isinstance(h.get("GAIN"), int | float)]

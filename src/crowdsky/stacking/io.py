@@ -338,14 +338,15 @@ def write_stack(
     stars: np.ndarray,
     frames_table: dict[str, np.ndarray],
 ) -> int:
-    """Write the output multi-extension FITS atomically.
+    """Write the output multi-extension FITS atomically (``fits_writer``: no astropy).
 
     Parameters
     ----------
     path : Path
         Target file; its directory must exist or be creatable.
-    primary_header : astropy.io.fits.Header
-        Aggregated header for the data-less PRIMARY HDU.
+    primary_header : fits_writer.Header or astropy.io.fits.Header
+        Aggregated header for the data-less PRIMARY HDU (an astropy header's cards
+        are written as astropy formats them).
     image : ndarray
         (H, W, 3) float32 RGB or (H, W) float32 mono.
     footprint : ndarray
@@ -365,37 +366,63 @@ def write_stack(
     OutputError
         The file could not be written.
     """
-    from astropy.io import fits
+    from crowdsky.stacking import fits_writer
 
-    hdus: list[Any] = [fits.PrimaryHDU(header=primary_header)]
+    if isinstance(primary_header, fits_writer.Header):
+        primary: fits_writer.Header | fits_writer.HeaderCards = primary_header
+    else:  # astropy.io.fits.Header
+        primary = fits_writer.HeaderCards([card.image for card in primary_header.cards])
     planes = (
         [("RED", image[..., 0]), ("GREEN", image[..., 1]), ("BLUE", image[..., 2])]
         if image.ndim == 3
         else [("LUM", image)]
     )
-    for channel, (name, plane) in enumerate(planes):
-        hdu = fits.ImageHDU(np.ascontiguousarray(plane, dtype=np.float32), name=name)
-        hdu.header["CHANNEL"] = (channel, "colour plane index")
-        hdu.header["BUNIT"] = ("adu", "data units: ADU of the reference frame")
-        hdus.append(hdu)
-    fp = fits.ImageHDU(footprint.astype(np.uint16, copy=False), name="FOOTPRINT")
-    fp.header["BUNIT"] = ("count", "frames covering each pixel")
-    hdus.append(fp)
-    star_hdu = fits.BinTableHDU(stars, name="STAR-TAB")
-    star_hdu.header["COMMENT"] = "x, y: 0-based pixel coordinates (column, row) of the stack"
-    hdus.append(star_hdu)
-    cols = [_table_column(name, values) for name, values in frames_table.items()]
-    hdus.append(fits.BinTableHDU.from_columns(cols, name="FRAMES"))
+    hdus: list[fits_writer.ImageHDU | fits_writer.TableHDU] = [
+        fits_writer.ImageHDU(
+            name,
+            plane if plane.dtype == np.float32 else plane.astype(np.float32),
+            (
+                ("CHANNEL", channel, "colour plane index"),
+                ("BUNIT", "adu", "data units: ADU of the reference frame"),
+            ),
+        )
+        for channel, (name, plane) in enumerate(planes)
+    ]
+    hdus.append(
+        fits_writer.ImageHDU(
+            "FOOTPRINT",
+            footprint.astype(np.uint16, copy=False),
+            (("BUNIT", "count", "frames covering each pixel"),),
+        )
+    )
+    hdus.append(
+        fits_writer.TableHDU(
+            "STAR-TAB",
+            [(name, stars[name]) for name in stars.dtype.names or ()],
+            (("COMMENT", "x, y: 0-based pixel coordinates (column, row) of the stack", ""),),
+        )
+    )
+    hdus.append(
+        fits_writer.TableHDU("FRAMES", [_table_column(k, v) for k, v in frames_table.items()])
+    )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = create_temporary(path)
     try:
-        fits.HDUList(hdus).writeto(tmp, overwrite=True, output_verify="exception")
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            size = fits_writer.write_file(fd, primary, hdus, parallel=WRITE_THREADS)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
         raise errors.OutputError(f"cannot write {path}: {exc}") from exc
-    return path.stat().st_size
+    return size
+
+
+WRITE_THREADS = 2
+"""Threads converting and writing the image extensions (numpy and pwrite release the GIL)."""
 
 
 def create_temporary(path: Path) -> Path:
@@ -418,23 +445,17 @@ def create_temporary(path: Path) -> Path:
     raise errors.OutputError(f"cannot create a unique temporary file beside {path}")
 
 
-def _table_column(name: str, values: np.ndarray) -> Any:
-    from astropy.io import fits
-
+def _table_column(name: str, values: np.ndarray) -> tuple[str, np.ndarray]:
+    """A FRAMES column as stored: ASCII strings, bools, int32 (any integer), float64
+    (any other number; 2-D arrays as fixed-size vector cells)."""
     values = np.asarray(values)
-    if values.dtype.kind in "US":
-        encoded = [str(v).encode("ascii", "replace") for v in values]  # FITS is ASCII
-        width = max(1, max((len(v) for v in encoded), default=1))
-        return fits.Column(
-            name=name, format=f"{width}A", array=np.array(encoded, dtype=f"S{width}")
-        )
-    if values.dtype == bool:
-        return fits.Column(name=name, format="L", array=values)
+    if values.dtype.kind in "USb":
+        return name, values
     if values.ndim == 2:
-        return fits.Column(name=name, format=f"{values.shape[1]}D", array=values)
+        return name, values.astype(np.float64)
     if values.dtype.kind in "iu":
-        return fits.Column(name=name, format="J", array=values.astype(np.int32))
-    return fits.Column(name=name, format="D", array=values.astype(np.float64))
+        return name, values.astype(np.int32)
+    return name, values.astype(np.float64)
 
 
 def read_white_balance(path: Path) -> tuple[float, float, float] | None:

@@ -512,10 +512,11 @@ def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> Non
 def _warm_up_kernels() -> None:
     """Load numba and the compiled kernels off the main thread (warping waits for
     them). The output is written by ``fits_writer``: astropy is not needed to stack."""
-    from crowdsky.stacking import combine, kernels, resample
+    from crowdsky.stacking import combine, kernels, mosaic_kernels, resample
     from crowdsky.stacking.params import DEFAULT_INTERPOLATION
 
     with kernels.skipping_blas_probe():
+        mosaic_kernels.warm_up()  # the analysis switches to them as soon as they load
         resample.warm_up(DEFAULT_INTERPOLATION)
         combine.warm_up()
 

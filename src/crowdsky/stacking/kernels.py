@@ -3,7 +3,8 @@
 numba refuses ``cache=True`` outright when neither the package folder nor a user
 cache folder is writable (a read-only install under a hardened service unit with no
 ``NUMBA_CACHE_DIR``). The engine must still work there: it compiles in memory
-instead, once per process (~1–2 s per kernel module), and says so.
+instead, once per process (~1–2 s per kernel module), and says so. This module itself
+imports numba only when a kernel is defined, so :func:`loaded` costs nothing.
 
 Loading a kernel from the cache skips numba's context refresh (:func:`_load_cached`):
 before loading, numba's ``FunctionCache.load_overload`` refreshes the typing and
@@ -21,11 +22,17 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any, TypeVar, cast
 
-import numba
-
-__all__ = ["SAFE_FASTMATH", "compiled", "inlined", "skipping_blas_probe"]
+__all__ = [
+    "SAFE_FASTMATH",
+    "compiled",
+    "inlined",
+    "loaded",
+    "mark_ready",
+    "skipping_blas_probe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,8 @@ def compiled(
     (numba raises ``ZeroDivisionError`` by default): the check's branch keeps a loop
     from vectorising, for kernels whose divisors cannot be zero.
     """
+    import numba
+
     flags: bool | set[str] = set(fastmath) if isinstance(fastmath, frozenset) else fastmath
     options = {"nogil": True, "fastmath": flags, "error_model": error_model}
 
@@ -74,7 +83,28 @@ def _load_cached(cache: Any, sig: Any, target_context: Any) -> Any:
 
 def inlined(func: Kernel) -> Kernel:
     """A numba helper inlined into each kernel that calls it (so loops using it vectorise)."""
+    import numba
+
     return cast(Kernel, numba.njit(inline="always")(func))
+
+
+_ready_modules: set[str] = set()
+
+
+def mark_ready(name: str) -> None:
+    """Record that the kernels of ``crowdsky.stacking.<name>`` are loaded (its
+    ``warm_up`` calls this last, once the module is fully imported)."""
+    _ready_modules.add(name)
+
+
+def loaded(name: str) -> ModuleType | None:
+    """The kernel module ``crowdsky.stacking.<name>`` once :func:`mark_ready` said its
+    kernels are loaded, else None. Imports, loads and compiles nothing (a module still
+    being imported by the warm-up thread is not ready): callers use their numpy path
+    meanwhile (the first stack of a process, while the warm-up thread loads numba)."""
+    if name not in _ready_modules:
+        return None
+    return sys.modules.get(f"crowdsky.stacking.{name}")
 
 
 BLAS_PROBE = "scipy.linalg.cython_blas"

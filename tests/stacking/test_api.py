@@ -268,3 +268,25 @@ def test_prepare_loads_once_and_retries_after_a_failure(monkeypatch: pytest.Monk
     second.result(timeout=60)
     assert api.prepare() is second  # once loaded, never again
     assert calls == ["failed", "loaded"]
+
+
+def test_coverage_and_nan_pixels_agree_exactly() -> None:
+    """A pixel with any colour non-finite, or no coverage, is NaN in every colour and
+    0 in FOOTPRINT; finite pixels whose colours would overflow a sum are kept."""
+    from crowdsky.stacking import api
+
+    rng = np.random.default_rng(9)
+    image = rng.normal(1000, 10, (40, 30, 3)).astype(np.float32)
+    coverage = np.full((40, 30), 5, np.uint16)
+    image[1, 2, 1] = np.nan
+    image[3, 4, 2] = np.inf
+    image[5, 6, :2] = (np.inf, -np.inf)
+    image[7, 8, :2] = 3e38  # finite, but the colours' sum is not
+    coverage[9, 10] = 0
+    expected_missing = np.zeros((40, 30), bool)
+    expected_missing[[1, 3, 5, 9], [2, 4, 6, 10]] = True
+    api._agree_on_coverage(image, coverage)
+    assert np.array_equal(~np.isfinite(image).all(axis=2), expected_missing)
+    assert np.isnan(image[expected_missing]).all()
+    assert np.array_equal(coverage == 0, expected_missing)
+    assert (image[7, 8, :2] == np.float32(3e38)).all()

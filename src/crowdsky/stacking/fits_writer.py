@@ -20,6 +20,7 @@ multi-dimensional table cells.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -319,6 +320,7 @@ def write_file(
             table_cards, rows = _table(hdu)
             put(table_cards, len(rows), rows)
     images = [(at, what) for at, what in blocks if isinstance(what, ImageHDU)]
+    _preallocate(fd, offset)
     for at, what in blocks:
         if isinstance(what, bytes):
             _pwrite_all(fd, memoryview(what), at)
@@ -333,6 +335,18 @@ def write_file(
             _write_image(fd, what, at)
     os.ftruncate(fd, offset)  # the last block's padding, when it ends in image data
     return offset
+
+
+def _preallocate(fd: int, nbytes: int) -> None:
+    """Reserve the file's blocks before writing (``posix_fallocate``).
+
+    On ext4 a file renamed over an existing one (``io.write_stack`` replacing an
+    earlier stack) has its delayed-allocation blocks allocated and flushed inside
+    ``rename`` (``auto_da_alloc``): 15 ms for a 29 MB stack, none when the blocks
+    were reserved up front. Where the call is not supported nothing is reserved.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.posix_fallocate(fd, 0, nbytes)
 
 
 def _is_structural(keyword: str) -> bool:

@@ -15,9 +15,11 @@ again by every job of a long-lived worker. Buffers the engine has finished with 
 therefore handed back with :func:`release` and kept for the next :func:`empty` of a
 similar size, marked ``MADV_FREE``: the kernel takes the pages back if memory gets
 short (the next user then gets fresh zero pages), otherwise they are reused without a
-single fault. At most :data:`KEEP_BYTES` are kept, and :func:`trim` drops more: kept
-pages still count in the process's RSS until the kernel takes them, so the engine trims
-the pool to its memory budget before a stack.
+single fault (for mappings of :data:`ASYNC_FREE_BYTES` or more the advice is given by a
+background thread: ``mmap.madvise`` holds the GIL). At most :data:`KEEP_BYTES` are
+kept, and :func:`trim` drops more: kept pages still count in the process's RSS until
+the kernel takes them, so the engine trims the pool to its memory budget before a
+stack.
 
 A one-shot process (``crowdsky stack``) reuses nothing: :func:`discard_released`
 switches the pool off and has a background thread return each released mapping's
@@ -44,12 +46,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KEEP_BYTES", "discard_released", "empty", "release", "trim"]
+__all__ = ["ASYNC_FREE_BYTES", "KEEP_BYTES", "discard_released", "empty", "release", "trim"]
 
 MIN_MAPPED_BYTES = 1 << 20
 """Smaller arrays come from numpy's allocator (no huge-page advice applies to them)."""
 KEEP_BYTES = 1 << 30
 """Released mappings kept for reuse, in bytes, at most (the oldest go first)."""
+ASYNC_FREE_BYTES = 64 << 20
+"""Released mappings this large are advised and kept by a background thread."""
 REUSE_SLACK = 1.25
 """A kept mapping serves a request of at least 1 / REUSE_SLACK of its size."""
 
@@ -99,15 +103,49 @@ def release(array: np.ndarray | None) -> None:
         return
     if len(buffer) > KEEP_BYTES:
         return
+    if len(buffer) >= ASYNC_FREE_BYTES:
+        global _pending
+        with _settled:
+            _pending += 1
+        _frees.put(buffer)  # MADV_FREE off the caller's thread, then back in the pool
+        return
+    _keep(buffer)
+
+
+def _free_forever() -> None:
+    """Mark large released mappings ``MADV_FREE`` and keep them for reuse.
+
+    ``mmap.madvise`` holds the GIL, ~2 ms for a 373 MB frame store: done here, it
+    overlaps the rest of the stack instead of delaying it. A mapping is in the pool
+    only after its advice, so no new owner's pages can be affected; small ones are
+    kept at once (a loop that releases and takes scratch buffers reuses them).
+    """
+    global _pending
+    while True:
+        buffer = _frees.get()
+        if not _discarding.is_set():  # else unmapped here, once unreferenced
+            _keep(buffer)
+        del buffer
+        with _settled:
+            _pending -= 1
+            _settled.notify_all()
+
+
+def _keep(buffer: mmap.mmap) -> None:
     # The constant may exist while the kernel refuses it (EINVAL); the mapping is kept
     # all the same, its pages resident. Nothing may escape from callers' finally blocks.
     with contextlib.suppress(AttributeError, OSError):
         buffer.madvise(mmap.MADV_FREE)
     with _lock:
         _kept.append(buffer)
-    trim(KEEP_BYTES)
+    _trim(KEEP_BYTES)
 
 
+_frees: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
+_settled = threading.Condition()
+_pending = 0  # large releases not yet advised and kept
+SETTLE_TIMEOUT_S = 10.0
+threading.Thread(target=_free_forever, name="crowdsky-free", daemon=True).start()
 _discarding = threading.Event()
 _discards: queue.SimpleQueue[tuple[mmap.mmap, np.ndarray]] = queue.SimpleQueue()
 
@@ -151,8 +189,15 @@ def trim(max_bytes: int) -> None:
 
     The engine calls this at the start of a stack with its memory budget: kept pages
     count in RSS until the kernel reclaims them, outside what the stack accounts for.
-    ``trim(0)`` unmaps every kept mapping.
+    ``trim(0)`` unmaps every kept mapping. Releases still being advised in the
+    background are waited for first, so the pool is settled afterwards.
     """
+    with _settled:
+        _settled.wait_for(lambda: _pending == 0, timeout=SETTLE_TIMEOUT_S)
+    _trim(max_bytes)
+
+
+def _trim(max_bytes: int) -> None:
     with _lock:
         while _kept and sum(len(kept) for kept in _kept) > max_bytes:
             _kept.pop(0)  # unmapped once unreferenced

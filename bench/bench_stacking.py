@@ -41,7 +41,7 @@ Usage (from the project root)::
 
     .venv/bin/python bench/bench_stacking.py [--repeats 3] [--warm 3] [--work-dir DIR]
         [--real 15,32] [--sim 90,300] [--no-seestarpy] [--no-siril] [--variants SPEC;SPEC]
-        [--write-doc]
+        [--write-doc] [--src OTHER_CHECKOUT/src]
 
 ``--write-doc`` replaces the "## Stacking engine" section of docs/benchmarks.md.
 """
@@ -119,10 +119,18 @@ def seestarpy_python(work: Path) -> Path:
     return python
 
 
+SOURCE = ROOT / "src"
+"""The CrowdSky source tree the runs use (``--src``: another checkout, to compare)."""
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="2", NUMBA_NUM_THREADS="2", OPENBLAS_NUM_THREADS="2")
-    env["PYTHONPATH"] = str(ROOT / "src")
+    env["PYTHONPATH"] = str(SOURCE)
+    # An installed package has its bytecode compiled (pip does it); a shell that sets
+    # PYTHONDONTWRITEBYTECODE would make every run compile CrowdSky's ~40 modules
+    # again (~50 ms a process), a cost no user has.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -441,7 +449,15 @@ def main() -> None:
         "name=value,... separated by ';' ('' for none)",
     )
     parser.add_argument("--write-doc", action="store_true")
+    parser.add_argument(
+        "--src",
+        type=Path,
+        default=ROOT / "src",
+        help="CrowdSky source tree to run (e.g. a worktree of an earlier commit)",
+    )
     args = parser.parse_args()
+    global SOURCE
+    SOURCE = args.src.resolve()
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     env_line = machine()

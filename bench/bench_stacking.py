@@ -264,13 +264,22 @@ def bench_case(label, engine, python, runner, paths, work, repeats, warm, extra=
     for k in range(repeats):
         record = run_once(python, runner, paths, out, work, extra)
         runs.append(record)
-        warm_walls = ", ".join(f"{w['wall_s']:.2f}" for w in record["warm"])
-        print(
-            f"{engine:10s} {label:12s} run {k + 1}: fresh wall {record['wall_s']:.2f} s "
-            f"(call {record['stack_s']:.2f} s), warm calls {warm_walls} s, "
-            f"peak RSS {record['peak_rss_bytes'] / 1e6:.0f} MB",
-            flush=True,
-        )
+        report_run(engine, label, k, record)
+    return summarize(runs, engine, label, paths, out, warm)
+
+
+def report_run(engine: str, label: str, k: int, record: dict) -> None:
+    warm_walls = ", ".join(f"{w['wall_s']:.2f}" for w in record["warm"])
+    print(
+        f"{engine:10s} {label:12s} run {k + 1}: fresh wall {record['wall_s']:.2f} s "
+        f"(call {record['stack_s']:.2f} s), warm calls {warm_walls} s, "
+        f"peak RSS {record['peak_rss_bytes'] / 1e6:.0f} MB",
+        flush=True,
+    )
+
+
+def summarize(runs: list[dict], engine: str, label: str, paths: list[Path], out: Path, warm: int):
+    """Medians of the fresh and of all warm figures of ``runs``, and the output's quality."""
     med = {
         key: statistics.median(r[key] for r in runs)
         for key in (
@@ -308,6 +317,92 @@ def bench_case(label, engine, python, runner, paths, work, repeats, warm, extra=
     return med
 
 
+def bench_pair(
+    label: str,
+    paths: list[Path],
+    work: Path,
+    repeats: int,
+    warm: int,
+    base_src: Path,
+    seestar_py: Path | None,
+    with_siril: bool,
+) -> list[dict]:
+    """Same-sitting comparison with another checkout (``--base-src``): each repeat runs,
+    one after the other, this tree's and the base tree's fresh process (then ``warm``
+    calls) and whole ``crowdsky stack`` process, Siril's whole process and seestarpy's
+    process; the first round warms everything up and is not counted. A change of load
+    during the run then shows in every engine alike."""
+    global SOURCE
+    this_src = SOURCE
+    trees = [("crowdsky", this_src), ("crowdsky (base)", base_src.resolve())]
+    ours = HERE / "stacking_run_crowdsky.py"
+    exe = Path(sys.executable).with_name("crowdsky")
+    extra = ["--warm", str(warm)]
+    n = len(paths)
+    runs: dict[str, list[dict]] = {name: [] for name, _ in trees}
+    cli: dict[str, list[float]] = {name: [] for name, _ in trees}
+    siril_runs: list[dict] = []
+    seestar_runs: list[dict] = []
+    outs = {name: work / f"out-{name.replace(' ', '').strip('()')}-{n}.fits" for name, _ in trees}
+    try:
+        for k in range(repeats + 1):
+            for name, src in trees:
+                SOURCE = src
+                record = run_once(Path(sys.executable), ours, paths, outs[name], work, extra)
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [str(exe), "stack", *map(str, paths), "-o", str(work / f"out-cli-{n}.fits")],
+                    check=True,
+                    capture_output=True,
+                    env=child_env(),
+                    cwd=work,
+                )
+                cli_wall = time.perf_counter() - t0
+                print(f"{name:16s} {label}: `crowdsky stack` process {cli_wall:.2f} s", flush=True)
+                if k:
+                    runs[name].append(record)
+                    cli[name].append(cli_wall)
+                    report_run(name, label, k - 1, record)
+            SOURCE = this_src
+            if with_siril:
+                record = run_once(
+                    Path(sys.executable),
+                    HERE / "stacking_run_siril.py",
+                    paths,
+                    work / f"out-siril-{n}.fits",
+                    work,
+                    [],
+                )
+                print(f"siril            {label}: wall {record['wall_s']:.2f} s", flush=True)
+                if k:
+                    siril_runs.append(record)
+            if seestar_py is not None:
+                record = run_once(
+                    seestar_py,
+                    HERE / "stacking_run_seestarpy.py",
+                    paths,
+                    work / f"out-seestarpy-{n}-default.fits",
+                    work,
+                    extra,
+                )
+                if k:
+                    seestar_runs.append(record)
+                    report_run("seestarpy", label, k - 1, record)
+    finally:
+        SOURCE = this_src
+    rows = []
+    for name, _ in trees:
+        row = summarize(runs[name], name, label, paths, outs[name], warm)
+        row["cli_walls"] = cli[name]
+        rows.append(row)
+    if siril_runs:
+        rows.append(siril_row(siril_runs, label, paths, work / f"out-siril-{n}.fits"))
+    if seestar_runs:
+        out = work / f"out-seestarpy-{n}-default.fits"
+        rows.append(summarize(seestar_runs, "seestarpy", label, paths, out, warm))
+    return rows
+
+
 def bench_cli(paths: list[Path], work: Path, repeats: int) -> list[float]:
     """Wall seconds of whole ``crowdsky stack FILES -o OUT`` processes (one warm-up)."""
     exe = Path(sys.executable).with_name("crowdsky")
@@ -339,6 +434,10 @@ def bench_siril(label: str, paths: list[Path], work: Path, repeats: int) -> dict
         print(f"siril      {label:12s} run {k}: wall {record['wall_s']:.2f} s", flush=True)
         if k:
             runs.append(record)
+    return siril_row(runs, label, paths, out)
+
+
+def siril_row(runs: list[dict], label: str, paths: list[Path], out: Path) -> dict:
     med = {
         key: statistics.median(r[key] for r in runs)
         for key in ("wall_s", "cpu_s", "peak_rss_bytes")
@@ -450,6 +549,13 @@ def main() -> None:
     )
     parser.add_argument("--write-doc", action="store_true")
     parser.add_argument(
+        "--base-src",
+        type=Path,
+        default=None,
+        help="another checkout's src to compare with in the same sitting (real frames: "
+        "both trees, Siril and seestarpy run in turn each repeat)",
+    )
+    parser.add_argument(
         "--src",
         type=Path,
         default=ROOT / "src",
@@ -477,6 +583,20 @@ def main() -> None:
             label = f"real M 94 ×{n}"
             rows.append(dict(single_frame_quality(frames[n // 2]), engine="single", label=label))
             common = (frames[:n], work, args.repeats, args.warm)
+            if args.base_src is not None:
+                rows.extend(
+                    bench_pair(
+                        label,
+                        frames[:n],
+                        work,
+                        args.repeats,
+                        args.warm,
+                        args.base_src,
+                        seestar_py,
+                        not args.no_siril,
+                    )
+                )
+                continue
             ours_row = bench_case(label, "crowdsky", ours_py, ours, *common)
             ours_row["cli_walls"] = bench_cli(frames[:n], work, args.repeats)
             rows.append(ours_row)
@@ -522,11 +642,13 @@ def main() -> None:
                 f"FWHM ratio to seestarpy on the same {matched} stars {ratio:.3f}, "
                 f"background noise ratio {a['noise_adu'] / b['noise_adu']:.3f}."
             )
-    for n in real_counts:
-        a = next(r for r in rows if r["engine"] == "crowdsky" and r["n"] == n)
+    for a in rows:
+        if not (a["engine"].startswith("crowdsky") and "real" in a["label"] and "cli_walls" in a):
+            continue
+        n = a["n"]
         cli = statistics.median(a["cli_walls"])
         line = (
-            f"- {n} real frames, crowdsky: first call in a process {a['stack_s']:.2f} s, "
+            f"- {n} real frames, {a['engine']}: first call in a process {a['stack_s']:.2f} s, "
             f"{a['first_over_warm']:.2f}× the warm call (median of the runs' ratios); "
             f"whole `crowdsky stack` process {cli:.2f} s (median of "
             f"{', '.join(f'{w:.2f}' for w in a['cli_walls'])})"
@@ -534,7 +656,11 @@ def main() -> None:
         siril = next((r for r in rows if r["engine"] == "siril" and r["n"] == n), None)
         if siril is not None:
             line += f"; Siril's whole process {siril['wall_s']:.2f} s: {siril['wall_s'] / cli:.1f}×"
-            ours_rows = [r for r in rows if r["engine"].startswith("crowdsky") and r["n"] == n]
+            ours_rows = [
+                r
+                for r in rows
+                if r["engine"].startswith("crowdsky") and r["n"] == n and "real" in r["label"]
+            ]
             m = sharpness([siril["output"], *(r["output"] for r in ours_rows)])
             line += (
                 f". Sharpness on the same {m[0]['common_stars']} stars (green, 5 % border, "

@@ -244,3 +244,34 @@ def test_a_large_release_is_kept_by_the_background_thread() -> None:
     memory.release(again)
     del again
     memory.trim(0)
+
+
+FORK_SCRIPT = """
+import json, os
+import numpy as np
+from crowdsky.stacking import memory
+
+shape = (memory.ASYNC_FREE_BYTES // 4,)
+parent = memory.empty(shape, np.float32)
+memory.release(parent)  # starts the parent's background thread
+del parent
+memory.trim(1 << 40)
+pid = os.fork()
+if pid == 0:  # the child has no thread of the parent's: it must start its own
+    import time
+    child = memory.empty(shape, np.float32)
+    memory.release(child)
+    del child
+    start = time.monotonic()
+    memory.trim(1 << 40)  # waits for the child's own thread, not for 10 s
+    os._exit(0 if time.monotonic() - start < 5 and memory._kept else 1)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"child_ok": os.waitstatus_to_exitcode(status) == 0}))
+"""
+
+
+def test_a_forked_child_keeps_large_releases_with_its_own_thread() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, check=True
+    )
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"child_ok": True}

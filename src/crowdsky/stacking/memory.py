@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import math
 import mmap
+import os
 import queue
 import threading
 import weakref
@@ -105,6 +106,7 @@ def release(array: np.ndarray | None) -> None:
         return
     if len(buffer) >= ASYNC_FREE_BYTES:
         global _pending
+        _start_free_thread()
         with _settled:
             _pending += 1
         _frees.put(buffer)  # MADV_FREE off the caller's thread, then back in the pool
@@ -145,9 +147,32 @@ _frees: queue.SimpleQueue[mmap.mmap] = queue.SimpleQueue()
 _settled = threading.Condition()
 _pending = 0  # large releases not yet advised and kept
 SETTLE_TIMEOUT_S = 10.0
-threading.Thread(target=_free_forever, name="crowdsky-free", daemon=True).start()
+_free_thread_pid: int | None = None  # the process whose thread serves _frees
+
+
+def _start_free_thread() -> None:
+    """Start the thread that keeps large releases, once per process (a forked child
+    has no thread of its parent's: it starts its own)."""
+    global _free_thread_pid
+    with _settled:
+        if _free_thread_pid == os.getpid():
+            return
+        _free_thread_pid = os.getpid()
+    threading.Thread(target=_free_forever, name="crowdsky-free", daemon=True).start()
+
+
+def _forget_parent_threads() -> None:
+    """In a forked child: the parent's queues, counts and threads are not ours."""
+    global _frees, _settled, _pending, _free_thread_pid, _discards
+    _frees, _discards = queue.SimpleQueue(), queue.SimpleQueue()
+    _settled, _pending, _free_thread_pid = threading.Condition(), 0, None
+    _discarding.clear()
+
+
 _discarding = threading.Event()
 _discards: queue.SimpleQueue[tuple[mmap.mmap, np.ndarray]] = queue.SimpleQueue()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_threads)
 
 
 def discard_released() -> None:

@@ -178,11 +178,11 @@ _warming: Future[None] | None = None
 def prepare() -> Future[None]:
     """Start loading the engine's compiled kernels in the background.
 
-    Once per process: the first stack of a fresh process otherwise spends ~0.4–0.6 s
-    on numba and astropy before it can warp (``stack_files`` overlaps that with its
-    analysis of the frames; a worker calls this at start-up, so it overlaps claiming
-    and downloading the first job too). Returns the future of that work; after a
-    failure the next call tries again.
+    Once per process: the first stack of a fresh process otherwise spends ~0.2–0.3 s
+    on numba's import and kernel loading before it can warp (``stack_files``
+    overlaps that with its analysis of the frames; a worker calls this at start-up,
+    so it overlaps claiming and downloading the first job too). Returns the future of
+    that work; after a failure the next call tries again.
     """
     global _warming
     with _warm_lock:

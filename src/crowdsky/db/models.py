@@ -381,3 +381,15 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[float] = mapped_column(DOUBLE, index=True)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class SigningKey(Base):
+    """A key the deployment signs with (the web session cookies' key), created once and
+    shared by every server process through the database (see ``accounts.signing_keys``).
+    """
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

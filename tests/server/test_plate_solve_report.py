@@ -54,6 +54,28 @@ def test_the_solution_is_recorded_on_the_stack_row(api: Api, test_db: TestDataba
     assert row.healpix == 33810 and row.sqm == pytest.approx(SOLVED["phot_sqm"])
 
 
+def test_clients_see_the_solved_position_and_unsolved_stacks_the_reported_one(
+    api: Api, test_db: TestDatabase
+) -> None:
+    from crowdsky.stacks import iter_user_stacks
+
+    api.seed(n_jobs=2)
+    for facts in (SOLVED, {"plate_solved": False, "solve_message": "too few stars"}):
+        job = api.claim()
+        body = _complete_body(job["job_id"], lease_token=job["lease_token"], **facts)
+        assert api.client.post("/api/complete_job.php", json=body, headers=api.headers).is_success
+    with test_db.session_factory() as session:
+        rows = {r.stacking_job_id: r for r in session.execute(select(StackedFrame)).scalars()}
+    solved, unsolved = (rows[k] for k in sorted(rows))
+    listed = {
+        r.id: (r.ra_deg, r.dec_deg)
+        for batch in iter_user_stacks(test_db.session_factory, user_id=solved.user_id)
+        for r in batch
+    }
+    assert listed[solved.id] == pytest.approx((SOLVED["wcs_ra_deg"], SOLVED["wcs_dec_deg"]))
+    assert listed[unsolved.id] == pytest.approx((unsolved.ra_deg, unsolved.dec_deg))
+
+
 def test_an_unsolved_stack_records_why(api: Api, test_db: TestDatabase) -> None:
     api.seed()
     job = api.claim()

@@ -30,6 +30,7 @@ from crowdsky.db.models import (
 )
 from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.ingest import shared_frames, slots
+from crowdsky.stacks import SKY_DEC_DEG, SKY_RA_DEG
 from crowdsky.storage import LocalResultStore, RawStore
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.
@@ -75,8 +76,8 @@ STACK_COLUMNS = (
     "scale",
     "rotation",
     "residual",
-    "wcs_ra",
-    "wcs_dec",
+    "mount_ra",
+    "mount_dec",
 )
 
 
@@ -108,8 +109,8 @@ def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
                 c.chunk_key,
                 c.filter_name,
                 c.telescope,
-                c.ra_deg,
-                c.dec_deg,
+                SKY_RA_DEG,
+                SKY_DEC_DEG,
                 c.date_obs_start,
                 c.date_obs_end,
                 c.n_frames_input,
@@ -123,8 +124,8 @@ def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
                 c.wcs_scale_arcsec,
                 c.wcs_rotation_deg,
                 c.wcs_rms_arcsec,
-                c.wcs_ra_deg,
-                c.wcs_dec_deg,
+                c.ra_deg,
+                c.dec_deg,
             )
             .where(c.user_id == user_id)
             .order_by(c.date_obs_start.desc(), c.id.desc())
@@ -217,10 +218,10 @@ def public_coverage(session: Session) -> list[list[Any]]:
     """Sky coverage of the stacks that are not private: HEALPix nside-16 cells."""
     with session.begin():
         rows = session.execute(
-            select(StackedFrame.ra_deg, StackedFrame.dec_deg, StackedFrame.filter_name).where(
+            select(SKY_RA_DEG, SKY_DEC_DEG, StackedFrame.filter_name).where(
                 StackedFrame.is_private.is_(False),
-                StackedFrame.ra_deg.is_not(None),
-                StackedFrame.dec_deg.is_not(None),
+                SKY_RA_DEG.is_not(None),
+                SKY_DEC_DEG.is_not(None),
             )
         ).all()
     columns = {

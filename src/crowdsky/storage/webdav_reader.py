@@ -2,10 +2,10 @@
 
 The server answers ``download_stack``, ``download_frame`` and the web downloads from
 the share the workers publish to: one streamed ``GET`` per file over a pooled httpx
-client, relayed chunk by chunk; it deletes the files of stacks whose rows are gone. Reads send ``X-Requested-With: XMLHttpRequest`` as
-every Nextcloud public-share client does, never follow redirects (a share that
-redirects is misconfigured) and never retry a 401/403 (Nextcloud's brute-force
-throttle counts them).
+client, relayed chunk by chunk; it deletes the files of stacks whose rows are gone.
+Requests send ``X-Requested-With: XMLHttpRequest`` as every Nextcloud public-share
+client does, never follow redirects (a share that redirects is misconfigured) and
+never retry a 401/403 (Nextcloud's brute-force throttle counts them).
 """
 
 from __future__ import annotations

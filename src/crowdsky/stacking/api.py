@@ -15,7 +15,7 @@ them, keeps the records and does the bookkeeping):
    onto the reference grid (``warp``: a separable Lanczos-3 or cubic resampler,
    ``resample``, for rotations up to 10°, OpenCV beyond), NaN outside the frame; mono and RGB frames
    with OpenCV's cubic warp. Per-channel background and noise, normalise
-   ``(value − background) / transparency`` and store (``combine.FrameStore``:
+   ``(value − background) / transparency`` and store (``frame_store.FrameStore``:
    RAM float32 / RAM float16 / float16 scratch file, chosen from
    ``memory_limit_bytes``).
 5. **Combine** row band by row band: robust median/IQR rejection floored at the
@@ -310,7 +310,7 @@ def _pipeline(
     # 4. warp into the store ----------------------------------------------------------
     t = time.perf_counter()
     warming.result()
-    from crowdsky.stacking import combine
+    from crowdsky.stacking import combine, frame_store
 
     rows, cols = ref.shape
     n_channels = 1 if ref.kind == "mono" else 3
@@ -325,7 +325,7 @@ def _pipeline(
     )
     budget = max(budget, plane_bytes)
     scratch_dir = params.scratch_dir or output.parent
-    store = combine.FrameStore.create(len(used), rows, cols * n_channels, budget, scratch_dir)
+    store = frame_store.FrameStore.create(len(used), rows, cols * n_channels, budget, scratch_dir)
     if store.kind == "disk-float16":
         log.info(
             "stack.tiling: %d frames exceed the in-memory budget of %d bytes; "
@@ -372,17 +372,16 @@ def _pipeline(
             store,
             n_channels,
             weights,
-            floor,
-            offsets=back,
-            scales=scales,
-            kappa_low=params.kappa_low,
-            kappa_high=params.kappa_high,
-            max_iterations=params.max_clip_iterations,
-            method=params.method,
-            reject=params.rejection != "none" and params.sigma_clip > 0,
+            combine.Normalisation(offsets=back, scales=scales, floor=floor, noise=noise),
+            combine.Rule(
+                method=params.method,
+                kappa_low=params.kappa_low,
+                kappa_high=params.kappa_high,
+                max_iterations=params.max_clip_iterations,
+                reject=params.rejection != "none" and params.sigma_clip > 0,
+            ),
             band_budget_bytes=band_budget,
             n_threads=params.n_threads,
-            noise=noise,
             progress=lambda d, tot: report("combine", d, tot, "rejecting and combining"),
         )
         scratch_bytes = store.bytes_written

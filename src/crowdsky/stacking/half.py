@@ -2,7 +2,7 @@
 
 Why
     Frames that do not fit the memory budget as float32 are stored as float16
-    (``combine.FrameStore``), which costs one conversion per frame on the way in and
+    (``frame_store.FrameStore``), which costs one conversion per frame on the way in and
     one per band on the way out. numpy converts at ~1.5 ns per value with scalar
     code: for 90 simulated frames that was 1.7 s of CPU, a third of the stack. numba
     has no float16 type on the CPU, so the conversions work on the bit patterns

@@ -31,7 +31,7 @@ import numpy as np
 
 from crowdsky.stacking.result import RejectReason
 
-__all__ = ["Registration", "estimate_transform", "match_stars", "validate"]
+__all__ = ["IDENTITY", "Registration", "estimate_transform", "match_stars", "validate"]
 
 BRIGHT_STARS = 40
 """Stars of each list used for hypotheses."""
@@ -41,6 +41,9 @@ VOTE_CELL_PX = 2.0
 MAX_HYPOTHESES = 1000
 SCORE_CHUNK = 128
 REFINE_ITERATIONS = 6
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+"""The 2×3 identity transform: the reference onto itself (read-only, shared by threads)."""
+IDENTITY.setflags(write=False)
 
 
 @dataclass(frozen=True, slots=True)

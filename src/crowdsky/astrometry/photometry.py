@@ -147,13 +147,7 @@ def calibrate(
     -------
     Photometry
     """
-    import sep
-
-    finite_fwhm = np.asarray(fwhm_px, dtype=float)
-    finite_fwhm = finite_fwhm[np.isfinite(finite_fwhm) & (finite_fwhm > 0)]
-    fwhm = float(np.median(finite_fwhm)) if finite_fwhm.size else DEFAULT_FWHM_PX
-    radius = APERTURE_FWHM * fwhm
-    annulus = (ANNULUS_FWHM[0] * fwhm, ANNULUS_FWHM[1] * fwhm)
+    radius, annulus = _aperture(fwhm_px)
     matched = np.isfinite(cat_mag)
     n_candidates = int(matched.sum())
     reference = "GREEN" if "GREEN" in planes else next(iter(planes))
@@ -163,21 +157,10 @@ def calibrate(
     limit, sqm = float("nan"), float("nan")
     t = exposure_s if exposure_s > 0 else 1.0
     for name, plane in planes.items():
-        # one native copy per plane (FITS planes are big-endian), cleaned in place: each
-        # full-plane temporary costs a fresh process ~0.1 s of page faults
-        clean = np.array(plane, dtype=np.float32, order="C")
-        bad = ~np.isfinite(clean)
-        clean[bad] = 0.0
-        flux, _err, flag = sep.sum_circle(clean, x, y, radius, bkgann=annulus, mask=bad, subpix=5)
-        flux = np.where(flag == 0, flux, np.nan)
-        fluxes[name] = flux
-        peak = _aperture_max(clean, x, y, radius)
-        top = float(clean.max()) if clean.size and not bad.all() else float("inf")
-        if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
-            top = float("inf")  # nothing near the full scale: nothing saturated
-        usable[name] = np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
+        fluxes[name], usable[name] = _star_fluxes(plane, x, y, radius, annulus)
         good = matched & usable[name]
-        zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux[good] / t))
+        flux = fluxes[name][good]
+        zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux / t))
         channels.append(ChannelZeroPoint(name, zp, scatter, n))
         if name == reference and math.isfinite(zp):
             sky, noise = _sky_statistics(np.asarray(plane))
@@ -196,6 +179,40 @@ def calibrate(
     return Photometry(
         channels, limit, sqm, pedestal_adu, radius, n_candidates, reason, fluxes, usable
     )
+
+
+def _aperture(fwhm_px: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Aperture radius and background annulus (inner, outer), pixels, from the
+    stars' median FWHM (:data:`DEFAULT_FWHM_PX` when none is known)."""
+    finite_fwhm = np.asarray(fwhm_px, dtype=float)
+    finite_fwhm = finite_fwhm[np.isfinite(finite_fwhm) & (finite_fwhm > 0)]
+    fwhm = float(np.median(finite_fwhm)) if finite_fwhm.size else DEFAULT_FWHM_PX
+    return APERTURE_FWHM * fwhm, (ANNULUS_FWHM[0] * fwhm, ANNULUS_FWHM[1] * fwhm)
+
+
+def _star_fluxes(
+    plane: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: float,
+    annulus: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every star's aperture flux on one plane (NaN where sep flags it), and whether
+    it may calibrate: a positive flux and a peak clear of saturation."""
+    import sep
+
+    # one native copy per plane (FITS planes are big-endian), cleaned in place: each
+    # full-plane temporary costs a fresh process ~0.1 s of page faults
+    clean = np.array(plane, dtype=np.float32, order="C")
+    bad = ~np.isfinite(clean)
+    clean[bad] = 0.0
+    flux, _err, flag = sep.sum_circle(clean, x, y, radius, bkgann=annulus, mask=bad, subpix=5)
+    flux = np.where(flag == 0, flux, np.nan)
+    peak = _aperture_max(clean, x, y, radius)
+    top = float(clean.max()) if clean.size and not bad.all() else float("inf")
+    if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
+        top = float("inf")  # nothing near the full scale: nothing saturated
+    return flux, np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
 
 
 def _robust_zero_point(values: np.ndarray) -> tuple[float, float, int]:

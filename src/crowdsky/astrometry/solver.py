@@ -261,22 +261,12 @@ class PlateSolver:
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         n = len(xy)
         if n < MIN_MATCHED_STARS:
-            return Solution(
-                False,
-                f"only {n} stars detected (need {MIN_MATCHED_STARS}): clouds, or no stars",
-                star_cat_index=np.full(n, -1, dtype=np.int64),
-                match_dist_arcsec=np.full(n, np.nan),
-                seconds=time.perf_counter() - started,
-            )
+            reason = f"only {n} stars detected (need {MIN_MATCHED_STARS}): clouds, or no stars"
+            return _unsolved(n, reason, started)
         self.load()
-        plans: list[tuple[str, tuple[float, float] | None]] = []
-        if hint_deg is not None and all(math.isfinite(v) for v in hint_deg):
-            plans.append(("hinted", (float(hint_deg[0]) % 360.0, float(hint_deg[1]))))
-        if blind_fallback or not plans:
-            plans.append(("blind", None))
         attempts: list[SolveAttempt] = []
         rejected: list[str] = []
-        for strategy, hint in plans:
+        for strategy, hint in _plans(hint_deg, blind_fallback):
             t0 = time.perf_counter()
             match = self._run_engine(xy[:MAX_SOLVE_STARS], hint, scale_range_arcsec)
             seconds = time.perf_counter() - t0
@@ -303,14 +293,7 @@ class PlateSolver:
                 f"({tried}, {scale_range_arcsec[0]:g}-{scale_range_arcsec[1]:g}″/px): "
                 "another field, too few stars or no sky"
             )
-        return Solution(
-            False,
-            reason,
-            star_cat_index=np.full(n, -1, dtype=np.int64),
-            match_dist_arcsec=np.full(n, np.nan),
-            seconds=time.perf_counter() - started,
-            attempts=tuple(attempts),
-        )
+        return _unsolved(n, reason, started, tuple(attempts))
 
     # -- steps ---------------------------------------------------------------------
 
@@ -412,6 +395,33 @@ class PlateSolver:
             catalogue_name=self.catalogue.name,
             catalogue_index_id=self.catalogue.index_id,
         )
+
+
+def _plans(
+    hint_deg: tuple[float, float] | None, blind_fallback: bool
+) -> list[tuple[str, tuple[float, float] | None]]:
+    """The runs to try in turn: hinted by the header position when there is one, then
+    blind unless ``blind_fallback`` is off (blind anyway without a hint)."""
+    plans: list[tuple[str, tuple[float, float] | None]] = []
+    if hint_deg is not None and all(math.isfinite(v) for v in hint_deg):
+        plans.append(("hinted", (float(hint_deg[0]) % 360.0, float(hint_deg[1]))))
+    if blind_fallback or not plans:
+        plans.append(("blind", None))
+    return plans
+
+
+def _unsolved(
+    n_stars: int, reason: str, started: float, attempts: tuple[SolveAttempt, ...] = ()
+) -> Solution:
+    """No solution for ``n_stars`` stars, and why."""
+    return Solution(
+        False,
+        reason,
+        star_cat_index=np.full(n_stars, -1, dtype=np.int64),
+        match_dist_arcsec=np.full(n_stars, np.nan),
+        seconds=time.perf_counter() - started,
+        attempts=attempts,
+    )
 
 
 def _with(solution: Solution, **changes: Any) -> Solution:

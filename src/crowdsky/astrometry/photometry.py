@@ -1,27 +1,10 @@
 """Photometric calibration of a solved stack against its catalogue stars.
 
-Per colour plane, the zero point is the median over matched, unsaturated
-catalogue stars of ``m_cat + 2.5 log10(F / t)``, where ``F`` is the star's
-aperture flux (ADU, local annulus background removed) and ``t`` the exposure of
-one sub-frame (the stack is a mean in the reference frame's ADU). Outliers
-(variables, blends) are clipped at ``CLIP_SIGMA`` robust σ; the scatter is the
-robust σ of what remains. With ``ZP`` the stack's magnitude system is
-``m = ZP − 2.5 log10(F / t)`` for point sources through this aperture.
-
-The catalogue magnitude is Tycho-2 V_T (the only magnitude the Tycho-2 index files
-carry), so all three planes are calibrated against V_T: a colour term is not
-removed (the index files have no B_T), which puts each plane's zero point off by a
-star-colour-dependent amount of a few tenths of a magnitude; the scatter says so.
-
-From the green zero point (V_T is closest to green):
-
-- the **limiting magnitude**: a point source at 5 σ in the aperture, σ from the
-  sky noise of the plane (an underestimate of the noise of a resampled stack, so
-  the limit is optimistic by ~0.2–0.4 mag);
-- the **sky brightness** (SQM, mag/arcsec²): the green sky level above the black
-  level, per second and square arcsecond. The black level (pedestal) is taken from
-  the header (``PEDESTAL``, ``BLKLEVEL`` or ``OFFSET``) or else
-  ``DEFAULT_PEDESTAL_ADU``, measured on Seestar S50 firmware 4.27 frames.
+Per colour plane, a zero point from aperture photometry of the matched, unsaturated
+catalogue stars, and from the green one the limiting magnitude and the sky brightness
+(:func:`calibrate`). The only magnitude of the Tycho-2 index files is V_T, so every
+plane is calibrated against it and no colour term is removed: each plane's zero point
+is off by a star-colour-dependent few tenths of a magnitude, and its scatter says so.
 """
 
 from __future__ import annotations
@@ -124,6 +107,17 @@ def calibrate(
     pedestal_adu: float = DEFAULT_PEDESTAL_ADU,
 ) -> Photometry:
     """Zero points, limiting magnitude and SQM.
+
+    Per plane the zero point is the median over the matched, unsaturated stars of
+    ``m_cat + 2.5 log10(F / t)``, ``F`` the aperture flux (ADU, local annulus
+    background removed) and ``t`` the exposure of one sub-frame (the stack is a mean
+    in the reference frame's ADU); outliers (variables, blends) are clipped at
+    :data:`CLIP_SIGMA` robust σ and the scatter is the robust σ of the rest. So
+    ``m = ZP − 2.5 log10(F / t)`` for point sources through this aperture. From the
+    reference plane's zero point: the limiting magnitude of a point source at
+    :data:`LIMIT_SNR` σ, σ from the plane's sky noise (an underestimate of a resampled
+    stack's noise: the limit is optimistic), and the sky brightness above the black
+    level per second and square arcsecond.
 
     Parameters
     ----------

@@ -1,26 +1,11 @@
-"""Plate-solve and calibrate a written stack: WCS into every image HDU, sky columns
-into STAR-TAB, a standalone star JSON beside it.
+"""Plate-solve and calibrate a written stack in place: :func:`solve_stack_file`.
 
-:func:`solve_stack_file` reads the stack the engine wrote (its STAR-TAB is the star
-catalogue; nothing is detected twice), solves it with a :class:`PlateSolver`,
-calibrates it photometrically and rewrites the file atomically:
-
-- PRIMARY and every image extension (RED/GREEN/BLUE or LUM, FOOTPRINT) get the TAN-SIP
-  WCS; PRIMARY also ``PLTSOLVD``, ``PLTSCALE``/``PIXSCALE``, ``PLTROT``, ``PLTRMS``,
-  ``PLTNSTAR``, the footprint corners, the HEALPix pixel(s) (NSIDE 128, RING),
-  ``RA``/``DEC`` of the solved centre (the mount's pointing kept as ``RA_MNT`` /
-  ``DEC_MNT``), and the calibration (``ZPR``/``ZPG``/``ZPB`` with scatter and star
-  counts, ``LIMMAG``, ``SQMPHOT``, ``PHOTCAT``) and the colour calibration for previews
-  (``COLCAL``, ``COLCAT``, ``COLNSTAR``, white balance ``WBR``/``WBG``/``WBB``, or the
-  reason in ``COLMSG``);
-- an unsolved stack gets ``PLTSOLVD = F`` and the reason (``PLTMSG``), nothing else;
-- STAR-TAB gains ``ra``, ``dec``, ``cat_id`` (0 = unmatched), ``cat_mag`` (V_T, NaN
-  when unmatched), ``cat_bv`` (B−V of the colour catalogue, NaN when none),
-  ``match_dist_arcsec`` (NaN when unmatched), ``matched`` and the per-plane aperture
-  fluxes.
-
-The star JSON has the shape of the data API's ``frame_stars``:
-``{width, height, stars: [{x, y, flux, a, b, flag, peak, ra, dec, ...}]}``.
+The stack's STAR-TAB is the star list (nothing is detected twice). A solved stack gets
+the TAN-SIP WCS in every image HDU, the solution, footprint, HEALPix pixels and
+calibration in PRIMARY (the mount's pointing kept as ``RA_MNT``/``DEC_MNT``), sky and
+catalogue columns in STAR-TAB, and a star JSON beside it in the shape of the data
+API's ``frame_stars``; an unsolved one only ``PLTSOLVD = F`` and the reason. The file
+is rewritten atomically.
 """
 
 from __future__ import annotations

@@ -1,40 +1,11 @@
 """Separable resampling of a Bayer mosaic's colour lattices onto the reference grid.
 
-Two kernels: OpenCV's cubic (4 taps) and Lanczos-3 (6 taps, the default of
-``StackParams``; its green comes from both green lattices at once, see the Lanczos-3
-section below). The passes are built the same way for both; that section says what
-differs.
-
-Why not ``cv2.warpAffine``
-    Warping was the largest share of a stack: four cubic warps per frame (one per
-    colour site), ~7.6 ms each on one core with OpenCV, whose cubic remap evaluates
-    16 taps per output pixel with scalar code. Here all four lattices of a frame
-    take 8.6–11 ms on one core (OpenCV's path: 41–43 ms; 0–2° of rotation), the
-    green average, the interleaving into RGB and the coverage mask included: they
-    are written in the same pass over the output instead of four more.
-
-How
-    The affine map from output pixel (x, y) to mosaic position (X, Y) is split into
-    two one-dimensional passes (a shear decomposition of the affine map, exact for
-    affine maps): a horizontal pass resamples every lattice row at the output
-    columns, a vertical pass resamples those columns at the output rows. Each pass
-    applies OpenCV's cubic kernel (a = −0.75), so a pure shift gives exactly the
-    separable 2-D bicubic interpolation OpenCV computes, without its quantisation of
-    positions to 1/32 pixel. Along a row of either pass the source index advances
-    steadily (by ~½ lattice pixel per output column in the horizontal pass, and
-    with the field rotation only in the vertical one), so each row is cut into
-    segments with a constant integer offset; inside a segment the four taps are
-    contiguous loads and the loop vectorises (AVX2/AVX-512).
-
-    Samples beyond the lattice's edge repeat the outermost one (as
-    ``BORDER_REPLICATE``); an output pixel whose nearest mosaic pixel lies outside
-    the frame is NaN: coverage is the frame's own footprint.
-
-Domain
-    Rotations up to 10° and scales within [0.75, 1.33] without mirroring
-    (:func:`supported`): a field rotating within a chunk, drift, refraction. Larger
-    rotations are warped by OpenCV (``warp.warp_bayer``): the shear passes lose
-    accuracy as the rotation grows.
+Warping was the largest share of a stack, and OpenCV's cubic remap evaluates 16 taps per
+output pixel with scalar code. Here the affine map is split into a horizontal and a
+vertical one-dimensional pass whose loops vectorise, and the green average, the RGB
+interleave and the coverage are written in the vertical pass (:func:`warp_lattices`).
+Two kernels: OpenCV's cubic and Lanczos-3 (the default), whose green comes from both
+green lattices at once. Outside the domain of :func:`supported` ``warp`` uses OpenCV.
 """
 
 from __future__ import annotations
@@ -60,7 +31,10 @@ _HALF = np.float32(0.5)
 
 
 def supported(inverse: np.ndarray) -> bool:
-    """Whether the output → mosaic map ``inverse`` (2×3) is in this module's domain."""
+    """Whether the output → mosaic map ``inverse`` (2×3) is in this module's domain:
+    rotations up to 10° (:data:`MAX_SHEAR`) and scales within :data:`SCALE_RANGE`,
+    without mirroring (a field rotating within a chunk, drift, refraction). The shear
+    passes lose accuracy as the rotation grows."""
     (a, b, _), (d, e, _) = np.asarray(inverse, dtype=np.float64)
     lo, hi = SCALE_RANGE
     return bool(
@@ -99,6 +73,18 @@ def warp_lattices(
         float32 scratch of shape (≥ 4, ≥ ⌈mosaic rows / 2⌉, columns), C-contiguous rows.
     kernel : {'cubic', 'lanczos3'}
         Interpolation kernel of both passes (:data:`KERNELS`).
+
+    Notes
+    -----
+    The two passes are a shear decomposition of the affine map (exact for affine
+    maps): the horizontal pass resamples every lattice row at the output columns, the
+    vertical pass those columns at the output rows. With the cubic kernel (a = −0.75)
+    a pure shift gives exactly OpenCV's separable bicubic, without its rounding of
+    positions to 1/32 pixel. Along a row of either pass the source index advances
+    steadily, so each row is cut into segments of constant integer offset, inside
+    which the taps are contiguous loads. Samples beyond a lattice's edge repeat the
+    outermost one (``BORDER_REPLICATE``); an output pixel whose nearest mosaic pixel
+    lies outside the frame is NaN, so coverage is the frame's own footprint.
     """
     horizontal, vertical = _PASSES[kernel]
     if sites[1][0] != 0 or sites[2][0] != 1:

@@ -294,22 +294,31 @@ def _clip_the_rest(  # pragma: no cover - compiled
     """Step 2b, per pixel not settled by the fast path: iterative median / IQR
     clipping on the sorted samples; sets the pixel's centre and accepted range."""
     v, todo, centre, low, high, acc = work.v, work.todo, work.centre, work.low, work.high, work.acc
-    n_sub = v.shape[0]
     n_ch = floor.shape[0]
     kappa_low, kappa_high = mode.kappa_low, mode.kappa_high
     reject, whiten = mode.reject, mode.whiten
     for c in range(w):
         if not todo[c]:
             continue
-        n = 0
-        while n < n_sub and v[n, c] < _SENTINEL:
-            n += 1
+        n = _n_covered(v, c)
         centre[c] = 0.0
         if n == 0:
             low[c] = np.inf  # nothing covers: everything is rejected below
             high[c] = -np.inf
             continue
-        lo, hi, m, sig = _clip_column(v, c, n, floor[(c0 + c) % n_ch], mode)
+        lo = 0
+        hi = n
+        fl = floor[(c0 + c) % n_ch]
+        m = _order_stat(v, lo, hi, 0.5, c)
+        sig = fl
+        if reject and n == 2:
+            # two samples that disagree by more than κ√2·floor: keep the lower (trails
+            # and cosmics are positive)
+            if v[1, c] - v[0, c] > max(kappa_low, kappa_high) * 1.4142135 * fl:
+                hi = 1
+                m = v[0, c]
+        elif reject and n >= 3:
+            lo, hi, m, sig = _clip_column(v, c, n, fl, mode)
         if not reject or (whiten and everyone and n <= 2 and hi == n):
             low[c] = -np.inf  # (whitened: one sample, or two that agree)
             high[c] = np.inf
@@ -332,39 +341,41 @@ def _clip_the_rest(  # pragma: no cover - compiled
 
 
 @inlined
+def _n_covered(v: np.ndarray, c: int) -> int:  # pragma: no cover - compiled
+    """Covered samples of column ``c``: the uncovered sorted last, as +max."""
+    n = 0
+    while n < v.shape[0] and v[n, c] < _SENTINEL:
+        n += 1
+    return n
+
+
+@inlined
 def _clip_column(  # pragma: no cover - compiled
     v: np.ndarray, c: int, n: int, fl: float, mode: Mode
 ) -> tuple[int, int, float, float]:
-    """Iterative median / IQR clipping of the ``n`` covered sorted samples of column
-    ``c``: the kept rows [lo, hi), their median and σ (the floor ``fl`` unless
-    iterated). Two samples that disagree by more than κ√2·floor keep the lower
-    (trails and cosmics are positive)."""
+    """Iterative median / IQR clipping of the ``n`` ≥ 3 covered sorted samples of
+    column ``c``: the kept rows [lo, hi), their median and σ (at least ``fl``)."""
     kappa_low, kappa_high = mode.kappa_low, mode.kappa_high
     lo = 0
     hi = n
     m = _order_stat(v, lo, hi, 0.5, c)
     sig = fl
-    if mode.reject and n == 2:
-        if v[1, c] - v[0, c] > max(kappa_low, kappa_high) * 1.4142135 * fl:
-            hi = 1
-            m = v[0, c]
-    elif mode.reject and n >= 3:
-        for _ in range(mode.max_iterations):
-            m = _order_stat(v, lo, hi, 0.5, c)
-            iqr = _order_stat(v, lo, hi, 0.75, c) - _order_stat(v, lo, hi, 0.25, c)
-            sig = max(iqr / 1.349, fl)
-            lcut = m - kappa_low * sig
-            hcut = m + kappa_high * sig
-            new_lo = lo
-            while new_lo < hi and v[new_lo, c] < lcut:
-                new_lo += 1
-            new_hi = hi
-            while new_hi > new_lo and v[new_hi - 1, c] > hcut:
-                new_hi -= 1
-            if new_hi - new_lo < 1 or (new_lo == lo and new_hi == hi):
-                break
-            lo = new_lo
-            hi = new_hi
+    for _ in range(mode.max_iterations):
+        m = _order_stat(v, lo, hi, 0.5, c)
+        iqr = _order_stat(v, lo, hi, 0.75, c) - _order_stat(v, lo, hi, 0.25, c)
+        sig = max(iqr / 1.349, fl)
+        lcut = m - kappa_low * sig
+        hcut = m + kappa_high * sig
+        new_lo = lo
+        while new_lo < hi and v[new_lo, c] < lcut:
+            new_lo += 1
+        new_hi = hi
+        while new_hi > new_lo and v[new_hi - 1, c] > hcut:
+            new_hi -= 1
+        if new_hi - new_lo < 1 or (new_lo == lo and new_hi == hi):
+            break
+        lo = new_lo
+        hi = new_hi
     return lo, hi, m, sig
 
 

@@ -211,6 +211,7 @@ def _pipeline(
     report: _Reporter,
     warming: Future[None],
 ) -> StackResult:
+    """The seven steps in order, each timed into ``StackResult.timings_s``."""
     started = time.perf_counter()
     # buffers kept from earlier stacks still count in RSS: no more than this stack's budget
     memory.trim(params.memory_limit_bytes)

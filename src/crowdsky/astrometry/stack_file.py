@@ -83,6 +83,8 @@ class StackAstrometry:
             "wcs_rotation_deg": self.rotation_deg,
             "wcs_rms_arcsec": self.rms_arcsec,
             "wcs_n_matched": self.n_matched if self.solved else None,
+            "wcs_corners": [[r, d] for r, d in self.corners_deg] or None,
+            "wcs_healpix_pixels": list(self.healpix_pixels) or None,
             "phot_zp_r": _finite_or_none(zp.get("RED")),
             "phot_zp_g": _finite_or_none(zp.get("GREEN", zp.get("LUM"))),
             "phot_zp_b": _finite_or_none(zp.get("BLUE")),

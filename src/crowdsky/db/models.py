@@ -313,6 +313,10 @@ class StackedFrame(Base):
     wcs_rotation_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     wcs_rms_arcsec: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     wcs_n_matched: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: JSON ``[[ra, dec], ...]`` of the image's four outer corners (degrees).
+    wcs_corners: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: JSON ``[pixel, ...]``: the NSIDE 128 RING pixels the footprint touches.
+    wcs_healpix_pixels: Mapped[str | None] = mapped_column(Text, nullable=True)
     phot_zp_r: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     phot_zp_g: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     phot_zp_b: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)

@@ -124,6 +124,8 @@ class PlateSolveReport:
     wcs_rotation_deg: float | None = None
     wcs_rms_arcsec: float | None = None
     wcs_n_matched: int | None = None
+    wcs_corners: str | None = None  # JSON [[ra, dec], ...]
+    wcs_healpix_pixels: str | None = None  # JSON [pixel, ...]
     phot_zp_r: float | None = None
     phot_zp_g: float | None = None
     phot_zp_b: float | None = None

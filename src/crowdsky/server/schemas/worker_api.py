@@ -9,7 +9,6 @@ the heartbeat) are optional and additive: old workers ignore and omit them.
 from __future__ import annotations
 
 import json
-
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 

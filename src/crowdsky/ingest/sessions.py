@@ -156,9 +156,8 @@ def receive_file(
     """
     try:
         header = fits_headers.read_frame_header(partial.path, client_name, now=now)
-        return _record_file(
-            session, now, ref, partial, sha256, client_name, header, raw_store, intake
-        )
+        arrival = _Arrival(partial, sha256, client_name, header)
+        return _record_file(session, now, ref, arrival, raw_store, intake)
     finally:
         partial.discard()
 
@@ -247,74 +246,59 @@ def count_files(session: Session, session_id: int) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A fully received, validated file on its way to being recorded."""
+
+    partial: PartialUpload
+    sha256: str
+    client_name: str
+    header: fits_headers.FrameHeader
+
+
 def _record_file(
     session: Session,
     now: datetime,
     ref: SessionRef,
-    partial: PartialUpload,
-    sha256: str,
-    client_name: str,
-    header: fits_headers.FrameHeader,
+    arrival: _Arrival,
     raw_store: RawStore,
     intake: IntakeSettings,
 ) -> ReceivedFile:
-    provisional_key = chunking.chunk_key(
-        header.date_obs, header.ra_deg, header.dec_deg, intake.key_format
-    )
+    """Publish and record a file in one transaction, or answer the copy already stored."""
+    header = arrival.header
+    key = chunking.chunk_key(header.date_obs, header.ra_deg, header.dec_deg, intake.key_format)
     published: str | None = None
     try:
         with session.begin():
             row = moves.lock_session_by_id(session, ref.id)
             moves.require_open(row, now, intake.expiry_hours)
-            duplicate = _find_duplicate(session, ref, sha256)
+            duplicate = _find_duplicate(session, ref, arrival.sha256)
             if duplicate is not None:
                 moves.touch(session, row, now)
                 existing, note = duplicate
-                return _already_stored(existing, client_name, note)
-            published = raw_store.publish(partial, filenames.storage_name(client_name))
-            raw = RawFile(
-                upload_session_id=ref.id,
-                filename=client_name,
-                storage_path=published,
-                file_size_bytes=partial.size,
-                sha256=sha256,
-                fits_date_obs=header.date_obs,
-                fits_object=header.object_name,
-                fits_exptime=header.exptime_s,
-                fits_ra=header.ra_deg,
-                fits_dec=header.dec_deg,
-                fits_filter=header.filter_name,
-                fits_telescop=header.telescop,
-                fits_instrume=header.instrume,
-                fits_gain=header.gain,
-                fits_ccd_temp=header.ccd_temp_c,
-                fits_bayerpat=header.bayerpat,
-                fits_eqmode=header.eqmode,
-                fits_sitelat=header.site_lat_deg,
-                fits_sitelong=header.site_long_deg,
-                image_width=header.width,
-                image_height=header.height,
-                chunk_key=provisional_key,
-                created_at=now,
+                return _already_stored(existing, arrival.client_name, note)
+            published = raw_store.publish(
+                arrival.partial, filenames.storage_name(arrival.client_name)
             )
+            raw = _raw_file_row(ref, arrival, published, key, now)
             session.add(raw)
             session.flush()
             moves.record_file(
                 session,
                 row,
                 now,
-                size_bytes=partial.size,
+                size_bytes=arrival.partial.size,
                 object_name=header.object_name,
                 ra_deg=header.ra_deg,
                 dec_deg=header.dec_deg,
             )
             return ReceivedFile(
                 raw.id,
-                client_name,
+                arrival.client_name,
                 published.rsplit("/", 1)[-1],
-                sha256,
-                partial.size,
-                provisional_key,
+                arrival.sha256,
+                arrival.partial.size,
+                key,
                 header.date_obs,
                 header.object_name,
                 duplicate=False,
@@ -324,14 +308,51 @@ def _record_file(
         _unlink_quietly(raw_store, published)
         with session.begin():
             existing = session.execute(
-                select(RawFile).where(RawFile.upload_session_id == ref.id, RawFile.sha256 == sha256)
+                select(RawFile).where(
+                    RawFile.upload_session_id == ref.id, RawFile.sha256 == arrival.sha256
+                )
             ).scalar_one()
             return _already_stored(
-                existing, client_name, f"same content as {existing.filename!r} in this session"
+                existing,
+                arrival.client_name,
+                f"same content as {existing.filename!r} in this session",
             )
     except BaseException:
         _unlink_quietly(raw_store, published)
         raise
+
+
+def _raw_file_row(
+    ref: SessionRef, arrival: _Arrival, published: str, chunk_key: str, now: datetime
+) -> RawFile:
+    """The ``raw_files`` row of a published file, with every header value chunking needs
+    (the chunk key is provisional until finalize)."""
+    header = arrival.header
+    return RawFile(
+        upload_session_id=ref.id,
+        filename=arrival.client_name,
+        storage_path=published,
+        file_size_bytes=arrival.partial.size,
+        sha256=arrival.sha256,
+        fits_date_obs=header.date_obs,
+        fits_object=header.object_name,
+        fits_exptime=header.exptime_s,
+        fits_ra=header.ra_deg,
+        fits_dec=header.dec_deg,
+        fits_filter=header.filter_name,
+        fits_telescop=header.telescop,
+        fits_instrume=header.instrume,
+        fits_gain=header.gain,
+        fits_ccd_temp=header.ccd_temp_c,
+        fits_bayerpat=header.bayerpat,
+        fits_eqmode=header.eqmode,
+        fits_sitelat=header.site_lat_deg,
+        fits_sitelong=header.site_long_deg,
+        image_width=header.width,
+        image_height=header.height,
+        chunk_key=chunk_key,
+        created_at=now,
+    )
 
 
 def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[RawFile, str] | None:

@@ -1,30 +1,16 @@
-"""Upload sessions: start, receive files, finalize into stacking jobs, report status.
+"""Upload sessions: check one is open, receive its files, report its status.
 
-One session is one upload batch of one user (``raw_upload.php`` in the original).
-Files arrive one request each, possibly in parallel; each is validated from its FITS
-header before it becomes visible under its final name, stored once per session and
-content hash (bugs 16, 17), and recorded with every header value chunking needs.
-Finalize (:mod:`crowdsky.ingest.finalize`) groups the session's frames into jobs.
-Sessions expire after inactivity, not after creation (bug 44).
+One session is one upload batch of one user. Each file is validated from its FITS
+header before it gets its final name, stored once per session and content hash, and
+recorded with every header value chunking needs; sessions expire after inactivity.
+Deduplication stays inside one session on purpose: another session holding the same
+content may never be finalized, and answering "duplicate" would lose the frame. The
+status call lists every file received, so a resuming client never sends one twice.
 
-Deduplication stays inside one session on purpose. A frame whose content another
-session of the same user also holds is stored again here: that other session may never
-be finalized (client state lost, another machine) and then expires with its files, or
-its finalize may skip the chunk; answering "duplicate" would leave the frame in no job
-and lose it. Copies finalized in two sessions still make one stack of a chunk: the
-second finalize finds the chunk (same key) already queued or stacked, skips it and
-deletes its copies.
-
-The status call lists every file the session received, including the ones already
-stacked or skipped and deleted, so a client that resumes from it (``crowdsky upload``)
-never sends a file of its session twice.
-
-Every function takes a SQLAlchemy session that is not inside a transaction and runs
-its own short transactions; status changes go through
-:mod:`crowdsky.ingest.session_transitions`. Files are published (hard-linked to their
-final name) inside the transaction that records them and removed again if it fails;
-should the server die between the link and the commit, cleanup removes the file,
-which then has no row (``crowdsky.cleanup``), and the client's resume sends it again.
+Functions run their own short transactions; status moves are
+:mod:`crowdsky.ingest.session_transitions`, finalize :mod:`crowdsky.ingest.finalize`.
+A file is published inside the transaction that records it and removed if that fails
+(cleanup removes a file left without a row).
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """One job from claim to report: the seven steps of ``worker-reference.md``.
 
-:meth:`JobProcessor.process_job` runs, for a claimed job:
-
-1. ``get_job_files`` (an empty list fails the job: "No raw files found for this job.");
-2. parallel streamed downloads into ``<WORK_DIR>/job_<id>/raws/``, each checked
-   against the list's ``file_size_bytes`` and for a readable FITS header;
-3. stacking through :mod:`crowdsky.worker.stacking_adapter`;
-4. the thumbnail (a failure there is only a warning, as in the original);
-5. publishing stack and thumbnail to the result store under deterministic names, so
-   a retried job overwrites its earlier upload;
-6. ``complete_job`` with the real metadata, only after every upload succeeded;
-7. removal of the job folder, whatever happened.
-
-A heartbeat thread keeps the job's lease alive and reports progress the whole time.
-If the server answers 409 (the lease was lost), the job is abandoned at the next
-check point and *not* reported: the job is someone else's now. Any other failure is
-reported with ``fail_job`` and a message that says which step failed and why. The
-processor never raises for a job failure; it returns a :class:`JobOutcome`.
+:meth:`JobProcessor.process_job` lists the job's files, downloads them (in parallel,
+checked), stacks them (or normalises an uploaded stack), solves the stack, draws the
+thumbnail (a failure there is only a warning), publishes both under deterministic
+names and reports ``complete_job``; the job folder goes whatever happened. Each step
+runs in :meth:`~crowdsky.worker.job_control.JobRun.step`, a heartbeat keeps the lease
+meanwhile, and a lost lease abandons the job unreported. It never raises for a job
+failure: it reports ``fail_job`` naming the step and returns a :class:`JobOutcome`.
 """
 
 from __future__ import annotations

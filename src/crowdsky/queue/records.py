@@ -140,6 +140,16 @@ class PlateSolveReport:
 
 
 @dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """How far a worker says it got with a job (a heartbeat); either part may be absent."""
+
+    fraction: float | None = None
+    """0..1 (clamped when stored)."""
+    message: str | None = None
+    """Free text, cut to 255 characters when stored."""
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A worker's report of a finished stack (the spec's complete_job body)."""
 

@@ -444,41 +444,8 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
                 select(StackingJob.status, func.count()).group_by(StackingJob.status)
             ).all()
         )
-        workers: dict[str, dict[str, Any]] = {}
-        for worker_id, last in session.execute(
-            select(JobAttempt.worker_id, func.max(JobAttempt.ended_at))
-            .where(JobAttempt.worker_id.is_not(None))
-            .group_by(JobAttempt.worker_id)
-        ):
-            workers[worker_id] = {"worker": worker_id, "last_seen": last, "job": None}
-        for job in session.execute(
-            select(StackingJob).where(StackingJob.status == "processing")
-        ).scalars():
-            name = job.worker_id or "?"
-            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
-            seen = job.heartbeat_at or job.started_at
-            if seen is not None and (entry["last_seen"] is None or seen > entry["last_seen"]):
-                entry["last_seen"] = seen
-            entry["job"] = job.id
-            entry["progress"] = job.progress
-        for name, last_used in session.execute(
-            select(WorkerToken.name, WorkerToken.last_used_at).where(
-                WorkerToken.revoked_at.is_(None)
-            )
-        ):
-            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
-            if last_used is not None and (
-                entry["last_seen"] is None or last_used > entry["last_seen"]
-            ):
-                entry["last_seen"] = last_used
-        since = now - timedelta(hours=24)
-        completed = list(
-            session.execute(
-                select(StackingJob.completed_at).where(
-                    StackingJob.status == "completed", StackingJob.completed_at >= since
-                )
-            ).scalars()
-        )
+        workers = _workers_seen(session)
+        hours = _completions_per_hour(session, now)
         failures = session.execute(
             select(
                 JobAttempt.stacking_job_id,
@@ -496,11 +463,6 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
                 RawFile.is_deleted.is_(False)
             )
         ).one()
-    hours = [0] * 24
-    for moment in completed:
-        index = int((now - moment).total_seconds() // 3600)
-        if 0 <= index < 24:
-            hours[23 - index] += 1
     disk = shutil.disk_usage(uploads_dir) if uploads_dir.exists() else None
     return {
         "depth": {
@@ -523,3 +485,52 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
             "disk_total": disk.total if disk else None,
         },
     }
+
+
+def _workers_seen(session: Session) -> dict[str, dict[str, Any]]:
+    """Every worker known from its attempts, its current job or its token, with the
+    latest moment it was seen and the job it holds."""
+    workers: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:
+        return workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
+
+    def seen(name: str, moment: datetime | None) -> None:
+        current = entry(name)
+        if moment is not None and (current["last_seen"] is None or moment > current["last_seen"]):
+            current["last_seen"] = moment
+
+    for worker_id, last in session.execute(
+        select(JobAttempt.worker_id, func.max(JobAttempt.ended_at))
+        .where(JobAttempt.worker_id.is_not(None))
+        .group_by(JobAttempt.worker_id)
+    ):
+        workers[worker_id] = {"worker": worker_id, "last_seen": last, "job": None}
+    for job in session.execute(
+        select(StackingJob).where(StackingJob.status == "processing")
+    ).scalars():
+        name = job.worker_id or "?"
+        seen(name, job.heartbeat_at or job.started_at)
+        workers[name]["job"] = job.id
+        workers[name]["progress"] = job.progress
+    for name, last_used in session.execute(
+        select(WorkerToken.name, WorkerToken.last_used_at).where(WorkerToken.revoked_at.is_(None))
+    ):
+        seen(name, last_used)
+    return workers
+
+
+def _completions_per_hour(session: Session, now: datetime) -> list[int]:
+    """Jobs completed in each of the last 24 hours, oldest hour first."""
+    since = now - timedelta(hours=24)
+    completed = session.execute(
+        select(StackingJob.completed_at).where(
+            StackingJob.status == "completed", StackingJob.completed_at >= since
+        )
+    ).scalars()
+    hours = [0] * 24
+    for moment in completed:
+        index = int((now - moment).total_seconds() // 3600)
+        if 0 <= index < 24:
+            hours[23 - index] += 1
+    return hours

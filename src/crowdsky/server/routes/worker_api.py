@@ -364,8 +364,7 @@ def heartbeat(
         worker_id=body.worker_id,
         lease_token=body.lease_token,
         caller=_caller(principal),
-        progress=body.progress,
-        message=body.message,
+        progress=queue.ProgressReport(body.progress, body.message),
     )
     return HeartbeatResponse(lease_expires_at=format_utc(renewal.lease_expires_at))
 

@@ -164,8 +164,8 @@ _SCALES = {
 }
 
 
-# every knob keyword-only and defaulted, the demo and tests set one or two: no record needed
-def simulate_night(  # noqa: PLR0913
+# long: every knob is keyword-only with a default; the demo and tests set one or two
+def simulate_night(  # noqa: PLR0913 (keyword-only knobs, see above)
     out_dir: Path,
     *,
     seed: int = 0,

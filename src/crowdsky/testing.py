@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from crowdsky.db.models import RawFile, UploadSession, User
+from crowdsky.db.models import RawFile, SlotLock, UploadSession, User
 from crowdsky.db.types import utcnow
 from crowdsky.ingest.session_states import SessionStatus
 from crowdsky.queue import NewJob, enqueue_jobs
@@ -43,6 +43,7 @@ def ensure_user(session: Session, username: str = DEFAULT_USER) -> int:
         )
         session.add(user)
         session.flush()
+        session.add(SlotLock(user_id=user.id))  # as accounts.create_user makes it
         return user.id
 
 

@@ -54,16 +54,16 @@ def slot_of(chunk: chunking.Chunk) -> str:
 def lock_user(session: Session, user_id: int) -> None:
     """Take the user's slot lock for the rest of the transaction (see the module doc).
 
-    The lock is a row of ``slot_locks``, created on first use (an insert that ignores
-    an existing row, race-free on every backend), not the ``users`` row: a completion
-    inserting a stack checks its foreign key to ``users`` under a shared lock, which
-    a lock on that row would block while this finalize waits for the completed job's
-    row, a deadlock.
+    The lock is the user's row of ``slot_locks``, not the ``users`` row: a completion
+    inserting a stack checks its foreign key to ``users`` under a shared lock, which a
+    lock on that row would block while this finalize waits for the completed job's row,
+    a deadlock. The row is made with the user (``accounts.create_user``; migration 0014
+    for older users). Creating it here under concurrency would deadlock on MariaDB: a
+    locking read of a missing row takes a gap lock, which every concurrent finalize
+    shares and then each one's insert waits for. A user without the row (made by other
+    means) gets it here, which is safe when nothing else of theirs runs at that moment.
     """
     locked = select(SlotLock.user_id).where(SlotLock.user_id == user_id).with_for_update()
-    # Lock first, create only when missing: on MariaDB an INSERT IGNORE of an existing
-    # row takes a shared lock, and two finalizes that both hold it and then ask for the
-    # exclusive one deadlock (seen with 8 concurrent finalizes of one user).
     if session.execute(locked).first() is None:
         session.execute(_insert_ignoring_duplicate(session, user_id))
         session.execute(locked).one()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -28,6 +27,7 @@ from crowdsky.ingest.fits_headers import FrameHeader, read_frame_header
 from crowdsky.queue import JobStatus, NewJob, enqueue_jobs
 from crowdsky.stacks import errors, results
 from crowdsky.storage.raw_store import PartialUpload, RawStore
+from crowdsky.storage.result_reader import ResultReader
 
 POSTPROCESS_KIND = "postprocess"
 TOKEN_BYTES = 16
@@ -84,7 +84,7 @@ def queue_uploaded_stack(
     *,
     raw_store: RawStore,
     key_format: chunking.KeyFormat = "healpix",
-    results_root: Path | None = None,
+    result_store: ResultReader | None = None,
 ) -> QueuedStack:
     """Validate a received stack and queue its post-processing job.
 
@@ -94,9 +94,9 @@ def queue_uploaded_stack(
         The received stack and the uploader's ``overwrite`` and ``scrub_location``.
     raw_store, key_format
         Where the stack is kept until its job runs; the chunk key format.
-    results_root
-        The local result store's root, so that ``overwrite`` also deletes the files of
-        a replaced stack there (a stack on a remote share keeps its files).
+    result_store
+        Where the server reads results from, so that ``overwrite`` also deletes the
+        files of a replaced stack (None: they stay).
 
     Raises
     ------
@@ -113,7 +113,7 @@ def queue_uploaded_stack(
             checked.chunk_key,
             checked.header.telescop,
             overwrite=upload.overwrite,
-            results_root=results_root,
+            result_store=result_store,
         )
         stored = raw_store.publish(upload.partial, filenames.storage_name(checked.name))
     except BaseException:
@@ -212,7 +212,7 @@ def _make_room(
     telescope: str | None,
     *,
     overwrite: bool,
-    results_root: Path | None,
+    result_store: ResultReader | None,
 ) -> int:
     """Refuse a duplicate, or (``overwrite``) delete the stacks it replaces."""
     same_telescope = (
@@ -247,8 +247,8 @@ def _make_room(
             return 0
         if stacks:
             session.execute(delete(StackedFrame).where(StackedFrame.id.in_([s.id for s in stacks])))
-    if results_root is not None:
+    if result_store is not None:
         results.discard_result_files(
-            results_root, [p for _, fits, thumb in stacks for p in (fits, thumb) if p]
+            result_store, [p for _, fits, thumb in stacks for p in (fits, thumb) if p]
         )
     return len(stacks)

@@ -2,8 +2,8 @@
 
 ``CROWDSKY_WEB_SECRET`` signs session cookies; without it a random key is created once
 in the database, so every server process of a deployment, on any host, shares it and
-sessions survive restarts. ``CROWDSKY_RESULTS_DIR`` is the folder of a
-local result store (``RESULT_STORE=local``) from which stacks and thumbnails are served.
+sessions survive restarts (stacks are read through the server's result store,
+``CROWDSKY_RESULT_STORE`` / ``CROWDSKY_RESULTS_DIR``).
 ``CROWDSKY_ADMIN_USERS`` names the users who see the operations page.
 """
 
@@ -33,7 +33,6 @@ class WebSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CROWDSKY_", extra="ignore")
 
     web_secret: SecretStr | None = Field(default=None, description="Cookie signing key")
-    results_dir: Path | None = Field(default=None, description="Local result store root")
     admin_users: str = Field(default="", description="Comma-separated admin user names")
     secure_cookies: bool = Field(default=False, description="Mark cookies Secure (HTTPS)")
 

@@ -30,8 +30,9 @@ from crowdsky.db.models import (
 )
 from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.ingest import shared_frames, slots
-from crowdsky.stacks import SKY_DEC_DEG, SKY_RA_DEG
-from crowdsky.storage import LocalResultStore, RawStore
+from crowdsky.stacks import SKY_DEC_DEG, SKY_RA_DEG, discard_result_files
+from crowdsky.storage import RawStore
+from crowdsky.storage.result_reader import ResultReader
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.
 MAP_NSIDES = (4, 16, 64)
@@ -272,7 +273,7 @@ def user_sessions(
 
 
 def delete_job(
-    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: Path | None
+    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: ResultReader
 ) -> None:
     """Delete a user's job, its raw frames and its stack (not while a worker holds it).
 
@@ -304,7 +305,7 @@ def delete_job(
 
 
 def delete_upload_session(
-    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: Path | None
+    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: ResultReader
 ) -> None:
     """Delete an upload session with all its files, jobs and stacks.
 
@@ -363,13 +364,11 @@ def _job_files(session: Session, job_ids: list[int]) -> tuple[list[str], list[st
 
 
 def _remove_files(
-    raw_store: RawStore, raws: list[str], results: Path | None, outputs: list[str]
+    raw_store: RawStore, raws: list[str], results: ResultReader, outputs: list[str]
 ) -> None:
     with contextlib.suppress(OSError, ValueError):
         raw_store.delete_files(raws)
-    if results is not None and outputs:
-        with contextlib.suppress(OSError, ValueError):
-            LocalResultStore(results).delete_files(outputs)
+    discard_result_files(results, outputs)
 
 
 # -- account -----------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def _queue_stack(
                 received,
                 raw_store=state.raw_store,
                 key_format=state.settings.chunk_key_format,
-                results_root=state.settings.resolved_results_dir,
+                result_store=state.result_reader,
             )
         except BaseException:
             state.raw_store.remove_dir_if_empty(folder)

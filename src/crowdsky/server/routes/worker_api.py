@@ -250,7 +250,7 @@ def complete_job(
         p for p in outcome.replaced_results if p not in (body.ucloud_path, body.thumbnail_path)
     ]
     if replaced:
-        stacks.discard_result_files(state.settings.resolved_results_dir, replaced)
+        stacks.discard_result_files(state.result_reader, replaced)
     return CompleteJobResponse(replaced_files=replaced)
 
 

@@ -273,7 +273,7 @@ def user_sessions(
 
 
 def delete_job(
-    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: ResultReader
+    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: ResultReader | None
 ) -> None:
     """Delete a user's job, its raw frames and its stack (not while a worker holds it).
 
@@ -305,7 +305,7 @@ def delete_job(
 
 
 def delete_upload_session(
-    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: ResultReader
+    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: ResultReader | None
 ) -> None:
     """Delete an upload session with all its files, jobs and stacks.
 
@@ -364,11 +364,13 @@ def _job_files(session: Session, job_ids: list[int]) -> tuple[list[str], list[st
 
 
 def _remove_files(
-    raw_store: RawStore, raws: list[str], results: ResultReader, outputs: list[str]
+    raw_store: RawStore, raws: list[str], results: ResultReader | None, outputs: list[str]
 ) -> None:
+    """After the commit: the raws, and the stacks' files when a result store is given."""
     with contextlib.suppress(OSError, ValueError):
         raw_store.delete_files(raws)
-    discard_result_files(results, outputs)
+    if results is not None:
+        discard_result_files(results, outputs)
 
 
 # -- account -----------------------------------------------------------------------------

@@ -305,7 +305,11 @@ def delete_job(
 
 
 def delete_upload_session(
-    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: ResultReader | None
+    session: Session,
+    user_id: int,
+    session_id: int,
+    raw_store: RawStore,
+    results: ResultReader | None,
 ) -> None:
     """Delete an upload session with all its files, jobs and stacks.
 

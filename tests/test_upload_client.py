@@ -54,7 +54,7 @@ def test_interrupted_upload_resumes_without_duplicates(
         assert state["sessions"][live.url] == first.session_token
         assert state_path(folder).is_relative_to(tmp_path / "cache" / "crowdsky")
         assert not (folder / LEGACY_STATE_FILE).exists()
-        second = upload_folder(client, folder, parallel=3)
+        second = upload_folder(client, folder)
         assert second.resumed and second.session_token == first.session_token
         assert second.count("already_on_server") == 5 and second.count("uploaded") == 3
         assert second.finalize["jobs"] == 1

@@ -1,23 +1,11 @@
 """Housekeeping: reap expired leases, expire abandoned uploads, reconcile the raw buffer.
 
 Run by ``/api/cleanup.php`` (cron-compatible), by ``crowdsky cleanup`` and periodically
-by the server itself. Which raw file is no longer needed is decided by
-:mod:`crowdsky.retention` alone (the original deleted every finalized session's files
-after one hour, whether or not its job had run: bug 3); this module runs its steps:
-
-- leases that expired go back to the queue (``queue.reap_expired_leases``);
-- ``uploading`` sessions idle for ``UPLOAD_EXPIRY_HOURS`` expire, releasing their
-  files (``ingest.expire_idle_sessions``);
-- files of terminally ``failed`` jobs are released after the retention period, files
-  of completed stacks after the re-stack window;
-- the disk is reconciled with the database, folder by folder (:func:`reconcile`): a
-  file whose row is marked deleted is removed (an unlink a crash interrupted); a file
-  without a committed row is an orphan (a crash between link and commit) and is
-  removed once older than ``ORPHAN_GRACE_SECONDS``; a partial upload older than the
-  upload expiry is removed; a row whose file is missing is marked lost and logged;
-  a finished session's emptied folder goes, as does a folder without a session.
-
-Files are deleted only after the transaction that released them has committed.
+by the server. It runs the steps; :mod:`crowdsky.retention` alone decides which raw
+file is no longer needed, and files are deleted only after the transaction that
+released them committed. :func:`reconcile` makes the disk agree with the rows: it
+removes files without a committed row (after ``ORPHAN_GRACE_SECONDS``) and stale
+partial uploads, and marks rows whose file is missing as lost.
 """
 
 from __future__ import annotations

@@ -1,34 +1,13 @@
-"""Raw-file retention: when a raw frame is no longer needed, and deleting it only then.
+"""Raw-file retention: the one place that decides a raw frame may be deleted.
 
-A user's raw frames exist nowhere else, so this module is the one place that decides
-a raw file may go. A file is no longer needed when
-
-- its job completed: the ``stacked_frames`` row commits in the same transaction
-  (:func:`release_job_files`, called by ``queue.complete_job``) — unless the frames
-  may still be re-stacked. A user ends with one stack per slot: frames of the slot
-  uploaded later are stacked together with the earlier ones. So a completed job's
-  frames are handed to the slot's follow-up job when one waits for it
-  (:func:`hand_over_frames`), or kept for the re-stack window and released by
-  cleanup after it (:func:`release_restack_buffer`); a finalize moves the frames of a
-  finished job of the slot into the follow-up job it queues (:func:`move_frames`);
-- finalize gave it no job (a chunk too small, or copies of files already stacked or
-  queued), in the finalize's own transaction (:func:`release_skipped_frames`);
-- its session expired without a finalize (:func:`release_expired_sessions`);
-- its job failed for good and the inspection period passed (:func:`release_failed_job_files`).
-
-Each ``release_*`` function runs inside the caller's transaction: it marks the rows
-deleted and returns the paths as :class:`FreedFiles`. Only after that transaction has
-committed does :func:`delete_freed` remove the files (it refuses to run inside one):
-a rollback can never leave a row whose file is gone, and a crash after the commit
-leaves a row marked deleted whose file ``crowdsky.cleanup`` removes later. A file
-whose row is not marked deleted is never removed here.
-
-A row whose file turns out to be missing is marked lost (:func:`mark_lost`, with the
-time) and logged: it is reported, never silently stacked or counted as stored.
-
-This module imports no storage code: it is handed anything with the
-:class:`FileRemover` methods (``storage.raw_store.RawStore``), so the queue can use it
-without depending on the disk layout.
+A user's raw frames exist nowhere else. A file is released when its job completed
+(unless the slot may still re-stack it: :func:`hand_over_frames`,
+:func:`release_restack_buffer`), when finalize gave it no job, when its session
+expired, or when its job failed for good and the inspection period passed. Each
+``release_*`` function marks rows deleted inside the caller's transaction and returns
+the paths; :func:`delete_freed` removes the files only after that commit, so a
+rollback never leaves a row without its file. It imports no storage code (files go
+through a :class:`FileRemover`), so the queue can use it.
 """
 
 from __future__ import annotations

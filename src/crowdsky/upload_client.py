@@ -89,7 +89,11 @@ ProgressCallback = Callable[[int, FileOutcome | None], None]
 
 
 class UploadClient:
-    """The raw upload API of one server, for one user."""
+    """The raw upload API of one server, for one user.
+
+    ``parallel`` sizes its connection pool, and :func:`upload_folder` sends that many
+    files at once.
+    """
 
     def __init__(
         self,
@@ -104,6 +108,7 @@ class UploadClient:
         if not api_key and not (username and password):
             raise ValueError("give an API key, or a user name and password")
         self.server_url = server_url.rstrip("/")
+        self.parallel = max(parallel, 1)
         self._http = client_http.signed_in_client(
             self.server_url,
             api_key=api_key,
@@ -111,7 +116,7 @@ class UploadClient:
             password=password,
             timeout=TIMEOUT,
             transport=transport,
-            limits=httpx.Limits(max_connections=max(parallel, 1) + 1),
+            limits=httpx.Limits(max_connections=self.parallel + 1),
         )
 
     def close(self) -> None:
@@ -225,7 +230,6 @@ def upload_folder(
     client: UploadClient,
     folder: Path,
     *,
-    parallel: int = DEFAULT_PARALLEL,
     overwrite: bool = False,
     scrub_location: bool = False,
     finalize: bool = True,
@@ -235,11 +239,12 @@ def upload_folder(
 ) -> UploadReport:
     """Upload every FITS file of a folder that the session does not have yet, then finalize.
 
-    ``on_progress(bytes_sent, outcome)`` is called after each file (``outcome`` None
-    for files skipped because the server already has them). When the server refused
-    every file, finalize is not called (it would only say the session is empty):
-    ``report.finalize`` stays empty and ``report.failed`` holds the reasons.
-    ``state_dir`` overrides :func:`default_state_dir`.
+    ``client.parallel`` files are sent at once. ``on_progress(bytes_sent, outcome)`` is
+    called after each file (``outcome`` None for files skipped because the server
+    already has them). When the server refused every file, finalize is not called (it
+    would only say the session is empty): ``report.finalize`` stays empty and
+    ``report.failed`` holds the reasons. ``state_dir`` overrides
+    :func:`default_state_dir`.
     """
     paths = list(files) if files is not None else find_fits_files(folder)
     token, known, state = _resume_or_start(client, folder, state_dir)
@@ -256,8 +261,22 @@ def upload_folder(
             report.files.append(FileOutcome(path, "already_on_server"))
             if on_progress:
                 on_progress(path.stat().st_size, None)
-    with ThreadPoolExecutor(max_workers=max(parallel, 1)) as pool:
-        futures = {pool.submit(client.upload_file, token, path): path for path in pending}
+    _send_files(client, token, pending, report, on_progress)
+    if finalize and report.accepted:
+        report.finalize = client.finalize(token, overwrite=overwrite, scrub_location=scrub_location)
+    return report
+
+
+def _send_files(
+    client: UploadClient,
+    token: str,
+    paths: list[Path],
+    report: UploadReport,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Upload ``paths`` into the session, ``client.parallel`` at a time, into ``report``."""
+    with ThreadPoolExecutor(max_workers=client.parallel) as pool:
+        futures = {pool.submit(client.upload_file, token, path): path for path in paths}
         for future in as_completed(futures):
             path = futures[future]
             try:
@@ -274,9 +293,6 @@ def upload_folder(
             report.files.append(outcome)
             if on_progress:
                 on_progress(path.stat().st_size, outcome)
-    if finalize and report.accepted:
-        report.finalize = client.finalize(token, overwrite=overwrite, scrub_location=scrub_location)
-    return report
 
 
 def default_state_dir() -> Path:

@@ -4,7 +4,9 @@ Wrong passwords spread over both servers, even sent all at once, get exactly the
 configured number of checks before both answer 429 (the throttle's counters are in the
 database). A password changed or an API key revoked through server A's web app is
 refused by server B at once, although B had just verified (and cached) that login.
-Run on PostgreSQL and on one SQLite file opened by both processes.
+A web login made on A is a login on B (each has its own data dir; no
+``CROWDSKY_WEB_SECRET``: the cookie key is the database's). Run on PostgreSQL and on
+one SQLite file opened by both processes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ def servers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Li
         "CROWDSKY_CLEANUP_INTERVAL_SECONDS": "0",
         "CROWDSKY_LOGIN_FAILURES_PER_ACCOUNT": str(ACCOUNT_LIMIT),
         "CROWDSKY_LOGIN_FAILURES_PER_ADDRESS": "1000",
-        "CROWDSKY_WEB_SECRET": "shared-cookie-key-" + "s" * 32,
     }
     started: list[LiveServer] = []
     try:
@@ -137,3 +138,30 @@ def test_a_change_on_one_server_is_refused_by_the_other_at_once(
         assert b.get(READ, auth=("vega", OLD_PASSWORD)).status_code == 401
         assert b.get(READ, headers=bearer).status_code == 401
         assert b.get(READ, auth=("vega", NEW_PASSWORD)).status_code == 200
+
+
+def test_a_web_login_on_one_server_is_a_login_on_the_other(
+    servers: tuple[LiveServer, ...],
+) -> None:
+    server_a, server_b = servers
+    _seed(server_a.database_url or "")
+    with httpx.Client(base_url=server_a.url, timeout=30) as a:
+        login = a.post(
+            "/login",
+            data={"csrf_token": _csrf(a, "/login"), "login": "vega", "password": OLD_PASSWORD},
+        )
+        assert login.status_code == 303, login.text[:500]
+        cookies = dict(a.cookies)
+    assert set(cookies) >= {"crowdsky_session"}
+    # the browser follows a load balancer to B: same cookies, still logged in, CSRF valid
+    with httpx.Client(base_url=server_b.url, timeout=30, cookies=cookies) as b:
+        assert b.get("/web/api/stacks").status_code == 200
+        page = b.get("/account")
+        assert page.status_code == 200 and "vega" in page.text
+        created = b.post(
+            "/account",
+            data={"csrf_token": _csrf(b, "/account"), "action": "create_key", "name": "b-key"},
+        )
+        assert created.status_code == 200 and "b-key" in created.text
+    with httpx.Client(base_url=server_b.url, timeout=30) as anonymous:
+        assert anonymous.get("/web/api/stacks").status_code == 401

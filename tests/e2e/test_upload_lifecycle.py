@@ -382,7 +382,7 @@ def test_server_killed_during_uploads_then_cleanup_and_resume(
             def run(url: str, errors: list[BaseException]) -> None:
                 try:
                     with UploadClient(url, api_key=db.api_key, parallel=4) as client:
-                        upload_folder(client, folder, parallel=4)
+                        upload_folder(client, folder)
                 except BaseException as exc:  # the server dies under it
                     errors.append(exc)
 
@@ -412,7 +412,7 @@ def test_server_killed_during_uploads_then_cleanup_and_resume(
             on_disk = {str(p.relative_to(store.root)) for p in store.root.rglob("*.fit")}
             assert on_disk == _stored_paths(db), "a file on disk lacks its row (or vice versa)"
         with UploadClient(server.url, api_key=db.api_key, parallel=4) as client:
-            report = upload_folder(client, folder, parallel=4)
+            report = upload_folder(client, folder)
         assert report.resumed and not report.failed
         assert report.finalize["job_ids"], report.finalize
     finally:

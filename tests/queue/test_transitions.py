@@ -210,8 +210,7 @@ def test_heartbeat_extends_the_lease_and_records_progress(
             lease_seconds=LEASE_S,
             worker_id="w1",
             lease_token=claimed.lease_token,
-            progress=0.5,
-            message="stacking 5/10",
+            progress=queue.ProgressReport(0.5, "stacking 5/10"),
         )
         assert renewal.lease_expires_at == later + timedelta(seconds=LEASE_S)
         # past the original expiry, but the renewed lease keeps the job

@@ -145,6 +145,21 @@ def _check_web(env: Env, stack_id: int, data: bytes, missing_id: int) -> None:
     assert r.status_code == 404
 
 
+def _delete_in_web_app(env: Env, stack_id: int, exists: Callable[[str], bool]) -> None:
+    """Deleting a stack's job in the web app deletes its FITS, thumbnail and star list
+    from the store the server reads (not only from a local folder)."""
+    item = next(
+        i for i in env.client.get("/api/my_stacks.php", auth=ALICE).json() if i["id"] == stack_id
+    )
+    fits_path, thumb_path = item["ucloud_path"], item["thumbnail_path"]
+    stars_path = fits_path.removesuffix(".fits") + "_stars.json"
+    assert all(exists(p) for p in (fits_path, thumb_path, stars_path))
+    csrf = _web_login(env)
+    r = env.client.post(f"/web/api/jobs/{item['job_id']}/delete", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert not any(exists(p) for p in (fits_path, thumb_path, stars_path))
+
+
 def test_downloads_from_a_webdav_share(
     sqlite_db: TestDatabase, tmp_path: Path, share: WebDavServer
 ) -> None:
@@ -162,10 +177,12 @@ def test_downloads_from_a_webdav_share(
     ) as env:
         stack_id, item, data = _stack(env)
         gone = env.make_stack(when=item_time(item, hours=2))
+        doomed = _with_star_list(env, env.make_stack(when=item_time(item, hours=4)))
         _move_results(env, publish)
         share.share_file(_path_of(env, gone)).unlink()
         _check_downloads(env, stack_id, item, data)
         _check_web(env, stack_id, data, gone)
+        _delete_in_web_app(env, doomed, lambda remote: share.share_file(remote).is_file())
         reads = [r for r in share.requests() if r["method"] == "GET"]
         assert reads and all(r["x_requested_with"] == "XMLHttpRequest" for r in reads)
         share.share_file(item["ucloud_path"]).unlink()
@@ -205,8 +222,10 @@ def test_downloads_from_s3_redirect_or_relay(
     ) as env:
         stack_id, item, data = _stack(env)
         gone = env.make_stack(when=item_time(item, hours=2))
+        doomed = _with_star_list(env, env.make_stack(when=item_time(item, hours=4)))
         _move_results(env, publish)
         store.delete_files([_path_of(env, gone)])
+        _delete_in_web_app(env, doomed, lambda remote: store.object_size(remote) is not None)
         key = {"chunk_key": item["chunk_key"]}
         r = env.client.get(
             "/api/download_stack.php", params=key, auth=ALICE, follow_redirects=False
@@ -221,6 +240,13 @@ def test_downloads_from_s3_redirect_or_relay(
         _check_web(env, stack_id, data, gone)
         r = env.client.get("/api/download_frame.php", params={"id": gone}, headers=env.bearer())
         assert r.status_code == 404 and "error" in r.json()
+
+
+def _with_star_list(env: Env, stack_id: int) -> int:
+    """Write the star list a worker publishes beside the stack's FITS file."""
+    fits_path = _path_of(env, stack_id)
+    env.results.path_for(fits_path.removesuffix(".fits") + "_stars.json").write_text("{}")
+    return stack_id
 
 
 def item_time(item: dict[str, Any], *, hours: int) -> Any:

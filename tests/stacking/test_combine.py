@@ -1,4 +1,4 @@
-"""The rejection kernel and the frame store (RAM and scratch file)."""
+"""Band-wise combination with rejection: what ``combine_frames`` makes of known cubes."""
 
 from __future__ import annotations
 
@@ -8,35 +8,22 @@ import numpy as np
 import pytest
 
 from crowdsky.stacking import combine
+from crowdsky.stacking.frame_store import FrameStore
 
 
-def run(cube: np.ndarray, floor: float = 1.0, **kw: object) -> combine.CombineOutput:
+def run(
+    cube: np.ndarray,
+    floor: float = 1.0,
+    noise: np.ndarray | None = None,
+    rule: combine.Rule = combine.Rule(),
+) -> combine.CombineOutput:
+    """Combine a mono cube in RAM, every frame equally weighted, no background."""
     n, rows, cols = cube.shape
-    store = combine.FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
-    args: dict[str, object] = dict(
-        offsets=np.zeros((n, 1)),
-        scales=np.ones(n),
-        kappa_low=3.0,
-        kappa_high=3.0,
-        max_iterations=5,
-        method="mean",
-        reject=True,
-        band_budget_bytes=1 << 26,
+    store = FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
+    norm = combine.Normalisation(
+        offsets=np.zeros((n, 1)), scales=np.ones(n), floor=np.array([floor]), noise=noise
     )
-    args.update(kw)
-    return combine.combine_frames(store, 1, np.ones(n), np.array([floor]), **args)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 10, 15, 16, 17, 31, 32])
-def test_sorting_network_sorts(n: int) -> None:
-    comps = combine.sorting_network(n)
-    rng = np.random.default_rng(n)
-    for _ in range(50):
-        x = rng.normal(size=n)
-        for a, b in comps:
-            if x[a] > x[b]:
-                x[a], x[b] = x[b], x[a]
-        assert np.all(np.diff(x) >= 0)
+    return combine.combine_frames(store, 1, np.ones(n), norm, rule, band_budget_bytes=1 << 26)
 
 
 def test_single_outlier_rejected_at_n5() -> None:
@@ -72,19 +59,15 @@ def test_uncovered_pixels_are_excluded_not_filled() -> None:
 def test_weights_and_normalisation() -> None:
     cube = np.stack([np.full((4, 6), 10.0), np.full((4, 6), 20.0)])
     n, rows, cols = cube.shape
-    store = combine.FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
+    store = FrameStore(n, rows, cols, "ram-float32", cube.astype(np.float32))
     out = combine.combine_frames(
         store,
         1,
         np.array([1.0, 3.0]),
-        np.array([100.0]),
-        offsets=np.array([[10.0], [0.0]]),
-        scales=np.array([1.0, 0.5]),
-        kappa_low=3,
-        kappa_high=3,
-        max_iterations=3,
-        method="mean",
-        reject=True,
+        combine.Normalisation(
+            offsets=np.array([[10.0], [0.0]]), scales=np.array([1.0, 0.5]), floor=np.array([100.0])
+        ),
+        combine.Rule(max_iterations=3),
         band_budget_bytes=1 << 20,
     )
     # frame 0 -> (10-10)*1 = 0, frame 1 -> (20-0)*0.5 = 10; weighted 0*1/4 + 10*3/4
@@ -97,7 +80,7 @@ def test_large_n_uses_a_subset_and_still_rejects() -> None:
     cube[[4, 20], 3, :] += 50.0
     out = run(cube)
     assert np.abs(out.image[3]).max() < 1.5
-    clean = run(cube, reject=False)
+    clean = run(cube, rule=combine.Rule(reject=False))
     assert np.abs(clean.image[3]).min() > 1.0
 
 
@@ -105,42 +88,22 @@ def test_disk_store_matches_ram(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     cube = rng.normal(500, 10, (6, 50, 30)).astype(np.float32)
     cube[0, :3] = np.nan
-    disk = combine.FrameStore.create(6, 50, 30, budget_bytes=1000, scratch_dir=tmp_path)
-    assert disk.kind == "disk-float16"
-    for i in range(6):
-        disk.put(i, cube[i])
-    assert disk.bytes_written == 6 * 50 * 30 * 2
-    common = dict(
-        offsets=np.full((6, 1), 500.0),
-        scales=np.ones(6),
-        kappa_low=3.0,
-        kappa_high=3.0,
-        max_iterations=5,
-        method="mean",
-        reject=True,
+    norm = combine.Normalisation(
+        offsets=np.full((6, 1), 500.0), scales=np.ones(6), floor=np.array([10.0])
     )
-    a = combine.combine_frames(
-        disk, 1, np.ones(6), np.array([10.0]), band_budget_bytes=2000, **common
-    )
+    with FrameStore.create(6, 50, 30, budget_bytes=1000, scratch_dir=tmp_path) as disk:
+        assert disk.kind == "disk-float16"
+        for i in range(6):
+            disk.put(i, cube[i])
+        a = combine.combine_frames(
+            disk, 1, np.ones(6), norm, combine.Rule(), band_budget_bytes=2000
+        )
     assert a.n_bands > 1
-    path = disk.path
-    disk.close()
-    assert path is not None and not path.exists()
-    ram = combine.FrameStore(6, 50, 30, "ram-float32", cube)
-    b = combine.combine_frames(
-        ram, 1, np.ones(6), np.array([10.0]), band_budget_bytes=1 << 20, **common
-    )
+    ram = FrameStore(6, 50, 30, "ram-float32", cube)
+    b = combine.combine_frames(ram, 1, np.ones(6), norm, combine.Rule(), band_budget_bytes=1 << 20)
     # float16 moves values by < 0.25 ADU here; a borderline rejection may flip
     assert float(np.median(np.abs(a.image - b.image))) < 0.1
     np.testing.assert_array_equal(a.coverage, b.coverage)
-
-
-def test_store_picks_float16_in_ram_when_float32_does_not_fit(tmp_path: Path) -> None:
-    store = combine.FrameStore.create(4, 10, 10, budget_bytes=4 * 10 * 10 * 3, scratch_dir=tmp_path)
-    assert store.kind == "ram-float16"
-    store.put(0, np.full((10, 10), 70000.0, np.float32))
-    assert np.isfinite(store.band(0, 10)[0]).all()  # clipped to float16's max, not inf
-    store.close()
 
 
 def test_noisier_frame_judged_by_its_own_noise() -> None:
@@ -175,11 +138,12 @@ def test_engine_works_where_no_kernel_cache_can_be_written() -> None:
         "caching.CacheImpl._locator_classes = []\n"
         "import numpy as np\n"
         "from crowdsky.stacking import combine\n"
+        "from crowdsky.stacking.frame_store import FrameStore\n"
         "cube = np.ones((3, 2, 768), np.float32)\n"
-        "store = combine.FrameStore(3, 2, 768, 'ram-float32', cube)\n"
-        "out = combine.combine_frames(store, 3, np.ones(3), np.ones(3), offsets=np.zeros((3, 3)),"
-        " scales=np.ones(3), kappa_low=3, kappa_high=3, max_iterations=1, method='mean',"
-        " reject=True, band_budget_bytes=1 << 20)\n"
+        "store = FrameStore(3, 2, 768, 'ram-float32', cube)\n"
+        "norm = combine.Normalisation(np.zeros((3, 3)), np.ones(3), np.ones(3))\n"
+        "out = combine.combine_frames(store, 3, np.ones(3), norm, combine.Rule(max_iterations=1),"
+        " band_budget_bytes=1 << 20)\n"
         "assert float(out.image.mean()) == 1.0\n"
         "from crowdsky.stacking import warp\n"
         "rgb = warp.warp_bayer(np.full((8, 8), 5, np.uint16), 'GRBG', np.eye(2, 3), (8, 8))\n"

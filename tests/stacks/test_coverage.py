@@ -97,7 +97,7 @@ def test_cells_follow_every_change(env: Env) -> None:
     with env.state.session_factory() as session, session.begin():
         job_id = session.get(StackedFrame, a1).stacking_job_id  # type: ignore[union-attr]
     with env.state.session_factory() as session:
-        web_queries.delete_job(session, alice, job_id, env.state.raw_store, None)
+        web_queries.delete_job(session, alice, job_id, env.state.raw_store, env.state.result_reader)
     _same(env)
     # an ORM delete and a bulk delete of everything
     with env.state.session_factory() as session, session.begin():

@@ -112,18 +112,19 @@ def write_sky_frames(
     start = datetime(2025, 3, 27, 1, 20, tzinfo=UTC)
     for i in range(n_frames):
         shift = np.asarray(shifts_px[i])
-        mosaic, _ = frames.render_frame(
-            truth.shape,
-            rng=np.random.default_rng([seed, i]),
+        light = frames.FrameLight(
             stars_xy=base_xy + shift,
             stars_flux_adu=flux,
             stars_rgb=rgb,
+            sky=frames.SkyModel(sky_e=400.0, gradient=(0.05, -0.05), rgb=(1.0, 1.0, 1.0)),
+        )
+        mosaic, _ = frames.render_frame(
+            truth.shape,
+            rng=np.random.default_rng([seed, i]),
+            light=light,
             psf=frames.PsfModel(fwhm_px=2.8),
-            sky_e=400.0,
-            sky_gradient=(0.05, -0.05),
-            sky_rgb=(1.0, 1.0, 1.0),
-            hot_pixels=hot,
             sensor=model,
+            hot_pixels=hot,
         )
         info = seestar_fits.SeestarHeader(
             object_name="SKY",

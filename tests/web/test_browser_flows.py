@@ -368,7 +368,19 @@ def test_lightbox_shows_the_plate_solution_as_text(browser: Any, web: WebDeploym
     page.goto("/stacks")
     page.wait_for_selector("body[data-stacks-ready='1']")
     for name, expected in (
-        ("Solved One", ["solved", "188.9876", "41.1234", "2.389″/px", "-12.50°", "0.42″"]),
+        (
+            "Solved One",
+            # the position is the solution's; the mount's pointing beside it, 4.2′ off
+            [
+                "solved",
+                "RA 188.9876°, Dec 41.1234° (plate solution)",
+                "2.389″/px",
+                "-12.50°",
+                "0.42″",
+                "Telescope pointing",
+                "RA 188.900°, Dec 41.100° (4.2′ off)",
+            ],
+        ),
         ("Unsolved Two", [f"not solved: no match: {XSS}"]),
     ):
         page.locator(f"#gallery button.thumb:has-text('{name}')").click()

@@ -11,7 +11,7 @@ from crowdsky.storage.result_store import LocalResultStore
 from crowdsky.worker.api_client import ApiClient
 from crowdsky.worker.errors import StackingFailed
 from crowdsky.worker.job_control import JobControl
-from crowdsky.worker.job_processor import JobProcessor
+from crowdsky.worker.job_processor import JobProcessor, ProcessorOptions
 from crowdsky.worker.webdav import WebDavClient
 from tests.support.webdav_server import WebDavServer
 from tests.worker.fakes import (
@@ -39,11 +39,11 @@ def make(
     return JobProcessor(
         api,
         store or LocalResultStore(tmp_path / "results"),  # type: ignore[arg-type]
-        work_dir=tmp_path / "work",
-        worker_id="w-test",
+        ProcessorOptions(
+            work_dir=tmp_path / "work", worker_id="w-test", heartbeat_interval=heartbeat
+        ),
         stacker=stacker or FakeStacker(),
         thumbnailer=thumbnailer,  # type: ignore[arg-type]
-        heartbeat_interval=heartbeat,
     )
 
 

@@ -14,7 +14,7 @@ from crowdsky.stacking.detect import STAR_DTYPE
 from crowdsky.stacking.io import write_stack
 from crowdsky.storage.result_store import LocalResultStore
 from crowdsky.worker.api_client import ApiClient
-from crowdsky.worker.job_processor import JobProcessor
+from crowdsky.worker.job_processor import JobProcessor, ProcessorOptions
 from crowdsky.worker.plate_solving import StackPlateSolver, star_json_remote_path
 from tests.astrometry.conftest import catalogue_file, index_files  # noqa: F401 (fixtures)
 from tests.support.sky_frames import S50_SHAPE, sky_stars, true_wcs
@@ -61,11 +61,9 @@ def _processor(
     return JobProcessor(
         api,
         LocalResultStore(tmp_path / "results"),
-        work_dir=tmp_path / "work",
-        worker_id="w-test",
+        ProcessorOptions(work_dir=tmp_path / "work", worker_id="w-test", heartbeat_interval=5.0),
         stacker=stacker,  # type: ignore[arg-type]
         thumbnailer=lambda fits_path, out: out.write_bytes(b"png") and out,  # type: ignore[arg-type,func-returns-value]
-        heartbeat_interval=5.0,
         plate_solver=solver,  # type: ignore[arg-type]
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crowdsky.accounts.signing_keys import shared_signing_key
 from crowdsky.accounts.users import (
     API_KEY_PREFIX,
     AccountError,
@@ -53,5 +54,6 @@ __all__ = [
     "revoke_api_key",
     "revoke_worker_token",
     "set_user_active",
+    "shared_signing_key",
     "throttle_name",
 ]

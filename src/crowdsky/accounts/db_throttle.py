@@ -1,22 +1,10 @@
 """The login throttle in the database: one set of counters for every server process.
 
-With a counter per process, N servers behind a balancer grant an attacker N times the
-allowed guesses. :class:`DatabaseLoginThrottle` keeps the counters in the
-``login_failures`` table instead, so the limit holds however many servers there are.
-
-Each counter moves by a guarded UPDATE, never read-modify-write: an attempt is counted
-by ``failures = failures + 1 WHERE ... AND failures < limit`` (one row changed: go
-ahead), an expired window restarts with ``WHERE window_start <= cutoff``, a new key is
-an INSERT whose unique-key clash (a concurrent first attempt) just goes round again.
-A key already at its limit is refused after one read, with nothing written, so a
-flood of throttled attempts costs one short transaction each. Every statement is its
-own short transaction, and no transaction is open while a password is hashed (on
-SQLite an open transaction holds the write lock).
-
-Growth is bounded: expired rows are deleted in one indexed range delete at most every
-``PRUNE_INTERVAL_S`` per process, and live rows cannot outnumber two per password
-verified in one window (an attempt past an address's limit writes nothing), which the
-hashing slots bound to ``servers x login_hash_concurrency / hash time x window``.
+Counters per process would give N servers N times the guesses, so
+:class:`DatabaseLoginThrottle` keeps them in ``login_failures``. Each counter moves by
+a guarded ``UPDATE`` (never read-modify-write), each statement is its own short
+transaction, and none is open while a password is hashed; a key already at its limit
+costs one read. Expired rows are pruned at most every ``PRUNE_INTERVAL_S``.
 """
 
 from __future__ import annotations

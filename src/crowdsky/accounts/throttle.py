@@ -1,21 +1,12 @@
 """Login throttling: how many password attempts one account or one address may make.
 
-Every password check costs argon2 (tens of milliseconds of CPU and 64 MiB), so an
-attacker who can send them freely turns the server's own hashing against it. The
-throttle counts attempts per login name and per client address inside a window; once
-either reaches its limit, further attempts are answered ``429`` with the time to wait,
-before any hashing. Unknown login names are counted exactly like known ones, so the
-answer never tells which accounts exist.
-
-An attempt is counted *before* its password is checked (:meth:`LoginThrottle.acquire`
-reserves it atomically) and given back when the password was right, so requests that
-arrive together, on one server or on many, cannot all pass the check before any of
-them is counted.
-
-:class:`LoginThrottle` is the interface the server uses. The server's default is
-:class:`crowdsky.accounts.db_throttle.DatabaseLoginThrottle`, whose counters every
-server process on the database shares; :class:`MemoryLoginThrottle` keeps them in one
-process (``CROWDSKY_LOGIN_THROTTLE=memory``: a single server, or tests).
+Every password check costs an argon2 hash (CPU and 64 MiB), so free attempts turn the
+server's hashing against it. Attempts are counted per login name and per address in
+a window, reserved before the hash and given back on success; past a limit the answer
+is ``429`` before any hashing, and unknown names count like known ones.
+:class:`LoginThrottle` is the interface; :class:`MemoryLoginThrottle` counts in one
+process, :class:`~crowdsky.accounts.db_throttle.DatabaseLoginThrottle` (the default)
+in the database, shared by every server.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from crowdsky.accounts import tokens
 from crowdsky.db.engine import affected_rows
-from crowdsky.db.models import ApiKey, User
+from crowdsky.db.models import ApiKey, SlotLock, User
 
 API_KEY_PREFIX = "csk_"
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$")
@@ -116,6 +116,9 @@ def create_user(
             )
             session.add(user)
             session.flush()
+            # the row a finalize locks (ingest.slots.lock_user): made with the user, so
+            # concurrent first finalizes never race to create it
+            session.add(SlotLock(user_id=user.id))
             return _info(user)
     except IntegrityError as exc:
         raise AccountError("username or email already registered") from exc

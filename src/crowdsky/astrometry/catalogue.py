@@ -1,23 +1,10 @@
 """Reference stars from astrometry.net index files: positions, magnitudes, identifiers.
 
-An index file (``index-tycho2-07.littleendian.fits`` of Debian's
-``astrometry-data-tycho2-07-littleendian``) holds its stars as a kd-tree: the
-``kdtree_data_stars`` table has one row of three native-endian uint32 per star, the
-unit vector scaled into ``[lower, upper]`` by ``kdtree_range_stars`` (lower bounds,
-upper bounds, tree units per data unit), and the tag-along table carries one
-``MAG_VT`` (Tycho-2 V_T magnitude) per star in the same order. The Tycho-2 index
-files carry no other magnitude and no Tycho identifier, so a star's catalogue id
-here is its row in the index file plus one (0 means unmatched); with the index id
-(``INDEXID``, 4107 for scale 07) that names one star for good.
-
-The densest file (scale 07: 1.87 million stars, Tycho-2 nearly complete after a 1″
-de-duplication) is the one used for cross-matching and photometry. Nothing is copied
-out of it: the star table and the magnitudes are memory-mapped, and a cone query is
-one chunked pass of dot products over the mapped integers (reading and converting
-the whole table cost a fresh worker 0.4–0.5 s and 30 MB). Answers are kept for the
-last ``FIELD_CACHE_SIZE`` fields on a cone ``FIELD_CACHE_MARGIN_DEG`` wider than asked,
-so the next stack of the same field (a session yields many) filters a few thousand
-cached stars instead of passing over the sky again.
+The densest Tycho-2 index file present (scale 07 of Debian's
+``astrometry-data-tycho2-07-littleendian``) is the catalogue for cross-matching and
+photometry. Nothing is copied out of it: :class:`IndexCatalogue` memory-maps the star
+table and the magnitudes, and keeps the answers for the last few fields on a wider
+cone, because a session yields many stacks of the same field.
 """
 
 from __future__ import annotations
@@ -65,6 +52,16 @@ class CatalogueStars:
 
 class IndexCatalogue:
     """The stars of one index file, memory-mapped on first use (thread-safe).
+
+    The ``kdtree_data_stars`` table holds one row of three native-endian uint32 per
+    star, the unit vector scaled into ``[lower, upper]`` by ``kdtree_range_stars``
+    (lower bounds, upper bounds, tree units per data unit); the tag-along table
+    carries one ``MAG_VT`` (Tycho-2 V_T) per star in the same order. The Tycho-2 index
+    files carry no other magnitude and no Tycho identifier, so a star's catalogue id
+    is its row plus one (0: unmatched); with ``INDEXID`` that names one star for good.
+    A cone query is one chunked pass of dot products over the mapped integers; answers
+    are kept for the last :data:`FIELD_CACHE_SIZE` fields on a cone
+    :data:`FIELD_CACHE_MARGIN_DEG` wider than asked.
 
     Parameters
     ----------

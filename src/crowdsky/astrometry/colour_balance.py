@@ -1,19 +1,8 @@
 """Colour calibration of a solved stack: the white balance that makes a solar-colour star
-neutral, from catalogue colours (B−V) of the stars in the field.
+neutral, from the catalogue colours (B−V) of the stars in the field.
 
-For every STAR-TAB star paired with a colour-catalogue star (``MATCH_ARCSEC``) and
-measured unsaturated in all three planes, with a stellar B−V (``STELLAR_B_V``), the
-instrumental colours
-``m_R − m_G = −2.5 log10(F_R / F_G)`` and ``m_B − m_G`` are fitted as straight lines
-in the catalogue B−V (least squares, ``CLIP_SIGMA`` robust clipping). Evaluated at the
-Sun's B−V (``SOLAR_B_V``), the lines give the instrumental colour of a G2V star;
-scaling red by ``10**(0.4 (m_R − m_G)_sun)`` and blue likewise (green fixed) makes
-such a star come out neutral. The factors are for previews only: the science planes
-keep the camera's response.
-
-No balance is given (and the reason says why) with fewer than ``MIN_STARS`` stars, a
-B−V range under ``MIN_B_V_SPAN`` (a slope cannot be fitted) or a factor outside
-``FACTOR_RANGE`` (a wrong match or a non-RGB stack).
+The factors are for previews only; the science planes keep the camera's response.
+When the stars cannot support a balance, :func:`balance` gives none and says why.
 """
 
 from __future__ import annotations
@@ -84,6 +73,16 @@ def balance(
     cat_b_v: np.ndarray,
 ) -> ColourBalance:
     """White balance from STAR-TAB fluxes and catalogue colours.
+
+    For every star paired with a catalogue star (:data:`MATCH_ARCSEC`), unsaturated in
+    all three planes and of stellar B−V (:data:`STELLAR_B_V`), the instrumental colours
+    ``m_R − m_G = −2.5 log10(F_R / F_G)`` and ``m_B − m_G`` are fitted as straight
+    lines in B−V (least squares, :data:`CLIP_SIGMA` robust clipping). At the Sun's B−V
+    (:data:`SOLAR_B_V`) the lines give a G2V star's instrumental colour; scaling red by
+    ``10**(0.4 (m_R − m_G)_sun)`` and blue likewise (green fixed) makes it neutral. No
+    balance with fewer than :data:`MIN_STARS` stars, a B−V span under
+    :data:`MIN_B_V_SPAN` or a factor outside :data:`FACTOR_RANGE` (a wrong match or a
+    non-RGB stack).
 
     Parameters
     ----------

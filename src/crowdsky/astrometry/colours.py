@@ -1,24 +1,9 @@
 """Star colours (B−V) from Stellarium's star catalogues, Debian's ``stellarium-data``.
 
-The astrometry.net Tycho-2 index files carry one magnitude (V_T) and no colour. The
+The astrometry.net Tycho-2 index files carry one magnitude (V_T) and no colour; the
 only offline catalogue with colours in the reachable registries is the one Stellarium
-ships: ``/usr/share/stellarium/stars/default/stars_{0,1,2}_0v0_8.cat`` (Hipparcos and
-Tycho-2 stars to V 9.0, 28-byte records) and ``stars_3_1v0_4.cat`` (Tycho-2, V 9.0–10.5,
-10-byte records), about 600,000 stars with V and B−V.
-
-Format (Stellarium 0.22's "big star catalogue", read here from its description):
-a header of eight little-endian uint32 (magic ``0x835f040a``, record type, version,
-level, magnitude minimum, range and steps in millimag), the star count of each of
-the ``20 × 4**level`` triangles of an icosahedron subdivided ``level`` times, then the
-records zone by zone. A record's position is ``centre + x0·axis0 + x1·axis1`` of its
-triangle (J2000, epoch 2000), where ``centre`` is the triangle's normalised corner
-sum, ``axis0 ∝ north × centre``, ``axis1 = centre × axis0`` and both axes are scaled
-so the largest coordinate of the catalogue's triangles maps to the record's largest
-integer. B−V is ``bV · 4/127 − 0.5`` (0.03 mag steps), V is
-``(mag_min + mag · mag_range / mag_steps) / 1000``.
-
-Each file is read once (9 MB in all) with its zone geometry; a cone query decodes
-only the records of the triangles that reach the cone (a few hundred of 600,000).
+ships (Hipparcos and Tycho-2 stars to V 10.5, with V and B−V). :class:`ColourCatalogue`
+reads its files once and decodes, per cone, only the zones that reach it.
 """
 
 from __future__ import annotations
@@ -77,6 +62,19 @@ def find_colour_catalogue(dirs: Sequence[Path] = DEFAULT_COLOUR_DIRS) -> list[Pa
 
 class ColourCatalogue:
     """Stellarium's stars, read on first use and kept (thread-safe).
+
+    Files: ``stars_{0,1,2}_0v0_8.cat`` (to V 9.0, 28-byte records) and
+    ``stars_3_1v0_4.cat`` (V 9.0–10.5, 10-byte records) of
+    ``/usr/share/stellarium/stars/default``. Format (Stellarium 0.22's "big star
+    catalogue", read here from its description): eight little-endian uint32 (magic
+    :data:`FILE_MAGIC`, record type, version, level, magnitude minimum, range and
+    steps in millimag), the star count of each of the ``20 × 4**level`` triangles of
+    a subdivided icosahedron, then the records zone by zone. A record's position is
+    ``centre + x0·axis0 + x1·axis1`` of its triangle (J2000), ``centre`` the
+    triangle's normalised corner sum, ``axis0 ∝ north × centre``, ``axis1 = centre ×
+    axis0``, both scaled so the largest coordinate of the catalogue's triangles maps
+    to the record's largest integer. B−V is ``bV · 4/127 − 0.5``, V is
+    ``(mag_min + mag · mag_range / mag_steps) / 1000``.
 
     Parameters
     ----------

@@ -1,27 +1,10 @@
 """Photometric calibration of a solved stack against its catalogue stars.
 
-Per colour plane, the zero point is the median over matched, unsaturated
-catalogue stars of ``m_cat + 2.5 log10(F / t)``, where ``F`` is the star's
-aperture flux (ADU, local annulus background removed) and ``t`` the exposure of
-one sub-frame (the stack is a mean in the reference frame's ADU). Outliers
-(variables, blends) are clipped at ``CLIP_SIGMA`` robust σ; the scatter is the
-robust σ of what remains. With ``ZP`` the stack's magnitude system is
-``m = ZP − 2.5 log10(F / t)`` for point sources through this aperture.
-
-The catalogue magnitude is Tycho-2 V_T (the only magnitude the Tycho-2 index files
-carry), so all three planes are calibrated against V_T: a colour term is not
-removed (the index files have no B_T), which puts each plane's zero point off by a
-star-colour-dependent amount of a few tenths of a magnitude; the scatter says so.
-
-From the green zero point (V_T is closest to green):
-
-- the **limiting magnitude**: a point source at 5 σ in the aperture, σ from the
-  sky noise of the plane (an underestimate of the noise of a resampled stack, so
-  the limit is optimistic by ~0.2–0.4 mag);
-- the **sky brightness** (SQM, mag/arcsec²): the green sky level above the black
-  level, per second and square arcsecond. The black level (pedestal) is taken from
-  the header (``PEDESTAL``, ``BLKLEVEL`` or ``OFFSET``) or else
-  ``DEFAULT_PEDESTAL_ADU``, measured on Seestar S50 firmware 4.27 frames.
+Per colour plane, a zero point from aperture photometry of the matched, unsaturated
+catalogue stars, and from the green one the limiting magnitude and the sky brightness
+(:func:`calibrate`). The only magnitude of the Tycho-2 index files is V_T, so every
+plane is calibrated against it and no colour term is removed: each plane's zero point
+is off by a star-colour-dependent few tenths of a magnitude, and its scatter says so.
 """
 
 from __future__ import annotations
@@ -125,6 +108,17 @@ def calibrate(
 ) -> Photometry:
     """Zero points, limiting magnitude and SQM.
 
+    Per plane the zero point is the median over the matched, unsaturated stars of
+    ``m_cat + 2.5 log10(F / t)``, ``F`` the aperture flux (ADU, local annulus
+    background removed) and ``t`` the exposure of one sub-frame (the stack is a mean
+    in the reference frame's ADU); outliers (variables, blends) are clipped at
+    :data:`CLIP_SIGMA` robust σ and the scatter is the robust σ of the rest. So
+    ``m = ZP − 2.5 log10(F / t)`` for point sources through this aperture. From the
+    reference plane's zero point: the limiting magnitude of a point source at
+    :data:`LIMIT_SNR` σ, σ from the plane's sky noise (an underestimate of a resampled
+    stack's noise: the limit is optimistic), and the sky brightness above the black
+    level per second and square arcsecond.
+
     Parameters
     ----------
     planes : dict of str to ndarray
@@ -147,13 +141,7 @@ def calibrate(
     -------
     Photometry
     """
-    import sep
-
-    finite_fwhm = np.asarray(fwhm_px, dtype=float)
-    finite_fwhm = finite_fwhm[np.isfinite(finite_fwhm) & (finite_fwhm > 0)]
-    fwhm = float(np.median(finite_fwhm)) if finite_fwhm.size else DEFAULT_FWHM_PX
-    radius = APERTURE_FWHM * fwhm
-    annulus = (ANNULUS_FWHM[0] * fwhm, ANNULUS_FWHM[1] * fwhm)
+    radius, annulus = _aperture(fwhm_px)
     matched = np.isfinite(cat_mag)
     n_candidates = int(matched.sum())
     reference = "GREEN" if "GREEN" in planes else next(iter(planes))
@@ -163,21 +151,10 @@ def calibrate(
     limit, sqm = float("nan"), float("nan")
     t = exposure_s if exposure_s > 0 else 1.0
     for name, plane in planes.items():
-        # one native copy per plane (FITS planes are big-endian), cleaned in place: each
-        # full-plane temporary costs a fresh process ~0.1 s of page faults
-        clean = np.array(plane, dtype=np.float32, order="C")
-        bad = ~np.isfinite(clean)
-        clean[bad] = 0.0
-        flux, _err, flag = sep.sum_circle(clean, x, y, radius, bkgann=annulus, mask=bad, subpix=5)
-        flux = np.where(flag == 0, flux, np.nan)
-        fluxes[name] = flux
-        peak = _aperture_max(clean, x, y, radius)
-        top = float(clean.max()) if clean.size and not bad.all() else float("inf")
-        if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
-            top = float("inf")  # nothing near the full scale: nothing saturated
-        usable[name] = np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
+        fluxes[name], usable[name] = _star_fluxes(plane, x, y, radius, annulus)
         good = matched & usable[name]
-        zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux[good] / t))
+        flux = fluxes[name][good]
+        zp, scatter, n = _robust_zero_point(cat_mag[good] + 2.5 * np.log10(flux / t))
         channels.append(ChannelZeroPoint(name, zp, scatter, n))
         if name == reference and math.isfinite(zp):
             sky, noise = _sky_statistics(np.asarray(plane))
@@ -196,6 +173,40 @@ def calibrate(
     return Photometry(
         channels, limit, sqm, pedestal_adu, radius, n_candidates, reason, fluxes, usable
     )
+
+
+def _aperture(fwhm_px: np.ndarray) -> tuple[float, tuple[float, float]]:
+    """Aperture radius and background annulus (inner, outer), pixels, from the
+    stars' median FWHM (:data:`DEFAULT_FWHM_PX` when none is known)."""
+    finite_fwhm = np.asarray(fwhm_px, dtype=float)
+    finite_fwhm = finite_fwhm[np.isfinite(finite_fwhm) & (finite_fwhm > 0)]
+    fwhm = float(np.median(finite_fwhm)) if finite_fwhm.size else DEFAULT_FWHM_PX
+    return APERTURE_FWHM * fwhm, (ANNULUS_FWHM[0] * fwhm, ANNULUS_FWHM[1] * fwhm)
+
+
+def _star_fluxes(
+    plane: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    radius: float,
+    annulus: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every star's aperture flux on one plane (NaN where sep flags it), and whether
+    it may calibrate: a positive flux and a peak clear of saturation."""
+    import sep
+
+    # one native copy per plane (FITS planes are big-endian), cleaned in place: each
+    # full-plane temporary costs a fresh process ~0.1 s of page faults
+    clean = np.array(plane, dtype=np.float32, order="C")
+    bad = ~np.isfinite(clean)
+    clean[bad] = 0.0
+    flux, _err, flag = sep.sum_circle(clean, x, y, radius, bkgann=annulus, mask=bad, subpix=5)
+    flux = np.where(flag == 0, flux, np.nan)
+    peak = _aperture_max(clean, x, y, radius)
+    top = float(clean.max()) if clean.size and not bad.all() else float("inf")
+    if top < CLIPPED_ABOVE * FULL_SCALE_ADU:
+        top = float("inf")  # nothing near the full scale: nothing saturated
+    return flux, np.isfinite(flux) & (flux > 0) & (peak < SATURATION_FRACTION * top)
 
 
 def _robust_zero_point(values: np.ndarray) -> tuple[float, float, int]:

@@ -1,23 +1,10 @@
 """Plate solving of a star list: astrometry.net finds the field, we verify and refine.
 
-:class:`PlateSolver` keeps the ``astrometry`` package's solver (astrometry.net 0.9x
-compiled in, index files memory-mapped) and the reference catalogue loaded, so a
-long-lived worker pays their set-up once. :meth:`PlateSolver.solve` takes the stars
-the engine already measured (no second detection):
-
-1. **Find the field** with astrometry.net on the brightest ``MAX_SOLVE_STARS``
-   stars, both parities (Seestar images are mirrored), the header position as a
-   hint (``HINT_RADIUS_DEG``: S50 pointing errors reach ~15′) and the pixel scale
-   range; if that finds nothing, again **blind** (no position hint). Each run tries at
-   most ``MAX_FIELD_QUADS`` field quads: the time budget of a field that is not there.
-2. **Verify and refine**: every catalogue star in the field is projected with that
-   solution and paired with the nearest detected star (mutual nearest neighbours
-   within ``MATCH_RADIUS_PX``); a TAN-SIP WCS is fitted to all pairs, the pairs are
-   found again within ``FINAL_MATCH_RADIUS_ARCSEC`` and fitted once more.
-3. **Refuse** a solution with fewer than ``MIN_MATCHED_STARS`` pairs, an RMS above
-   ``MAX_RMS_ARCSEC`` or a scale outside the hint: no wrong WCS is ever written.
-
-The result says why when there is no solution.
+:class:`PlateSolver` keeps the ``astrometry`` package's solver (index files
+memory-mapped) and the reference catalogue loaded, so a long-lived worker pays their
+set-up once, and solves the stars the engine already measured. Every solution is
+verified against the catalogue and refitted; one that fails is refused, so no wrong
+WCS is ever written, and the result says why there is none.
 """
 
 from __future__ import annotations
@@ -256,27 +243,31 @@ class PlateSolver:
         -------
         Solution
             ``solved`` False with a reason when no verified solution was found.
+
+        Notes
+        -----
+        1. astrometry.net runs on the brightest :data:`MAX_SOLVE_STARS` stars, both
+           parities (Seestar images are mirrored), the header position as a hint
+           (:data:`HINT_RADIUS_DEG`: S50 pointing errors reach ~15′) and the scale
+           range; if that finds nothing, again blind. Each run tries at most
+           :data:`MAX_FIELD_QUADS` field quads: the time budget of a field not there.
+        2. Every catalogue star in the field is projected with that solution and
+           paired with the nearest detected star (mutual nearest neighbours within
+           :data:`MATCH_RADIUS_PX`); a TAN-SIP WCS is fitted to all pairs, the pairs
+           found again within :data:`FINAL_MATCH_RADIUS_ARCSEC` and fitted once more.
+        3. A solution with fewer than :data:`MIN_MATCHED_STARS` pairs, an RMS above
+           :data:`MAX_RMS_ARCSEC` or a scale outside the range is refused.
         """
         started = time.perf_counter()
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         n = len(xy)
         if n < MIN_MATCHED_STARS:
-            return Solution(
-                False,
-                f"only {n} stars detected (need {MIN_MATCHED_STARS}): clouds, or no stars",
-                star_cat_index=np.full(n, -1, dtype=np.int64),
-                match_dist_arcsec=np.full(n, np.nan),
-                seconds=time.perf_counter() - started,
-            )
+            reason = f"only {n} stars detected (need {MIN_MATCHED_STARS}): clouds, or no stars"
+            return _unsolved(n, reason, started)
         self.load()
-        plans: list[tuple[str, tuple[float, float] | None]] = []
-        if hint_deg is not None and all(math.isfinite(v) for v in hint_deg):
-            plans.append(("hinted", (float(hint_deg[0]) % 360.0, float(hint_deg[1]))))
-        if blind_fallback or not plans:
-            plans.append(("blind", None))
         attempts: list[SolveAttempt] = []
         rejected: list[str] = []
-        for strategy, hint in plans:
+        for strategy, hint in _plans(hint_deg, blind_fallback):
             t0 = time.perf_counter()
             match = self._run_engine(xy[:MAX_SOLVE_STARS], hint, scale_range_arcsec)
             seconds = time.perf_counter() - t0
@@ -303,14 +294,7 @@ class PlateSolver:
                 f"({tried}, {scale_range_arcsec[0]:g}-{scale_range_arcsec[1]:g}″/px): "
                 "another field, too few stars or no sky"
             )
-        return Solution(
-            False,
-            reason,
-            star_cat_index=np.full(n, -1, dtype=np.int64),
-            match_dist_arcsec=np.full(n, np.nan),
-            seconds=time.perf_counter() - started,
-            attempts=tuple(attempts),
-        )
+        return _unsolved(n, reason, started, tuple(attempts))
 
     # -- steps ---------------------------------------------------------------------
 
@@ -412,6 +396,33 @@ class PlateSolver:
             catalogue_name=self.catalogue.name,
             catalogue_index_id=self.catalogue.index_id,
         )
+
+
+def _plans(
+    hint_deg: tuple[float, float] | None, blind_fallback: bool
+) -> list[tuple[str, tuple[float, float] | None]]:
+    """The runs to try in turn: hinted by the header position when there is one, then
+    blind unless ``blind_fallback`` is off (blind anyway without a hint)."""
+    plans: list[tuple[str, tuple[float, float] | None]] = []
+    if hint_deg is not None and all(math.isfinite(v) for v in hint_deg):
+        plans.append(("hinted", (float(hint_deg[0]) % 360.0, float(hint_deg[1]))))
+    if blind_fallback or not plans:
+        plans.append(("blind", None))
+    return plans
+
+
+def _unsolved(
+    n_stars: int, reason: str, started: float, attempts: tuple[SolveAttempt, ...] = ()
+) -> Solution:
+    """No solution for ``n_stars`` stars, and why."""
+    return Solution(
+        False,
+        reason,
+        star_cat_index=np.full(n_stars, -1, dtype=np.int64),
+        match_dist_arcsec=np.full(n_stars, np.nan),
+        seconds=time.perf_counter() - started,
+        attempts=attempts,
+    )
 
 
 def _with(solution: Solution, **changes: Any) -> Solution:

@@ -1,26 +1,11 @@
-"""Plate-solve and calibrate a written stack: WCS into every image HDU, sky columns
-into STAR-TAB, a standalone star JSON beside it.
+"""Plate-solve and calibrate a written stack in place: :func:`solve_stack_file`.
 
-:func:`solve_stack_file` reads the stack the engine wrote (its STAR-TAB is the star
-catalogue; nothing is detected twice), solves it with a :class:`PlateSolver`,
-calibrates it photometrically and rewrites the file atomically:
-
-- PRIMARY and every image extension (RED/GREEN/BLUE or LUM, FOOTPRINT) get the TAN-SIP
-  WCS; PRIMARY also ``PLTSOLVD``, ``PLTSCALE``/``PIXSCALE``, ``PLTROT``, ``PLTRMS``,
-  ``PLTNSTAR``, the footprint corners, the HEALPix pixel(s) (NSIDE 128, RING),
-  ``RA``/``DEC`` of the solved centre (the mount's pointing kept as ``RA_MNT`` /
-  ``DEC_MNT``), and the calibration (``ZPR``/``ZPG``/``ZPB`` with scatter and star
-  counts, ``LIMMAG``, ``SQMPHOT``, ``PHOTCAT``) and the colour calibration for previews
-  (``COLCAL``, ``COLCAT``, ``COLNSTAR``, white balance ``WBR``/``WBG``/``WBB``, or the
-  reason in ``COLMSG``);
-- an unsolved stack gets ``PLTSOLVD = F`` and the reason (``PLTMSG``), nothing else;
-- STAR-TAB gains ``ra``, ``dec``, ``cat_id`` (0 = unmatched), ``cat_mag`` (V_T, NaN
-  when unmatched), ``cat_bv`` (B−V of the colour catalogue, NaN when none),
-  ``match_dist_arcsec`` (NaN when unmatched), ``matched`` and the per-plane aperture
-  fluxes.
-
-The star JSON has the shape of the data API's ``frame_stars``:
-``{width, height, stars: [{x, y, flux, a, b, flag, peak, ra, dec, ...}]}``.
+The stack's STAR-TAB is the star list (nothing is detected twice). A solved stack gets
+the TAN-SIP WCS in every image HDU, the solution, footprint, HEALPix pixels and
+calibration in PRIMARY (the mount's pointing kept as ``RA_MNT``/``DEC_MNT``), sky and
+catalogue columns in STAR-TAB, and a star JSON beside it in the shape of the data
+API's ``frame_stars``; an unsolved one only ``PLTSOLVD = F`` and the reason. The file
+is rewritten atomically.
 """
 
 from __future__ import annotations
@@ -98,6 +83,8 @@ class StackAstrometry:
             "wcs_rotation_deg": self.rotation_deg,
             "wcs_rms_arcsec": self.rms_arcsec,
             "wcs_n_matched": self.n_matched if self.solved else None,
+            "wcs_corners": [[r, d] for r, d in self.corners_deg] or None,
+            "wcs_healpix_pixels": list(self.healpix_pixels) or None,
             "phot_zp_r": _finite_or_none(zp.get("RED")),
             "phot_zp_g": _finite_or_none(zp.get("GREEN", zp.get("LUM"))),
             "phot_zp_b": _finite_or_none(zp.get("BLUE")),
@@ -231,6 +218,35 @@ def _scale_range(header: Any) -> tuple[float, float]:
     return solver.DEFAULT_SCALE_RANGE_ARCSEC
 
 
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """Where a solved stack lies on the sky."""
+
+    ra_deg: float  # centre
+    dec_deg: float
+    corners_deg: tuple[tuple[float, float], ...]  # (RA, Dec) of the outer pixel corners
+    healpix: int  # of the centre
+    healpix_pixels: tuple[int, ...]  # of the footprint
+    radius_deg: float  # of a cone holding the whole field, with 5 % to spare
+
+
+def _field(fit: Any) -> _Field:
+    rows, cols = fit.shape
+    centre = fit.pixel_to_world(np.array([(cols - 1) / 2.0]), np.array([(rows - 1) / 2.0]))
+    ra_c, dec_c = float(centre[0][0]), float(centre[1][0])
+    corner_x = np.array([-0.5, cols - 0.5, cols - 0.5, -0.5])
+    corner_y = np.array([-0.5, -0.5, rows - 0.5, rows - 0.5])
+    c_ra, c_dec = fit.pixel_to_world(corner_x, corner_y)
+    return _Field(
+        ra_deg=ra_c,
+        dec_deg=dec_c,
+        corners_deg=tuple((float(r), float(d)) for r, d in zip(c_ra, c_dec, strict=True)),
+        healpix=healpix_ring_pixel(ra_c, dec_c, HEALPIX_NSIDE),
+        healpix_pixels=_footprint_pixels(fit),
+        radius_deg=0.5 * math.hypot(rows, cols) * fit.scale_arcsec / 3600.0 * 1.05,
+    )
+
+
 def _apply_solution(
     hdul: Any,
     found: solver.Solution,
@@ -240,62 +256,80 @@ def _apply_solution(
     plane_names: list[str],
     colour_catalogue: colours.ColourCatalogue | None,
 ) -> StackAstrometry:
+    """Calibrate a solved stack and write the solution into it: header cards of every
+    image HDU, sky and catalogue columns of STAR-TAB."""
     fit = found.wcs
     cat = found.catalogue_stars
     assert fit is not None and cat is not None
     primary = hdul[0].header
-    rows, cols = fit.shape
-    centre = fit.pixel_to_world(np.array([(cols - 1) / 2.0]), np.array([(rows - 1) / 2.0]))
-    ra_c, dec_c = float(centre[0][0]), float(centre[1][0])
-    corner_x = np.array([-0.5, cols - 0.5, cols - 0.5, -0.5])
-    corner_y = np.array([-0.5, -0.5, rows - 0.5, rows - 0.5])
-    c_ra, c_dec = fit.pixel_to_world(corner_x, corner_y)
-    corners = tuple((float(r), float(d)) for r, d in zip(c_ra, c_dec, strict=True))
-    healpix = healpix_ring_pixel(ra_c, dec_c, HEALPIX_NSIDE)
-    pixels = _footprint_pixels(fit)
-
-    ra, dec = fit.pixel_to_world(stars["x"].astype(float), stars["y"].astype(float))
+    field = _field(fit)
+    x, y = stars["x"].astype(float), stars["y"].astype(float)
+    ra, dec = fit.pixel_to_world(x, y)
     matched = cat_index >= 0
     cat_id = np.zeros(len(stars), dtype=np.int64)
     cat_mag = np.full(len(stars), np.nan)
     cat_id[matched] = cat.star_id[cat_index[matched]]
     cat_mag[matched] = cat.mag[cat_index[matched]]
-
-    planes = {n: np.asarray(hdul[n].data) for n in plane_names}
-    ncombine = primary.get("NCOMBINE") or 1
-    exposure = float(primary.get("EXPTIME") or 0.0) / max(1, int(ncombine))
+    exposure = _sub_exposure_s(primary)
     phot = photometry.calibrate(
-        planes,
-        stars["x"].astype(float),
-        stars["y"].astype(float),
+        {n: np.asarray(hdul[n].data) for n in plane_names},
+        x,
+        y,
         stars["fwhm"].astype(float) if "fwhm" in stars.dtype.names else np.array([]),
         cat_mag,
         exposure_s=exposure,
         scale_arcsec=fit.scale_arcsec,
         pedestal_adu=photometry.pedestal_from_header(primary),
     )
-    radius = 0.5 * math.hypot(rows, cols) * fit.scale_arcsec / 3600.0 * 1.05
-    colour = _colour_balance(colour_catalogue, (ra_c, dec_c), radius, ra, dec, phot)
+    centre = (field.ra_deg, field.dec_deg)
+    colour = _colour_balance(colour_catalogue, centre, field.radius_deg, ra, dec, phot)
+    result = _solved(found, field, phot, colour)
+    _write_plate_cards(hdul, found, field, result.message)
+    primary["PHOTCAT"] = (_catalogue_title(found), "reference catalogue")
+    primary["PHOTBAND"] = ("VT", "catalogue magnitude (Tycho-2 V_T)")
+    primary["CATNSTAR"] = (len(cat), "catalogue stars in the field")
+    primary["CATMATCH"] = (int(matched.sum()), "STAR-TAB stars with a catalogue star")
+    _write_photometry_cards(primary, phot, exposure)
+    _write_colour_cards(primary, colour, colour_catalogue)
+    table = _star_table(stars, ra, dec, cat_id, cat_mag, dist, phot.star_flux, colour.b_v)
+    _replace_star_table(hdul, table, found)
+    return result
 
-    result = StackAstrometry(
+
+def _sub_exposure_s(primary: Any) -> float:
+    """Exposure of one sub-frame: the zero points are per sub, whatever was stacked."""
+    ncombine = primary.get("NCOMBINE") or 1
+    return float(primary.get("EXPTIME") or 0.0) / max(1, int(ncombine))
+
+
+def _solved(
+    found: solver.Solution,
+    field: _Field,
+    phot: photometry.Photometry,
+    colour: colour_balance.ColourBalance,
+) -> StackAstrometry:
+    fit = found.wcs
+    assert fit is not None
+    calibrated = phot.calibrated
+    return StackAstrometry(
         True,
         f"solved ({found.strategy}, {found.index_name}): {found.reason}",
-        ra_deg=ra_c,
-        dec_deg=dec_c,
-        healpix=healpix,
-        healpix_pixels=pixels,
-        corners_deg=corners,
+        ra_deg=field.ra_deg,
+        dec_deg=field.dec_deg,
+        healpix=field.healpix,
+        healpix_pixels=field.healpix_pixels,
+        corners_deg=field.corners_deg,
         scale_arcsec=fit.scale_arcsec,
         rotation_deg=fit.rotation_deg,
         mirrored=fit.determinant > 0,
         rms_arcsec=found.rms_arcsec,
         n_matched=found.n_matched,
         strategy=found.strategy,
-        zero_points={c.name: c.zp for c in phot.channels} if phot.calibrated else None,
-        zero_point_scatter={c.name: c.scatter for c in phot.channels} if phot.calibrated else None,
-        zero_point_stars={c.name: c.n_stars for c in phot.channels} if phot.calibrated else None,
-        limiting_mag=phot.limiting_mag if phot.calibrated else None,
-        sqm=phot.sqm if phot.calibrated else None,
+        zero_points={c.name: c.zp for c in phot.channels} if calibrated else None,
+        zero_point_scatter={c.name: c.scatter for c in phot.channels} if calibrated else None,
+        zero_point_stars={c.name: c.n_stars for c in phot.channels} if calibrated else None,
+        limiting_mag=phot.limiting_mag if calibrated else None,
+        sqm=phot.sqm if calibrated else None,
         photometry_message=phot.reason,
         white_balance=colour.factors or None,
         colour_stars=colour.n_stars,
@@ -303,6 +337,13 @@ def _apply_solution(
         solve_seconds=found.seconds,
     )
 
+
+def _write_plate_cards(hdul: Any, found: solver.Solution, field: _Field, message: str) -> None:
+    """The WCS into every image HDU; the solution's cards into PRIMARY (the mount's
+    pointing kept as RA_MNT / DEC_MNT)."""
+    fit = found.wcs
+    assert fit is not None
+    primary = hdul[0].header
     cards = fit.header_cards()
     for name in IMAGE_EXTENSIONS:
         if name in hdul:
@@ -312,10 +353,10 @@ def _apply_solution(
     for key in ("RA", "DEC"):
         if key in primary:
             primary[f"{key}_MNT"] = (primary[key], "[deg] mount pointing (header of the frames)")
-    primary["RA"] = (round(ra_c, 7), "[deg] plate-solved centre of the stack")
-    primary["DEC"] = (round(dec_c, 7), "[deg] plate-solved centre of the stack")
+    primary["RA"] = (round(field.ra_deg, 7), "[deg] plate-solved centre of the stack")
+    primary["DEC"] = (round(field.dec_deg, 7), "[deg] plate-solved centre of the stack")
     primary["PLTSOLVD"] = (True, "plate solved")
-    primary["PLTMSG"] = _fits_text(result.message)
+    primary["PLTMSG"] = _fits_text(message)
     primary["PLTSCALE"] = (round(fit.scale_arcsec, 5), "[arcsec/px] solved pixel scale")
     primary["PIXSCALE"] = (round(fit.scale_arcsec, 5), "[arcsec/px] solved pixel scale")
     primary["PLTROT"] = (round(fit.rotation_deg, 4), "[deg] PA of image +y, N through E")
@@ -328,37 +369,33 @@ def _apply_solution(
     primary["PLTSTRAT"] = (found.strategy, "hinted by header RA/DEC, or blind")
     primary["PLTINDEX"] = (_index_label(found.index_name), "astrometry.net index that matched")
     primary["PLTSECS"] = (round(found.seconds, 3), "[s] solve wall time")
-    for k, (r, d) in enumerate(corners, start=1):
+    for k, (r, d) in enumerate(field.corners_deg, start=1):
         primary[f"RA_CRN{k}"] = (round(r, 6), f"[deg] RA of footprint corner {k}")
         primary[f"DEC_CRN{k}"] = (round(d, 6), f"[deg] Dec of footprint corner {k}")
     primary["HPNSIDE"] = (HEALPIX_NSIDE, "HEALPix NSIDE (RING) of HEALPIX, HPIXLIST")
-    primary["HEALPIX"] = (healpix, "HEALPix pixel of the solved centre")
-    primary["HPIXLIST"] = ",".join(str(p) for p in pixels)[:MESSAGE_LENGTH]  # footprint's pixels
-    primary["PHOTCAT"] = (_catalogue_title(found), "reference catalogue")
-    primary["PHOTBAND"] = ("VT", "catalogue magnitude (Tycho-2 V_T)")
-    primary["CATNSTAR"] = (len(cat), "catalogue stars in the field")
-    primary["CATMATCH"] = (int(matched.sum()), "STAR-TAB stars with a catalogue star")
-    if phot.calibrated:
-        primary["PHOTAPER"] = (round(phot.aperture_px, 3), "[px] aperture radius")
-        primary["PHOTEXPT"] = (round(exposure, 4), "[s] exposure of ZP (one sub-frame)")
-        for c in phot.channels:
-            key = ZP_KEYS[c.name]
-            if math.isfinite(c.zp):
-                primary[key] = (round(c.zp, 4), f"{c.name} zero point, mag = ZP-2.5lg(ADU/s)")
-                primary[f"{key}ERR"] = (round(c.scatter, 4), f"{c.name} zero point scatter, mag")
-            primary[f"{key}N"] = (c.n_stars, f"{c.name} zero point: calibration stars")
-        if math.isfinite(phot.limiting_mag):
-            primary["LIMMAG"] = (round(phot.limiting_mag, 3), "5 sigma point-source limit (VT)")
-        if math.isfinite(phot.sqm):
-            primary["SQMPHOT"] = (round(phot.sqm, 3), "[mag/arcsec2] sky brightness (VT)")
-            primary["SQMPED"] = (phot.pedestal_adu, "[adu] black level under the sky")
-    else:
-        primary["PHOTMSG"] = _fits_text(phot.reason)
-    _write_colour_cards(primary, colour, colour_catalogue)
+    primary["HEALPIX"] = (field.healpix, "HEALPix pixel of the solved centre")
+    pixel_list = ",".join(str(p) for p in field.healpix_pixels)
+    primary["HPIXLIST"] = pixel_list[:MESSAGE_LENGTH]  # the footprint's pixels
 
-    table = _star_table(stars, ra, dec, cat_id, cat_mag, dist, phot.star_flux, colour.b_v)
-    _replace_star_table(hdul, table, found)
-    return result
+
+def _write_photometry_cards(primary: Any, phot: photometry.Photometry, exposure: float) -> None:
+    """Zero points, limiting magnitude and sky brightness, or why there are none."""
+    if not phot.calibrated:
+        primary["PHOTMSG"] = _fits_text(phot.reason)
+        return
+    primary["PHOTAPER"] = (round(phot.aperture_px, 3), "[px] aperture radius")
+    primary["PHOTEXPT"] = (round(exposure, 4), "[s] exposure of ZP (one sub-frame)")
+    for c in phot.channels:
+        key = ZP_KEYS[c.name]
+        if math.isfinite(c.zp):
+            primary[key] = (round(c.zp, 4), f"{c.name} zero point, mag = ZP-2.5lg(ADU/s)")
+            primary[f"{key}ERR"] = (round(c.scatter, 4), f"{c.name} zero point scatter, mag")
+        primary[f"{key}N"] = (c.n_stars, f"{c.name} zero point: calibration stars")
+    if math.isfinite(phot.limiting_mag):
+        primary["LIMMAG"] = (round(phot.limiting_mag, 3), "5 sigma point-source limit (VT)")
+    if math.isfinite(phot.sqm):
+        primary["SQMPHOT"] = (round(phot.sqm, 3), "[mag/arcsec2] sky brightness (VT)")
+        primary["SQMPED"] = (phot.pedestal_adu, "[adu] black level under the sky")
 
 
 def _colour_balance(

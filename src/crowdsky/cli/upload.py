@@ -88,7 +88,6 @@ def upload(
             report = upload_folder(
                 client,
                 folder,
-                parallel=parallel,
                 overwrite=overwrite,
                 scrub_location=scrub_location,
                 on_progress=advance,

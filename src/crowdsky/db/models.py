@@ -1,20 +1,12 @@
-"""SQLAlchemy tables: the original system's five plus what its fixes need.
+"""SQLAlchemy tables: the original system's five, plus what the queue and accounts need.
 
 The original's tables keep their names and meanings (``users``, ``upload_sessions``,
-``raw_files``, ``stacking_jobs``, ``stacked_frames``). Differences, each fixing a bug
-listed in ``original-system.md`` §14:
-
-- every time is timezone-aware UTC with full precision (bugs 9, 11);
-- paths are stored relative to the data dir and never sent to workers (bug 37);
-- ``raw_files.stacking_job_id`` ties a file to its job, so a job can never look for
-  files by a chunk key that matches nothing (bug 7);
-- ``stacking_jobs`` carries a lease (token, expiry), a not-before time for backoff and
-  the attempt count (bugs 1, 4, 5); ``job_attempts`` keeps every attempt's error (bug 6);
-- ``stacked_frames.stacking_job_id`` is unique, which makes completion idempotent (bug 31);
-- the unused tier/quota/api_token columns are gone (bug 47); API keys and worker tokens
-  have their own tables, storing only hashes (bugs 34, 40).
-
-ORM rows never leave ``db``, ``queue``, ``ingest`` and ``accounts``.
+``raw_files``, ``stacking_jobs``, ``stacked_frames``). Times are timezone-aware UTC;
+paths are relative to the data dir; a raw file points at its job; a job carries its
+lease, backoff and attempts (``job_attempts`` keeps each error); ``stacked_frames``
+has one row per job, which makes completion idempotent; API keys and worker tokens
+are stored as hashes in their own tables. ORM rows never leave ``db``, ``queue``,
+``ingest`` and ``accounts``.
 """
 
 from __future__ import annotations
@@ -313,6 +305,10 @@ class StackedFrame(Base):
     wcs_rotation_deg: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     wcs_rms_arcsec: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     wcs_n_matched: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: JSON ``[[ra, dec], ...]`` of the image's four outer corners (degrees).
+    wcs_corners: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: JSON ``[pixel, ...]``: the NSIDE 128 RING pixels the footprint touches.
+    wcs_healpix_pixels: Mapped[str | None] = mapped_column(Text, nullable=True)
     phot_zp_r: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     phot_zp_g: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
     phot_zp_b: Mapped[float | None] = mapped_column(DOUBLE, nullable=True)
@@ -381,3 +377,15 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[float] = mapped_column(DOUBLE, index=True)
     failures: Mapped[int] = mapped_column(Integer)
+
+
+class SigningKey(Base):
+    """A key the deployment signs with (the web session cookies' key), created once and
+    shared by every server process through the database (see ``accounts.signing_keys``).
+    """
+
+    __tablename__ = "signing_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,11 +1,8 @@
 """Column types that behave the same on every backend.
 
-``UTCDateTime``: a datetime column type that is always timezone-aware UTC in Python.
-
-SQLite and MariaDB have no timezone-aware timestamp type, and the original system
-stored server-local times (bug 9). We store naive UTC in the database on every
-backend and hand out aware UTC datetimes, refusing naive values on the way in so
-that a local time can never slip through.
+``UTCDateTime`` stores naive UTC (SQLite and MariaDB have no timezone-aware type)
+and hands out aware UTC datetimes; it refuses naive values, so a local time can
+never be stored as if it were UTC.
 """
 
 from __future__ import annotations

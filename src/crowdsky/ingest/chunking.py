@@ -1,28 +1,16 @@
 """Group raw frames into stacking chunks and name them (pure: stdlib and numpy only).
 
-A chunk is what one stacking job stacks: frames of one user, telescope, filter and
-exposure taken in the same clock-aligned 15-minute UTC slot, of one field. The
-original named every frame on its own and grouped by string equality, so header
-coordinates drifting across a 0.1° rounding boundary split one field into several
-jobs (36 NGC 188 frames became 7, ``original-system.md`` §5.1, bug 12). Here frames
-are first grouped exactly by (user, telescope, filter, exposure, slot); inside a
-group, frames closer than ``separation_deg`` on the sky are joined (single linkage),
-so a drifting or rotating field stays one chunk while a second target, or a pointing
-change larger than the field, splits. Each chunk is then named once from its
-circular-mean pointing (bug 14).
+A chunk is what one job stacks: frames of one user, telescope, filter and exposure
+in one clock-aligned 15-minute UTC slot, of one field. Frames are grouped exactly by
+those keys, then joined on the sky when closer than ``separation_deg`` (single
+linkage), so a drifting field stays one chunk however its rounded coordinates fall;
+each chunk is named once, from its circular-mean pointing.
 
-Key formats (both keep the original's ``YYYYMMDD.CC`` prefix, CC = slot 00–95):
-
-- ``classic``: ``YYYYMMDD.CC_RA_±DEC``, RA and |DEC| rounded half-up on the decimal
-  value to 0.1° as PHP did, sign from the unrounded DEC (``-0.0`` and ``360.0`` occur);
-- ``healpix`` (the default, the later original's format): ``YYYYMMDD.CC_HPnnnnnn``,
-  the NSIDE 128 RING pixel, computed exactly as seestarpy 0.7.1's
-  ``crowdsky.chunks.compute_chunk_key`` does, so that keys made on the telescope and
-  here are byte-identical and the clients' duplicate check keeps working.
-
-Frames without coordinates get ``YYYYMMDD.CC_NOPOS`` in either format: an explicit
-marker that cannot collide with a real position (the later ``HP000000`` placeholder
-collided with the north-pole pixel, bug 13).
+Key formats (both with the original's ``YYYYMMDD.CC`` prefix, CC = slot 00-95):
+``classic`` ``YYYYMMDD.CC_RA_±DEC`` (0.1°, rounded half-up as the original's PHP did)
+and ``healpix`` (default) ``YYYYMMDD.CC_HPnnnnnn``, the NSIDE 128 RING pixel computed
+byte-identically to seestarpy's, so keys made on the telescope match ours. Frames
+without coordinates get ``YYYYMMDD.CC_NOPOS``, which no real position can collide with.
 """
 
 from __future__ import annotations

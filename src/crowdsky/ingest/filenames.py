@@ -1,10 +1,8 @@
 """Client file names: refuse the dangerous ones, derive a safe stored name.
 
-The original stored uploads under the client's basename, so the same name twice
-overwrote a file (bug 17) and a crafted name was one ``basename()`` away from
-escaping the folder. Here a name with path traversal, an absolute path, NUL or
-control characters, or more than 255 bytes is refused with a message saying so;
-an acceptable name is kept for display and reduced to ``[A-Za-z0-9._+-]`` for disk.
+A name with path traversal, an absolute path, NUL or control characters, or more
+than 255 bytes is refused, saying why; an acceptable name is kept for display and
+reduced to ``[A-Za-z0-9._+-]`` for disk, so no client name can escape its folder.
 """
 
 from __future__ import annotations

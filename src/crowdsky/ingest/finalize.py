@@ -1,32 +1,15 @@
 """Finalize: turn an upload session's frames into stacking jobs, once, atomically.
 
-Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips
-frames the user has stacked or queued already (the same files, by SHA-256, whatever
-key their new session computes; with the reason, never silently) and chunks that
-are too small, optionally scrubs the observing site from the stored files, and
-gives each chunk to its slot (:mod:`crowdsky.ingest.slots`): a user ends with one
-stack per slot. The frames join the slot's job if it has not started, or go to a
-follow-up job that re-stacks them together with the slot's earlier frames and
-replaces its stack (see :func:`_place`); a new slot gets a new job.
+Finalize groups the session's frames (:mod:`crowdsky.ingest.chunking`), skips chunks
+too small and frames already stacked or queued (by SHA-256, with the reason),
+optionally scrubs the site from the stored files, and gives each chunk to its slot
+(:mod:`crowdsky.ingest.slots`): the frames join the slot's waiting job, or a
+follow-up job that re-stacks the slot (see :func:`_place`).
 
-All of it is **one transaction**, holding the session's row lock and the user's
-(two sessions finalizing frames of one slot at once end with one job): the jobs,
-the frames' chunk keys, the release of the skipped frames and the move
-``uploading`` → ``complete`` commit together or not at all. A crash at any instant
-therefore leaves either an open session (finalize again) or a finalized one with all
-of its jobs; the original's "complete, no jobs, frames deleted 6 h later" cannot
-happen. Concurrent finalize calls queue on the row lock; each later one finds the
-session complete and answers the jobs that hold the session's frames, read after
-the lock. A repeated finalize answers the same way.
-
-Frames whose stored copy is missing are marked lost (:func:`crowdsky.retention.mark_lost`)
-and reported among the skipped chunks, never queued. Frames of skipped chunks are
-released in the transaction (:func:`crowdsky.retention.release_skipped_frames`) and
-deleted right after the commit; should the server stop in between, cleanup deletes
-them. Scrubbing blanks header cards in place before the commit (idempotent, so a
-finalize that rolls back and runs again is harmless); no worker can fetch a frame
-before its job exists. To stack a skipped chunk after all, upload its files again
-(with ``overwrite=1`` for already stacked files).
+It is one transaction holding the session's and the user's locks: the jobs, the
+frames' chunk keys, the release of skipped frames and ``uploading`` → ``complete``
+commit together, so a crash leaves an open session or a finalized one with all its
+jobs. A repeated or concurrent finalize answers the same jobs.
 """
 
 from __future__ import annotations

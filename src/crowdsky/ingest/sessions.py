@@ -1,30 +1,16 @@
-"""Upload sessions: start, receive files, finalize into stacking jobs, report status.
+"""Upload sessions: check one is open, receive its files, report its status.
 
-One session is one upload batch of one user (``raw_upload.php`` in the original).
-Files arrive one request each, possibly in parallel; each is validated from its FITS
-header before it becomes visible under its final name, stored once per session and
-content hash (bugs 16, 17), and recorded with every header value chunking needs.
-Finalize (:mod:`crowdsky.ingest.finalize`) groups the session's frames into jobs.
-Sessions expire after inactivity, not after creation (bug 44).
+One session is one upload batch of one user. Each file is validated from its FITS
+header before it gets its final name, stored once per session and content hash, and
+recorded with every header value chunking needs; sessions expire after inactivity.
+Deduplication stays inside one session on purpose: another session holding the same
+content may never be finalized, and answering "duplicate" would lose the frame. The
+status call lists every file received, so a resuming client never sends one twice.
 
-Deduplication stays inside one session on purpose. A frame whose content another
-session of the same user also holds is stored again here: that other session may never
-be finalized (client state lost, another machine) and then expires with its files, or
-its finalize may skip the chunk; answering "duplicate" would leave the frame in no job
-and lose it. Copies finalized in two sessions still make one stack of a chunk: the
-second finalize finds the chunk (same key) already queued or stacked, skips it and
-deletes its copies.
-
-The status call lists every file the session received, including the ones already
-stacked or skipped and deleted, so a client that resumes from it (``crowdsky upload``)
-never sends a file of its session twice.
-
-Every function takes a SQLAlchemy session that is not inside a transaction and runs
-its own short transactions; status changes go through
-:mod:`crowdsky.ingest.session_transitions`. Files are published (hard-linked to their
-final name) inside the transaction that records them and removed again if it fails;
-should the server die between the link and the commit, cleanup removes the file,
-which then has no row (``crowdsky.cleanup``), and the client's resume sends it again.
+Functions run their own short transactions; status moves are
+:mod:`crowdsky.ingest.session_transitions`, finalize :mod:`crowdsky.ingest.finalize`.
+A file is published inside the transaction that records it and removed if that fails
+(cleanup removes a file left without a row).
 """
 
 from __future__ import annotations
@@ -156,9 +142,8 @@ def receive_file(
     """
     try:
         header = fits_headers.read_frame_header(partial.path, client_name, now=now)
-        return _record_file(
-            session, now, ref, partial, sha256, client_name, header, raw_store, intake
-        )
+        arrival = _Arrival(partial, sha256, client_name, header)
+        return _record_file(session, now, ref, arrival, raw_store, intake)
     finally:
         partial.discard()
 
@@ -247,74 +232,59 @@ def count_files(session: Session, session_id: int) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Arrival:
+    """A fully received, validated file on its way to being recorded."""
+
+    partial: PartialUpload
+    sha256: str
+    client_name: str
+    header: fits_headers.FrameHeader
+
+
 def _record_file(
     session: Session,
     now: datetime,
     ref: SessionRef,
-    partial: PartialUpload,
-    sha256: str,
-    client_name: str,
-    header: fits_headers.FrameHeader,
+    arrival: _Arrival,
     raw_store: RawStore,
     intake: IntakeSettings,
 ) -> ReceivedFile:
-    provisional_key = chunking.chunk_key(
-        header.date_obs, header.ra_deg, header.dec_deg, intake.key_format
-    )
+    """Publish and record a file in one transaction, or answer the copy already stored."""
+    header = arrival.header
+    key = chunking.chunk_key(header.date_obs, header.ra_deg, header.dec_deg, intake.key_format)
     published: str | None = None
     try:
         with session.begin():
             row = moves.lock_session_by_id(session, ref.id)
             moves.require_open(row, now, intake.expiry_hours)
-            duplicate = _find_duplicate(session, ref, sha256)
+            duplicate = _find_duplicate(session, ref, arrival.sha256)
             if duplicate is not None:
                 moves.touch(session, row, now)
                 existing, note = duplicate
-                return _already_stored(existing, client_name, note)
-            published = raw_store.publish(partial, filenames.storage_name(client_name))
-            raw = RawFile(
-                upload_session_id=ref.id,
-                filename=client_name,
-                storage_path=published,
-                file_size_bytes=partial.size,
-                sha256=sha256,
-                fits_date_obs=header.date_obs,
-                fits_object=header.object_name,
-                fits_exptime=header.exptime_s,
-                fits_ra=header.ra_deg,
-                fits_dec=header.dec_deg,
-                fits_filter=header.filter_name,
-                fits_telescop=header.telescop,
-                fits_instrume=header.instrume,
-                fits_gain=header.gain,
-                fits_ccd_temp=header.ccd_temp_c,
-                fits_bayerpat=header.bayerpat,
-                fits_eqmode=header.eqmode,
-                fits_sitelat=header.site_lat_deg,
-                fits_sitelong=header.site_long_deg,
-                image_width=header.width,
-                image_height=header.height,
-                chunk_key=provisional_key,
-                created_at=now,
+                return _already_stored(existing, arrival.client_name, note)
+            published = raw_store.publish(
+                arrival.partial, filenames.storage_name(arrival.client_name)
             )
+            raw = _raw_file_row(ref, arrival, published, key, now)
             session.add(raw)
             session.flush()
             moves.record_file(
                 session,
                 row,
                 now,
-                size_bytes=partial.size,
+                size_bytes=arrival.partial.size,
                 object_name=header.object_name,
                 ra_deg=header.ra_deg,
                 dec_deg=header.dec_deg,
             )
             return ReceivedFile(
                 raw.id,
-                client_name,
+                arrival.client_name,
                 published.rsplit("/", 1)[-1],
-                sha256,
-                partial.size,
-                provisional_key,
+                arrival.sha256,
+                arrival.partial.size,
+                key,
                 header.date_obs,
                 header.object_name,
                 duplicate=False,
@@ -324,14 +294,51 @@ def _record_file(
         _unlink_quietly(raw_store, published)
         with session.begin():
             existing = session.execute(
-                select(RawFile).where(RawFile.upload_session_id == ref.id, RawFile.sha256 == sha256)
+                select(RawFile).where(
+                    RawFile.upload_session_id == ref.id, RawFile.sha256 == arrival.sha256
+                )
             ).scalar_one()
             return _already_stored(
-                existing, client_name, f"same content as {existing.filename!r} in this session"
+                existing,
+                arrival.client_name,
+                f"same content as {existing.filename!r} in this session",
             )
     except BaseException:
         _unlink_quietly(raw_store, published)
         raise
+
+
+def _raw_file_row(
+    ref: SessionRef, arrival: _Arrival, published: str, chunk_key: str, now: datetime
+) -> RawFile:
+    """The ``raw_files`` row of a published file, with every header value chunking needs
+    (the chunk key is provisional until finalize)."""
+    header = arrival.header
+    return RawFile(
+        upload_session_id=ref.id,
+        filename=arrival.client_name,
+        storage_path=published,
+        file_size_bytes=arrival.partial.size,
+        sha256=arrival.sha256,
+        fits_date_obs=header.date_obs,
+        fits_object=header.object_name,
+        fits_exptime=header.exptime_s,
+        fits_ra=header.ra_deg,
+        fits_dec=header.dec_deg,
+        fits_filter=header.filter_name,
+        fits_telescop=header.telescop,
+        fits_instrume=header.instrume,
+        fits_gain=header.gain,
+        fits_ccd_temp=header.ccd_temp_c,
+        fits_bayerpat=header.bayerpat,
+        fits_eqmode=header.eqmode,
+        fits_sitelat=header.site_lat_deg,
+        fits_sitelong=header.site_long_deg,
+        image_width=header.width,
+        image_height=header.height,
+        chunk_key=chunk_key,
+        created_at=now,
+    )
 
 
 def _find_duplicate(session: Session, ref: SessionRef, sha256: str) -> tuple[RawFile, str] | None:

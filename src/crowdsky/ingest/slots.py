@@ -1,22 +1,11 @@
 """A slot's identity, and finding the job that holds a slot's frames.
 
-A user ends with one stack per slot. A slot is what one stack shows: frames of one
-user, telescope, filter and exposure taken in one clock-aligned 15-minute UTC slot
-(``YYYYMMDD.CC``), of one pointing. The chunk key alone cannot name it: the key's
-position is the mean of the frames *uploaded together*, so the same run uploaded
-in two parts gets two means (RA 193.0 vs 193.1 in the classic format; in the
-HEALPix format a mean near a 27.5' pixel edge flips the pixel the same way). So
-the pointing is matched with a tolerance, the same ``separation_deg`` that joins
-frames into one chunk: a chunk belongs to a slot job when its mean pointing lies
-within that distance of the job's recorded pointing, whatever the key format. A
-job queued before pointings were recorded matches by its exact chunk key.
-
-:func:`find_slot_head` returns the slot's latest job (every later job of a slot
-chains to the earlier one, ``replaces_job_id``), locked, in any status; finalize
-decides from its status whether the new frames join it, follow it, or re-stack it
-(:mod:`crowdsky.ingest.finalize`). :func:`lock_user` serialises the finalizes of
-one user (a row of ``slot_locks``), so that two sessions placing frames of one slot
-at once cannot both find no job and queue two.
+A user ends with one stack per slot: one user, telescope, filter and exposure in one
+15-minute UTC slot, at one pointing. The chunk key cannot name it (its position is
+the mean of the frames uploaded together, so a run uploaded in two parts gets two
+keys), so pointings match within ``separation_deg``. :func:`find_slot_head` returns
+the slot's latest job, locked; :func:`lock_user` serialises one user's finalizes so
+two sessions cannot both queue a job for one slot.
 """
 
 from __future__ import annotations
@@ -65,16 +54,16 @@ def slot_of(chunk: chunking.Chunk) -> str:
 def lock_user(session: Session, user_id: int) -> None:
     """Take the user's slot lock for the rest of the transaction (see the module doc).
 
-    The lock is a row of ``slot_locks``, created on first use (an insert that ignores
-    an existing row, race-free on every backend), not the ``users`` row: a completion
-    inserting a stack checks its foreign key to ``users`` under a shared lock, which
-    a lock on that row would block while this finalize waits for the completed job's
-    row, a deadlock.
+    The lock is the user's row of ``slot_locks``, not the ``users`` row: a completion
+    inserting a stack checks its foreign key to ``users`` under a shared lock, which a
+    lock on that row would block while this finalize waits for the completed job's row,
+    a deadlock. The row is made with the user (``accounts.create_user``; migration 0014
+    for older users). Creating it here under concurrency would deadlock on MariaDB: a
+    locking read of a missing row takes a gap lock, which every concurrent finalize
+    shares and then each one's insert waits for. A user without the row (made by other
+    means) gets it here, which is safe when nothing else of theirs runs at that moment.
     """
     locked = select(SlotLock.user_id).where(SlotLock.user_id == user_id).with_for_update()
-    # Lock first, create only when missing: on MariaDB an INSERT IGNORE of an existing
-    # row takes a shared lock, and two finalizes that both hold it and then ask for the
-    # exclusive one deadlock (seen with 8 concurrent finalizes of one user).
     if session.execute(locked).first() is None:
         session.execute(_insert_ignoring_duplicate(session, user_id))
         session.execute(locked).one()

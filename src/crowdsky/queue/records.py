@@ -124,6 +124,8 @@ class PlateSolveReport:
     wcs_rotation_deg: float | None = None
     wcs_rms_arcsec: float | None = None
     wcs_n_matched: int | None = None
+    wcs_corners: str | None = None  # JSON [[ra, dec], ...]
+    wcs_healpix_pixels: str | None = None  # JSON [pixel, ...]
     phot_zp_r: float | None = None
     phot_zp_g: float | None = None
     phot_zp_b: float | None = None
@@ -135,6 +137,16 @@ class PlateSolveReport:
     def columns(self) -> dict[str, object]:
         """Column name → value for the ``stacked_frames`` row."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressReport:
+    """How far a worker says it got with a job (a heartbeat); either part may be absent."""
+
+    fraction: float | None = None
+    """0..1 (clamped when stored)."""
+    message: str | None = None
+    """Free text, cut to 255 characters when stored."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,8 @@
           expired         ▼  │
                         retry ──(3rd failed attempt)──▶ failed
 
-A worker that shuts down hands a job back with ``release_job``: it returns to the queue
-at once and the attempt does not count as a failure.
-
-A job gets ``MAX_ATTEMPTS`` attempts. Each failed attempt (an explicit ``fail_job`` or a
-lease that expired because the worker vanished) counts; the third one makes the job
-``failed`` — reachable, unlike the original, where exhausted jobs sat in ``retry``.
+A job gets ``MAX_ATTEMPTS`` attempts; a failed report or an expired lease counts one.
+A worker shutting down hands a job back with ``release_job``, which does not count.
 """
 
 from __future__ import annotations

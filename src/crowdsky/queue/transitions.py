@@ -41,6 +41,7 @@ from crowdsky.queue.records import (
     JobFiles,
     LeaseRenewal,
     NewJob,
+    ProgressReport,
     RawFileLocation,
     ReleaseOutcome,
     WorkerCaller,
@@ -270,10 +271,9 @@ def extend_lease(
     worker_id: str | None = None,
     lease_token: str | None = None,
     caller: WorkerCaller | None = None,
-    progress: float | None = None,
-    message: str | None = None,
+    progress: ProgressReport | None = None,
 ) -> LeaseRenewal:
-    """Renew the lease of a job the caller holds (a heartbeat), recording progress.
+    """Renew the lease of a job the caller holds (a heartbeat), recording its progress.
 
     Raises
     ------
@@ -286,10 +286,10 @@ def extend_lease(
         _require_holder(job, worker_id, lease_token, caller)
         expires = now + timedelta(seconds=lease_seconds)
         values: dict[str, object] = {"lease_expires_at": expires, "heartbeat_at": now}
-        if progress is not None:
-            values["progress"] = min(max(float(progress), 0.0), 1.0)
-        if message is not None:
-            values["progress_message"] = message[:255]
+        if progress is not None and progress.fraction is not None:
+            values["progress"] = min(max(float(progress.fraction), 0.0), 1.0)
+        if progress is not None and progress.message is not None:
+            values["progress_message"] = progress.message[:255]
         _guarded_update(session, job, JobStatus.PROCESSING, values)
     return LeaseRenewal(job_id=job_id, lease_expires_at=expires)
 
@@ -417,44 +417,9 @@ def complete_job(
     with session.begin():
         job = _load_job_for_update(session, completion.job_id)
         if job.status == JobStatus.COMPLETED:
-            _require_same_credential(job, caller)
-            existing = session.execute(
-                select(StackedFrame).where(StackedFrame.stacking_job_id == job.id)
-            ).scalar_one()
-            if _same_result(existing, completion, job):
-                return CompletionOutcome(job.id, existing.id, repeated=True)
-            raise errors.AlreadyCompleted(
-                f"job {job.id} was already completed with a different result "
-                f"({existing.ucloud_path})"
-            )
+            return _repeated_completion(session, job, completion, caller)
         _require_holder(job, worker_id, lease_token, caller)
-        frame = StackedFrame(
-            stacking_job_id=job.id,
-            user_id=job.user_id,
-            object_name=job.object_name,
-            chunk_key=job.chunk_key,
-            telescope=job.telescope,
-            filter_name=job.filter_name,
-            ucloud_path=completion.ucloud_path,
-            thumbnail_path=completion.thumbnail_path,
-            n_frames_input=_or(completion.n_frames_input, job.frame_count),
-            n_frames_aligned=_or(completion.n_frames_aligned, 0),
-            total_exptime=completion.total_exptime,
-            date_obs_start=completion.date_obs_start,
-            date_obs_end=completion.date_obs_end,
-            ra_deg=completion.ra_deg,
-            dec_deg=completion.dec_deg,
-            file_size_bytes=completion.file_size_bytes,
-            n_stars_detected=completion.n_stars_detected,
-            rejected_frames=(
-                json.dumps([list(pair) for pair in completion.rejected_frames])
-                if completion.rejected_frames
-                else None
-            ),
-            worker_id=job.worker_id,
-            created_at=now,
-            **(completion.astrometry.columns() if completion.astrometry else {}),
-        )
+        frame = _stacked_frame(job, completion, now)
         catalog.fill_client_columns(session, frame, job)
         session.add(frame)
         _record_attempt(session, job, now, AttemptOutcome.COMPLETED, None)
@@ -479,6 +444,53 @@ def complete_job(
         freed = retention.release_job_files(session, job.id, job.upload_session_id, keep=keep)
     return CompletionOutcome(
         job.id, frame_id, repeated=False, freed=freed, replaced_results=replaced
+    )
+
+
+def _repeated_completion(
+    session: Session, job: StackingJob, completion: Completion, caller: WorkerCaller | None
+) -> CompletionOutcome:
+    """A completion of a job already completed: ``repeated`` if it reports the same
+    result (a retry after a lost response), :class:`AlreadyCompleted` if not."""
+    _require_same_credential(job, caller)
+    existing = session.execute(
+        select(StackedFrame).where(StackedFrame.stacking_job_id == job.id)
+    ).scalar_one()
+    if _same_result(existing, completion, job):
+        return CompletionOutcome(job.id, existing.id, repeated=True)
+    raise errors.AlreadyCompleted(
+        f"job {job.id} was already completed with a different result ({existing.ucloud_path})"
+    )
+
+
+def _stacked_frame(job: StackingJob, completion: Completion, now: datetime) -> StackedFrame:
+    """The ``stacked_frames`` row of a completion (the client columns not yet filled)."""
+    return StackedFrame(
+        stacking_job_id=job.id,
+        user_id=job.user_id,
+        object_name=job.object_name,
+        chunk_key=job.chunk_key,
+        telescope=job.telescope,
+        filter_name=job.filter_name,
+        ucloud_path=completion.ucloud_path,
+        thumbnail_path=completion.thumbnail_path,
+        n_frames_input=_or(completion.n_frames_input, job.frame_count),
+        n_frames_aligned=_or(completion.n_frames_aligned, 0),
+        total_exptime=completion.total_exptime,
+        date_obs_start=completion.date_obs_start,
+        date_obs_end=completion.date_obs_end,
+        ra_deg=completion.ra_deg,
+        dec_deg=completion.dec_deg,
+        file_size_bytes=completion.file_size_bytes,
+        n_stars_detected=completion.n_stars_detected,
+        rejected_frames=(
+            json.dumps([list(pair) for pair in completion.rejected_frames])
+            if completion.rejected_frames
+            else None
+        ),
+        worker_id=job.worker_id,
+        created_at=now,
+        **(completion.astrometry.columns() if completion.astrometry else {}),
     )
 
 

@@ -195,8 +195,9 @@ def _stack_view(frame: StackedFrame) -> StackView:
         total_exptime=frame.total_exptime,
         date_obs_start=frame.date_obs_start,
         date_obs_end=frame.date_obs_end,
-        ra_deg=frame.ra_deg,
-        dec_deg=frame.dec_deg,
+        # the plate solution's centre when solved (as in the stack catalogue)
+        ra_deg=frame.wcs_ra_deg if frame.wcs_ra_deg is not None else frame.ra_deg,
+        dec_deg=frame.wcs_dec_deg if frame.wcs_dec_deg is not None else frame.dec_deg,
         file_size_bytes=frame.file_size_bytes,
         created_at=frame.created_at,
         rejected_frames=_rejected_frames(frame.rejected_frames),

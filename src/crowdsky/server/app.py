@@ -64,43 +64,19 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = settings.resolved_database_url
-        engine = create_db_engine(url)
-        await run_in_threadpool(
-            prepare_sqlite, url, settings.data_dir, engine=engine, migrate=migrate_sqlite
-        )
-        try:
-            await run_in_threadpool(verify_schema, engine)
-        except SchemaNotCurrent as exc:
-            log.error("database_not_ready", error=str(exc))
-            engine.dispose()
-            raise
-        raw_store = selection.open_raw_store(settings)
-        result_store = selection.open_result_store(settings)
-        state = ServerState(
-            settings=settings,
-            engine=engine,
-            session_factory=make_session_factory(engine),
-            raw_store=raw_store,
-            result_store=result_store,
-            result_reader=selection.open_result_reader(settings, s3_store=result_store),
-            claim_slots=asyncio.Semaphore(settings.claim_concurrency),
-        )
+        state = await _open_state(settings, migrate_sqlite=migrate_sqlite)
         app.state.crowdsky = state
         housekeeping = asyncio.create_task(_housekeeping_loop(state))
-        log.info("server_started", database=engine.url.get_backend_name(), version=__version__)
+        log.info(
+            "server_started", database=state.engine.url.get_backend_name(), version=__version__
+        )
         try:
             yield
         finally:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
-            engine.dispose()
-            selection.close_raw_store(raw_store)
-            if result_store is not None:
-                result_store.close()
-            else:
-                state.result_reader.close()
+            _close_state(state)
 
     app = FastAPI(
         title="CrowdSky",
@@ -112,26 +88,74 @@ def create_app(settings: ServerSettings, *, migrate_sqlite: bool = True) -> Fast
     )
     install_docs_page(app, title="CrowdSky")
     install_login_guard(app.state, settings)
-    # paths that stream large bodies: one file (a stack: and its thumbnail) plus envelope
+    _add_middleware(app, settings)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    mount_web(app, settings)  # the web app: pages at /, data at /web/api, /static
+    _document_body_limit(app)
+    return app
+
+
+#: The API surfaces, one router each.
+ROUTERS = (
+    health.router,
+    worker_api.router,
+    upload_api.router,
+    user_api.router,
+    stacks_api.router,
+    data_api.router,
+)
+
+
+async def _open_state(settings: ServerSettings, *, migrate_sqlite: bool) -> ServerState:
+    """Engine (SQLite prepared, schema verified), stores and claim slots of a server."""
+    url = settings.resolved_database_url
+    engine = create_db_engine(url)
+    await run_in_threadpool(
+        prepare_sqlite, url, settings.data_dir, engine=engine, migrate=migrate_sqlite
+    )
+    try:
+        await run_in_threadpool(verify_schema, engine)
+    except SchemaNotCurrent as exc:
+        log.error("database_not_ready", error=str(exc))
+        engine.dispose()
+        raise
+    raw_store = selection.open_raw_store(settings)
+    result_store = selection.open_result_store(settings)
+    return ServerState(
+        settings=settings,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        raw_store=raw_store,
+        result_store=result_store,
+        result_reader=selection.open_result_reader(settings, s3_store=result_store),
+        claim_slots=asyncio.Semaphore(settings.claim_concurrency),
+    )
+
+
+def _close_state(state: ServerState) -> None:
+    """Release what :func:`_open_state` opened."""
+    state.engine.dispose()
+    selection.close_raw_store(state.raw_store)
+    if state.result_store is not None:
+        state.result_store.close()
+    else:
+        state.result_reader.close()
+
+
+def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
+    """Body limits (the streaming paths get one file plus envelope), security headers."""
     upload_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
     app.add_middleware(
         BodyLimitMiddleware,
         limits=[
             ("/api/raw_upload", upload_limit),
+            # a stack may come with its thumbnail
             ("/api/upload_stack", upload_limit + stacks_api.MAX_THUMBNAIL_BYTES),
         ],
     )
     app.add_middleware(SecurityHeadersMiddleware)
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(worker_api.router)
-    app.include_router(upload_api.router)
-    app.include_router(user_api.router)
-    app.include_router(stacks_api.router)
-    app.include_router(data_api.router)
-    mount_web(app, settings)  # the web app: pages at /, data at /web/api, /static
-    _document_body_limit(app)
-    return app
 
 
 def _document_body_limit(app: FastAPI) -> None:

@@ -48,17 +48,11 @@ class BodyLimitMiddleware:
             return
         streaming = any(scope["path"].startswith(prefix) for prefix, _ in self.limits)
         max_bytes = self.limit_for(scope["path"])
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > max_bytes
-            except ValueError:
-                await _reject(send, 400, "invalid Content-Length header")
-                return
-            if too_big:
-                await _reject(send, 413, _message(max_bytes))
-                return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        refusal = _refuse_declared(declared, max_bytes)
+        if refusal is not None:
+            await _reject(send, *refusal)
+            return
         if declared is None and not streaming:
             # A small body of unknown length is read here, up to the limit, and handed
             # on whole: the frameworks below turn a receive error into a 400.
@@ -67,6 +61,13 @@ class BodyLimitMiddleware:
                 await _reject(send, 413, _message(max_bytes))
                 return
             receive = _replay(buffered, receive)
+        await self._call_limited(scope, receive, send, max_bytes)
+
+    async def _call_limited(
+        self, scope: Scope, receive: Receive, send: Send, max_bytes: int
+    ) -> None:
+        """Run the app, cutting the body off at ``max_bytes`` with a 413 (if the app has
+        not started its answer yet)."""
         received = 0
         started = False
 
@@ -90,6 +91,17 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if not started:
                 await _reject(send, 413, _message(max_bytes))
+
+
+def _refuse_declared(declared: bytes | None, max_bytes: int) -> tuple[int, str] | None:
+    """Status and message for a ``Content-Length`` that is invalid or over the limit."""
+    if declared is None:
+        return None
+    try:
+        too_big = int(declared) > max_bytes
+    except ValueError:
+        return 400, "invalid Content-Length header"
+    return (413, _message(max_bytes)) if too_big else None
 
 
 async def _read_limited(receive: Receive, max_bytes: int) -> list[Message] | None:

@@ -1,31 +1,12 @@
-"""User authentication for the upload API: HTTP Basic or ``Authorization: Bearer csk_...``.
+"""User authentication: HTTP Basic (user name or e-mail) or ``Authorization: Bearer csk_...``.
 
-Basic accepts the username or the email with the password (as the original's app
-and bot sent them); Bearer takes a per-user API key.
-
-A password check is argon2: about 0.3 CPU-seconds and 64 MiB here, deliberately, so
-an attacker sending passwords could make the server pay that for every request. The
-:class:`LoginGuard` keeps that in hand:
-
-- a successful Basic login is remembered for ``LOGIN_CACHE_SECONDS`` under an HMAC
-  of the credentials with a per-process random key (the password itself is never
-  kept), so a client that sends Basic on every request pays argon2 once per few
-  minutes. It is only a cache: every use reads the user's row and compares the
-  password-hash fingerprint kept with the entry, so a deactivation or a password
-  change made through any server process is refused by every other at once. A
-  remembered login is let in even while its account is throttled, so an attack on an
-  account does not lock its owner out;
-- attempts are counted per login name and per client address, by default in the
-  database so that every server process shares one limit
-  (:mod:`crowdsky.accounts.db_throttle`; ``CROWDSKY_LOGIN_THROTTLE=memory`` counts per
-  process); an attempt is reserved before its hash and given back when it succeeds,
-  past the limit it gets ``429`` with ``Retry-After`` before any hashing, unknown
-  names exactly like known ones;
-- at most ``login_hash_concurrency`` argon2 verifications run at once, and at most
-  ``MAX_QUEUED_LOGINS`` wait for one; beyond that, ``429``. Memory stays flat
-  whatever arrives, and the event loop never waits on a hash;
-- every refusal is answered after ``REFUSED_LOGIN_DELAY_S``, so a flood of cheap
-  refusals cannot keep the server busy either.
+A password check is an argon2 hash, costly on purpose, so :class:`LoginGuard` keeps
+an attacker from making the server pay for it: a successful Basic login is
+remembered for ``LOGIN_CACHE_SECONDS`` under an HMAC of the credentials (checked
+against the user's row on every use); attempts are throttled per name and address
+(:mod:`crowdsky.accounts.throttle`); at most ``login_hash_concurrency`` hashes run and
+``MAX_QUEUED_LOGINS`` wait, the rest get ``429``; every refusal waits
+``REFUSED_LOGIN_DELAY_S``.
 """
 
 from __future__ import annotations

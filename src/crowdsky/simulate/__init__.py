@@ -10,7 +10,7 @@ stack are imported.
 
 from __future__ import annotations
 
-from crowdsky.simulate.frames import FrameStats, PsfModel, Trail, render_frame
+from crowdsky.simulate.frames import FrameLight, FrameStats, PsfModel, Trail, render_frame
 from crowdsky.simulate.geometry import apply_affine, compose_affine, invert_affine, rotation_about
 from crowdsky.simulate.motion import MotionModel
 from crowdsky.simulate.night import (
@@ -59,6 +59,7 @@ __all__ = [
     "STAR_DTYPE",
     "ExtendedTargetSpec",
     "FrameEvents",
+    "FrameLight",
     "FrameStats",
     "FrameTruth",
     "HotPixels",

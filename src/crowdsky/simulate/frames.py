@@ -22,8 +22,10 @@ from scipy.special import erf
 from crowdsky.simulate import sensor as sensor_mod
 
 __all__ = [
+    "FrameLight",
     "FrameStats",
     "PsfModel",
+    "SkyModel",
     "Trail",
     "render_frame",
 ]
@@ -105,6 +107,55 @@ class Trail:
 
 
 @dataclass(frozen=True)
+class SkyModel:
+    """Sky background: level on a green site at the centre, gradient and colour.
+
+    Attributes
+    ----------
+    sky_e : float
+        Electrons per pixel on a green site at the frame centre.
+    gradient : tuple of float
+        Fractional change across the frame, ``(x, y)``: a linear light-pollution
+        gradient, fixed on the sensor.
+    rgb : tuple of float
+        Colour of the sky (R, G, B multipliers).
+    """
+
+    sky_e: float = 400.0
+    gradient: tuple[float, float] = (0.08, -0.15)
+    rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class FrameLight:
+    """The light that reaches the sensor during one frame, in the frame's pixels.
+
+    Attributes
+    ----------
+    stars_xy : numpy.ndarray
+        ``(n, 2)`` star positions (``x`` column, ``y`` row).
+    stars_flux_adu : numpy.ndarray
+        ``(n,)`` total flux of each star for a white response, ADU.
+    stars_rgb : numpy.ndarray
+        ``(n, 3)`` colour weights of each star.
+    sky : SkyModel
+        Sky background of this frame.
+    trail : Trail or None
+        A satellite trail to draw.
+    extended : numpy.ndarray or None
+        ``(3, rows, cols)`` linear RGB light of extended targets (ADU for a white
+        response), e.g. from :func:`crowdsky.simulate.targets.sample_into_frame`.
+    """
+
+    stars_xy: np.ndarray
+    stars_flux_adu: np.ndarray
+    stars_rgb: np.ndarray
+    sky: SkyModel
+    trail: Trail | None = None
+    extended: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
 class FrameStats:
     """Background of a rendered frame, for truth records.
 
@@ -122,21 +173,14 @@ class FrameStats:
     noise_adu: float
 
 
-def render_frame(  # noqa: PLR0913 (one model per argument; SequenceSpec groups them; long by its numpydoc)
+def render_frame(
     shape: tuple[int, int],
     *,
     rng: np.random.Generator,
-    stars_xy: np.ndarray,
-    stars_flux_adu: np.ndarray,
-    stars_rgb: np.ndarray,
+    light: FrameLight,
     psf: PsfModel,
-    sky_e: float,
-    sky_gradient: tuple[float, float],
-    sky_rgb: tuple[float, float, float],
-    hot_pixels: sensor_mod.HotPixels,
     sensor: sensor_mod.SensorModel,
-    trail: Trail | None = None,
-    extended: np.ndarray | None = None,
+    hot_pixels: sensor_mod.HotPixels,
 ) -> tuple[np.ndarray, FrameStats]:
     """Render one raw frame.
 
@@ -146,31 +190,14 @@ def render_frame(  # noqa: PLR0913 (one model per argument; SequenceSpec groups 
         Output shape (rows, columns); the real S50 frame is ``(1920, 1080)``.
     rng : numpy.random.Generator
         Source of the noise; the frame is a pure function of it and the inputs.
-    stars_xy : numpy.ndarray
-        ``(n, 2)`` star positions in this frame's pixels (``x`` column, ``y`` row).
-    stars_flux_adu : numpy.ndarray
-        ``(n,)`` total flux of each star for a white response, ADU.
-    stars_rgb : numpy.ndarray
-        ``(n, 3)`` colour weights of each star.
+    light : FrameLight
+        Stars, sky, trail and extended targets, in this frame's pixels.
     psf : PsfModel
         Point-spread function of this frame.
-    sky_e : float
-        Sky background on a green site at the frame centre, electrons.
-    sky_gradient : tuple of float
-        Fractional change of the sky across the full width and full height
-        (a linear light-pollution gradient, fixed on the sensor).
-    sky_rgb : tuple of float
-        Colour weights of the sky.
-    hot_pixels : HotPixels
-        Fixed hot pixels of the sensor.
     sensor : SensorModel
         Gain, noise, pedestal, CFA response and clipping.
-    trail : Trail, optional
-        A satellite trail to draw.
-    extended : numpy.ndarray, optional
-        ``(3, rows, cols)`` linear RGB light of extended targets in this frame's
-        pixels (ADU for a white response), e.g. from
-        :func:`crowdsky.simulate.targets.sample_into_frame`.
+    hot_pixels : HotPixels
+        Fixed hot pixels of the sensor.
 
     Returns
     -------
@@ -181,19 +208,8 @@ def render_frame(  # noqa: PLR0913 (one model per argument; SequenceSpec groups 
     """
     gain = sensor.gain_e_per_adu
     response = np.asarray(sensor.cfa_response, np.float64)
-    sky_site_adu = sky_e / gain * response * np.asarray(sky_rgb, np.float64)
-    channels = sensor_mod.cfa_channel_map(shape)
-
-    signal = _sky_image(shape, sky_site_adu, sky_gradient)
-    if len(stars_xy):
-        rgb_adu = stars_flux_adu[:, None] * stars_rgb * response[None, :]
-        _add_stars(signal, np.asarray(stars_xy, np.float64), rgb_adu, psf)
-    if trail is not None:
-        _add_trail(signal, trail, response, channels)
-    if extended is not None:
-        site_light = np.take_along_axis(extended, channels[None].astype(np.intp), axis=0)[0]
-        signal += site_light * response.astype(np.float32)[channels]
-
+    sky_site_adu = light.sky.sky_e / gain * response * np.asarray(light.sky.rgb, np.float64)
+    signal = _expected_signal(shape, light, psf, response, sky_site_adu)
     image = _add_noise(signal, rng, sensor)
     image += np.float32(sensor.offset_adu)
     jitter = rng.normal(0.0, HOT_PIXEL_JITTER_ADU, hot_pixels.rows.size)
@@ -210,6 +226,27 @@ def render_frame(  # noqa: PLR0913 (one model per argument; SequenceSpec groups 
     np.rint(image, out=image)
     stats = FrameStats(sky_adu=sky_level, noise_adu=float(np.sqrt(variance.mean())))
     return image.astype(np.uint16), stats
+
+
+def _expected_signal(
+    shape: tuple[int, int],
+    light: FrameLight,
+    psf: PsfModel,
+    response: np.ndarray,
+    sky_site_adu: np.ndarray,
+) -> np.ndarray:
+    """Noise-free signal of every site (ADU, no pedestal): sky, stars, trail, targets."""
+    channels = sensor_mod.cfa_channel_map(shape)
+    signal = _sky_image(shape, sky_site_adu, light.sky.gradient)
+    if len(light.stars_xy):
+        rgb_adu = light.stars_flux_adu[:, None] * light.stars_rgb * response[None, :]
+        _add_stars(signal, np.asarray(light.stars_xy, np.float64), rgb_adu, psf)
+    if light.trail is not None:
+        _add_trail(signal, light.trail, response, channels)
+    if light.extended is not None:
+        site_light = np.take_along_axis(light.extended, channels[None].astype(np.intp), axis=0)[0]
+        signal += site_light * response.astype(np.float32)[channels]
+    return signal
 
 
 def _sky_image(

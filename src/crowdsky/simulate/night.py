@@ -164,7 +164,8 @@ _SCALES = {
 }
 
 
-def simulate_night(  # noqa: PLR0913 (the demo's keyword-only knobs, all defaulted; long by its numpydoc)
+# long: every knob is keyword-only with a default; the demo and tests set one or two
+def simulate_night(  # noqa: PLR0913 (keyword-only knobs, see above)
     out_dir: Path,
     *,
     seed: int = 0,
@@ -224,19 +225,10 @@ def simulate_night(  # noqa: PLR0913 (the demo's keyword-only knobs, all default
         slot for the cadence.
     """
     n_targets, per_slot = _night_layout(scale, first_boundary, target_spacing_min, frames_per_slot)
-    if n_stars is None:
-        area_ratio = shape[0] * shape[1] / (sensor.FULL_SHAPE[0] * sensor.FULL_SHAPE[1])
-        n_stars = max(20, round(400 * area_ratio))
-    base = SequenceSpec(
-        n_frames=per_slot * _SLOTS_PER_TARGET,
-        shape=shape,
-        cadence_s=CADENCE_S,
-        hot_pixel_seed=seed,
-        observation=Observation(
-            exptime_s=EXPTIME_S, telescop=telescop, utc_offset_hours=utc_offset_hours
-        ),
-        stars=StarFieldModel(n_stars=n_stars),
+    observation = Observation(
+        exptime_s=EXPTIME_S, telescop=telescop, utc_offset_hours=utc_offset_hours
     )
+    base = _base_spec(shape, n_stars, seed, per_slot, observation)
     root = Path(out_dir)
     sequences: list[truth.SimulatedSequence] = []
     night_frames: list[NightFrame] = []
@@ -245,22 +237,48 @@ def simulate_night(  # noqa: PLR0913 (the demo's keyword-only knobs, all default
         spec = _target_spec(base, k, target, _sequence_start(boundary, per_slot), seed, per_slot)
         simulated = sequence.simulate_sequence(root / f"{target.object_name}_sub", spec)
         sequences.append(simulated)
-        night_frames.extend(
-            NightFrame(
-                path=record.path,
-                object_name=target.object_name,
-                sequence_index=k,
-                frame_index=record.index,
-                date_obs=record.date_obs,
-                slot_start=slot_start(record.date_obs),
-                kind=record.kind,
-            )
-            for record in simulated.truth
-        )
+        night_frames.extend(_night_frames(simulated, target.object_name, k))
     night_frames.sort(key=lambda frame: frame.date_obs)
     return SimulatedNight(
         root=root, sequences=sequences, frames=night_frames, utc_offset_hours=utc_offset_hours
     )
+
+
+def _base_spec(
+    shape: tuple[int, int],
+    n_stars: int | None,
+    seed: int,
+    per_slot: int,
+    observation: Observation,
+) -> SequenceSpec:
+    """What every sequence of the night shares: sensor (hot pixels), cadence, header."""
+    if n_stars is None:
+        area_ratio = shape[0] * shape[1] / (sensor.FULL_SHAPE[0] * sensor.FULL_SHAPE[1])
+        n_stars = max(20, round(400 * area_ratio))
+    return SequenceSpec(
+        n_frames=per_slot * _SLOTS_PER_TARGET,
+        shape=shape,
+        cadence_s=CADENCE_S,
+        hot_pixel_seed=seed,
+        observation=observation,
+        stars=StarFieldModel(n_stars=n_stars),
+    )
+
+
+def _night_frames(simulated: truth.SimulatedSequence, object_name: str, k: int) -> list[NightFrame]:
+    """The index entries of sequence ``k``'s files."""
+    return [
+        NightFrame(
+            path=record.path,
+            object_name=object_name,
+            sequence_index=k,
+            frame_index=record.index,
+            date_obs=record.date_obs,
+            slot_start=slot_start(record.date_obs),
+            kind=record.kind,
+        )
+        for record in simulated.truth
+    ]
 
 
 def _night_layout(

@@ -206,20 +206,21 @@ def _write_frame(
             targets.sample_into_frame(*scene.patch, scene.matrices[index], scene.shape)
             * transparency
         )
-    mosaic, stats = frames.render_frame(
-        scene.shape,
-        rng=np.random.default_rng([spec.seed, _STREAM_FRAME, index]),
+    light = frames.FrameLight(
         stars_xy=star_xy,
         stars_flux_adu=star_flux * transparency,
         stars_rgb=star_rgb,
-        psf=frame_psf,
-        sky_e=sky_level_e,
-        sky_gradient=spec.sky.gradient,
-        sky_rgb=spec.sky.rgb,
-        hot_pixels=scene.hot,
-        sensor=spec.sensor,
+        sky=dataclasses.replace(spec.sky, sky_e=sky_level_e),
         trail=trail,
         extended=extended,
+    )
+    mosaic, stats = frames.render_frame(
+        scene.shape,
+        rng=np.random.default_rng([spec.seed, _STREAM_FRAME, index]),
+        light=light,
+        psf=frame_psf,
+        sensor=spec.sensor,
+        hot_pixels=scene.hot,
     )
     ccd_temp_c = _ccd_temperature(spec.observation.ccd_temp_c, scene.elapsed_s[index], events)
     path = out_dir / scene.names[index]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from crowdsky.simulate.frames import PsfModel
+from crowdsky.simulate.frames import PsfModel, SkyModel
 from crowdsky.simulate.motion import MotionModel
 from crowdsky.simulate.sensor import FULL_SHAPE, SensorModel
 
@@ -66,25 +66,6 @@ class Observation:
     site_lat_deg: float = 33.0
     utc_offset_hours: float = -4.0
     stamp_delay_s: float = 13.0
-
-
-@dataclass(frozen=True)
-class SkyModel:
-    """Sky background: level on a green site at the centre, gradient and colour.
-
-    Attributes
-    ----------
-    sky_e : float
-        Electrons per pixel on a green site at the frame centre.
-    gradient : tuple of float
-        Fractional change across the frame, ``(x, y)``.
-    rgb : tuple of float
-        Colour of the sky (R, G, B multipliers).
-    """
-
-    sky_e: float = 400.0
-    gradient: tuple[float, float] = (0.08, -0.15)
-    rgb: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -1,25 +1,9 @@
-"""Extended targets on the sky canvas: a spiral galaxy and an emission nebula.
+"""Extended targets on the sky canvas: a spiral galaxy, a globular cluster, an emission nebula.
 
-A target is rendered once, as a linear RGB patch (ADU per pixel for a white
-response) on the sky canvas of :mod:`crowdsky.simulate.sequence`, and each frame
-samples it through that frame's ``sky_to_frame`` transform (an OpenCV warp of a
-smooth image), so the target drifts and rotates with the stars. The frame renderer
-then multiplies each CFA site by its colour's response, like the sky and the stars.
-
-``'galaxy'``
-    An inclined two-armed spiral: a de Vaucouleurs-like yellow bulge and a bluer
-    exponential disk whose brightness is modulated along logarithmic arms, with a
-    few H II knots on the arms.
-``'cluster'``
-    A globular cluster: a smooth yellow-white glow of unresolved stars (a Plummer
-    profile) sprinkled with a few hundred barely resolved ones, denser to the core.
-``'nebula'``
-    A red (Hα) emission cloud with a teal (O III) core: a seeded smooth random field
-    (noise at several scales, summed) inside a soft elliptical envelope, with a dark
-    lane cut through it.
-
-Surface brightness is given at the target's brightest point in ADU per pixel
-above the sky on a green site, for a white response.
+A target is rendered once as a linear RGB patch on the sky canvas
+(:func:`render_patch`) and each frame samples it through that frame's
+``sky_to_frame`` transform (:func:`sample_into_frame`), so it drifts and rotates with
+the stars; the frame renderer then applies each CFA site's response, as to the sky.
 """
 
 from __future__ import annotations
@@ -40,8 +24,14 @@ class ExtendedTarget:
 
     Attributes
     ----------
-    kind : {'galaxy', 'nebula'}
-        What to draw.
+    kind : {'galaxy', 'cluster', 'nebula'}
+        What to draw. ``'galaxy'``: an inclined two-armed spiral, a yellow
+        de Vaucouleurs-like bulge and a bluer exponential disk modulated along
+        logarithmic arms, with a few H II knots. ``'cluster'``: a globular cluster, a
+        smooth Plummer glow of unresolved stars sprinkled with a few hundred barely
+        resolved ones. ``'nebula'``: a red (Hα) emission cloud with a teal (O III)
+        core, a seeded multi-scale random field in a soft elliptical envelope, with a
+        dark lane.
     centre_xy : tuple of float
         Centre on the sky canvas (x = column, y = row).
     size_px : float

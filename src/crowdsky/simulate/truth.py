@@ -1,17 +1,9 @@
-"""Ground truth of a simulated sequence and the one convention it uses.
+"""Ground truth of a simulated sequence: the records the stacking tests compare against.
 
-This module owns the truth records the stacking tests compare against.
-
-Truth convention
-----------------
-* The *sky canvas* is a fixed pixel grid the size of a frame, attached to the
-  sky. Star positions in :attr:`SimulatedSequence.stars` are canvas pixels.
-* ``FrameTruth.sky_to_frame`` is a ``(2, 3)`` float64 affine matrix mapping a
-  canvas point ``(x, y)`` (``x`` = column, ``y`` = row) to pixel coordinates in
-  that frame's array: ``frame = M[:, :2] @ sky + M[:, 2]``.
-* Pixel ``(x, y)`` covers ``[x - 0.5, x + 0.5] × [y - 0.5, y + 0.5]``: integer
-  coordinates are pixel centres, as in OpenCV and sep.
-* :func:`relative_transform` maps frame *a* pixels to frame *b* pixels.
+Star positions are pixels of the *sky canvas*, a fixed grid the size of a frame
+attached to the sky; ``FrameTruth.sky_to_frame`` maps the canvas into each frame and
+:func:`relative_transform` one frame into another, in the convention of
+:mod:`crowdsky.simulate.geometry`.
 """
 
 from __future__ import annotations

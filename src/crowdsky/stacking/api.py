@@ -1,70 +1,54 @@
-"""``stack_files``: runs the steps, owns the memory budget, reports progress.
+"""``stack_files``: runs the steps of a stack, owns its memory budget, reports progress.
 
-Pipeline (every step is a function of a sibling module; this module only sequences
-them, keeps the records and does the bookkeeping):
-
-1. **Analyse** each frame (thread pool): read (``io``), suppress hot pixels on the
-   mosaic (``debayer``), detect stars on the 2×2 superpixel luminance with an adaptive
-   threshold (``detect``). Unreadable frames and frames with too few stars are
-   rejected with a reason; frames whose shape or colour layout differs from the
-   majority are rejected too.
-2. **Reference** by quality with a consensus check (``quality.choose_reference``).
-3. **Register** every frame onto the reference and validate the transform
-   (``register``); reject cloud-covered (low transparency) and blurred frames.
-4. **Warp** (thread pool): each Bayer colour resampled from its own sites straight
-   onto the reference grid (``warp``: a separable Lanczos-3 or cubic resampler,
-   ``resample``, for rotations up to 10°, OpenCV beyond), NaN outside the frame; mono and RGB frames
-   with OpenCV's cubic warp. Per-channel background and noise, normalise
-   ``(value − background) / transparency`` and store (``combine.FrameStore``:
-   RAM float32 / RAM float16 / float16 scratch file, chosen from
-   ``memory_limit_bytes``).
-5. **Combine** row band by row band: robust median/IQR rejection floored at the
-   measured noise, weighted mean (``combine``); the reference's background is added
-   back so the stack is in the reference's ADU.
-6. **Catalogue** the stack (``detect`` on the summed channels, well-covered pixels).
-7. **Write** the MEF with the aggregated header (``header``, ``io``).
-
-Both cores are used: a thread pool for per-frame work (numpy, OpenCV and sep release
-the GIL) and numba's parallel combine kernel. Identical input gives identical
-output: no random numbers, results gathered in input order.
+Each step is a function of a sibling module; this module sequences them over a
+:class:`_Run` (the call's inputs, every frame's state, the stage timings), sizes the
+frame store from ``memory_limit_bytes`` and keeps every frame's record. Both cores
+are used: a thread pool for per-frame work (numpy, OpenCV and sep release the GIL)
+and for the combination kernel. Identical input gives identical output: no random
+numbers, results gathered in input order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crowdsky.stacking import (
-    debayer,
+    alignment,
+    analysis,
     detect,
     errors,
     header,
     io,
     memory,
     quality,
-    register,
     result,
+    screening,
     warp,
 )
+from crowdsky.stacking.analysis import FrameState
 from crowdsky.stacking.params import StackParams
-from crowdsky.stacking.result import FrameRecord, RejectReason, StackProgress, StackResult
+from crowdsky.stacking.result import FrameRecord, StackProgress, StackResult
+
+if TYPE_CHECKING:  # both import numba: loaded by the warm-up, off the caller's thread
+    from crowdsky.stacking.combine import CombineOutput
+    from crowdsky.stacking.frame_store import FrameStore
 
 __all__ = ["prepare", "stack_files"]
 
 log = logging.getLogger(__name__)
 
-DETECTION_LADDER = (5.0, 4.0, 3.5, 3.0, 2.5, 2.0, 1.5)
 MOSAIC_CACHE_FRACTION = 0.15
 """Share of the memory budget that may keep raw frames between analysis and warping
 (re-reading a frame costs ~3 ms, so beyond this they are simply read again)."""
@@ -74,23 +58,9 @@ path holds uint16 RGB, float RGB, the warped frame and the blended warp's scratc
 CFA path four one-channel colour planes and a scratch plane."""
 BAND_BYTES_RAM16 = 48 * 1024 * 1024
 """Row band converted from in-RAM float16 at a time (conversion is cheap; memory is not)."""
+BAND_BYTES_MIN = 16 * 1024 * 1024
+"""Smallest row band read from a scratch file."""
 FIXED_OVERHEAD_BYTES = 48 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class _Analysis:
-    """Per-frame state between the pipeline steps."""
-
-    record: FrameRecord
-    kind: str = ""
-    pattern: str | None = None
-    shape: tuple[int, int] = (0, 0)
-    header: object = None
-    image: np.ndarray | None = None
-    xy: np.ndarray | None = None
-    flux: np.ndarray | None = None
-    signature: tuple[object, ...] = ()
-    hot_pixels: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class _Reporter:
@@ -100,6 +70,46 @@ class _Reporter:
     def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
         if self.callback is not None:
             self.callback(StackProgress(stage, done, total, message))
+
+
+@dataclass(slots=True)
+class _Run:
+    """One call of ``stack_files``: its inputs, every frame's state, the stage timings."""
+
+    paths: list[Path]
+    output: Path
+    params: StackParams
+    report: _Reporter
+    frames: list[FrameState]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a stage; the times of a stage entered twice add up."""
+        start = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass(frozen=True, slots=True)
+class _Combination:
+    """The combined image and how it was made."""
+
+    image: np.ndarray  # (H, W, C) float32 in the reference's ADU, NaN where uncovered
+    coverage: np.ndarray  # (H, W) uint16 frames covering each pixel
+    storage: str  # the frame store's kind
+    scratch_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Exposure:
+    """Exposure and pointing of the stacked frames, for the header and the result."""
+
+    total_exptime_s: float
+    date_start: datetime | None
+    date_end: datetime | None
+    ra_deg: float | None
+    dec_deg: float | None
 
 
 def stack_files(
@@ -201,121 +211,78 @@ def _pipeline(
     report: _Reporter,
     warming: Future[None],
 ) -> StackResult:
-    from crowdsky import __version__
-
-    t_start = time.perf_counter()
+    """The seven steps in order, each timed into ``StackResult.timings_s``."""
+    started = time.perf_counter()
     # buffers kept from earlier stacks still count in RSS: no more than this stack's budget
     memory.trim(params.memory_limit_bytes)
-    timings: dict[str, float] = {}
-    n = len(paths)
-    states = [_Analysis(FrameRecord(path=p, index=i)) for i, p in enumerate(paths)]
+    frames = [FrameState(FrameRecord(path=p, index=i)) for i, p in enumerate(paths)]
+    run = _Run(paths, output, params, report, frames)
     detect.configure_sep()
-
-    # 1. analyse -------------------------------------------------------------------
-    t = time.perf_counter()
-    first_size = paths[0].stat().st_size
-    keep_images = n * first_size <= MOSAIC_CACHE_FRACTION * params.memory_limit_bytes
-    with ThreadPoolExecutor(params.n_threads) as pool:
-        futures = [pool.submit(_analyse, s, params, keep_images) for s in states]
-        _wait_all(futures, lambda done: report("analyse", done, n, "detecting stars"))
-    _reject_odd_shapes(states)
-    timings["analyse"] = time.perf_counter() - t
-
-    # 2. reference -------------------------------------------------------------------
-    t = time.perf_counter()
-    candidates = [s for s in states if s.record.reason is None]
-    if not candidates:
-        raise _no_usable(states)
-    cache: dict[tuple[int, int], register.Registration | None] = {}
-
-    def registration(i: int, j: int) -> register.Registration | None:
-        if (i, j) not in cache:
-            si, sj = states[i], states[j]
-            assert si.xy is not None and sj.xy is not None
-            cache[(i, j)] = register.match_stars(
-                si.xy,
-                sj.xy,
-                radius_px=params.match_radius_px,
-                model=params.transform_model,
-                min_matches=params.min_matched_stars,
-            )
-        return cache[(i, j)]
-
-    def check(i: int, j: int) -> tuple[RejectReason, str] | None:
-        return register.validate(
-            registration(i, j),
-            n_src=len(states[i].xy),  # type: ignore[arg-type]
-            n_ref=len(states[j].xy),  # type: ignore[arg-type]
-            min_matched=params.min_matched_stars,
-            min_fraction=params.min_matched_fraction,
-            max_residual_px=params.max_residual_px,
-            max_scale_deviation=params.max_scale_deviation,
-            max_rotation_deg=params.max_rotation_deg,
-        )
-
-    scores = np.zeros(n)
-    # normalise scores against the usable population, not frame by frame
-    idx = [s.record.index for s in candidates]
-    scores[idx] = quality.frame_scores(
-        np.array([states[i].record.n_stars for i in idx]),
-        np.array([states[i].record.fwhm_px for i in idx], dtype=float),
-        np.array([states[i].record.noise_adu for i in idx], dtype=float),
+    with run.stage("analyse"):
+        _analyse_frames(run)
+    with run.stage("reference"):
+        matches = screening.Matches(run.frames, params)
+        ref = screening.choose_reference(run.frames, matches)
+        if ref is None:
+            raise _no_usable(run.frames)
+    with run.stage("register"):
+        used = _register_frames(run, ref, matches)
+    with run.stage("warp"):
+        warming.result()  # the compiled kernels, loading since prepare()
+        store, band_budget = _open_store(run, ref, len(used))
+    combination = _warp_and_combine(run, used, ref, store, band_budget)
+    with run.stage("catalogue"):
+        stars = _catalogue(run, combination, len(used))
+    with run.stage("write"):
+        exposure = _exposure(used)
+        _write(run, used, ref, combination, stars, exposure)
+        memory.release(combination.image)  # on disk; its memory serves the next stack
+    run.timings["total"] = time.perf_counter() - started
+    log.info(
+        "stack.done: %d/%d frames stacked, %d stars, %.2f s, storage %s",
+        len(used),
+        len(paths),
+        len(stars),
+        run.timings["total"],
+        combination.storage,
     )
-    ref_index = quality.choose_reference(scores, lambda i, j: check(i, j) is None)
-    if ref_index is None:
-        raise _no_usable(states)
-    ref = states[ref_index]
-    ref.record.is_reference = True
-    timings["reference"] = time.perf_counter() - t
+    return _result(run, used, ref, combination, len(stars), exposure)
 
-    # 3. register and screen --------------------------------------------------------
-    t = time.perf_counter()
-    ref_fwhm = ref.record.fwhm_px or float("nan")
-    prior: np.ndarray | None = None
-    for k, s in enumerate(candidates, start=1):
-        rec = s.record
-        if s is ref:
-            rec.accepted = True
-            rec.transform = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
-            rec.n_matched, rec.residual_px = rec.n_stars, 0.0
-            rec.scale, rec.rotation_deg, rec.transparency = 1.0, 0.0, 1.0
-        else:
-            if (rec.index, ref_index) not in cache and s.xy is not None and ref.xy is not None:
-                # consecutive frames drift slowly: the last accepted transform is a
-                # good first hypothesis (it only orders the search; the fit is the same)
-                cache[(rec.index, ref_index)] = register.match_stars(
-                    s.xy,
-                    ref.xy,
-                    radius_px=params.match_radius_px,
-                    model=params.transform_model,
-                    min_matches=params.min_matched_stars,
-                    prior=prior,
-                )
-            _register_one(
-                s,
-                ref,
-                registration(rec.index, ref_index),
-                check(rec.index, ref_index),
-                ref_fwhm,
-                params,
-            )
-            if rec.accepted and rec.transform is not None:
-                prior = np.asarray(rec.transform)
-        report("register", k, len(candidates), rec.filename)
-    used = [s for s in states if s.record.accepted]
-    timings["register"] = time.perf_counter() - t
+
+def _analyse_frames(run: _Run) -> None:
+    """Step 1: read, repair and detect every frame (thread pool); reject odd shapes."""
+    n = len(run.frames)
+    first_size = run.paths[0].stat().st_size
+    keep_images = n * first_size <= MOSAIC_CACHE_FRACTION * run.params.memory_limit_bytes
+    with ThreadPoolExecutor(run.params.n_threads) as pool:
+        futures = [pool.submit(analysis.analyse, s, run.params, keep_images) for s in run.frames]
+        _wait_all(futures, lambda done: run.report("analyse", done, n, "detecting stars"))
+    analysis.reject_odd_shapes(run.frames)
+
+
+def _register_frames(run: _Run, ref: FrameState, matches: screening.Matches) -> list[FrameState]:
+    """Step 3: register every usable frame onto the reference and screen it (clouds,
+    blur); the accepted frames, the reference among them."""
+    screening.register_all(
+        run.frames, ref, matches, lambda k, n, name: run.report("register", k, n, name)
+    )
+    used = [s for s in run.frames if s.record.accepted]
     if not used:
-        raise _no_usable(states)
+        raise _no_usable(run.frames)
+    return used
 
-    # 4. warp into the store ----------------------------------------------------------
-    t = time.perf_counter()
-    warming.result()
-    from crowdsky.stacking import combine
 
+def _open_store(run: _Run, ref: FrameState, n_used: int) -> tuple[FrameStore, int]:
+    """The frame store for the used frames, sized from what the budget leaves for it
+    (raw frames still cached, the warping threads' buffers, the output), and the bytes
+    of one row band to combine at a time."""
+    from crowdsky.stacking import frame_store
+
+    params = run.params
     rows, cols = ref.shape
-    n_channels = 1 if ref.kind == "mono" else 3
+    n_channels = ref.n_channels
     plane_bytes = rows * cols * n_channels * 4
-    cached = sum(s.image.nbytes for s in states if s.image is not None)
+    cached = sum(s.image.nbytes for s in run.frames if s.image is not None)
     budget = (
         params.memory_limit_bytes
         - FIXED_OVERHEAD_BYTES
@@ -324,157 +291,209 @@ def _pipeline(
         - 2 * plane_bytes  # output image and its temporaries
     )
     budget = max(budget, plane_bytes)
-    scratch_dir = params.scratch_dir or output.parent
-    store = combine.FrameStore.create(len(used), rows, cols * n_channels, budget, scratch_dir)
+    scratch_dir = params.scratch_dir or run.output.parent
+    store = frame_store.FrameStore.create(n_used, rows, cols * n_channels, budget, scratch_dir)
     if store.kind == "disk-float16":
         log.info(
             "stack.tiling: %d frames exceed the in-memory budget of %d bytes; "
             "streaming through a float16 scratch file in %s",
-            len(used),
+            n_used,
             budget,
             scratch_dir,
         )
-    try:
-        stats = _warp_all(used, ref, store, n_channels, params, report)
-        states_cleanup(states)
-        timings["warp"] = time.perf_counter() - t
+    band_budget = (
+        BAND_BYTES_RAM16 if store.kind == "ram-float16" else max(budget // 2, BAND_BYTES_MIN)
+    )
+    return store, band_budget
 
-        # 5. combine --------------------------------------------------------------------
-        t = time.perf_counter()
-        back = np.array([st[0] for st in stats])  # (N, C) ADU
-        scales = np.array(
-            [
-                1.0 / s.record.transparency
-                if params.normalize_scale
-                and s.record.transparency
-                and math.isfinite(s.record.transparency)
-                and s.record.transparency > 0
-                else 1.0
-                for s in used
-            ]
-        )
-        noise = np.array([st[1] for st in stats]) * scales[:, None]  # normalised
-        # inverse variance of the *warped, normalised* frame: interpolation smooths
-        # frames by different amounts (sub-pixel phase; the reference too, through the
-        # CFA warp, unless it is mono or demosaiced first and so copied as it is)
-        weights = quality.frame_weights(
-            np.sqrt(np.mean(noise**2, axis=1)).tolist(),
-            [1.0] * len(used),
-            [s.record.fwhm_px or float("nan") for s in used],
-            ref_fwhm,
-            params.weighting,
-        )
-        floor = np.sqrt(np.mean(noise**2, axis=0))  # RMS: the scatter a sample shows
-        band_budget = (
-            BAND_BYTES_RAM16 if store.kind == "ram-float16" else max(budget // 2, 16 * 1024 * 1024)
-        )
-        combined = combine.combine_frames(
-            store,
-            n_channels,
-            weights,
-            floor,
-            offsets=back,
+
+def _warp_frames(
+    run: _Run, used: list[FrameState], ref: FrameState, store: FrameStore
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Step 4: resample every used frame onto the reference grid into the store, on
+    the thread pool; each frame's per-channel (background, noise)."""
+    warper = alignment.Warper(ref, store, run.params)
+    try:
+        with ThreadPoolExecutor(run.params.n_threads) as pool:
+            futures = [pool.submit(warper.warp, k, s) for k, s in enumerate(used)]
+            _wait_all(futures, lambda done: run.report("warp", done, len(used), "aligning"))
+        return [f.result() for f in futures]
+    finally:  # the pool's threads have ended: the buffers are referenced here only
+        warper.release()
+
+
+def _warp_and_combine(
+    run: _Run, used: list[FrameState], ref: FrameState, store: FrameStore, band_budget: int
+) -> _Combination:
+    """Steps 4 and 5: every used frame warped into the store, then combined; the
+    reference's background added back, so the stack is in the reference's ADU."""
+    with store:  # closed (scratch file removed) whatever happens
+        with run.stage("warp"):
+            stats = _warp_frames(run, used, ref, store)
+            for s in run.frames:  # drop the raw frames still cached
+                s.image = None
+        with run.stage("combine"):
+            combined = _combine(run, used, ref, store, stats, band_budget)
+    with run.stage("combine"):
+        image = combined.image.reshape(*ref.shape, ref.n_channels)
+        warp.low_pass(image if image.shape[2] == 3 else image[..., 0], run.params.smoothing_px)
+        image += stats[used.index(ref)][0].astype(np.float32)  # the reference's background
+        _agree_on_coverage(image, combined.coverage)
+        for k, s in enumerate(used):
+            total = float(combined.covered_per_frame[k])
+            s.record.rejected_pixel_fraction = (
+                float(combined.rejected_per_frame[k] / total) if total > 0 else None
+            )
+    return _Combination(image, combined.coverage, store.kind, store.bytes_written)
+
+
+def _combine(
+    run: _Run,
+    used: list[FrameState],
+    ref: FrameState,
+    store: FrameStore,
+    stats: list[tuple[np.ndarray, np.ndarray]],
+    band_budget: int,
+) -> CombineOutput:
+    """Step 5: normalise ``(value − background) / transparency``, weigh the frames by
+    quality and combine them with rejection; records each frame's weight."""
+    from crowdsky.stacking import combine
+
+    params = run.params
+    scales = np.array([_scale(s.record, params) for s in used])
+    noise = np.array([st[1] for st in stats]) * scales[:, None]  # normalised
+    # inverse variance of the *warped, normalised* frame: interpolation smooths
+    # frames by different amounts (sub-pixel phase; the reference too, through the
+    # CFA warp, unless it is mono or demosaiced first and so copied as it is)
+    weights = quality.frame_weights(
+        np.sqrt(np.mean(noise**2, axis=1)).tolist(),
+        [1.0] * len(used),
+        [s.record.fwhm_px or float("nan") for s in used],
+        ref.record.fwhm_px or float("nan"),
+        params.weighting,
+    )
+    for s, weight in zip(used, weights, strict=True):
+        s.record.weight = float(weight)
+    floor = np.sqrt(np.mean(noise**2, axis=0))  # RMS: the scatter a sample shows
+    return combine.combine_frames(
+        store,
+        ref.n_channels,
+        weights,
+        combine.Normalisation(
+            offsets=np.array([st[0] for st in stats]),  # (N, C) ADU
             scales=scales,
+            floor=floor,
+            noise=noise,
+        ),
+        combine.Rule(
+            method=params.method,
             kappa_low=params.kappa_low,
             kappa_high=params.kappa_high,
             max_iterations=params.max_clip_iterations,
-            method=params.method,
             reject=params.rejection != "none" and params.sigma_clip > 0,
-            band_budget_bytes=band_budget,
-            n_threads=params.n_threads,
-            noise=noise,
-            progress=lambda d, tot: report("combine", d, tot, "rejecting and combining"),
-        )
-        scratch_bytes = store.bytes_written
-        storage = store.kind
-    finally:
-        store.close()
-    ref_back = back[used.index(ref)]
-    image = combined.image.reshape(rows, cols, n_channels)
-    warp.low_pass(image if n_channels == 3 else image[..., 0], params.smoothing_px)
-    image += ref_back.astype(np.float32)
-    _agree_on_coverage(image, combined.coverage)
-    for k, s in enumerate(used):
-        s.record.weight = float(weights[k])
-        total = float(combined.covered_per_frame[k])
-        s.record.rejected_pixel_fraction = (
-            float(combined.rejected_per_frame[k] / total) if total > 0 else None
-        )
-    timings["combine"] = time.perf_counter() - t
+        ),
+        band_budget_bytes=band_budget,
+        n_threads=params.n_threads,
+        progress=lambda d, tot: run.report("combine", d, tot, "rejecting and combining"),
+    )
 
-    # 6. catalogue ---------------------------------------------------------------------
-    t = time.perf_counter()
-    report("catalogue", 0, 1, "detecting stars in the stack")
-    stars = detect.catalogue_stack(image, combined.coverage, len(used), params.stack_star_sigma)
-    report("catalogue", 1, 1, f"{len(stars)} stars")
-    timings["catalogue"] = time.perf_counter() - t
 
-    # 7. header and file ------------------------------------------------------------------
-    t = time.perf_counter()
-    report("write", 0, 1, str(output))
-    exptime = float(sum(s.record.exptime_s or 0.0 for s in used))
+def _scale(rec: FrameRecord, params: StackParams) -> float:
+    """The factor that brings a frame's stars to the reference's flux (1 / transparency)."""
+    t = rec.transparency
+    if params.normalize_scale and t and math.isfinite(t) and t > 0:
+        return 1.0 / t
+    return 1.0
+
+
+def _catalogue(run: _Run, combination: _Combination, n_used: int) -> np.ndarray:
+    """Step 6: the stars of the stack (summed channels, well-covered pixels)."""
+    run.report("catalogue", 0, 1, "detecting stars in the stack")
+    stars = detect.catalogue_stack(
+        combination.image, combination.coverage, n_used, run.params.stack_star_sigma
+    )
+    run.report("catalogue", 1, 1, f"{len(stars)} stars")
+    return stars
+
+
+def _exposure(used: list[FrameState]) -> _Exposure:
+    """Total exposure, first start, last end and mean pointing of the stacked frames."""
     starts = [s.record.date_obs for s in used if s.record.date_obs is not None]
-    ends = [
-        s.record.date_obs.__add__(_seconds(s.record.exptime_s))
-        for s in used
-        if s.record.date_obs is not None
-    ]
-    pointings = [io.RawFrame(np.zeros((1, 1)), "", None, s.header).pointing_deg for s in used]
-    ras = [p[0] for p in pointings if p is not None]
-    decs = [p[1] for p in pointings if p is not None]
-    ra = header.circular_mean_deg(ras)
-    dec = float(np.mean(decs)) if decs else None
-    hdr = header.build_primary_header(
-        [s.header for s in used],
-        n_input=n,
-        total_exptime=exptime,
+    ends = [s.date_end for s in used if s.date_end is not None]
+    pointings = [s.pointing_deg for s in used if s.pointing_deg is not None]
+    decs = [dec for _, dec in pointings]
+    return _Exposure(
+        total_exptime_s=float(sum(s.record.exptime_s or 0.0 for s in used)),
         date_start=min(starts) if starts else None,
         date_end=max(ends) if ends else None,
-        ra_deg=ra,
-        dec_deg=dec,
+        ra_deg=header.circular_mean_deg([ra for ra, _ in pointings]),
+        dec_deg=float(np.mean(decs)) if decs else None,
+    )
+
+
+def _write(
+    run: _Run,
+    used: list[FrameState],
+    ref: FrameState,
+    combination: _Combination,
+    stars: np.ndarray,
+    exposure: _Exposure,
+) -> None:
+    """Step 7: the aggregated header and the multi-extension FITS."""
+    from crowdsky import __version__
+
+    run.report("write", 0, 1, str(run.output))
+    image = combination.image
+    n_channels = image.shape[2]
+    hdr = header.build_primary_header(
+        [s.header for s in used],
+        n_input=len(run.frames),
+        total_exptime=exposure.total_exptime_s,
+        date_start=exposure.date_start,
+        date_end=exposure.date_end,
+        ra_deg=exposure.ra_deg,
+        dec_deg=exposure.dec_deg,
         reference_name=ref.record.filename,
-        params=params.to_dict(),
+        params=run.params.to_dict(),
         n_stars=len(stars),
         software_version=__version__,
         n_channels=n_channels,
     )
     io.write_stack(
-        output,
+        run.output,
         hdr,
         image if n_channels == 3 else image[..., 0],
-        combined.coverage,
+        combination.coverage,
         stars,
-        result.frames_table([s.record for s in states]),
+        result.frames_table([s.record for s in run.frames]),
     )
-    report("write", 1, 1, str(output))
-    del image
-    memory.release(combined.image)  # the stack is on disk; its memory serves the next one
-    timings["write"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_start
-    log.info(
-        "stack.done: %d/%d frames stacked, %d stars, %.2f s, storage %s",
-        len(used),
-        n,
-        len(stars),
-        timings["total"],
-        storage,
-    )
+    run.report("write", 1, 1, str(run.output))
+
+
+def _result(
+    run: _Run,
+    used: list[FrameState],
+    ref: FrameState,
+    combination: _Combination,
+    n_stars: int,
+    exposure: _Exposure,
+) -> StackResult:
     return StackResult(
-        output_path=output,
-        n_frames_input=n,
+        output_path=run.output,
+        n_frames_input=len(run.frames),
         n_aligned=len(used),
-        n_stars_detected=len(stars),
-        total_exptime=exptime,
-        date_obs_start=min(starts) if starts else None,
-        date_obs_end=max(ends) if ends else None,
-        ra_deg=ra,
-        dec_deg=dec,
-        frames=[s.record for s in states],
-        reference_index=ref_index,
-        timings_s={k: round(v, 4) for k, v in timings.items()},
-        scratch_bytes=scratch_bytes,
-        storage=storage,
-        params=params.to_dict(),
+        n_stars_detected=n_stars,
+        total_exptime=exposure.total_exptime_s,
+        date_obs_start=exposure.date_start,
+        date_obs_end=exposure.date_end,
+        ra_deg=exposure.ra_deg,
+        dec_deg=exposure.dec_deg,
+        frames=[s.record for s in run.frames],
+        reference_index=ref.record.index,
+        timings_s={k: round(v, 4) for k, v in run.timings.items()},
+        scratch_bytes=combination.scratch_bytes,
+        storage=combination.storage,
+        params=run.params.to_dict(),
     )
 
 
@@ -533,230 +552,6 @@ def _warm_up_kernels() -> None:
         combine.warm_up()
 
 
-def _seconds(value: float | None) -> timedelta:
-    return timedelta(seconds=value or 0.0)
-
-
-def states_cleanup(states: list[_Analysis]) -> None:
-    """Drop cached raw images once every frame is warped."""
-    for s in states:
-        s.image = None
-
-
-def _load_mosaic(
-    path: Path, params: StackParams
-) -> tuple[io.RawFrame, tuple[np.ndarray, np.ndarray] | None]:
-    """Read a frame and repair its hot pixels; also return the repairs (None when the
-    frame has no raw mosaic to repair)."""
-    frame = io.read_frame(path)
-    if frame.kind == "bayer" or (frame.kind == "mono" and frame.data.dtype == np.uint16):
-        fixes = debayer.find_hot_pixels(frame.data, params.hot_pixel_sigma)
-        frame.data.reshape(-1)[fixes[0]] = fixes[1]
-        return frame, fixes
-    return frame, None
-
-
-def _reload_mosaic(state: _Analysis) -> np.ndarray:
-    """Read a frame again for warping, with the hot-pixel repairs found in its
-    analysis (finding them again cost more than the read)."""
-    frame = io.read_frame(state.record.path)
-    if frame.shape != state.shape or frame.kind != state.kind:
-        raise errors.StackingError(
-            f"{state.record.filename} changed on disk while it was being stacked"
-        )
-    if state.hot_pixels is not None:
-        frame.data.reshape(-1)[state.hot_pixels[0]] = state.hot_pixels[1]
-    return frame.data
-
-
-def _analyse(state: _Analysis, params: StackParams, keep_image: bool) -> None:
-    rec = state.record
-    try:
-        frame, state.hot_pixels = _load_mosaic(rec.path, params)
-    except errors.InvalidInput as exc:
-        rec.reject(RejectReason.UNREADABLE, f"unreadable: {exc}")
-        return
-    state.kind, state.pattern, state.shape, state.header = (
-        frame.kind,
-        frame.bayer_pattern,
-        frame.shape,
-        frame.header,
-    )
-    state.signature = (frame.shape, frame.kind == "mono")
-    rec.date_obs, rec.exptime_s = frame.date_obs, frame.exptime_s
-    lum_full = detect.channel_sum(frame.data) if frame.kind == "rgb" else frame.data
-    lum = debayer.superpixel_luminance(lum_full)
-    try:
-        found = detect.find_stars(
-            lum,
-            sigmas=tuple(
-                s for s in DETECTION_LADDER if params.min_detect_sigma <= s <= params.detect_sigma
-            )
-            or (params.detect_sigma,),
-            target_stars=params.target_stars,
-            max_stars=params.max_stars,
-            binned_background=True,  # superpixels of a raw frame: independent noise
-        )
-    except errors.StackingError as exc:
-        rec.reject(RejectReason.TOO_FEW_STARS, f"star detection failed: {exc}")
-        return
-    stars = found.stars
-    rec.n_stars = int(stars.size)
-    rec.background_adu, rec.noise_adu = found.background, found.noise
-    rec.fwhm_px = 2.0 * found.median_fwhm if math.isfinite(found.median_fwhm) else None
-    # superpixel (i, j) is centred on native (2i + 0.5, 2j + 0.5)
-    state.xy = np.column_stack([2.0 * stars["x"] + 0.5, 2.0 * stars["y"] + 0.5])
-    state.flux = stars["flux"].astype(np.float64)
-    if rec.n_stars < params.min_stars:
-        rec.reject(
-            RejectReason.TOO_FEW_STARS,
-            f"only {rec.n_stars} stars detected down to {found.threshold_sigma:g} sigma "
-            f"(need {params.min_stars}): clouds, fog, hot pixels only, or no sky",
-        )
-        return
-    if keep_image:
-        state.image = frame.data
-
-
-def _reject_odd_shapes(states: list[_Analysis]) -> None:
-    sigs = Counter(s.signature for s in states if s.record.reason is None)
-    if len(sigs) <= 1:
-        return
-    majority, _ = sigs.most_common(1)[0]
-    for s in states:
-        if s.record.reason is None and s.signature != majority:
-            s.record.reject(
-                RejectReason.SHAPE_MISMATCH,
-                f"image {s.shape} ({s.kind}) differs from the majority {majority[0]}",
-            )
-            s.image = None
-
-
-def _register_one(
-    s: _Analysis,
-    ref: _Analysis,
-    reg: register.Registration | None,
-    problem: tuple[RejectReason, str] | None,
-    ref_fwhm: float,
-    params: StackParams,
-) -> None:
-    rec = s.record
-    if reg is not None:
-        rec.n_matched = reg.n_matched
-        rec.residual_px = reg.residual_px
-        rec.scale, rec.rotation_deg = reg.scale, reg.rotation_deg
-    if problem is not None:
-        rec.reject(*problem)
-        s.image = None
-        return
-    assert reg is not None and s.flux is not None and ref.flux is not None
-    rec.transparency = quality.transparency(s.flux[reg.src_index], ref.flux[reg.ref_index])
-    if math.isfinite(rec.transparency) and rec.transparency < params.min_transparency:
-        rec.reject(
-            RejectReason.CLOUDS,
-            f"transparency {rec.transparency:.2f} of the reference's below "
-            f"{params.min_transparency:g} (clouds or haze)",
-        )
-        s.image = None
-        return
-    if rec.fwhm_px and math.isfinite(ref_fwhm) and rec.fwhm_px > params.max_fwhm_ratio * ref_fwhm:
-        rec.reject(
-            RejectReason.BLURRED,
-            f"FWHM {rec.fwhm_px:.2f} px is more than {params.max_fwhm_ratio:g}x the "
-            f"reference's {ref_fwhm:.2f} px (trailed or out of focus)",
-        )
-        s.image = None
-        return
-    rec.accepted = True
-    rec.transform = reg.matrix.round(8).tolist()
-
-
-def _warp_all(
-    used: list[_Analysis],
-    ref: _Analysis,
-    store: object,
-    n_channels: int,
-    params: StackParams,
-    report: _Reporter,
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Resample every used frame onto the reference grid into the store; return
-    per-channel stats.
-
-    Bayer frames go straight from the mosaic to RGB on the reference grid
-    (``warp.warp_bayer``, each colour interpolated once from its own sites) unless
-    ``params.demosaic == 'bilinear'``. Each thread reuses its own buffers (a fresh
-    25 MB array per frame costs more in page faults than the warp itself), and with
-    in-RAM float32 storage the result is written straight into the frame's slot.
-    """
-    rows, cols = ref.shape
-    local = threading.local()
-    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-
-    allocated: list[np.ndarray] = []
-
-    def buffer(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
-        """This thread's reusable buffer ``name``, allocated when first needed."""
-        found: np.ndarray | None = getattr(local, name, None)
-        if found is None:
-            found = memory.empty(shape, dtype)
-            setattr(local, name, found)
-            allocated.append(found)
-        return found
-
-    def work(k: int) -> tuple[np.ndarray, np.ndarray]:
-        s = used[k]
-        data = s.image
-        if data is None:
-            data = _reload_mosaic(s)
-        s.image = None
-        target = store.target(k)  # type: ignore[attr-defined]
-        if target is None:
-            target = buffer("out", (rows, cols * n_channels), np.float32)
-        dst = target.reshape(rows, cols, n_channels)
-        matrix = identity if s is ref else np.asarray(s.record.transform, dtype=np.float64)
-        if s.kind == "bayer" and params.demosaic == "cfa":
-            assert s.pattern is not None
-            planes = buffer("planes", (warp.BAYER_WORK_PLANES, rows, cols), np.float32)
-            warp.warp_bayer(
-                data, s.pattern, matrix, ref.shape, params.interpolation, dst=dst, work=planes
-            )
-        else:
-            rgb32 = buffer("rgb32", (rows, cols, n_channels), np.float32)
-            if s.kind == "bayer":
-                assert s.pattern is not None
-                rgb16 = buffer("rgb16", (rows, cols, 3), np.uint16)
-                debayer.debayer(data, s.pattern, dst=rgb16)
-                np.copyto(rgb32, rgb16, casting="unsafe")
-            else:
-                np.copyto(rgb32, data.reshape(rows, cols, n_channels), casting="unsafe")
-            if s is ref:
-                np.copyto(dst, rgb32)
-            else:
-                src = rgb32 if n_channels == 3 else rgb32[..., 0]
-                scratch = (  # only the blended kernel needs a second plane
-                    buffer("scratch", dst.shape, np.float32)
-                    if params.interpolation == warp.BLENDED
-                    else None
-                )
-                warp.warp_image(
-                    src, matrix, ref.shape, params.interpolation, dst=dst, scratch=scratch
-                )
-        del data
-        back, noise = quality.channel_statistics(dst)
-        store.put(k, target)  # type: ignore[attr-defined]
-        return back, noise
-
-    try:
-        with ThreadPoolExecutor(params.n_threads) as pool:
-            futures = [pool.submit(work, k) for k in range(len(used))]
-            _wait_all(futures, lambda done: report("warp", done, len(used), "aligning"))
-        return [f.result() for f in futures]
-    finally:  # the pool's threads have ended: the buffers are referenced here only
-        for array in allocated:
-            memory.release(array)
-        allocated.clear()
-
-
-def _no_usable(states: list[_Analysis]) -> errors.NoUsableFrames:
+def _no_usable(states: list[FrameState]) -> errors.NoUsableFrames:
     reasons = [f"{s.record.filename}: {s.record.reason or 'not registered'}" for s in states]
     return errors.NoUsableFrames(reasons=reasons)

@@ -1,21 +1,9 @@
-"""Sky background model and colour neutralisation for previews (never for science planes).
+"""Sky background model and colour balance for previews; the science planes never change.
 
-:func:`fit_background`
-    A smooth model of the sky per colour: the image is cut into cells (about 24 per
-    short side), each cell's median taken per colour; cells holding objects (a
-    galaxy, a nebula, bright stars) stand above the sky and are rejected by
-    iterative clipping of the cell medians against the model; a 2-D polynomial of
-    degree 2 in x and y is fitted per colour to the remaining cells (least squares)
-    and evaluated over the whole image. Light pollution and moonlight gradients are
-    smooth over a Seestar's 1.3° × 0.7° field, so degree 2 follows them without
-    eating extended targets, whose cells are rejected and which a quadratic over the
-    whole frame cannot imitate.
-:func:`neutralise`
-    After the model is subtracted (a neutral, zero background in every colour),
-    colours are balanced on the objects: each colour is scaled so that the summed
-    light of the bright, unsaturated pixels (stars and target) is equal in red, green
-    and blue (an average-white reference, as Siril's and PixInsight's background
-    neutralisation and colour calibration assume when no catalogue is at hand).
+Light-pollution and moonlight gradients are smooth over a Seestar's 1.3° × 0.7° field,
+so a degree-2 polynomial per colour, fitted to clipped cell medians, follows them
+without eating extended targets (:func:`fit_background`). Colours are then balanced
+on the objects' light (:func:`neutralise`), or with a catalogue calibration's factors.
 """
 
 from __future__ import annotations
@@ -38,7 +26,14 @@ def _design(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def fit_background(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Smooth sky model of an (H, W, C) float image, same shape (see module docstring).
+    """Smooth sky model of an (H, W, C) float image, same shape.
+
+    The image is cut into cells (:data:`CELLS_SHORT_SIDE` per short side) and each
+    cell's median taken per colour; cells holding objects (a galaxy, a nebula, bright
+    stars) stand above the sky and are rejected by iterative clipping of the cell
+    medians against the model; a 2-D polynomial of degree :data:`DEGREE` in x and y is
+    fitted per colour to the remaining cells (least squares) and evaluated over the
+    whole image. A quadratic over the whole frame cannot imitate an extended target.
 
     Parameters
     ----------
@@ -89,7 +84,11 @@ def fit_background(image: np.ndarray, valid: np.ndarray | None = None) -> np.nda
 
 def neutralise(residual: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Scale the colours of a background-free (H, W, 3) image to balance its objects'
-    light (in place; returned)."""
+    light (in place; returned).
+
+    Each colour is scaled so that the summed light of the bright, unsaturated pixels
+    (stars and target) is equal in red, green and blue: an average-white reference, as
+    Siril's and PixInsight's neutralisation assume when no catalogue is at hand."""
     if residual.ndim != 3 or residual.shape[2] != 3:
         return residual
     lum = residual.sum(axis=2)

@@ -1,26 +1,10 @@
-"""float32 ↔ float16 conversion for the frame store, in numba.
+"""float32 ↔ float16 conversion of the frame store's frames, in numba.
 
-Why
-    Frames that do not fit the memory budget as float32 are stored as float16
-    (``combine.FrameStore``), which costs one conversion per frame on the way in and
-    one per band on the way out. numpy converts at ~1.5 ns per value with scalar
-    code: for 90 simulated frames that was 1.7 s of CPU, a third of the stack. numba
-    has no float16 type on the CPU, so the conversions work on the bit patterns
-    (uint16 / uint32 views): ~0.2 ns per value, vectorised, results bit-identical to
-    numpy's (round half to even; NaN stays NaN, ±inf stays ±inf).
-
-float32 → float16 (:func:`to_half`)
-    Values above float16's largest finite value (65504) are clipped to it, as the
-    store always did (saturated pixels must not become infinite). Normal results
-    are rebiased and rounded to nearest even on the 13 dropped mantissa bits;
-    subnormal results are rounded by scaling by 2^24 (exact in float32) and ``rint``.
-
-float16 → float32 (:func:`from_half`)
-    Exact: the half's exponent and mantissa bits are moved into place and the result
-    multiplied by 2^112 (the difference of the biases); subnormal halves are their
-    integer mantissa times 2^-24 (no float32 denormal is ever read, so a library that
-    switches on flush-to-zero cannot zero them); infinities and NaNs are built
-    directly.
+Frames that do not fit the memory budget as float32 are stored as float16, converted
+once on the way in and once per band on the way out; numpy converts with scalar code.
+numba has no float16 type on the CPU, so these kernels work on the bit patterns
+(uint16 / uint32 views) and vectorise, bit-identical to numpy (round half to even,
+NaN and ±inf kept; ``tests/stacking/test_half.py`` checks every half).
 """
 
 from __future__ import annotations
@@ -39,13 +23,25 @@ _TWO_MINUS_24 = np.float32(2.0**-24)
 
 def to_half(src: np.ndarray, dst: np.ndarray) -> None:
     """Write float32 ``min(src, 65504)`` as float16 into ``dst`` (same shape; ``dst``
-    C-contiguous)."""
+    C-contiguous).
+
+    Values above float16's largest finite value are clipped to it, so saturated
+    pixels do not become infinite. Normal results are rebiased and rounded to nearest
+    even on the 13 dropped mantissa bits; subnormal results are rounded by scaling by
+    2^24 (exact in float32) and ``rint``.
+    """
     _check(src, dst, np.float32, np.float16)
     _to_half(np.ascontiguousarray(src).reshape(-1), dst.reshape(-1).view(np.uint16))
 
 
 def from_half(src: np.ndarray, dst: np.ndarray) -> None:
-    """Write float16 ``src`` as float32 into ``dst`` (same shape; ``dst`` C-contiguous)."""
+    """Write float16 ``src`` as float32 into ``dst`` (same shape; ``dst`` C-contiguous).
+
+    Exact: the half's exponent and mantissa bits are moved into place and the result
+    multiplied by 2^112 (the difference of the biases); subnormal halves are their
+    integer mantissa times 2^-24 (no float32 denormal is read, so a library that
+    switches on flush-to-zero cannot zero them); infinities and NaNs are built directly.
+    """
     _check(src, dst, np.float16, np.float32)
     _from_half(np.ascontiguousarray(src).reshape(-1).view(np.uint16), dst.reshape(-1))
 

@@ -1,27 +1,10 @@
-"""Interchange copies of a stack for the tools users already have.
+"""Interchange copies of a stack for the tools users already have (:func:`export_stack`).
 
-Our product is a multi-extension FITS (header-only PRIMARY, RED/GREEN/BLUE, FOOTPRINT,
-STAR-TAB, FRAMES) that later clients and science code read by extension name. Siril
-1.0.6 refuses it ("Another image was found in the FITS file but does not have the same
-parameters as the first one"), and most desktop tools look only at the primary HDU.
-:func:`export_stack` turns a product into one of:
-
-``'cube'``
-    A FITS file whose PRIMARY HDU is the float32 RGB cube (NAXIS3 = 3, planes R, G,
-    B), in the product's ADU, with the product's primary header (times, exposure,
-    provenance) and its celestial WCS when the product has one. Uncovered pixels
-    (NaN in the product) are filled with their plane's median sky so that statistics
-    and stretches stay finite, and listed in a ``MASK`` image extension (uint8, 1 =
-    filled, no data).
-``'tiff'``
-    A 16-bit RGB TIFF (grey for a mono stack; uncompressed, written with ``tifffile``):
-    the same filled pixels rounded to ADU and clipped to 0–65535 (the raw frames'
-    range; the stack is in the reference frame's ADU, so nothing is rescaled). Rows run top-down as
-    viewers display the FITS (FITS row 0 is the bottom row), so the TIFF looks like
-    the cube in Siril or DS9.
-
-Both are built in memory and returned as bytes: the stack is ~25 MB of float32 and
-a server answers a download with the whole body anyway.
+Our product is a multi-extension FITS that later clients and science code read by
+extension name, but Siril 1.0.6 refuses it ("Another image was found in the FITS file
+but does not have the same parameters as the first one") and most desktop tools read
+only the primary HDU. Both copies are built in memory: a server answers a download
+with the whole body anyway.
 """
 
 from __future__ import annotations
@@ -79,8 +62,14 @@ def export_stack(source: Path | str | bytes, fmt: str) -> bytes:
         Our multi-extension stack: a path, or the file's bytes (as a server holds a
         download).
     fmt : {'cube', 'tiff'}
-        ``'cube'``: primary-HDU RGB FITS cube with a MASK extension; ``'tiff'``: 16-bit
-        RGB TIFF. See the module docstring.
+        ``'cube'``: a FITS file whose PRIMARY HDU is the float32 RGB cube (NAXIS3 = 3,
+        planes R, G, B) in the product's ADU, with the product's primary header and its
+        celestial WCS when it has one; uncovered pixels are filled with their plane's
+        median sky, so statistics and stretches stay finite, and listed in a ``MASK``
+        image extension (uint8, 1 = filled). ``'tiff'``: a 16-bit RGB TIFF (grey for a
+        mono stack, uncompressed) of the same filled pixels rounded to ADU and clipped
+        to 0–65535 (the raw frames' range: nothing is rescaled), rows top-down as
+        viewers display the FITS (whose row 0 is the bottom row).
 
     Returns
     -------

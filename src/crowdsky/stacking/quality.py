@@ -1,22 +1,9 @@
 """Frame quality: scores, reference choice, transparency, weights, channel statistics.
 
-Reference choice
-    The original used the middle file. Here each frame that has enough stars gets a
-    score ``n_stars × (median FWHM / FWHM)² × (median noise / noise)``, and
-    candidates are tried best first. A candidate must also match at least half of a
-    sample of other frames (*consensus*): a sharp, star-rich frame of another field
-    (e.g. NGC 7023 mixed into an M 94 chunk) would otherwise become the reference and
-    get every real frame rejected.
-
-Weights
-    ``'noise'``: inverse variance of the normalised background, i.e.
-    (transparency / noise)²; ``'quality'`` multiplies by (FWHM_ref / FWHM)².
-    Normalised to a maximum of 1.
-
-Channel statistics
-    Background and noise per channel of a warped frame from a strided sample of
-    covered pixels: the median, and the RMS of the values within ±4 MAD-σ of it
-    (robust to stars and the galaxy, but an RMS: see ``channel_statistics``).
+The reference is chosen by quality (:func:`frame_scores`), and it must also register
+onto most of a sample of the other frames (:func:`choose_reference`): a sharp,
+star-rich frame of another field mixed into a chunk would otherwise become the
+reference and get every real frame rejected.
 """
 
 from __future__ import annotations
@@ -39,7 +26,9 @@ STAT_STRIDE = 7
 
 
 def frame_scores(n_stars: np.ndarray, fwhm: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Quality score per frame (higher is better; 0 for unusable frames)."""
+    """Quality score per frame (higher is better; 0 for unusable frames):
+    ``n_stars × (median FWHM / FWHM)² × (median noise / noise)``, medians over the
+    usable frames."""
     n_stars = np.asarray(n_stars, dtype=np.float64)
     fwhm = np.asarray(fwhm, dtype=np.float64)
     noise = np.asarray(noise, dtype=np.float64)
@@ -103,7 +92,11 @@ def frame_weights(
     fwhm_ref: float,
     mode: str,
 ) -> np.ndarray:
-    """Relative combination weights (max 1) for the accepted frames."""
+    """Relative combination weights (max 1) for the accepted frames.
+
+    ``'noise'``: inverse variance of the normalised background, (transp / noise)²;
+    ``'quality'`` multiplies it by (FWHM_ref / FWHM)², clipped to 0.25–4; ``'none'``: 1.
+    """
     n = len(noise)
     if mode == "none" or n == 0:
         return np.ones(n)
@@ -120,7 +113,10 @@ def frame_weights(
 
 
 def channel_statistics(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel background (median) and noise (1.4826 MAD) of covered pixels.
+    """Per-channel background and noise of the covered pixels of a strided sample.
+
+    The background is the median; the noise the RMS of the values within ±4 MAD-σ of
+    it (robust to stars and the galaxy, but an RMS: see the comment in the code).
 
     Parameters
     ----------

@@ -1,25 +1,9 @@
-"""Star matching, transform estimation and validation.
+"""Star matching, transform estimation and validation: deterministic, numpy only.
 
-Our own matcher (no astroalign: its RANSAC is unseeded, it pulls in scikit-image and
-it silently returns an identity on hot-pixel fields). Deterministic, numpy only:
-
-1. **Hypotheses.** (a) Translation votes: every offset between the brightest stars
-   of the two lists, quantised; the densest cells are hypotheses (alt-az drift within
-   a chunk is mostly translation, and this works with very few stars). (b) Triangle
-   invariants: triangles of each bright star with pairs of its nearest neighbours,
-   described by side ratios; triangles with close invariants give a similarity from
-   their three vertex pairs (handles any rotation, e.g. 69° between nights).
-2. **Scoring.** Every hypothesis is applied to the bright stars and scored by the
-   number of stars landing within ``radius`` of a reference star; all hypotheses are
-   scored (no random sampling), so the result is reproducible.
-3. **Refinement.** Mutual nearest neighbours within ``radius`` under the current
-   transform, least-squares fit (similarity or affine), 3σ outlier removal, repeated
-   until the match set is stable.
-
-:func:`validate` then decides whether the fitted transform may be used: enough
-matched stars (absolute and as a fraction of the shorter list), small RMS residual,
-scale close to 1 and rotation within bounds. A frame that fails is rejected with a
-reason; it is never stacked.
+Our own matcher, because astroalign's RANSAC is unseeded, pulls in scikit-image and
+silently returns an identity on hot-pixel fields. :func:`match_stars` scores every
+hypothesis (no random sampling) and refines the best; :func:`validate` decides whether
+the fit may be used, and a frame that fails is rejected with a reason, never stacked.
 """
 
 from __future__ import annotations
@@ -31,7 +15,7 @@ import numpy as np
 
 from crowdsky.stacking.result import RejectReason
 
-__all__ = ["Registration", "estimate_transform", "match_stars", "validate"]
+__all__ = ["IDENTITY", "Registration", "estimate_transform", "match_stars", "validate"]
 
 BRIGHT_STARS = 40
 """Stars of each list used for hypotheses."""
@@ -41,6 +25,9 @@ VOTE_CELL_PX = 2.0
 MAX_HYPOTHESES = 1000
 SCORE_CHUNK = 128
 REFINE_ITERATIONS = 6
+IDENTITY = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+"""The 2×3 identity transform: the reference onto itself (read-only, shared by threads)."""
+IDENTITY.setflags(write=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +205,19 @@ def match_stars(
     -------
     Registration or None
         None when no hypothesis reaches ``min_matches`` matched stars.
+
+    Notes
+    -----
+    1. Hypotheses: (a) translation votes, every offset between the brightest stars of
+       the two lists, quantised, the densest cells kept (alt-az drift within a chunk is
+       mostly translation, and votes work with very few stars); (b) triangle
+       invariants, triangles of each bright star with pairs of its nearest neighbours
+       described by side ratios, close invariants giving a similarity from their
+       vertex pairs (any rotation, as between nights).
+    2. Scoring: every hypothesis is applied to the bright stars and scored by the
+       stars landing within ``radius_px`` of a reference star.
+    3. Refinement: mutual nearest neighbours within ``radius_px``, least-squares fit
+       (``model``), 3σ outliers removed, repeated until the match set is stable.
     """
     src_xy = np.asarray(src_xy, dtype=np.float64).reshape(-1, 2)
     ref_xy = np.asarray(ref_xy, dtype=np.float64).reshape(-1, 2)

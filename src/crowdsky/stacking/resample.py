@@ -1,40 +1,11 @@
 """Separable resampling of a Bayer mosaic's colour lattices onto the reference grid.
 
-Two kernels: OpenCV's cubic (4 taps) and Lanczos-3 (6 taps, the default of
-``StackParams``; its green comes from both green lattices at once, see the Lanczos-3
-section below). The passes are built the same way for both; that section says what
-differs.
-
-Why not ``cv2.warpAffine``
-    Warping was the largest share of a stack: four cubic warps per frame (one per
-    colour site), ~7.6 ms each on one core with OpenCV, whose cubic remap evaluates
-    16 taps per output pixel with scalar code. Here all four lattices of a frame
-    take 8.6–11 ms on one core (OpenCV's path: 41–43 ms; 0–2° of rotation), the
-    green average, the interleaving into RGB and the coverage mask included: they
-    are written in the same pass over the output instead of four more.
-
-How
-    The affine map from output pixel (x, y) to mosaic position (X, Y) is split into
-    two one-dimensional passes (a shear decomposition of the affine map, exact for
-    affine maps): a horizontal pass resamples every lattice row at the output
-    columns, a vertical pass resamples those columns at the output rows. Each pass
-    applies OpenCV's cubic kernel (a = −0.75), so a pure shift gives exactly the
-    separable 2-D bicubic interpolation OpenCV computes, without its quantisation of
-    positions to 1/32 pixel. Along a row of either pass the source index advances
-    steadily (by ~½ lattice pixel per output column in the horizontal pass, and
-    with the field rotation only in the vertical one), so each row is cut into
-    segments with a constant integer offset; inside a segment the four taps are
-    contiguous loads and the loop vectorises (AVX2/AVX-512).
-
-    Samples beyond the lattice's edge repeat the outermost one (as
-    ``BORDER_REPLICATE``); an output pixel whose nearest mosaic pixel lies outside
-    the frame is NaN: coverage is the frame's own footprint.
-
-Domain
-    Rotations up to 10° and scales within [0.75, 1.33] without mirroring
-    (:func:`supported`): a field rotating within a chunk, drift, refraction. Larger
-    rotations are warped by OpenCV (``warp.warp_bayer``): the shear passes lose
-    accuracy as the rotation grows.
+Warping was the largest share of a stack, and OpenCV's cubic remap evaluates 16 taps per
+output pixel with scalar code. Here the affine map is split into a horizontal and a
+vertical one-dimensional pass whose loops vectorise, and the green average, the RGB
+interleave and the coverage are written in the vertical pass (:func:`warp_lattices`).
+Two kernels: OpenCV's cubic and Lanczos-3 (the default), whose green comes from both
+green lattices at once. Outside the domain of :func:`supported` ``warp`` uses OpenCV.
 """
 
 from __future__ import annotations
@@ -60,7 +31,10 @@ _HALF = np.float32(0.5)
 
 
 def supported(inverse: np.ndarray) -> bool:
-    """Whether the output → mosaic map ``inverse`` (2×3) is in this module's domain."""
+    """Whether the output → mosaic map ``inverse`` (2×3) is in this module's domain:
+    rotations up to 10° (:data:`MAX_SHEAR`) and scales within :data:`SCALE_RANGE`,
+    without mirroring (a field rotating within a chunk, drift, refraction). The shear
+    passes lose accuracy as the rotation grows."""
     (a, b, _), (d, e, _) = np.asarray(inverse, dtype=np.float64)
     lo, hi = SCALE_RANGE
     return bool(
@@ -99,6 +73,18 @@ def warp_lattices(
         float32 scratch of shape (≥ 4, ≥ ⌈mosaic rows / 2⌉, columns), C-contiguous rows.
     kernel : {'cubic', 'lanczos3'}
         Interpolation kernel of both passes (:data:`KERNELS`).
+
+    Notes
+    -----
+    The two passes are a shear decomposition of the affine map (exact for affine
+    maps): the horizontal pass resamples every lattice row at the output columns, the
+    vertical pass those columns at the output rows. With the cubic kernel (a = −0.75)
+    a pure shift gives exactly OpenCV's separable bicubic, without its rounding of
+    positions to 1/32 pixel. Along a row of either pass the source index advances
+    steadily, so each row is cut into segments of constant integer offset, inside
+    which the taps are contiguous loads. Samples beyond a lattice's edge repeat the
+    outermost one (``BORDER_REPLICATE``); an output pixel whose nearest mosaic pixel
+    lies outside the frame is NaN, so coverage is the frame's own footprint.
     """
     horizontal, vertical = _PASSES[kernel]
     if sites[1][0] != 0 or sites[2][0] != 1:
@@ -118,17 +104,7 @@ def warp_lattices(
         k0 = (b * (sy - f) / e + c - sx) / 2.0
         horizontal(mosaic, sy, sx, g, h, k0, work[k, :rows_k, :cols])
         row_offsets[k] = (f - sy) / 2.0
-    vertical(
-        work,
-        lattice_rows,
-        d / 2.0,
-        e / 2.0,
-        row_offsets,
-        np.array([a, b, c, d, e, f]),
-        mosaic.shape[0],
-        mosaic.shape[1],
-        dst,
-    )
+    vertical(work, lattice_rows, row_offsets, np.array([a, b, c, d, e, f]), mosaic.shape, dst)
 
 
 @inlined
@@ -235,22 +211,21 @@ def _clamped_taps(
 def _vertical_rgb(
     work: np.ndarray,
     lattice_rows: np.ndarray,
-    p: float,
-    q: float,
     row_offsets: np.ndarray,
     inverse: np.ndarray,
-    mosaic_rows: int,
-    mosaic_cols: int,
+    mosaic_shape: tuple[int, int],
     dst: np.ndarray,
 ) -> None:
     """Vertical pass of the four lattices, green average, RGB interleave and coverage.
 
-    Lattice k's row for output (x, y) is p·x + q·y + row_offsets[k]; its samples are
-    ``work[k, :lattice_rows[k]]``. Output (x, y) is covered when its nearest mosaic
+    ``inverse`` is (a, b, c, d, e, f), the output → mosaic map. Lattice k's row for
+    output (x, y) is p·x + q·y + row_offsets[k] with p = d / 2, q = e / 2; its samples
+    are ``work[k, :lattice_rows[k]]``. Output (x, y) is covered when its nearest mosaic
     pixel, (a·x + b·y + c, d·x + e·y + f) rounded, lies inside the mosaic.
     """
     rows, cols = dst.shape[0], dst.shape[1]
     lines = np.empty((4, cols), dtype=np.float32)
+    p, q = inverse[3] / 2.0, inverse[4] / 2.0
     p32 = np.float32(p)
     for y in range(rows):
         for k in range(4):
@@ -271,17 +246,20 @@ def _vertical_rgb(
                     w0, w1, w2, w3 = _cubic_weights(p32 * np.float32(j) + t0)
                     o[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j]
                 x = end
-        _interleave(
-            lines[0],
-            lines[1],
-            lines[2],
-            lines[3],
-            dst[y].reshape(-1),
-            y,
-            inverse,
-            mosaic_rows,
-            mosaic_cols,
-        )
+        x0, x1 = _covered(y, inverse, mosaic_shape, cols)
+        _interleave(lines[0], lines[1], lines[2], lines[3], dst[y].reshape(-1), x0, x1)
+
+
+@inlined
+def _covered(
+    y: int, inverse: np.ndarray, mosaic_shape: tuple[int, int], cols: int
+) -> tuple[int, int]:
+    """Columns [x0, x1) of output row ``y`` whose nearest mosaic pixel is inside it."""
+    a, b, c, d, e, f = inverse[0], inverse[1], inverse[2], inverse[3], inverse[4], inverse[5]
+    x0, x1 = _inside(a, b * y + c, -0.5, mosaic_shape[1] - 0.5, cols)
+    y0, y1 = _inside(d, e * y + f, -0.5, mosaic_shape[0] - 0.5, cols)
+    x0, x1 = max(x0, y0), min(x1, y1)
+    return x0, max(x0, x1)
 
 
 @inlined
@@ -291,20 +269,13 @@ def _interleave(
     green2: np.ndarray,
     blue: np.ndarray,
     out: np.ndarray,
-    y: int,
-    inverse: np.ndarray,
-    mosaic_rows: int,
-    mosaic_cols: int,
+    x0: int,
+    x1: int,
 ) -> None:
-    """Output row ``y`` from the four resampled lattice rows: R, green mean, B
-    interleaved (flat index 3·x + channel), NaN where the frame does not cover."""
+    """An output row from the four resampled lattice rows: R, green mean, B
+    interleaved (flat index 3·x + channel) in columns [x0, x1), NaN elsewhere."""
     cols = red.shape[0]
-    a, b, c, d, e, f = inverse[0], inverse[1], inverse[2], inverse[3], inverse[4], inverse[5]
     nan = np.float32(np.nan)
-    x0, x1 = _inside(a, b * y + c, -0.5, mosaic_cols - 0.5, cols)
-    y0, y1 = _inside(d, e * y + f, -0.5, mosaic_rows - 0.5, cols)
-    x0, x1 = max(x0, y0), min(x1, y1)
-    x1 = max(x0, x1)
     for i in range(3 * x0):
         out[i] = nan
     seg = out[3 * x0 : 3 * x1]  # slices from 0: indices provably ≥ 0, so it vectorises
@@ -494,12 +465,9 @@ def _clamped_lanczos(
 def _vertical_rgb_lanczos(
     work: np.ndarray,
     lattice_rows: np.ndarray,
-    p: float,
-    q: float,
     row_offsets: np.ndarray,
     inverse: np.ndarray,
-    mosaic_rows: int,
-    mosaic_cols: int,
+    mosaic_shape: tuple[int, int],
     dst: np.ndarray,
 ) -> None:
     """:func:`_vertical_rgb` with the Lanczos-3 kernel, green from both green lattices.
@@ -513,8 +481,8 @@ def _vertical_rgb_lanczos(
     """
     rows, cols = dst.shape[0], dst.shape[1]
     lines = np.empty((4, cols), dtype=np.float32)
-    p32, pg32 = np.float32(p), np.float32(2.0 * p)
-    last_row = mosaic_rows - 1
+    p, q = inverse[3] / 2.0, inverse[4] / 2.0
+    p32 = np.float32(p)
     for y in range(rows):
         for k in (0, 3):
             last = lattice_rows[k] - 1
@@ -525,66 +493,63 @@ def _vertical_rgb_lanczos(
                 base = math.floor(p * x + offset)
                 end = _segment_end(x, cols, p, offset, base)
                 _lanczos_column(
-                    work[k, min(max(base - 2, 0), last), x:end],
-                    work[k, min(max(base - 1, 0), last), x:end],
-                    work[k, min(max(base, 0), last), x:end],
-                    work[k, min(max(base + 1, 0), last), x:end],
-                    work[k, min(max(base + 2, 0), last), x:end],
-                    work[k, min(max(base + 3, 0), last), x:end],
+                    (
+                        work[k, min(max(base - 2, 0), last), x:end],
+                        work[k, min(max(base - 1, 0), last), x:end],
+                        work[k, min(max(base, 0), last), x:end],
+                        work[k, min(max(base + 1, 0), last), x:end],
+                        work[k, min(max(base + 2, 0), last), x:end],
+                        work[k, min(max(base + 3, 0), last), x:end],
+                    ),
                     line[x:end],
                     p32,
                     np.float32(offset - base + p * x),
                 )
                 x = end
-        offset = 2.0 * (q * y + row_offsets[1])  # mosaic row (green lattice 1: row 0)
-        line = lines[1]
-        x = 0
-        while x < cols:
-            base = math.floor(2.0 * p * x + offset)
-            end = _segment_end(x, cols, 2.0 * p, offset, base)
-            r = min(max(base - 2, 0), last_row)
-            r0 = work[1 + r % 2, r // 2, x:end]
-            r = min(max(base - 1, 0), last_row)
-            r1 = work[1 + r % 2, r // 2, x:end]
-            r = min(max(base, 0), last_row)
-            r2 = work[1 + r % 2, r // 2, x:end]
-            r = min(max(base + 1, 0), last_row)
-            r3 = work[1 + r % 2, r // 2, x:end]
-            r = min(max(base + 2, 0), last_row)
-            r4 = work[1 + r % 2, r // 2, x:end]
-            r = min(max(base + 3, 0), last_row)
-            r5 = work[1 + r % 2, r // 2, x:end]
-            _lanczos_column(
-                r0, r1, r2, r3, r4, r5, line[x:end], pg32, np.float32(offset - base + 2.0 * p * x)
-            )
-            x = end
+        # mosaic row of output (x, y), the first green lattice lying on row 0
+        _green_line(work, p, 2.0 * (q * y + row_offsets[1]), mosaic_shape[0] - 1, lines[1])
+        x0, x1 = _covered(y, inverse, mosaic_shape, cols)
         green = lines[1]
-        _interleave(
-            lines[0],
-            green,
-            green,
-            lines[3],
-            dst[y].reshape(-1),
-            y,
-            inverse,
-            mosaic_rows,
-            mosaic_cols,
-        )
+        _interleave(lines[0], green, green, lines[3], dst[y].reshape(-1), x0, x1)
+
+
+@inlined
+def _green_line(work: np.ndarray, p: float, offset: float, last_row: int, line: np.ndarray) -> None:
+    """Green of one output row from both green lattices interleaved as mosaic rows
+    (even rows ``work[1]``, odd rows ``work[2]``): mosaic row 2p·x + ``offset``."""
+    cols = line.shape[0]
+    pg32 = np.float32(2.0 * p)
+    x = 0
+    while x < cols:
+        base = math.floor(2.0 * p * x + offset)
+        end = _segment_end(x, cols, 2.0 * p, offset, base)
+        r = min(max(base - 2, 0), last_row)
+        r0 = work[1 + r % 2, r // 2, x:end]
+        r = min(max(base - 1, 0), last_row)
+        r1 = work[1 + r % 2, r // 2, x:end]
+        r = min(max(base, 0), last_row)
+        r2 = work[1 + r % 2, r // 2, x:end]
+        r = min(max(base + 1, 0), last_row)
+        r3 = work[1 + r % 2, r // 2, x:end]
+        r = min(max(base + 2, 0), last_row)
+        r4 = work[1 + r % 2, r // 2, x:end]
+        r = min(max(base + 3, 0), last_row)
+        r5 = work[1 + r % 2, r // 2, x:end]
+        t0 = np.float32(offset - base + 2.0 * p * x)
+        _lanczos_column((r0, r1, r2, r3, r4, r5), line[x:end], pg32, t0)
+        x = end
 
 
 @inlined
 def _lanczos_column(
-    r0: np.ndarray,
-    r1: np.ndarray,
-    r2: np.ndarray,
-    r3: np.ndarray,
-    r4: np.ndarray,
-    r5: np.ndarray,
+    taps: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     o: np.ndarray,
     step: np.float32,
     t0: np.float32,
 ) -> None:
-    """o[j] = Lanczos-3 interpolation between rows r0 … r5 at offset step·j + t0 from r2."""
+    """o[j] = Lanczos-3 interpolation between the rows ``taps`` (r0 … r5) at offset
+    step·j + t0 from r2."""
+    r0, r1, r2, r3, r4, r5 = taps
     for j in range(o.shape[0]):
         w0, w1, w2, w3, w4, w5 = _lanczos3_weights(step * np.float32(j) + t0)
         o[j] = w0 * r0[j] + w1 * r1[j] + w2 * r2[j] + w3 * r3[j] + w4 * r4[j] + w5 * r5[j]

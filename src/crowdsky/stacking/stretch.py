@@ -1,17 +1,8 @@
-"""Display stretches: linear array in, uint8 out.
+"""Display stretches, linear array in, uint8 out.
 
-``'linear'``
-    The specification's stretch: the 1st–99.5th percentile range mapped linearly to
-    0–255, channels linked (one range for all, so colours are kept).
-
-``'auto'``
-    For the gallery: a midtones transfer function (MTF, the screen-transfer function
-    of PixInsight and Siril's autostretch) with an automatic black point. Per channel
-    the background is neutralised (median subtracted, so a sky colour cast goes);
-    the black point is the background minus 2.8 × its robust σ; the midtones balance
-    puts the background at 25 % grey. Faint nebulosity a linear stretch leaves black
-    becomes visible while stars stay unsaturated cores. The statistics are linked
-    (shared σ and scale) so star colours survive.
+``'linear'`` is the specification's stretch (:func:`linear_stretch`); ``'auto'``, for
+the gallery, a midtones transfer function with an automatic black point
+(:func:`auto_stretch`), which shows faint nebulosity a linear stretch leaves black.
 """
 
 from __future__ import annotations
@@ -62,7 +53,15 @@ def mtf(x: np.ndarray, m: float) -> np.ndarray:
 
 
 def auto_stretch(image: np.ndarray) -> np.ndarray:
-    """Non-linear stretch with automatic black point (see module docstring)."""
+    """Non-linear stretch with automatic black point, for the gallery.
+
+    The midtones transfer function of PixInsight's screen-transfer function and
+    Siril's autostretch: per channel the background is neutralised (median
+    subtracted, so a sky colour cast goes); the black point is the background minus
+    :data:`SHADOW_CLIP_SIGMA` robust σ; the midtones balance puts the background at
+    :data:`TARGET_BACKGROUND` grey. σ and scale are shared by the channels, so star
+    colours survive, and stars keep unsaturated cores.
+    """
     img = (
         image.astype(np.float32, copy=True)
         if image.ndim == 3

@@ -1,18 +1,9 @@
 """Previews of stacks: :func:`generate_thumbnail` (PNG, or JPEG for a ``.jpg`` name).
 
-Reads our MEF (RED/GREEN/BLUE), a 2-D image, a 3-plane cube or seestarpy's
-interleaved cube (``io.read_image_for_display``), shrinks it so the longer side is
-at most ``max_size`` with the aspect ratio kept (OpenCV INTER_AREA, which averages
-instead of aliasing; shrinking happens *before* the stretch so noise is averaged
-first), and stretches it (``stretch.py``). With the ``'auto'`` stretch the preview's
-sky is modelled and subtracted and its colours neutralised first
-(``background.remove_gradient``): light-pollution gradients and the sensor's colour
-cast go, the target stays. A stack whose colours were calibrated against a catalogue
-(``COLCAL = T``) is balanced with its header's factors instead. Only the preview is
-changed, never the stack's planes.
-Rows are written as stored (row 0 at the top), as the original worker did. The
-gallery uses 512 px; ``max_size=1024`` with a ``.jpg`` name gives the lightbox's
-larger preview (JPEG quality 90, ~150–300 kB).
+The image is shrunk before it is stretched, so noise is averaged first; with the
+``'auto'`` stretch the preview's sky gradient and colour cast are removed first
+(``background``). Only the preview changes, never the stack's planes. Rows are written
+as stored (row 0 at the top), as the original worker did.
 """
 
 from __future__ import annotations
@@ -38,12 +29,16 @@ def generate_thumbnail(
     Parameters
     ----------
     fits_path : Path or str
-        Our stack, a 2-D image or a 3-plane (3 × H × W or H × W × 3) FITS.
+        Our stack, a 2-D image, a 3-plane (3 × H × W or H × W × 3) FITS or
+        seestarpy's interleaved cube. A stack whose colours were calibrated against a
+        catalogue (``COLCAL = T``) is balanced with its header's factors.
     output_path : Path or str
         PNG to write, or JPEG when the name ends in ``.jpg``/``.jpeg``
         (directories are created).
     max_size : int
-        Longest side of the PNG in pixels (the image is never enlarged).
+        Longest side of the PNG in pixels (the image is never enlarged; shrunk with
+        OpenCV's INTER_AREA, which averages instead of aliasing). The gallery uses
+        512; 1024 with a ``.jpg`` name gives the lightbox's preview (JPEG quality 90).
     stretch : {'linear', 'auto'}
         ``'linear'``: the specification's 1–99.5 percentile stretch; ``'auto'``:
         sky gradient removed, colours neutralised, non-linear midtones stretch

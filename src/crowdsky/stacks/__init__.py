@@ -17,6 +17,8 @@ from crowdsky.stacks.errors import (
 )
 from crowdsky.stacks.queries import (
     MAX_IDS_PER_REQUEST,
+    SKY_DEC_DEG,
+    SKY_RA_DEG,
     CoverageRow,
     StackRecord,
     TileQuery,
@@ -32,6 +34,8 @@ from crowdsky.stacks.results import discard_result_files
 
 __all__ = [
     "MAX_IDS_PER_REQUEST",
+    "SKY_DEC_DEG",
+    "SKY_RA_DEG",
     "AlreadyUploaded",
     "CoverageRow",
     "InvalidQuery",

@@ -1,28 +1,11 @@
 """The sky coverage, kept per (tile, filter) in the transaction that changes a stack.
 
-``sky_coverage`` answers one row per (HEALPix tile, filter) of the published stacks:
-how many, their total exposure, how many distinct observers, first and last
-observation. Aggregating 1,000,000 stacks per call took seconds, so the answer lives
-in ``sky_coverage_cells`` and each cell a change touches is recomputed from its own
-stacks (an indexed read of one tile) before the change commits.
-
-Every change goes through the session, so session events find them all, whoever
-writes: rows added, changed or deleted by a flush (a completion records a stack), and
-``UPDATE``/``DELETE`` statements on ``stacked_frames`` (privacy, replacement by an
-upload, deletion of a job or session). The cells touched are collected before the
-statement runs (a deleted row is gone after) and after it (an update may move a
-stack), and recomputed in ascending order after it.
-
-Exact under concurrency: a cell is first ensured to exist (an insert that ignores a
-duplicate, which waits for a concurrent inserter) and locked (``FOR UPDATE``), and only
-then aggregated, so in READ COMMITTED (PostgreSQL and MariaDB, as ``db.engine`` sets
-them; SQLite serialises writers) the aggregate sees every stack committed by the
-transaction that held the lock before. ``n_observers`` is a ``COUNT(DISTINCT
-user_id)`` of the cell's stacks, never an estimate.
-
-Writes that bypass the session (raw SQL on the connection, a database-level
-``ON DELETE CASCADE`` from ``users``) are not seen; :func:`rebuild_coverage` recomputes
-every cell for those.
+Aggregating every published stack per call is too slow at scale (docs/benchmarks.md),
+so the answer lives in ``sky_coverage_cells``: session events collect the cells each
+flush or ``UPDATE``/``DELETE`` on ``stacked_frames`` touches, and each is recomputed
+from its own stacks before the change commits. A cell is created and locked before
+it is aggregated, so the counts stay exact under concurrent writers. Writes that
+bypass the session are not seen; :func:`rebuild_coverage` recomputes every cell.
 """
 
 from __future__ import annotations

@@ -26,6 +26,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from crowdsky.db.models import SkyCoverageCell, StackedFrame
 from crowdsky.stacks import errors
 
+#: Where a stack is on the sky, as every client sees it: the plate solution's centre when
+#: the worker solved the stack, else the mean pointing the worker reported (the mount's
+#: header position, off by up to a quarter degree). The reported columns stay as sent
+#: (``complete_job`` compares them when a completion is repeated).
+SKY_RA_DEG = func.coalesce(StackedFrame.wcs_ra_deg, StackedFrame.ra_deg)
+SKY_DEC_DEG = func.coalesce(StackedFrame.wcs_dec_deg, StackedFrame.dec_deg)
+
 #: Rows fetched from the cursor per batch of an owner's list.
 STREAM_BATCH_ROWS = 2000
 #: Most ids one ``download_frame`` list may name.
@@ -129,8 +136,8 @@ _COLUMNS = (
     StackedFrame.total_exptime,
     StackedFrame.date_obs_start,
     StackedFrame.date_obs_end,
-    StackedFrame.ra_deg,
-    StackedFrame.dec_deg,
+    SKY_RA_DEG.label("ra_deg"),
+    SKY_DEC_DEG.label("dec_deg"),
     StackedFrame.file_size_bytes,
     StackedFrame.created_at,
 )

@@ -17,17 +17,17 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crowdsky.db.models import RawFile, StackedFrame, StackingJob, UploadSession
 from crowdsky.ingest import chunking, filenames, scrub
-from crowdsky.ingest.fits_headers import read_frame_header
+from crowdsky.ingest.fits_headers import FrameHeader, read_frame_header
 from crowdsky.queue import JobStatus, NewJob, enqueue_jobs
 from crowdsky.stacks import errors, results
 from crowdsky.storage.raw_store import PartialUpload, RawStore
+from crowdsky.storage.result_reader import ResultReader
 
 POSTPROCESS_KIND = "postprocess"
 TOKEN_BYTES = 16
@@ -49,31 +49,54 @@ def new_upload_dir(raw_store: RawStore, user_id: int) -> tuple[str, str]:
     return token, raw_store.session_dir(user_id, token)
 
 
+@dataclass(frozen=True, slots=True)
+class StackUpload:
+    """One received stack and what its uploader asked for.
+
+    ``partial`` is the received file (not yet finished): published or discarded by
+    :func:`queue_uploaded_stack`. ``file_name`` is the client's name (checked; used in
+    messages and the stored name); ``token`` names the upload's own session folder
+    (:func:`new_upload_dir`).
+    """
+
+    user_id: int
+    token: str
+    partial: PartialUpload
+    file_name: str
+    scrub_location: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedStack:
+    """A received stack that passed the checks: its safe name, hash, header and key."""
+
+    name: str
+    sha256: str
+    header: FrameHeader
+    chunk_key: str
+
+
 def queue_uploaded_stack(
     session: Session,
     now: datetime,
+    upload: StackUpload,
     *,
-    user_id: int,
-    token: str,
-    partial: PartialUpload,
-    file_name: str,
     raw_store: RawStore,
     key_format: chunking.KeyFormat = "healpix",
-    scrub_location: bool = False,
-    overwrite: bool = False,
-    results_root: Path | None = None,
+    result_store: ResultReader | None = None,
 ) -> QueuedStack:
     """Validate a received stack and queue its post-processing job.
 
     Parameters
     ----------
-    partial
-        The received file (not yet finished); published or discarded here.
-    file_name
-        The client's file name (checked; used in messages and the stored name).
-    results_root
-        The local result store's root, so that ``overwrite`` also deletes the files of
-        a replaced stack there (a stack on a remote share keeps its files).
+    upload
+        The received stack and the uploader's ``overwrite`` and ``scrub_location``.
+    raw_store, key_format
+        Where the stack is kept until its job runs; the chunk key format.
+    result_store
+        Where the server reads results from, so that ``overwrite`` also deletes the
+        files of a replaced stack (None: they stay).
 
     Raises
     ------
@@ -83,79 +106,103 @@ def queue_uploaded_stack(
         The chunk key of this telescope already has a stack or a queued job.
     """
     try:
-        name = filenames.check_file_name(file_name)
-        sha256 = partial.finish()
-        header = read_frame_header(partial.path, name, now=now)
-        if scrub_location and (header.site_lat_deg is not None or header.site_long_deg is not None):
-            scrub.scrub_site_location(partial.path)
-        key = chunking.chunk_key(header.date_obs, header.ra_deg, header.dec_deg, key_format)
+        checked = _check_stack(upload, now, key_format)
         replaced = _make_room(
-            session, user_id, key, header.telescop, overwrite=overwrite, results_root=results_root
+            session,
+            upload.user_id,
+            checked.chunk_key,
+            checked.header.telescop,
+            overwrite=upload.overwrite,
+            result_store=result_store,
         )
-        stored = raw_store.publish(partial, filenames.storage_name(name))
+        stored = raw_store.publish(upload.partial, filenames.storage_name(checked.name))
     except BaseException:
-        partial.discard()
+        upload.partial.discard()
         raise
+    session_dir = raw_store.session_dir(upload.user_id, upload.token)
     with session.begin():
-        upload = UploadSession(
-            user_id=user_id,
-            session_token=token,
-            object_name=header.object_name,
-            ra_deg=header.ra_deg,
-            dec_deg=header.dec_deg,
-            file_count=1,
-            total_size_bytes=partial.size,
-            status="complete",
-            storage_path=raw_store.session_dir(user_id, token),
-            created_at=now,
-            last_activity_at=now,
-            completed_at=now,
-        )
-        session.add(upload)
-        session.flush()
-        raw = RawFile(
-            upload_session_id=upload.id,
-            filename=name,
-            storage_path=stored,
-            file_size_bytes=partial.size,
-            sha256=sha256,
-            fits_date_obs=header.date_obs,
-            fits_object=header.object_name,
-            fits_exptime=header.exptime_s,
-            fits_ra=header.ra_deg,
-            fits_dec=header.dec_deg,
-            fits_filter=header.filter_name,
-            fits_telescop=header.telescop,
-            fits_instrume=header.instrume,
-            fits_eqmode=header.eqmode,
-            fits_sitelat=None if scrub_location else header.site_lat_deg,
-            fits_sitelong=None if scrub_location else header.site_long_deg,
-            image_width=header.width,
-            image_height=header.height,
-            chunk_key=key,
-            created_at=now,
-        )
-        session.add(raw)
-        session.flush()
-        upload_id, raw_id = upload.id, raw.id
-    (job_id,) = enqueue_jobs(
-        session,
-        now,
-        [
-            NewJob(
-                user_id=user_id,
-                upload_session_id=upload_id,
-                chunk_key=key,
-                raw_file_ids=(raw_id,),
-                object_name=header.object_name,
-                telescope=header.telescop,
-                filter_name=header.filter_name,
-                exptime=header.exptime_s,
-                kind=POSTPROCESS_KIND,
-            )
-        ],
+        upload_id, raw_id = _record_upload(session, now, upload, checked, stored, session_dir)
+    header = checked.header
+    job = NewJob(
+        user_id=upload.user_id,
+        upload_session_id=upload_id,
+        chunk_key=checked.chunk_key,
+        raw_file_ids=(raw_id,),
+        object_name=header.object_name,
+        telescope=header.telescop,
+        filter_name=header.filter_name,
+        exptime=header.exptime_s,
+        kind=POSTPROCESS_KIND,
     )
-    return QueuedStack(job_id=job_id, chunk_key=key, replaced_stacks=replaced)
+    (job_id,) = enqueue_jobs(session, now, [job])
+    return QueuedStack(job_id=job_id, chunk_key=checked.chunk_key, replaced_stacks=replaced)
+
+
+def _check_stack(
+    upload: StackUpload, now: datetime, key_format: chunking.KeyFormat
+) -> _CheckedStack:
+    """Name, hash and header of the received stack (its site scrubbed when asked)."""
+    name = filenames.check_file_name(upload.file_name)
+    sha256 = upload.partial.finish()
+    header = read_frame_header(upload.partial.path, name, now=now)
+    has_site = header.site_lat_deg is not None or header.site_long_deg is not None
+    if upload.scrub_location and has_site:
+        scrub.scrub_site_location(upload.partial.path)
+    key = chunking.chunk_key(header.date_obs, header.ra_deg, header.dec_deg, key_format)
+    return _CheckedStack(name, sha256, header, key)
+
+
+def _record_upload(
+    session: Session,
+    now: datetime,
+    upload: StackUpload,
+    checked: _CheckedStack,
+    stored: str,
+    session_dir: str,
+) -> tuple[int, int]:
+    """The finalized one-file upload session and the stack's raw-file row; their ids."""
+    header, size = checked.header, upload.partial.size
+    row = UploadSession(
+        user_id=upload.user_id,
+        session_token=upload.token,
+        object_name=header.object_name,
+        ra_deg=header.ra_deg,
+        dec_deg=header.dec_deg,
+        file_count=1,
+        total_size_bytes=size,
+        status="complete",
+        storage_path=session_dir,
+        created_at=now,
+        last_activity_at=now,
+        completed_at=now,
+    )
+    session.add(row)
+    session.flush()
+    raw = RawFile(
+        upload_session_id=row.id,
+        filename=checked.name,
+        storage_path=stored,
+        file_size_bytes=size,
+        sha256=checked.sha256,
+        fits_date_obs=header.date_obs,
+        fits_object=header.object_name,
+        fits_exptime=header.exptime_s,
+        fits_ra=header.ra_deg,
+        fits_dec=header.dec_deg,
+        fits_filter=header.filter_name,
+        fits_telescop=header.telescop,
+        fits_instrume=header.instrume,
+        fits_eqmode=header.eqmode,
+        fits_sitelat=None if upload.scrub_location else header.site_lat_deg,
+        fits_sitelong=None if upload.scrub_location else header.site_long_deg,
+        image_width=header.width,
+        image_height=header.height,
+        chunk_key=checked.chunk_key,
+        created_at=now,
+    )
+    session.add(raw)
+    session.flush()
+    return row.id, raw.id
 
 
 def _make_room(
@@ -165,7 +212,7 @@ def _make_room(
     telescope: str | None,
     *,
     overwrite: bool,
-    results_root: Path | None,
+    result_store: ResultReader | None,
 ) -> int:
     """Refuse a duplicate, or (``overwrite``) delete the stacks it replaces."""
     same_telescope = (
@@ -200,8 +247,8 @@ def _make_room(
             return 0
         if stacks:
             session.execute(delete(StackedFrame).where(StackedFrame.id.in_([s.id for s in stacks])))
-    if results_root is not None:
+    if result_store is not None:
         results.discard_result_files(
-            results_root, [p for _, fits, thumb in stacks for p in (fits, thumb) if p]
+            result_store, [p for _, fits, thumb in stacks for p in (fits, thumb) if p]
         )
     return len(stacks)

@@ -1,11 +1,9 @@
 """Where a job's results live: ``<base>/stacks/user_<id>/<object>/stack_<chunk_key>_<job_id>``.
 
-The layout is the original system's (``original-system.md`` §9) so existing shares
-and links keep working. Names are deterministic per job, so a retried job
-overwrites its earlier, possibly partial, upload instead of orphaning it (bug 31).
-Object names and chunk keys come from user data (FITS headers), so each becomes a
-single safe path segment here: no separators, no ``..``, nothing outside
-``[A-Za-z0-9._+-]``.
+The original system's layout, so existing shares and links keep working. Names are
+deterministic per job: a retried job overwrites its earlier, possibly partial, upload
+instead of orphaning it. Object names and chunk keys are user data, so each becomes
+one safe path segment (nothing outside ``[A-Za-z0-9._+-]``, no ``..``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Reading published results back: the :class:`ResultReader` protocol and its file handle.
 
 Workers publish stacks into a result store (a local folder, a WebDAV share, an S3
-bucket); the server reads them back to answer downloads. A reader opens one file as
+bucket); the server reads them back to answer downloads, and deletes the files of
+stacks it no longer records. A reader opens one file as
 a :class:`StoredFile` whose chunks are read while the reply is sent, so memory does
 not grow with the stack, and says whether the store can hand the client a short-lived
 URL of its own instead (S3's presigned GET) so the bytes bypass the server.
@@ -9,7 +10,7 @@ URL of its own instead (S3's presigned GET) so the bytes bypass the server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -81,6 +82,16 @@ class ResultReader(Protocol):
     ) -> str | None:
         """A URL the client may fetch the file from directly (answered as an attachment
         named ``download_name``), or ``None`` when the store offers none."""
+        ...
+
+    def delete_files(self, remote_paths: Iterable[str]) -> None:
+        """Delete files of stacks whose rows are gone; missing ones are not an error.
+
+        Raises
+        ------
+        ResultStoreUnavailable, ValueError
+            The store refused or could not be reached; a path it cannot hold.
+        """
         ...
 
     def describe(self) -> str:

@@ -1,31 +1,13 @@
 """The raw-frame buffer on an S3 object store, for any number of API servers.
 
-Same layout and interface as :class:`~crowdsky.storage.raw_store.RawStore`: keys are
-``<prefix>user_<id>/sess_<token>/<file name>`` and the database keeps the part after
-the prefix. What differs:
-
-- **Reception.** A :class:`S3PartialUpload` writes the incoming bytes to a local
-  scratch file (the FITS header check reads it with astropy, which needs random
-  access) and, as each 8 MiB part fills, uploads that part from the scratch file to
-  a multipart upload in a background thread: the transfer overlaps the reception,
-  and memory stays one socket chunk whatever the file size. ``finish`` uploads the
-  last part and completes the multipart upload (the object is then durable in the
-  store) under a hidden staging key ``<session>/.upload-<random>``; ``publish``
-  copies it to its final name server-side and deletes the staging object. A 200
-  therefore still means "durable", now in the store rather than on one disk.
-- **Nothing blocks the event loop.** ``write`` and ``discard`` are called from the
-  upload handler's loop: parts and aborts are handed to a thread pool, and only
-  ``finish`` (run in the request's worker thread) waits for them.
-- **Leftovers.** A server killed mid-upload leaves an unfinished multipart upload,
-  invisible to listings but billed by the store: :meth:`S3RawStore.abort_stale_uploads`
-  (called by cleanup) aborts those started before a cutoff. Staging objects of a
-  killed request go with their session folder (``remove_dir``, ``remove_dir_if_empty``).
-- **Downloads.** :meth:`S3RawStore.download_url` presigns a short-lived GET, so the
-  worker API answers ``download_raw`` with a redirect and raw bytes never pass
-  through an API server.
-
-The scratch file lives under ``staging_dir`` for the seconds a request takes; it is
-per process and holds nothing another server ever needs.
+Same layout and interface as :class:`~crowdsky.storage.raw_store.RawStore`. An
+:class:`S3PartialUpload` spools the bytes to a local scratch file (the FITS check
+needs random access) and uploads each filled part of a multipart upload from a
+thread pool, so the transfer overlaps reception and the event loop never waits;
+``finish`` completes it under a hidden staging key and ``publish`` copies it to its
+name. :meth:`S3RawStore.abort_stale_uploads` aborts the multipart uploads a killed
+server left; :meth:`S3RawStore.download_url` presigns a GET, so raw bytes never pass
+through an API server.
 """
 
 from __future__ import annotations

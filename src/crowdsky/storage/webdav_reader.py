@@ -2,14 +2,15 @@
 
 The server answers ``download_stack``, ``download_frame`` and the web downloads from
 the share the workers publish to: one streamed ``GET`` per file over a pooled httpx
-client, relayed chunk by chunk. Reads send ``X-Requested-With: XMLHttpRequest`` as
-every Nextcloud public-share client does, never follow redirects (a share that
-redirects is misconfigured) and never retry a 401/403 (Nextcloud's brute-force
-throttle counts them).
+client, relayed chunk by chunk; it deletes the files of stacks whose rows are gone.
+Requests send ``X-Requested-With: XMLHttpRequest`` as every Nextcloud public-share
+client does, never follow redirects (a share that redirects is misconfigured) and
+never retry a 401/403 (Nextcloud's brute-force throttle counts them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import httpx
@@ -100,6 +101,30 @@ class WebDavResultReader:
             result_reader.read_chunks(lambda _n: next(chunks, b""), response.close),
             response.close,
         )
+
+    def delete_files(self, remote_paths: Iterable[str]) -> None:
+        """``DELETE`` each file; one already gone (404) is not an error.
+
+        Raises
+        ------
+        ResultStoreUnavailable
+            Another answer, or no connection (the files after it are not tried).
+        """
+        for remote_path in remote_paths:
+            try:
+                target = webdav_share.encode_remote_path(remote_path)
+            except ValueError as exc:
+                raise result_reader.ResultStoreUnavailable(str(exc)) from exc
+            try:
+                status = self._client.delete(target).status_code
+            except httpx.HTTPError as exc:
+                raise result_reader.ResultStoreUnavailable(
+                    f"WebDAV DELETE {remote_path}: {type(exc).__name__}"
+                ) from exc
+            if status not in (200, 204, 404):
+                raise result_reader.ResultStoreUnavailable(
+                    f"WebDAV DELETE {remote_path}: HTTP {status}"
+                )
 
     def presigned_get_url(
         self, remote_path: str, *, download_name: str, expires_s: int

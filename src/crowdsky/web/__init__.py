@@ -28,7 +28,11 @@ def mount(app: FastAPI, settings: ServerSettings, web: WebSettings | None = None
     web = web or WebSettings()
     app.state.crowdsky_web = WebState(
         settings=web,
-        signer=CookieSigner(lambda: signing_key(web, settings.data_dir), SESSION_MAX_AGE_S),
+        signer=CookieSigner(
+            # read at the first request, once the lifespan has opened the database
+            lambda: signing_key(web, app.state.crowdsky.session_factory, settings.data_dir),
+            SESSION_MAX_AGE_S,
+        ),
         data_dir=settings.data_dir,
     )
     app.include_router(pages.router)

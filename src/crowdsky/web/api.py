@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -57,10 +56,6 @@ WebUser = Annotated[UserInfo, Depends(require_web_user)]
 
 def _no_store(payload: Any) -> JSONResponse:
     return JSONResponse(payload, headers={"cache-control": "no-store"})
-
-
-def _results_dir(request: Request) -> Path | None:
-    return web_state(request).settings.results_dir
 
 
 def _open(request: Request, store_path: str | None, what: str) -> StoredFile:
@@ -161,7 +156,7 @@ def delete_job(request: Request, user: WebUser, job_id: int) -> JSONResponse:
     state = request.app.state.crowdsky
     with state.session_factory() as session:
         try:
-            queries.delete_job(session, user.id, job_id, state.raw_store, _results_dir(request))
+            queries.delete_job(session, user.id, job_id, state.raw_store, state.result_reader)
         except queries.NotFound as exc:
             raise HTTPException(404, str(exc)) from exc
         except queries.Conflict as exc:
@@ -176,7 +171,7 @@ def delete_session(request: Request, user: WebUser, session_id: int) -> JSONResp
     with state.session_factory() as session:
         try:
             queries.delete_upload_session(
-                session, user.id, session_id, state.raw_store, _results_dir(request)
+                session, user.id, session_id, state.raw_store, state.result_reader
             )
         except queries.NotFound as exc:
             raise HTTPException(404, str(exc)) from exc

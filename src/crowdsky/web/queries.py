@@ -30,7 +30,9 @@ from crowdsky.db.models import (
 )
 from crowdsky.healpix import healpix_ring_pixels
 from crowdsky.ingest import shared_frames, slots
-from crowdsky.storage import LocalResultStore, RawStore
+from crowdsky.stacks import SKY_DEC_DEG, SKY_RA_DEG, discard_result_files
+from crowdsky.storage import RawStore
+from crowdsky.storage.result_reader import ResultReader
 
 #: HEALPix resolutions of the aggregated sky map, coarse to fine.
 MAP_NSIDES = (4, 16, 64)
@@ -75,8 +77,8 @@ STACK_COLUMNS = (
     "scale",
     "rotation",
     "residual",
-    "wcs_ra",
-    "wcs_dec",
+    "mount_ra",
+    "mount_dec",
 )
 
 
@@ -108,8 +110,8 @@ def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
                 c.chunk_key,
                 c.filter_name,
                 c.telescope,
-                c.ra_deg,
-                c.dec_deg,
+                SKY_RA_DEG,
+                SKY_DEC_DEG,
                 c.date_obs_start,
                 c.date_obs_end,
                 c.n_frames_input,
@@ -123,8 +125,8 @@ def user_stacks(session: Session, user_id: int) -> dict[str, Any]:
                 c.wcs_scale_arcsec,
                 c.wcs_rotation_deg,
                 c.wcs_rms_arcsec,
-                c.wcs_ra_deg,
-                c.wcs_dec_deg,
+                c.ra_deg,
+                c.dec_deg,
             )
             .where(c.user_id == user_id)
             .order_by(c.date_obs_start.desc(), c.id.desc())
@@ -217,10 +219,10 @@ def public_coverage(session: Session) -> list[list[Any]]:
     """Sky coverage of the stacks that are not private: HEALPix nside-16 cells."""
     with session.begin():
         rows = session.execute(
-            select(StackedFrame.ra_deg, StackedFrame.dec_deg, StackedFrame.filter_name).where(
+            select(SKY_RA_DEG, SKY_DEC_DEG, StackedFrame.filter_name).where(
                 StackedFrame.is_private.is_(False),
-                StackedFrame.ra_deg.is_not(None),
-                StackedFrame.dec_deg.is_not(None),
+                SKY_RA_DEG.is_not(None),
+                SKY_DEC_DEG.is_not(None),
             )
         ).all()
     columns = {
@@ -271,7 +273,7 @@ def user_sessions(
 
 
 def delete_job(
-    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: Path | None
+    session: Session, user_id: int, job_id: int, raw_store: RawStore, results: ResultReader | None
 ) -> None:
     """Delete a user's job, its raw frames and its stack (not while a worker holds it).
 
@@ -303,7 +305,11 @@ def delete_job(
 
 
 def delete_upload_session(
-    session: Session, user_id: int, session_id: int, raw_store: RawStore, results: Path | None
+    session: Session,
+    user_id: int,
+    session_id: int,
+    raw_store: RawStore,
+    results: ResultReader | None,
 ) -> None:
     """Delete an upload session with all its files, jobs and stacks.
 
@@ -362,13 +368,13 @@ def _job_files(session: Session, job_ids: list[int]) -> tuple[list[str], list[st
 
 
 def _remove_files(
-    raw_store: RawStore, raws: list[str], results: Path | None, outputs: list[str]
+    raw_store: RawStore, raws: list[str], results: ResultReader | None, outputs: list[str]
 ) -> None:
+    """After the commit: the raws, and the stacks' files when a result store is given."""
     with contextlib.suppress(OSError, ValueError):
         raw_store.delete_files(raws)
-    if results is not None and outputs:
-        with contextlib.suppress(OSError, ValueError):
-            LocalResultStore(results).delete_files(outputs)
+    if results is not None:
+        discard_result_files(results, outputs)
 
 
 # -- account -----------------------------------------------------------------------------
@@ -443,41 +449,8 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
                 select(StackingJob.status, func.count()).group_by(StackingJob.status)
             ).all()
         )
-        workers: dict[str, dict[str, Any]] = {}
-        for worker_id, last in session.execute(
-            select(JobAttempt.worker_id, func.max(JobAttempt.ended_at))
-            .where(JobAttempt.worker_id.is_not(None))
-            .group_by(JobAttempt.worker_id)
-        ):
-            workers[worker_id] = {"worker": worker_id, "last_seen": last, "job": None}
-        for job in session.execute(
-            select(StackingJob).where(StackingJob.status == "processing")
-        ).scalars():
-            name = job.worker_id or "?"
-            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
-            seen = job.heartbeat_at or job.started_at
-            if seen is not None and (entry["last_seen"] is None or seen > entry["last_seen"]):
-                entry["last_seen"] = seen
-            entry["job"] = job.id
-            entry["progress"] = job.progress
-        for name, last_used in session.execute(
-            select(WorkerToken.name, WorkerToken.last_used_at).where(
-                WorkerToken.revoked_at.is_(None)
-            )
-        ):
-            entry = workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
-            if last_used is not None and (
-                entry["last_seen"] is None or last_used > entry["last_seen"]
-            ):
-                entry["last_seen"] = last_used
-        since = now - timedelta(hours=24)
-        completed = list(
-            session.execute(
-                select(StackingJob.completed_at).where(
-                    StackingJob.status == "completed", StackingJob.completed_at >= since
-                )
-            ).scalars()
-        )
+        workers = _workers_seen(session)
+        hours = _completions_per_hour(session, now)
         failures = session.execute(
             select(
                 JobAttempt.stacking_job_id,
@@ -495,11 +468,6 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
                 RawFile.is_deleted.is_(False)
             )
         ).one()
-    hours = [0] * 24
-    for moment in completed:
-        index = int((now - moment).total_seconds() // 3600)
-        if 0 <= index < 24:
-            hours[23 - index] += 1
     disk = shutil.disk_usage(uploads_dir) if uploads_dir.exists() else None
     return {
         "depth": {
@@ -522,3 +490,52 @@ def operations(session: Session, now: datetime, uploads_dir: Path) -> dict[str, 
             "disk_total": disk.total if disk else None,
         },
     }
+
+
+def _workers_seen(session: Session) -> dict[str, dict[str, Any]]:
+    """Every worker known from its attempts, its current job or its token, with the
+    latest moment it was seen and the job it holds."""
+    workers: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:
+        return workers.setdefault(name, {"worker": name, "last_seen": None, "job": None})
+
+    def seen(name: str, moment: datetime | None) -> None:
+        current = entry(name)
+        if moment is not None and (current["last_seen"] is None or moment > current["last_seen"]):
+            current["last_seen"] = moment
+
+    for worker_id, last in session.execute(
+        select(JobAttempt.worker_id, func.max(JobAttempt.ended_at))
+        .where(JobAttempt.worker_id.is_not(None))
+        .group_by(JobAttempt.worker_id)
+    ):
+        workers[worker_id] = {"worker": worker_id, "last_seen": last, "job": None}
+    for job in session.execute(
+        select(StackingJob).where(StackingJob.status == "processing")
+    ).scalars():
+        name = job.worker_id or "?"
+        seen(name, job.heartbeat_at or job.started_at)
+        workers[name]["job"] = job.id
+        workers[name]["progress"] = job.progress
+    for name, last_used in session.execute(
+        select(WorkerToken.name, WorkerToken.last_used_at).where(WorkerToken.revoked_at.is_(None))
+    ):
+        seen(name, last_used)
+    return workers
+
+
+def _completions_per_hour(session: Session, now: datetime) -> list[int]:
+    """Jobs completed in each of the last 24 hours, oldest hour first."""
+    since = now - timedelta(hours=24)
+    completed = session.execute(
+        select(StackingJob.completed_at).where(
+            StackingJob.status == "completed", StackingJob.completed_at >= since
+        )
+    ).scalars()
+    hours = [0] * 24
+    for moment in completed:
+        index = int((now - moment).total_seconds() // 3600)
+        if 0 <= index < 24:
+            hours[23 - index] += 1
+    return hours

@@ -2,14 +2,11 @@
 
 :class:`ApiClient` wraps one :class:`httpx.Client` (Bearer auth, explicit timeouts,
 the worker's :class:`~crowdsky.worker.retry.RetryPolicy`) and keeps the spec's
-function names and return shapes as methods (``worker-api-reference.md``). It also
+function names and return shapes as methods (``worker-api-reference.md``). It
 remembers each claimed job's lease token, so ``complete_job``, ``fail_job`` and
-``heartbeat`` present it without the caller threading it through (original bug 30).
-
-Failures become :mod:`crowdsky.worker.errors` exceptions: 401/403 ->
-:class:`ApiAuthError` (never retried), 409 -> :class:`LeaseLost`, exhausted
-retries -> :class:`ApiUnavailable`, other 4xx -> :class:`ApiError` with the
-server's ``{"error": ...}`` message.
+``heartbeat`` present it without the caller passing it along. Failures become
+:mod:`crowdsky.worker.errors` exceptions (401/403 :class:`ApiAuthError`, never
+retried; 409 :class:`LeaseLost`; exhausted retries :class:`ApiUnavailable`).
 """
 
 from __future__ import annotations

@@ -1,38 +1,10 @@
 """Worker settings: every variable a worker process reads, validated once at start-up.
 
 The names are the original worker's (``worker-reference.md``), so an existing worker
-``.env`` keeps working unchanged:
-
-========================  ========  ===================================================
-Variable                  Default   Meaning
-========================  ========  ===================================================
-``API_BASE_URL``          required  Worker API root, ending in ``/api``.
-``WORKER_API_KEY``        required  Bearer key (shared key or a per-worker token).
-``UCLOUD_WEBDAV_URL``     --        Nextcloud public-share WebDAV URL; when set, results
-                                    go to the share (``/public.php/webdav`` or
-                                    ``/public.php/dav/files/<token>``).
-``UCLOUD_SHARE_TOKEN``    --        Share token (the part after ``/s/`` in the link).
-``UCLOUD_SHARE_PASSWORD`` empty     Password of a protected share.
-``UCLOUD_BASE_PATH``      /crowdsky Folder inside the share (or the local results folder).
-``WORKER_ID``             worker-01 Name shown in the job table.
-``POLL_INTERVAL``         30        Seconds between polls while idle.
-``WORK_DIR``              ./tmp     Scratch folder; made absolute at start-up.
-``MAX_WORKERS``           4         Jobs processed in parallel by the daemon.
-========================  ========  ===================================================
-
-Additions of the rebuild (all optional):
-
-``RESULT_STORE`` (``webdav`` | ``local`` | ``presigned``; default ``webdav`` when
-``UCLOUD_WEBDAV_URL`` is set, else ``local``; ``presigned`` PUTs each result to a URL
-that the server signs for the job, so the worker holds no store credentials),
-``LOCAL_RESULTS_DIR`` (root of the local store, default ``./crowdsky-data/results``,
-the embedded server's data folder), ``SHUTDOWN_TIMEOUT``
-(seconds running jobs get to finish after SIGTERM before they are handed back, 120),
-``DOWNLOAD_CONCURRENCY`` (parallel raw downloads per job, 4), ``HEARTBEAT_INTERVAL``
-(seconds; default a third of the job's lease, at most 60) and ``LOG_LEVEL``.
-
-Settings are built by :func:`load_worker_settings` at the entry point and passed
-down; no other worker module reads the environment.
+``.env`` keeps working; the rebuild's additions are optional. docs/configuration.md
+lists them all (generated from :class:`WorkerSettings`). Settings are built by
+:func:`load_worker_settings` at the entry point and passed down; no other worker
+module reads the environment.
 """
 
 from __future__ import annotations
@@ -223,8 +195,8 @@ class WorkerSettings(BaseSettings):
     @field_validator("work_dir", "local_results_dir")
     @classmethod
     def _make_absolute(cls, value: Path) -> Path:
-        # A relative scratch folder broke the original under systemd (bug 52): resolve it
-        # once, against the directory the worker was started from.
+        # systemd starts services in /, so a relative folder would move with the unit:
+        # resolve it once, against the directory the worker was started from.
         return value.expanduser().resolve()
 
     @field_validator("result_store", mode="before")

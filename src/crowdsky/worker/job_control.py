@@ -1,14 +1,18 @@
-"""A running job's controls: cancellation, timings, progress and the lease heartbeat.
+"""A running job's controls: cancellation, steps and timings, progress and the heartbeat.
 
 :class:`JobControl` lets the daemon cancel a job (shutdown) and the heartbeat abort
-it (lease lost); :class:`_Heartbeat` renews the lease on its own thread for the whole
-job and carries the progress that :class:`_Progress` computes from the pipeline's
-steps. :class:`JobOutcome` is what :mod:`crowdsky.worker.job_processor` returns.
+it (lease lost); :class:`JobRun` names, times and logs the pipeline's steps and stops
+the job between them once it is cancelled; :class:`HeartbeatThread` renews the lease
+for the whole job and carries the progress :class:`JobProgress` computes.
+:class:`JobOutcome` is what :mod:`crowdsky.worker.job_processor` returns.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -97,7 +101,7 @@ class JobOutcome:
     timings: JobTimings = field(default_factory=JobTimings)
 
 
-class _Progress:
+class JobProgress:
     """The job's current step and fraction, read by the heartbeat thread."""
 
     def __init__(self, log: Any) -> None:
@@ -108,6 +112,7 @@ class _Progress:
         self._last_logged = -1.0
 
     def set(self, step: str, within: float, message: str) -> None:
+        """Record that ``step`` is ``within`` (0..1) done; logs every quarter of the job."""
         lo, hi = PROGRESS_SPAN[step]
         value = lo + (hi - lo) * min(1.0, max(0.0, within))
         with self._lock:
@@ -120,11 +125,12 @@ class _Progress:
             self._log.info("job_progress", step=step, progress=round(value, 3), detail=message)
 
     def snapshot(self) -> tuple[float, str]:
+        """The job's fraction done and the latest message, as one consistent pair."""
         with self._lock:
             return self.fraction, self.message
 
 
-class _Heartbeat(threading.Thread):
+class HeartbeatThread(threading.Thread):
     """Extends the lease every ``interval`` seconds until stopped; cancels on 409."""
 
     def __init__(
@@ -132,7 +138,7 @@ class _Heartbeat(threading.Thread):
         api: ApiClient,
         job_id: int,
         interval: float,
-        progress: _Progress,
+        progress: JobProgress,
         control: JobControl,
         log: Any,
     ) -> None:
@@ -167,6 +173,61 @@ class _Heartbeat(threading.Thread):
                 self._log.exception("heartbeat_error", error=str(exc))
 
     def stop(self) -> None:
+        """Stop beating and wait for the thread (not from the thread itself)."""
         self._halt.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout=self._interval + 35.0)
+
+
+class JobRun:
+    """One job's bookkeeping while it runs: its current step, timings and progress.
+
+    Each pipeline step runs inside :meth:`step`, which names it (a failure message
+    says which step failed), times it, logs its closing event and, at its end, stops
+    the job if it was cancelled meanwhile.
+    """
+
+    def __init__(self, job_id: int, control: JobControl, log: Any) -> None:
+        self.job_id = job_id
+        self.control = control
+        self.log = log
+        self.timings = JobTimings()
+        self.progress = JobProgress(log)
+        self.current_step = "prepare"
+        self._started = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Seconds since the job started."""
+        return time.perf_counter() - self._started
+
+    @contextlib.contextmanager
+    def step(
+        self, name: str, *, timing: str | None = None, event: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Run one step of the job.
+
+        Parameters
+        ----------
+        name
+            The step's name in failure messages ("download failed: ...").
+        timing
+            The :class:`JobTimings` field that receives the step's wall time, seconds.
+        event
+            Logged when the step succeeds, with the fields the body put into the
+            yielded dict and ``seconds``.
+
+        Raises
+        ------
+        JobAborted
+            The job was cancelled while the step ran (checked once it ended).
+        """
+        self.current_step = name
+        fields: dict[str, Any] = {}
+        started = time.perf_counter()
+        yield fields
+        seconds = time.perf_counter() - started
+        if timing is not None:
+            setattr(self.timings, timing, seconds)
+        if event is not None:
+            self.log.info(event, **fields, seconds=round(seconds, 3))
+        self.control.check()

@@ -1,22 +1,12 @@
 """One job from claim to report: the seven steps of ``worker-reference.md``.
 
-:meth:`JobProcessor.process_job` runs, for a claimed job:
-
-1. ``get_job_files`` (an empty list fails the job: "No raw files found for this job.");
-2. parallel streamed downloads into ``<WORK_DIR>/job_<id>/raws/``, each checked
-   against the list's ``file_size_bytes`` and for a readable FITS header;
-3. stacking through :mod:`crowdsky.worker.stacking_adapter`;
-4. the thumbnail (a failure there is only a warning, as in the original);
-5. publishing stack and thumbnail to the result store under deterministic names, so
-   a retried job overwrites its earlier upload;
-6. ``complete_job`` with the real metadata, only after every upload succeeded;
-7. removal of the job folder, whatever happened.
-
-A heartbeat thread keeps the job's lease alive and reports progress the whole time.
-If the server answers 409 (the lease was lost), the job is abandoned at the next
-check point and *not* reported: the job is someone else's now. Any other failure is
-reported with ``fail_job`` and a message that says which step failed and why. The
-processor never raises for a job failure; it returns a :class:`JobOutcome`.
+:meth:`JobProcessor.process_job` lists the job's files, downloads them (in parallel,
+checked), stacks them (or normalises an uploaded stack), solves the stack, draws the
+thumbnail (a failure there is only a warning), publishes both under deterministic
+names and reports ``complete_job``; the job folder goes whatever happened. Each step
+runs in :meth:`~crowdsky.worker.job_control.JobRun.step`, a heartbeat keeps the lease
+meanwhile, and a lost lease abandons the job unreported. It never raises for a job
+failure: it reports ``fail_job`` naming the step and returns a :class:`JobOutcome`.
 """
 
 from __future__ import annotations
@@ -26,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +45,10 @@ from crowdsky.worker.job_control import (
     DEFAULT_HEARTBEAT_SECONDS,
     MAX_HEARTBEAT_SECONDS,
     MIN_HEARTBEAT_SECONDS,
+    HeartbeatThread,
     JobControl,
     JobOutcome,
-    JobTimings,
-    _Heartbeat,
-    _Progress,
+    JobRun,
 )
 from crowdsky.worker.stacking_adapter import Stacker, StackOutcome
 
@@ -72,21 +62,18 @@ DEFAULT_LEASE_SECONDS = 600.0
 NO_FILES_MESSAGE = "No raw files found for this job."
 
 
-class JobProcessor:
-    """Runs claimed jobs with one API client and one result store (both thread-safe).
+@dataclass(frozen=True, kw_only=True)
+class ProcessorOptions:
+    """How a :class:`JobProcessor` runs its jobs (from ``WorkerSettings`` in production).
 
     Parameters
     ----------
-    api, store
-        Server API and where results are published.
     work_dir
         Absolute scratch folder; each job uses ``job_<id>/`` inside it.
     base_path
         ``UCLOUD_BASE_PATH``: the results' root folder in the store.
     worker_id
         Bound into every log event.
-    stacker, thumbnailer
-        The stacking and thumbnail functions; injected in tests.
     download_concurrency
         Parallel raw downloads per job.
     heartbeat_interval
@@ -95,53 +82,70 @@ class JobProcessor:
         Check each raw's FITS header and size before stacking.
     """
 
-    def __init__(
-        self,
-        api: ApiClient,
-        store: ResultStore,
-        *,
-        work_dir: Path,
-        base_path: str = "/crowdsky",
-        worker_id: str = "worker-01",
-        stacker: Stacker | None = None,
-        thumbnailer: Thumbnailer | None = None,
-        download_concurrency: int = 4,
-        heartbeat_interval: float | None = None,
-        verify_raws: bool = True,
-        plate_solver: plate_solving.StackPlateSolver | None = None,
-    ) -> None:
-        self.api = api
-        self.store = store
-        self.work_dir = Path(work_dir)
-        self.base_path = base_path
-        self.worker_id = worker_id
-        self.stacker: Stacker = stacker or stacking_adapter.stack_files
-        self.thumbnailer: Thumbnailer = thumbnailer or thumbnail.generate_thumbnail
-        self.download_concurrency = max(1, download_concurrency)
-        self.heartbeat_interval = heartbeat_interval
-        self.verify_raws = verify_raws
-        self.plate_solver = plate_solver or plate_solving.StackPlateSolver()
+    work_dir: Path
+    base_path: str = "/crowdsky"
+    worker_id: str = "worker-01"
+    download_concurrency: int = 4
+    heartbeat_interval: float | None = None
+    verify_raws: bool = True
 
     @classmethod
-    def from_settings(
-        cls, settings: WorkerSettings, api: ApiClient, store: ResultStore, **kwargs: Any
-    ) -> JobProcessor:
-        """A processor configured from ``WORK_DIR``, ``UCLOUD_BASE_PATH`` and friends."""
+    def from_settings(cls, settings: WorkerSettings) -> ProcessorOptions:
+        """The options of ``WORK_DIR``, ``UCLOUD_BASE_PATH``, ``WORKER_ID`` and friends."""
         return cls(
-            api,
-            store,
             work_dir=settings.work_dir,
             base_path=settings.ucloud_base_path,
             worker_id=settings.worker_id,
             download_concurrency=settings.download_concurrency,
             heartbeat_interval=settings.heartbeat_interval,
-            **kwargs,
         )
+
+
+class JobProcessor:
+    """Runs claimed jobs with one API client and one result store (both thread-safe).
+
+    Parameters
+    ----------
+    api, store
+        Server API and where results are published.
+    options
+        Scratch folder, result root, worker id, download and heartbeat settings.
+    stacker, thumbnailer, plate_solver
+        The stacking, thumbnail and plate-solving steps; tests inject fakes.
+    """
+
+    def __init__(
+        self,
+        api: ApiClient,
+        store: ResultStore,
+        options: ProcessorOptions,
+        *,
+        stacker: Stacker | None = None,
+        thumbnailer: Thumbnailer | None = None,
+        plate_solver: plate_solving.StackPlateSolver | None = None,
+    ) -> None:
+        self.api = api
+        self.store = store
+        self.options = options
+        self.work_dir = Path(options.work_dir)
+        self.stacker: Stacker = stacker or stacking_adapter.stack_files
+        # Only the built-in engine has compiled kernels to load (while the first raws
+        # download); an injected stacker has nothing to warm up.
+        self.warms_up_engine = stacker is None
+        self.thumbnailer: Thumbnailer = thumbnailer or thumbnail.generate_thumbnail
+        self.plate_solver = plate_solver or plate_solving.StackPlateSolver()
+
+    @classmethod
+    def from_settings(
+        cls, settings: WorkerSettings, api: ApiClient, store: ResultStore, **steps: Any
+    ) -> JobProcessor:
+        """A processor configured from the settings; ``steps`` as in the constructor."""
+        return cls(api, store, ProcessorOptions.from_settings(settings), **steps)
 
     def heartbeat_seconds(self, job: JobPayload) -> float:
         """The heartbeat period for a job: configured, or a third of its lease."""
-        if self.heartbeat_interval is not None:
-            return max(MIN_HEARTBEAT_SECONDS, self.heartbeat_interval)
+        if self.options.heartbeat_interval is not None:
+            return max(MIN_HEARTBEAT_SECONDS, self.options.heartbeat_interval)
         lease = job.get("lease_seconds")
         if not lease:
             return DEFAULT_HEARTBEAT_SECONDS
@@ -165,25 +169,26 @@ class JobProcessor:
             Never raises for a job failure; the outcome says what happened.
         """
         control = control or JobControl()
-        if self.stacker is stacking_adapter.stack_files:
+        if self.warms_up_engine:
             stacking_adapter.prepare_engine()  # loads while the raws download (once)
         self.plate_solver.prepare()
+        worker_id = self.options.worker_id
         with structlog.contextvars.bound_contextvars(
-            job_id=int(job["job_id"]), worker_id=self.worker_id, chunk_key=job.get("chunk_key")
+            job_id=int(job["job_id"]), worker_id=worker_id, chunk_key=job.get("chunk_key")
         ):
             return self._process(job, control)
 
     def _process(self, job: JobPayload, control: JobControl) -> JobOutcome:
+        """Run the steps with a heartbeat; turn any failure into an outcome."""
         job_id = int(job["job_id"])
-        log = logger.bind(job_id=job_id, worker_id=self.worker_id, chunk_key=job.get("chunk_key"))
-        timings = JobTimings()
-        progress = _Progress(log)
-        job_dir = self.work_dir / f"job_{job_id}"
-        heartbeat = _Heartbeat(
-            self.api, job_id, self.heartbeat_seconds(job), progress, control, log
+        log = logger.bind(
+            job_id=job_id, worker_id=self.options.worker_id, chunk_key=job.get("chunk_key")
         )
-        started = time.perf_counter()
-        step = "prepare"
+        run = JobRun(job_id, control, log)
+        job_dir = self.work_dir / f"job_{job_id}"
+        heartbeat = HeartbeatThread(
+            self.api, job_id, self.heartbeat_seconds(job), run.progress, control, log
+        )
         log.info(
             "job_started",
             object_name=job.get("object_name"),
@@ -193,115 +198,106 @@ class JobProcessor:
         self.api.remember_lease(job_id, job.get("lease_token"))
         heartbeat.start()
         try:
-            # A worker killed mid-job leaves its folder behind; start clean.
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raw_dir = job_dir / "raws"
-            raw_dir.mkdir(parents=True)
-
-            step = "list files"
-            files = self.api.get_job_files(job_id)["files"]
-            if not files:
-                raise WorkerError(NO_FILES_MESSAGE)
-            control.check()
-
-            step = "download"
-            t0 = time.perf_counter()
-            raw_paths = self._download_all(files, raw_dir, control, progress, timings, log)
-            timings.download_s = time.perf_counter() - t0
-            log.info(
-                "downloads_done",
-                n_files=len(raw_paths),
-                bytes=timings.bytes_downloaded,
-                seconds=round(timings.download_s, 3),
-            )
-            control.check()
-
-            step = "stacking"
-            t0 = time.perf_counter()
-            paths = result_paths(
-                self.base_path,
-                int(job["user_id"]),
-                job.get("object_name"),
-                str(job["chunk_key"]),
-                job_id,
-            )
-            stack_path = job_dir / Path(paths.fits).name
-            if job.get("kind") == postprocess.KIND:  # a stack uploaded ready-made
-                result: StackOutcome = postprocess.normalise_stack(raw_paths, stack_path)
-            else:
-                result = self._stack(raw_paths, stack_path, control, progress)
-            timings.stack_s = time.perf_counter() - t0
-            log.info(
-                "stack_done",
-                n_frames_input=result.n_frames_input,
-                n_frames_aligned=result.n_aligned,
-                n_stars_detected=result.n_stars_detected,
-                seconds=round(timings.stack_s, 3),
-                engine_timings_s={
-                    k: round(float(v), 3) for k, v in getattr(result, "timings_s", {}).items()
-                },
-            )
-            control.check()
-
-            step = "plate solve"  # never fails the job: an unsolved stack says why
-            solved = self.plate_solver.solve(stack_path, log)
-            timings.solve_s = solved.seconds
-            control.check()
-
-            step = "thumbnail"
-            t0 = time.perf_counter()
-            thumb_path = self._thumbnail(stack_path, job_dir / Path(paths.thumbnail).name, log)
-            timings.thumbnail_s = time.perf_counter() - t0
-            progress.set("thumbnail", 1.0, "thumbnail done")
-            control.check()
-
-            step = "upload"
-            t0 = time.perf_counter()
-            prepare = getattr(self.store, "prepare_job", None)
-            if prepare is not None:  # presigned: the server names the paths and signs them
-                paths = prepare(job_id)
-            size = self._publish(stack_path, thumb_path, paths, control, progress, timings)
-            timings.bytes_uploaded += self.plate_solver.publish(self.store, solved, paths.fits)
-            timings.upload_s = time.perf_counter() - t0
-            log.info(
-                "upload_done",
-                store=self.store.describe(),
-                ucloud_path=paths.fits,
-                bytes=timings.bytes_uploaded,
-                seconds=round(timings.upload_s, 3),
-            )
-            control.check()
-
-            step = "report"
-            metadata = stacking_adapter.build_metadata(
-                result,
-                ucloud_path=paths.fits,
-                thumbnail_path=paths.thumbnail if thumb_path is not None else None,
-                file_size_bytes=size,
-            )
-            metadata.update(solved.metadata)  # optional fields: older servers ignore them
-            t0 = time.perf_counter()
-            # the stack is published: deliver it whatever happens (the heartbeat keeps
-            # the lease meanwhile); what cannot be delivered now is kept on disk
-            delivery = self._deliver_completion(job, metadata, control)
-            heartbeat.stop()
-            if delivery == "kept":
-                log.warning("job_completion_kept", folder=str(self.completions.folder))
-                return JobOutcome(job_id, "aborted", message=COMPLETION_KEPT, timings=timings)
-            timings.report_s = time.perf_counter() - t0
-            timings.total_s = time.perf_counter() - started
-            log.info("job_completed", **timings.as_dict(), n_frames_aligned=result.n_aligned)
-            return JobOutcome(job_id, "completed", metadata=metadata, timings=timings)
+            return self._run_steps(job, job_dir, run, heartbeat)
         except BaseException as exc:
             heartbeat.stop()
-            timings.total_s = time.perf_counter() - started
+            run.timings.total_s = run.elapsed_s()
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit
                 self._hand_back(job_id, log)
                 raise
-            return self._handle_failure(job_id, step, exc, control, timings, log)
+            return self._handle_failure(run, exc)
         finally:
             heartbeat.stop()
             shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _run_steps(
+        self, job: JobPayload, job_dir: Path, run: JobRun, heartbeat: HeartbeatThread
+    ) -> JobOutcome:
+        """Steps 1 to 6; raises on failure (the step is ``run.current_step``)."""
+        # A worker killed mid-job leaves its folder behind; start clean.
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raw_dir = job_dir / "raws"
+        raw_dir.mkdir(parents=True)
+
+        with run.step("list files"):
+            files = self.api.get_job_files(run.job_id)["files"]
+            if not files:
+                raise WorkerError(NO_FILES_MESSAGE)
+
+        with run.step("download", timing="download_s", event="downloads_done") as done:
+            raw_paths = self._download_all(files, raw_dir, run)
+            done.update(n_files=len(raw_paths), bytes=run.timings.bytes_downloaded)
+
+        with run.step("stacking", timing="stack_s", event="stack_done") as done:
+            paths = self._result_paths(job)
+            stack_path = job_dir / Path(paths.fits).name
+            result = self._stack(job, raw_paths, stack_path, run)
+            done.update(_stack_summary(result))
+
+        with run.step("plate solve"):  # never fails the job: an unsolved stack says why
+            solved = self.plate_solver.solve(stack_path, run.log)
+            run.timings.solve_s = solved.seconds
+
+        with run.step("thumbnail", timing="thumbnail_s"):
+            thumb_path = self._thumbnail(stack_path, job_dir / Path(paths.thumbnail).name, run.log)
+            run.progress.set("thumbnail", 1.0, "thumbnail done")
+
+        with run.step("upload", timing="upload_s", event="upload_done") as done:
+            prepare = getattr(self.store, "prepare_job", None)
+            if prepare is not None:  # presigned: the server names the paths and signs them
+                paths = prepare(run.job_id)
+            size = self._publish(stack_path, thumb_path, paths, run)
+            run.timings.bytes_uploaded += self.plate_solver.publish(self.store, solved, paths.fits)
+            done.update(
+                store=self.store.describe(),
+                ucloud_path=paths.fits,
+                bytes=run.timings.bytes_uploaded,
+            )
+
+        # Not a step(): once the completion is delivered, a cancellation must not turn
+        # the job into a failure.
+        run.current_step = "report"
+        metadata = stacking_adapter.build_metadata(
+            result,
+            ucloud_path=paths.fits,
+            thumbnail_path=paths.thumbnail if thumb_path is not None else None,
+            file_size_bytes=size,
+        )
+        metadata.update(solved.metadata)  # optional fields: older servers ignore them
+        return self._report(job, result, metadata, run, heartbeat)
+
+    def _result_paths(self, job: JobPayload) -> ResultPaths:
+        """Where the job's stack and thumbnail go in the store (deterministic: a retried
+        job overwrites its earlier upload)."""
+        return result_paths(
+            self.options.base_path,
+            int(job["user_id"]),
+            job.get("object_name"),
+            str(job["chunk_key"]),
+            int(job["job_id"]),
+        )
+
+    def _report(
+        self,
+        job: JobPayload,
+        result: StackOutcome,
+        metadata: dict[str, Any],
+        run: JobRun,
+        heartbeat: HeartbeatThread,
+    ) -> JobOutcome:
+        """Step 6: deliver the completion (kept on disk when the server cannot take it)."""
+        started = time.perf_counter()
+        # the stack is published: deliver it whatever happens (the heartbeat keeps
+        # the lease meanwhile); what cannot be delivered now is kept on disk
+        delivery = self._deliver_completion(job, metadata, run.control)
+        heartbeat.stop()
+        if delivery == "kept":
+            run.log.warning("job_completion_kept", folder=str(self.completions.folder))
+            return JobOutcome(run.job_id, "aborted", message=COMPLETION_KEPT, timings=run.timings)
+        run.timings.report_s = time.perf_counter() - started
+        run.timings.total_s = run.elapsed_s()
+        run.log.info("job_completed", **run.timings.as_dict(), n_frames_aligned=result.n_aligned)
+        return JobOutcome(run.job_id, "completed", metadata=metadata, timings=run.timings)
 
     # -- steps ------------------------------------------------------------------------
 
@@ -330,17 +326,11 @@ class JobProcessor:
 
     def discard_replaced(self, answer: dict[str, Any]) -> int:
         """Delete from the result store the files of the stacks a completion replaced."""
-        return replaced_results.discard_replaced(self.store, self.base_path, answer)
+        return replaced_results.discard_replaced(self.store, self.options.base_path, answer)
 
-    def _download_all(
-        self,
-        files: list[JobFile],
-        raw_dir: Path,
-        control: JobControl,
-        progress: _Progress,
-        timings: JobTimings,
-        log: Any,
-    ) -> list[Path]:
+    def _download_all(self, files: list[JobFile], raw_dir: Path, run: JobRun) -> list[Path]:
+        """Step 2: the raws, in parallel; the first failure stops the other downloads."""
+        control, progress, timings = run.control, run.progress, run.timings
         targets = _local_names(files, raw_dir)
         expected_total = sum(_int_or_none(f.get("file_size_bytes")) or 0 for f in files)
         lock = threading.Lock()
@@ -377,13 +367,13 @@ class JobProcessor:
                 on_bytes=on_bytes,
                 should_stop=stop_requested,
             )
-            if self.verify_raws:
+            if self.options.verify_raws:
                 stacking_adapter.verify_raw_file(target)
             with lock:
                 done_files[0] += 1
             return target
 
-        workers = min(self.download_concurrency, len(files))
+        workers = min(max(1, self.options.download_concurrency), len(files))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
             futures = [
                 pool.submit(fetch, entry, target)
@@ -400,8 +390,13 @@ class JobProcessor:
         return targets
 
     def _stack(
-        self, raw_paths: list[Path], stack_path: Path, control: JobControl, progress: _Progress
+        self, job: JobPayload, raw_paths: list[Path], stack_path: Path, run: JobRun
     ) -> StackOutcome:
+        """Step 3: the engine's stack, or the normalised upload of a ready-made stack."""
+        if job.get("kind") == postprocess.KIND:  # a stack uploaded ready-made
+            return postprocess.normalise_stack(raw_paths, stack_path)
+        control, progress = run.control, run.progress
+
         def on_progress(fraction: float, message: str) -> None:
             control.check()  # raising here stops the engine at its next event
             progress.set("stack", fraction, message)
@@ -413,6 +408,7 @@ class JobProcessor:
         return result
 
     def _thumbnail(self, stack_path: Path, thumb_path: Path, log: Any) -> Path | None:
+        """Step 4: the preview, or None (a failure here is only a warning)."""
         try:
             return self.thumbnailer(stack_path, thumb_path)
         except Exception as exc:
@@ -421,14 +417,10 @@ class JobProcessor:
             return None
 
     def _publish(
-        self,
-        stack_path: Path,
-        thumb_path: Path | None,
-        paths: ResultPaths,
-        control: JobControl,
-        progress: _Progress,
-        timings: JobTimings,
+        self, stack_path: Path, thumb_path: Path | None, paths: ResultPaths, run: JobRun
     ) -> int:
+        """Step 5: stack and thumbnail into the result store; the stack's size, bytes."""
+        control, progress, timings = run.control, run.progress, run.timings
         total = stack_path.stat().st_size + (thumb_path.stat().st_size if thumb_path else 0)
 
         def on_bytes(n: int) -> None:
@@ -450,26 +442,24 @@ class JobProcessor:
 
     # -- failure handling -------------------------------------------------------------
 
-    def _handle_failure(
-        self,
-        job_id: int,
-        step: str,
-        exc: Exception,
-        control: JobControl,
-        timings: JobTimings,
-        log: Any,
-    ) -> JobOutcome:
-        reason = control.reason if control.is_cancelled() else None
+    def _handle_failure(self, run: JobRun, exc: Exception) -> JobOutcome:
+        """Abandon (lease lost), hand back (shutdown) or report the failed job."""
+        job_id, step, log = run.job_id, run.current_step, run.log
+        reason = run.control.reason if run.control.is_cancelled() else None
         if isinstance(exc, LeaseLost) or reason == "lease_lost":
             # The server gave the job to someone else: reporting would be refused and
             # deleting our upload could delete theirs (same deterministic path).
             log.warning("job_abandoned", step=step, reason="lease_lost", error=str(exc))
-            return JobOutcome(job_id, "aborted", message=f"lease lost: {exc}", timings=timings)
+            return JobOutcome(job_id, "aborted", message=f"lease lost: {exc}", timings=run.timings)
         if reason == "shutdown" or (isinstance(exc, JobAborted) and exc.reason == "shutdown"):
             log.warning("job_handed_back", step=step)
             status = self._hand_back(job_id, log)
             return JobOutcome(
-                job_id, "aborted", message=SHUTDOWN_MESSAGE, server_status=status, timings=timings
+                job_id,
+                "aborted",
+                message=SHUTDOWN_MESSAGE,
+                server_status=status,
+                timings=run.timings,
             )
         message = failure_message(step, exc)
         if isinstance(exc, WorkerError):
@@ -477,7 +467,9 @@ class JobProcessor:
         else:
             log.error("job_failed", step=step, error=message, exc_info=exc)
         status = self._report_failure(job_id, message, log)
-        return JobOutcome(job_id, "failed", message=message, server_status=status, timings=timings)
+        return JobOutcome(
+            job_id, "failed", message=message, server_status=status, timings=run.timings
+        )
 
     def _hand_back(self, job_id: int, log: Any) -> str | None:
         """Give the job back without a failed attempt (``release_job``)."""
@@ -521,6 +513,18 @@ def failure_message(step: str, exc: BaseException) -> str:
     if text.startswith(f"{step} failed") or text.startswith(f"{step}:"):
         return text
     return f"{step} failed: {text}"
+
+
+def _stack_summary(result: StackOutcome) -> dict[str, Any]:
+    """The ``stack_done`` log fields of a stack."""
+    return {
+        "n_frames_input": result.n_frames_input,
+        "n_frames_aligned": result.n_aligned,
+        "n_stars_detected": result.n_stars_detected,
+        "engine_timings_s": {
+            k: round(float(v), 3) for k, v in getattr(result, "timings_s", {}).items()
+        },
+    }
 
 
 def _is_sibling_abort(exc: BaseException) -> bool:

@@ -51,6 +51,18 @@ class NormalisedStack:
     dec_deg: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Observation:
+    """What an uploaded stack's header says about the observation it holds."""
+
+    n_frames: int
+    exptime: float
+    start: datetime | None
+    end: datetime | None
+    ra: float | None
+    dec: float | None
+
+
 def normalise_stack(
     paths: Sequence[Path],
     output_path: Path,
@@ -64,11 +76,44 @@ def normalise_stack(
     StackingFailed
         The file is not a usable stack (no image, wrong shape, unreadable).
     """
-    from astropy.io import fits
-
     if len(paths) != 1:
         raise StackingFailed(f"a post-processing job takes one stack, got {len(paths)} files")
     source = paths[0]
+    data, header = _read_stack(source)
+    image = _as_image(data, header, source.name)
+    if progress is not None:
+        progress(0.3, "stack read")
+    coverage = np.where(np.isfinite(image if image.ndim == 2 else image[..., 1]), 1, 0)
+    stars = detect.catalogue_stack(image, coverage.astype(np.uint16), 1, STAR_SIGMA)
+    if progress is not None:
+        progress(0.8, f"{len(stars)} stars measured")
+    seen = _observation(header)
+    for key in SITE_KEYWORDS:  # a site is personal data; only the raw upload may keep it
+        header.remove(key, ignore_missing=True, remove_all=True)
+    primary = _product_header(header, seen, source.name, len(stars), image.ndim)
+    footprint = np.full(image.shape[:2], seen.n_frames, dtype=np.uint16)
+    frames_table = {"filename": np.array([source.name]), "used": np.array([True])}
+    try:
+        io.write_stack(output_path, primary, image, footprint, stars, frames_table)
+    except Exception as exc:
+        raise StackingFailed(f"cannot write the normalised stack: {exc}") from exc
+    return NormalisedStack(
+        output_path=output_path,
+        n_frames_input=seen.n_frames,
+        n_aligned=seen.n_frames,
+        n_stars_detected=len(stars),
+        total_exptime=seen.exptime,
+        date_obs_start=seen.start,
+        date_obs_end=seen.end,
+        ra_deg=seen.ra,
+        dec_deg=seen.dec,
+    )
+
+
+def _read_stack(source: Path) -> tuple[np.ndarray, Any]:
+    """The first image of the file as float32, and the primary header merged with its own."""
+    from astropy.io import fits
+
     try:
         with fits.open(source, memmap=False) as hdul:
             hdu = next((h for h in hdul if h.is_image and h.data is not None), None)
@@ -77,38 +122,45 @@ def normalise_stack(
             header = hdul[0].header.copy()
             if hdu is not hdul[0]:
                 header.update((k, v) for k, v in hdu.header.items() if k not in header)
-            data = np.asarray(hdu.data, dtype=np.float32)
+            return np.asarray(hdu.data, dtype=np.float32), header
     except (OSError, ValueError, TypeError) as exc:
         raise StackingFailed(f"{source.name}: not a readable FITS stack ({exc})") from exc
-    image = _as_image(data, header, source.name)
-    if progress is not None:
-        progress(0.3, "stack read")
-    coverage = np.where(np.isfinite(image if image.ndim == 2 else image[..., 1]), 1, 0)
-    stars = detect.catalogue_stack(image, coverage.astype(np.uint16), 1, STAR_SIGMA)
-    if progress is not None:
-        progress(0.8, f"{len(stars)} stars measured")
-    n_frames = _frame_count(header)
+
+
+def _observation(header: Any) -> _Observation:
     exptime = _number(header.get("EXPTIME")) or _number(header.get("EXPOSURE")) or 0.0
     start = io.parse_date_obs(header.get("DATE-OBS"))
     end = io.parse_date_obs(header.get("DATE-END"))
     if start is not None and end is None and exptime:
         end = start + timedelta(seconds=exptime)
-    ra, dec = _number(header.get("RA")), _number(header.get("DEC"))
-    for key in SITE_KEYWORDS:  # a site is personal data; only the raw upload may keep it
-        header.remove(key, ignore_missing=True, remove_all=True)
+    return _Observation(
+        n_frames=_frame_count(header),
+        exptime=exptime,
+        start=start,
+        end=end,
+        ra=_number(header.get("RA")),
+        dec=_number(header.get("DEC")),
+    )
+
+
+def _product_header(
+    header: Any, seen: _Observation, source_name: str, n_stars: int, image_ndim: int
+) -> Any:
+    """Our PRIMARY header for the uploaded stack, with the keywords the clients read."""
+    n_frames = seen.n_frames
     primary = build_primary_header(
         [header],
         n_input=n_frames,
-        total_exptime=exptime,
-        date_start=start,
-        date_end=end,
-        ra_deg=ra,
-        dec_deg=dec,
-        reference_name=source.name,
+        total_exptime=seen.exptime,
+        date_start=seen.start,
+        date_end=seen.end,
+        ra_deg=seen.ra,
+        dec_deg=seen.dec,
+        reference_name=source_name,
         params={"method": "uploaded", "rejection": "unknown"},
-        n_stars=len(stars),
+        n_stars=n_stars,
         software_version=__version__,
-        n_channels=3 if image.ndim == 3 else 1,
+        n_channels=3 if image_ndim == 3 else 1,
     )
     # the uploaded stack counts as one input here; the frames it holds are what matter
     primary["NCOMBINE"] = (n_frames, "number of frames in the uploaded stack")
@@ -116,24 +168,8 @@ def normalise_stack(
     primary["NINPUT"] = (n_frames, "number of frames given to the stacker")
     primary["OBSTOTAL"] = (n_frames, "frames of the observation block")
     primary["NREJECT"] = (0, "frames rejected (unknown for an uploaded stack)")
-    primary["ORIGFILE"] = source.name[:68]  # the uploaded file (no room for a comment)
-    footprint = np.full(image.shape[:2], n_frames, dtype=np.uint16)
-    frames_table = {"filename": np.array([source.name]), "used": np.array([True])}
-    try:
-        io.write_stack(output_path, primary, image, footprint, stars, frames_table)
-    except Exception as exc:
-        raise StackingFailed(f"cannot write the normalised stack: {exc}") from exc
-    return NormalisedStack(
-        output_path=output_path,
-        n_frames_input=n_frames,
-        n_aligned=n_frames,
-        n_stars_detected=len(stars),
-        total_exptime=exptime,
-        date_obs_start=start,
-        date_obs_end=end,
-        ra_deg=ra,
-        dec_deg=dec,
-    )
+    primary["ORIGFILE"] = source_name[:68]  # the uploaded file (no room for a comment)
+    return primary
 
 
 def _as_image(data: np.ndarray, header: Any, name: str) -> np.ndarray:

@@ -1,24 +1,13 @@
 """WebDAV client for a Nextcloud public link share: the worker's result store for stacks.
 
-It follows Nextcloud's public-share rules (``original-system.md`` §10) exactly:
-
-* Two endpoint flavours, told apart by the URL. Legacy ``.../public.php/webdav``:
-  HTTP Basic with the **share token as user name** and the share password (or an
-  empty one). Nextcloud >= 29 ``.../public.php/dav/files/<token>``: the token is in
-  the path; no credentials for an open share, ``anonymous:<password>`` for a
-  protected one. A URL ending in ``/public.php/dav/files`` gets the token appended.
-  Any other URL is treated like the legacy flavour (token as Basic user).
-* Every request carries ``X-Requested-With: XMLHttpRequest``; without it Nextcloud
-  refuses public-share writes unless the admin enabled federated sharing.
-* ``MKCOL`` level by level, always with a trailing slash (nginx dav-ext answers 409
-  without it); 201 (created) and 405 (exists) are both success.
-* ``PUT`` streams the file from disk (no whole-file buffering; stacks are ~12-25 MB)
-  with a 300 s timeout; ``DELETE`` accepts 200/204/404.
-* 401/403 are never retried: failed logins feed Nextcloud's brute-force throttle.
-  Connection errors, timeouts, 429 and transient 5xx are retried with backoff;
-  507 (share full) fails at once so the job is reported promptly.
-
-:class:`WebDavClient` satisfies :class:`crowdsky.storage.result_store.ResultStore`.
+It follows Nextcloud's public-share rules (``original-system.md`` §10): the legacy
+``.../public.php/webdav`` endpoint (share token as Basic user) and the newer
+``.../public.php/dav/files/<token>``; ``X-Requested-With`` on every request, without
+which Nextcloud refuses public writes; ``MKCOL`` level by level with a trailing slash.
+``PUT`` streams from disk. 401/403 are never retried (they feed Nextcloud's
+brute-force throttle) and 507 (share full) fails at once; connection errors, 429 and
+transient 5xx are retried with backoff. :class:`WebDavClient` is a
+:class:`crowdsky.storage.result_store.ResultStore`.
 """
 
 from __future__ import annotations

@@ -73,10 +73,7 @@ def _download_url(request: Request, stack_id: int) -> str:
     return str(request.url_for("download_frame_php").include_query_params(id=stack_id))
 
 
-def frames_by_healpix(
-    request: Request,
-    session: DbSession,
-    _reader: DataReader,
+def tile_query(
     healpix: Annotated[int, Query(description="NSIDE 128 RING pixel, 0-196607")],
     start: Annotated[datetime | None, Query(description="date_obs_start >= (UTC)")] = None,
     end: Annotated[datetime | None, Query(description="date_obs_start <= (UTC)")] = None,
@@ -84,6 +81,24 @@ def frames_by_healpix(
     eq_mode: Annotated[int | None, Query(ge=0, le=1)] = None,
     min_sqm: Annotated[float | None, Query(ge=-100, le=100)] = None,
     min_exptime: Annotated[float | None, Query(ge=0, le=1e9)] = None,
+) -> stacks.TileQuery:
+    """Dependency: the query parameters of a tile search, as one record."""
+    return stacks.TileQuery(
+        healpix=healpix,
+        start=_utc(start),
+        end=_utc(end),
+        filter_name=filter,
+        eq_mode=eq_mode,
+        min_sqm=min_sqm,
+        min_exptime=min_exptime,
+    )
+
+
+TileSearch = Annotated[stacks.TileQuery, Depends(tile_query)]
+
+
+def frames_by_healpix(
+    request: Request, session: DbSession, _reader: DataReader, query: TileSearch
 ) -> list[dict[str, Any]]:
     """Published stacks of every user in one tile, ordered by ``date_obs_start``;
     ``start``/``end`` are inclusive bounds, ``[]`` when nothing matches.
@@ -93,15 +108,6 @@ def frames_by_healpix(
     ``[{"id": 7, "object_name": "M 81", "ra_deg": 148.97, ..., "download_url":
     "https://HOST/api/download_frame.php?id=7"}]``
     """
-    query = stacks.TileQuery(
-        healpix=healpix,
-        start=_utc(start),
-        end=_utc(end),
-        filter_name=filter,
-        eq_mode=eq_mode,
-        min_sqm=min_sqm,
-        min_exptime=min_exptime,
-    )
     return [
         {
             "id": r.id,

@@ -165,18 +165,21 @@ def _queue_stack(
         raise
     with state.session_factory() as session:
         try:
-            queued = uploads.queue_uploaded_stack(
-                session,
-                utcnow(),
+            received = uploads.StackUpload(
                 user_id=user_id,
                 token=token,
                 partial=partial,
                 file_name=upload.filename or "",
-                raw_store=state.raw_store,
-                key_format=state.settings.chunk_key_format,
                 scrub_location=flags["scrub_location"],
                 overwrite=flags["overwrite"],
-                results_root=state.settings.resolved_results_dir,
+            )
+            queued = uploads.queue_uploaded_stack(
+                session,
+                utcnow(),
+                received,
+                raw_store=state.raw_store,
+                key_format=state.settings.chunk_key_format,
+                result_store=state.result_reader,
             )
         except BaseException:
             state.raw_store.remove_dir_if_empty(folder)

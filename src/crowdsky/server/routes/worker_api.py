@@ -250,7 +250,7 @@ def complete_job(
         p for p in outcome.replaced_results if p not in (body.ucloud_path, body.thumbnail_path)
     ]
     if replaced:
-        stacks.discard_result_files(state.settings.resolved_results_dir, replaced)
+        stacks.discard_result_files(state.result_reader, replaced)
     return CompleteJobResponse(replaced_files=replaced)
 
 
@@ -364,8 +364,7 @@ def heartbeat(
         worker_id=body.worker_id,
         lease_token=body.lease_token,
         caller=_caller(principal),
-        progress=body.progress,
-        message=body.message,
+        progress=queue.ProgressReport(body.progress, body.message),
     )
     return HeartbeatResponse(lease_expires_at=format_utc(renewal.lease_expires_at))
 

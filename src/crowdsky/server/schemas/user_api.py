@@ -42,8 +42,12 @@ class StackItem(BaseModel):
     n_frames_aligned: int
     n_stars_detected: int | None
     total_exptime: float | None
-    ra_deg: float | None
-    dec_deg: float | None
+    ra_deg: float | None = Field(
+        description="Centre: the plate solution's when solved, else the telescope's pointing"
+    )
+    dec_deg: float | None = Field(
+        description="Centre: the plate solution's when solved, else the telescope's pointing"
+    )
     file_size_bytes: int
     created_at: str
     rejected_frames: list[RejectedFrameItem] = Field(

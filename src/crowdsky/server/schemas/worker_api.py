@@ -8,6 +8,7 @@ the heartbeat) are optional and additive: old workers ignore and omit them.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -120,6 +121,14 @@ class RejectedFrame(BaseModel):
 
 
 Magnitude = Annotated[float, Field(ge=-50, le=100, allow_inf_nan=False)]
+SkyPoint = tuple[
+    Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)],
+    Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)],
+]
+HealpixPixel = Annotated[int, Field(ge=0, lt=12 * 128 * 128)]
+#: A stack's footprint touches a few NSIDE 128 pixels (an S50 field ~10); this bounds a
+#: report, not the field of view of any telescope CrowdSky supports.
+MAX_FOOTPRINT_PIXELS = 1024
 
 
 class CompleteJobRequest(_WorkerIdentity):
@@ -155,6 +164,15 @@ class CompleteJobRequest(_WorkerIdentity):
     wcs_rotation_deg: Annotated[float, Field(ge=0, le=360, allow_inf_nan=False)] | None = None
     wcs_rms_arcsec: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] | None = None
     wcs_n_matched: Count | None = None
+    wcs_corners: list[SkyPoint] | None = Field(
+        None, min_length=4, max_length=4, description="(RA, Dec) of the image's outer corners"
+    )
+    wcs_healpix_pixels: list[HealpixPixel] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_FOOTPRINT_PIXELS,
+        description="NSIDE 128 RING pixels the footprint touches",
+    )
     phot_zp_r: Magnitude | None = None
     phot_zp_g: Magnitude | None = None
     phot_zp_b: Magnitude | None = None
@@ -168,6 +186,9 @@ class CompleteJobRequest(_WorkerIdentity):
         if self.plate_solved is None:
             return None
         values = {name: getattr(self, name) for name in PlateSolveReport.__slots__}
+        for name in ("wcs_corners", "wcs_healpix_pixels"):  # JSON text on the stack row
+            if values[name] is not None:
+                values[name] = json.dumps(values[name], separators=(",", ":"))
         if values["solve_message"] is not None:
             values["solve_message"] = values["solve_message"][:255]
         return PlateSolveReport(**values)

@@ -119,12 +119,20 @@
 
   function fact(name, value) { return [el("dt", {}, name), el("dd", {}, value === null || value === undefined ? "—" : String(value))]; }
   const num = (v, digits, unit) => (v === null || v === undefined ? null : v.toFixed(digits) + unit);
+  function pointing(s) {
+    // where the mount said it pointed, and how far that is from the solved centre
+    if (s.mount_ra === null || s.mount_ra === undefined || s.ra === null) return null;
+    const rad = Math.PI / 180;
+    const dRa = (((s.mount_ra - s.ra + 540) % 360) - 180) * Math.cos(s.dec * rad);
+    const off = Math.hypot(dRa, s.mount_dec - s.dec) * 60;
+    return "RA " + s.mount_ra.toFixed(3) + "°, Dec " + s.mount_dec.toFixed(3) + "° (" + off.toFixed(1) + "′ off)";
+  }
   function solveFacts(s) {
     // plate_solved: true, false (with the worker's reason) or null (never attempted)
     if (s.solved === null || s.solved === undefined) return fact("Plate solve", "not attempted");
     if (!s.solved) return fact("Plate solve", "not solved" + (s.solve_message ? ": " + s.solve_message : ""));
     return [...fact("Plate solve", "solved"),
-      ...fact("Solved centre", s.wcs_ra === null ? null : "RA " + s.wcs_ra.toFixed(4) + "°, Dec " + s.wcs_dec.toFixed(4) + "°"),
+      ...fact("Telescope pointing", pointing(s)),
       ...fact("Pixel scale", num(s.scale, 3, "″/px")), ...fact("Rotation", num(s.rotation, 2, "°")),
       ...fact("Residual", num(s.residual, 2, "″"))];
   }
@@ -137,7 +145,7 @@
       ...fact("Observed (UTC)", when(s.start) + (s.end ? " – " + when(s.end).slice(11) : "")),
       ...fact("Frames used", s.aligned + " of " + s.frames + " (" + (s.frames - s.aligned) + " rejected)"),
       ...fact("Exposure", seconds(s.exptime)), ...fact("Stars detected", s.stars),
-      ...fact("Position", s.ra === null ? null : "RA " + s.ra.toFixed(3) + "°, Dec " + s.dec.toFixed(3) + "°"),
+      ...fact("Position", s.ra === null ? null : "RA " + s.ra.toFixed(4) + "°, Dec " + s.dec.toFixed(4) + "°" + (s.solved ? " (plate solution)" : " (telescope pointing)")),
       ...fact("Filter", s.filter), ...fact("Telescope", s.telescope), ...fact("Chunk", s.chunk_key), ...fact("Size", bytes(s.size)),
       ...solveFacts(s));
     $("lb-download").href = "/web/api/stacks/" + s.id + "/fits";
@@ -194,7 +202,7 @@
       ra: c.ra[i], dec: c.dec[i], start: c.start[i], end: c.end[i], frames: c.frames[i], aligned: c.aligned[i],
       exptime: c.exptime[i], stars: c.stars[i], size: c.size[i], thumb: c.thumb[i], key: "s" + id,
       solved: c.solved[i], solve_message: c.solve_message[i], scale: c.scale[i], rotation: c.rotation[i],
-      residual: c.residual[i], wcs_ra: c.wcs_ra[i], wcs_dec: c.wcs_dec[i],
+      residual: c.residual[i], mount_ra: c.mount_ra[i], mount_dec: c.mount_dec[i],
       t: c.start[i] ? Date.parse(c.start[i]) : null, jitter: ((id * 2654435761) % 1000) / 1000,
     }));
     byId = new Map(stacks.map((s) => [s.id, s]));

@@ -7,8 +7,8 @@ claimable until it is done). ``slot_locks`` holds one row per user, locked while
 finalize places that user's frames. Jobs already queued get their slot from the key's
 prefix; their pointing stays unknown, so they match a later upload by exact key.
 
-Revision ID: 0009_slot_restack
-Revises: 0003_plate_solve
+Revision ID: 0010_slot_restack
+Revises: 0009_login_throttle
 Create Date: 2026-12-04 03:30:00
 """
 
@@ -21,7 +21,7 @@ from alembic import op
 
 import crowdsky.db.types
 
-revision: str = "0009_slot_restack"
+revision: str = "0010_slot_restack"
 down_revision: str | None = "0009_login_throttle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

@@ -6,8 +6,8 @@ publishes, hides or deletes a stack (``crowdsky.stacks.coverage``); this revisio
 creates the table and fills it from the stacks already there (their ECSV lines are
 rendered when read until a change rewrites them).
 
-Revision ID: 0009_sky_coverage
-Revises: 0009_slot_restack
+Revision ID: 0011_sky_coverage
+Revises: 0010_slot_restack
 Create Date: 2026-12-04 03:30:00
 """
 
@@ -20,8 +20,8 @@ from alembic import op
 
 import crowdsky.db.types
 
-revision: str = "0009_sky_coverage"
-down_revision: str | None = "0009_slot_restack"
+revision: str = "0011_sky_coverage"
+down_revision: str | None = "0010_slot_restack"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -445,8 +445,7 @@ def _write(
     run.report("write", 0, 1, str(run.output))
     image = combination.image
     n_channels = image.shape[2]
-    hdr = header.build_primary_header(
-        [s.header for s in used],
+    facts = header.StackFacts(
         n_input=len(run.frames),
         total_exptime=exposure.total_exptime_s,
         date_start=exposure.date_start,
@@ -454,11 +453,11 @@ def _write(
         ra_deg=exposure.ra_deg,
         dec_deg=exposure.dec_deg,
         reference_name=ref.record.filename,
-        params=run.params.to_dict(),
         n_stars=len(stars),
-        software_version=__version__,
         n_channels=n_channels,
+        software_version=__version__,
     )
+    hdr = header.build_primary_header([s.header for s in used], facts, run.params.to_dict())
     io.write_stack(
         run.output,
         hdr,

@@ -1,19 +1,9 @@
-"""The aggregated primary header of a stack.
+"""The aggregated primary header of a stack: what was stacked, when, where and how.
 
-Fixes every header error of the original (stacking.md §2.4): EXPTIME/EXPOSURE are the
-sum over the frames actually stacked; DATE-OBS is the first stacked frame's start in
-ISO 8601 with 'T' and DATE-END the last stacked frame's *end* (DATE-OBS + EXPTIME);
-MJD-OBS/MJD-END and NCOMBINE are added, and the later clients' NIMAGES (frames
-stacked), OBSTOTAL (frames of the block), OB-START and OB-END (= DATE-OBS, DATE-END);
-RA/DEC are the circular mean of the stacked
-frames' pointing; BAYERPAT is dropped (the data are demosaiced); the combination
-and rejection parameters are the real ones (every :class:`StackParams` field, as
-HIERARCH CROWDSKY keywords); the software name and version are recorded. No creation time is
-written, so identical input gives a byte-identical file. Personal
-data (SITELAT/SITELONG) are not copied.
-
-The header is a :class:`crowdsky.stacking.fits_writer.Header` (astropy is not imported
-to stack); input headers may be ``io.CardHeader``, ``fits_writer.Header`` or astropy's.
+Exposure and times describe the frames actually stacked (DATE-END is the last one's
+end), with the later clients' names beside ours; every :class:`StackParams` field is
+recorded as a HIERARCH CROWDSKY keyword. No creation time is written, so identical
+input gives a byte-identical file, and personal data (SITELAT/SITELONG) are not copied.
 """
 
 from __future__ import annotations
@@ -21,12 +11,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from crowdsky.stacking import fits_writer
 
-__all__ = ["build_primary_header", "circular_mean_deg", "mjd"]
+__all__ = ["StackFacts", "build_primary_header", "circular_mean_deg", "mjd"]
 
 COPIED_KEYWORDS = (
     "OBJECT",
@@ -75,27 +66,12 @@ def _fits_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
-def build_primary_header(
-    used_headers: Sequence[Any],
-    *,
-    n_input: int,
-    total_exptime: float,
-    date_start: datetime | None,
-    date_end: datetime | None,
-    ra_deg: float | None,
-    dec_deg: float | None,
-    reference_name: str,
-    params: dict[str, Any],
-    n_stars: int,
-    software_version: str,
-    n_channels: int,
-) -> Any:
-    """Build the aggregated PRIMARY header.
+@dataclass(frozen=True, kw_only=True)
+class StackFacts:
+    """What the header says about a stack beyond its frames' own headers.
 
-    Parameters
+    Attributes
     ----------
-    used_headers : sequence of header objects
-        Headers of the stacked frames, in input order (``io.CardHeader`` or astropy).
     n_input : int
         Frames given to the engine.
     total_exptime : float
@@ -106,20 +82,63 @@ def build_primary_header(
         Pointing of the result.
     reference_name : str
         File name of the reference frame.
-    params : dict
-        StackParams fields.
     n_stars : int
         Stars in STAR-TAB.
-    software_version : str
-        ``crowdsky.__version__``.
     n_channels : int
         3 for RGB output.
+    software_version : str
+        ``crowdsky.__version__``.
+    """
+
+    n_input: int
+    total_exptime: float
+    date_start: datetime | None
+    date_end: datetime | None
+    ra_deg: float | None
+    dec_deg: float | None
+    reference_name: str
+    n_stars: int
+    n_channels: int
+    software_version: str
+
+
+def build_primary_header(
+    used_headers: Sequence[Any], facts: StackFacts, params: dict[str, Any]
+) -> fits_writer.Header:
+    """Build the aggregated PRIMARY header.
+
+    Parameters
+    ----------
+    used_headers : sequence of header objects
+        Headers of the stacked frames, in input order (``io.CardHeader`` or astropy).
+    facts : StackFacts
+        Counts, times, pointing and provenance of the stack.
+    params : dict
+        StackParams fields.
 
     Returns
     -------
     crowdsky.stacking.fits_writer.Header
     """
     hdr = fits_writer.Header()
+    _copy_frame_keywords(hdr, used_headers)
+    _add_exposure(hdr, facts, len(used_headers))
+    _add_times(hdr, facts.date_start, facts.date_end)
+    if facts.ra_deg is not None and facts.dec_deg is not None:
+        hdr["RA"] = (round(facts.ra_deg, 6), "[deg] mean pointing of stacked frames")
+        hdr["DEC"] = (round(facts.dec_deg, 6), "[deg] mean pointing of stacked frames")
+    hdr["BUNIT"] = ("adu", "ADU of the reference frame")
+    hdr["NCHANNEL"] = (facts.n_channels, "colour planes (RED/GREEN/BLUE extensions)")
+    # the pixel grid's reference frame (no room for a comment)
+    hdr["REFFRAME"] = facts.reference_name[:68]
+    hdr["NSTARS"] = (facts.n_stars, "stars in STAR-TAB")
+    hdr["SWCREATE"] = (f"crowdsky {facts.software_version}", "software that made this stack")
+    _add_parameters(hdr, params)
+    return hdr
+
+
+def _copy_frame_keywords(hdr: fits_writer.Header, used_headers: Sequence[Any]) -> None:
+    """The first frame's descriptive keywords; the most common gain, the mean temperature."""
     first = used_headers[0] if used_headers else fits_writer.Header()
     for key in COPIED_KEYWORDS:
         if key in first:
@@ -137,41 +156,39 @@ def build_primary_header(
     temps = [h.get("CCD-TEMP") for h in used_headers if isinstance(h.get("CCD-TEMP"), int | float)]
     if temps:
         hdr["CCD-TEMP"] = (round(sum(temps) / len(temps), 2), "[C] mean sensor temperature")
+
+
+def _add_exposure(hdr: fits_writer.Header, facts: StackFacts, n_used: int) -> None:
+    """Exposure and frame counts, under our names and the later clients' (clients.md)."""
     hdr["IMAGETYP"] = ("Light", "stacked light frames")
-    hdr["EXPTIME"] = (round(total_exptime, 6), "[s] total exposure of stacked frames")
-    hdr["EXPOSURE"] = (round(total_exptime, 6), "[s] total exposure of stacked frames")
-    hdr["NCOMBINE"] = (len(used_headers), "number of frames stacked")
-    hdr["NINPUT"] = (n_input, "number of frames given to the stacker")
-    hdr["NREJECT"] = (n_input - len(used_headers), "frames rejected (see FRAMES table)")
-    # the later clients' names (clients.md): frames stacked / frames of the block
-    hdr["NIMAGES"] = (len(used_headers), "number of frames stacked")
-    hdr["OBSTOTAL"] = (n_input, "frames of the observation block")
+    hdr["EXPTIME"] = (round(facts.total_exptime, 6), "[s] total exposure of stacked frames")
+    hdr["EXPOSURE"] = (round(facts.total_exptime, 6), "[s] total exposure of stacked frames")
+    hdr["NCOMBINE"] = (n_used, "number of frames stacked")
+    hdr["NINPUT"] = (facts.n_input, "number of frames given to the stacker")
+    hdr["NREJECT"] = (facts.n_input - n_used, "frames rejected (see FRAMES table)")
+    hdr["NIMAGES"] = (n_used, "number of frames stacked")
+    hdr["OBSTOTAL"] = (facts.n_input, "frames of the observation block")
+
+
+def _add_times(hdr: fits_writer.Header, start: datetime | None, end: datetime | None) -> None:
+    """DATE-OBS/-END with their MJDs, the clients' OB-START/-END, and the elapsed time."""
     hdr["TIMESYS"] = ("UTC", "time scale of DATE-OBS, DATE-END")
-    if date_start is not None:
-        hdr["DATE-OBS"] = (_fits_time(date_start), "start of the first stacked exposure")
-        hdr["MJD-OBS"] = (round(mjd(date_start), 9), "[d] MJD of DATE-OBS")
-    if date_end is not None:
-        hdr["DATE-END"] = (_fits_time(date_end), "end of the last stacked exposure")
-        hdr["MJD-END"] = (round(mjd(date_end), 9), "[d] MJD of DATE-END")
-    if date_start is not None:
-        hdr["OB-START"] = (_fits_time(date_start), "observation block start (= DATE-OBS)")
-    if date_end is not None:
-        hdr["OB-END"] = (_fits_time(date_end), "observation block end (= DATE-END)")
-    if date_start is not None and date_end is not None:
-        hdr["TELAPSE"] = (
-            round((date_end - date_start).total_seconds(), 3),
-            "[s] DATE-END - DATE-OBS",
-        )
-    if ra_deg is not None and dec_deg is not None:
-        hdr["RA"] = (round(ra_deg, 6), "[deg] mean pointing of stacked frames")
-        hdr["DEC"] = (round(dec_deg, 6), "[deg] mean pointing of stacked frames")
-    hdr["BUNIT"] = ("adu", "ADU of the reference frame")
-    hdr["NCHANNEL"] = (n_channels, "colour planes (RED/GREEN/BLUE extensions)")
-    hdr["REFFRAME"] = reference_name[
-        :68
-    ]  # the pixel grid's reference frame (no room for a comment)
-    hdr["NSTARS"] = (n_stars, "stars in STAR-TAB")
-    hdr["SWCREATE"] = (f"crowdsky {software_version}", "software that made this stack")
+    if start is not None:
+        hdr["DATE-OBS"] = (_fits_time(start), "start of the first stacked exposure")
+        hdr["MJD-OBS"] = (round(mjd(start), 9), "[d] MJD of DATE-OBS")
+    if end is not None:
+        hdr["DATE-END"] = (_fits_time(end), "end of the last stacked exposure")
+        hdr["MJD-END"] = (round(mjd(end), 9), "[d] MJD of DATE-END")
+    if start is not None:
+        hdr["OB-START"] = (_fits_time(start), "observation block start (= DATE-OBS)")
+    if end is not None:
+        hdr["OB-END"] = (_fits_time(end), "observation block end (= DATE-END)")
+    if start is not None and end is not None:
+        hdr["TELAPSE"] = (round((end - start).total_seconds(), 3), "[s] DATE-END - DATE-OBS")
+
+
+def _add_parameters(hdr: fits_writer.Header, params: dict[str, Any]) -> None:
+    """The combination and rejection actually used, and every parameter as HIERARCH."""
     hdr["STACKMET"] = (params.get("method", "mean"), "combination of surviving pixels")
     hdr["REJECTMT"] = (params.get("rejection", ""), "pixel rejection algorithm")
     for name, value in params.items():
@@ -183,4 +200,3 @@ def build_primary_header(
         elif isinstance(value, str) and len(value) > 40:
             value = value[:40]
         hdr[key] = value
-    return hdr

@@ -283,6 +283,36 @@ def write_stack(
         primary: fits_writer.Header | fits_writer.HeaderCards = primary_header
     else:  # astropy.io.fits.Header
         primary = fits_writer.HeaderCards([card.image for card in primary_header.cards])
+    hdus = _product_extensions(image, footprint, stars, frames_table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = create_temporary(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY)
+        try:
+            size = fits_writer.write_file(fd, primary, hdus, parallel=WRITE_THREADS)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise errors.OutputError(f"cannot write {path}: {exc}") from exc
+    return size
+
+
+WRITE_THREADS = 2
+"""Threads converting and writing the image extensions (numpy and pwrite release the GIL)."""
+
+
+def _product_extensions(
+    image: np.ndarray,
+    footprint: np.ndarray,
+    stars: np.ndarray,
+    frames_table: dict[str, np.ndarray],
+) -> list[Any]:
+    """The product's extensions in order: the colour planes (or LUM), FOOTPRINT,
+    STAR-TAB and FRAMES, as ``fits_writer`` HDUs."""
+    from crowdsky.stacking import fits_writer
+
     planes = (
         [("RED", image[..., 0]), ("GREEN", image[..., 1]), ("BLUE", image[..., 2])]
         if image.ndim == 3
@@ -316,24 +346,7 @@ def write_stack(
     hdus.append(
         fits_writer.TableHDU("FRAMES", [_table_column(k, v) for k, v in frames_table.items()])
     )
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = create_temporary(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY)
-        try:
-            size = fits_writer.write_file(fd, primary, hdus, parallel=WRITE_THREADS)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise errors.OutputError(f"cannot write {path}: {exc}") from exc
-    return size
-
-
-WRITE_THREADS = 2
-"""Threads converting and writing the image extensions (numpy and pwrite release the GIL)."""
+    return hdus
 
 
 def create_temporary(path: Path) -> Path:

@@ -25,7 +25,7 @@ import numpy as np
 from crowdsky import __version__
 from crowdsky.stacking import detect, io
 from crowdsky.stacking.debayer import debayer
-from crowdsky.stacking.header import build_primary_header
+from crowdsky.stacking.header import StackFacts, build_primary_header
 from crowdsky.worker.errors import StackingFailed
 
 KIND = "postprocess"
@@ -148,8 +148,7 @@ def _product_header(
 ) -> Any:
     """Our PRIMARY header for the uploaded stack, with the keywords the clients read."""
     n_frames = seen.n_frames
-    primary = build_primary_header(
-        [header],
+    facts = StackFacts(
         n_input=n_frames,
         total_exptime=seen.exptime,
         date_start=seen.start,
@@ -157,11 +156,11 @@ def _product_header(
         ra_deg=seen.ra,
         dec_deg=seen.dec,
         reference_name=source_name,
-        params={"method": "uploaded", "rejection": "unknown"},
         n_stars=n_stars,
-        software_version=__version__,
         n_channels=3 if image_ndim == 3 else 1,
+        software_version=__version__,
     )
+    primary = build_primary_header([header], facts, {"method": "uploaded", "rejection": "unknown"})
     # the uploaded stack counts as one input here; the frames it holds are what matter
     primary["NCOMBINE"] = (n_frames, "number of frames in the uploaded stack")
     primary["NIMAGES"] = (n_frames, "number of frames stacked")

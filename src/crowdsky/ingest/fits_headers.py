@@ -1,26 +1,13 @@
 """Understand one uploaded raw frame from its FITS header, or say exactly why not.
 
-The original accepted anything whose first card looked right and read five keywords
-with a hand-written card parser (``original-system.md`` §4, bugs 20–22). Here the
-cards are parsed per the standard by CrowdSky's one FITS header reader,
-:mod:`crowdsky.stacking.fits_header` (quoted strings, ``CONTINUE``, every value type;
-the engine and the worker read headers with it too); we then walk the file's HDUs,
-check that it really holds a 2-D or 3-D image whose data are all there (a truncated
-upload is refused), and read every keyword the chunking and the stacker need. Values
-are normalised once:
-
-- ``DATE-OBS`` is UTC whatever its precision; a value without a zone is UTC (bug 9),
-  fractional seconds are kept (bug 11), implausible dates are refused;
-- ``RA``/``DEC`` may be degrees or sexagesimal strings (RA then in hours, bug 22);
-- ``BAYERPAT`` must be one of the four Bayer layouts when present, and a Seestar
-  raw (2-D) must have one, because the stacker cannot debayer without it (bug 20);
-- text longer than its ``raw_files`` column (FITS allows 68 characters a card, and
-  more with ``CONTINUE`` cards) never reaches the database, which would refuse it on
-  PostgreSQL and MariaDB and keep it whole on SQLite. Keywords that group frames into
-  chunks and jobs (``FILTER``, ``TELESCOP``) are refused naming the keyword and the
-  limit: cutting them could merge two distinct filters or telescopes into one stack.
-  Descriptive ones (``OBJECT``, ``INSTRUME``) are cut to fit; only a name shown to
-  people is shortened. ``BAYERPAT`` needs no limit: only 4-letter layouts pass.
+The cards are parsed by CrowdSky's one FITS header reader
+(:mod:`crowdsky.stacking.fits_header`); this module checks that the file really holds
+a complete 2-D or 3-D image and reads, normalised once, every keyword chunking and
+stacking need: DATE-OBS as UTC at full precision, RA/DEC in degrees (sexagesimal
+accepted), a valid BAYERPAT for Seestar raws. Text longer than its ``raw_files``
+column (the limits are read from the table) is refused for the keywords that group
+frames (FILTER, TELESCOP: cutting could merge two of them) and cut for names shown to
+people (OBJECT, INSTRUME).
 """
 
 from __future__ import annotations
@@ -194,7 +181,7 @@ def parse_date_obs(value: Any, filename: str, *, now: datetime | None = None) ->
     """DATE-OBS as an aware UTC datetime, keeping its full precision.
 
     A value without a zone is UTC (FITS times are UTC unless TIMESYS says otherwise;
-    the original read them in the server's local zone, bug 9).
+    the original read them in the server's local zone).
 
     Raises
     ------

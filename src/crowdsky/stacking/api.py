@@ -166,7 +166,7 @@ def stack_files(
         raise errors.InvalidInput("input file(s) not found: " + ", ".join(missing))
     output = Path(output_path)
     try:
-        return _run(paths, output, params, _Reporter(progress))
+        return _pipeline(paths, output, params, _Reporter(progress), prepare())
     except errors.StackingError:
         raise
     except MemoryError as exc:
@@ -175,10 +175,6 @@ def stack_files(
         ) from exc
     except Exception as exc:
         raise errors.StackingError(f"stacking failed: {type(exc).__name__}: {exc}") from exc
-
-
-def _run(paths: list[Path], output: Path, params: StackParams, report: _Reporter) -> StackResult:
-    return _pipeline(paths, output, params, report, prepare())
 
 
 _warm_lock = threading.Lock()

@@ -5,9 +5,9 @@
 ``import crowdsky.worker`` stays light and nothing touches the network at import).
 Engine errors become :class:`~crowdsky.worker.errors.StackingFailed` with the
 engine's message. :func:`build_metadata` turns a result into the spec's
-``complete_job`` body with the *real* aligned-frame count (bug 23) and ISO 8601 UTC
-times taken from parsed datetimes (bug 15). :func:`verify_raw_file` catches a
-damaged raw before the stacking time is spent on it.
+``complete_job`` body with the real aligned-frame count and ISO 8601 UTC times taken
+from parsed datetimes. :func:`verify_raw_file` catches a damaged raw before the
+stacking time is spent on it.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 Three ``crowdsky server`` processes share a database and an S3 raw store (a real
 SeaweedFS cluster: master, two replicated volume servers, filer, S3 gateway). An
 upload session starts on server A, its files go to B, A and C in turn, it is
-finalized on A; a real worker process claims through B and fetches its raws from
-the store through ``download_raw``'s redirect; a client written the way the original
-v1 worker is (``requests``, which follows redirects on GET) claims through A and
-downloads the other job's raws byte for byte; C, set to proxy instead of redirect,
-serves one of them itself. Nothing about a request depends on
-which process served the previous one.
+finalized on A. The original v1 worker (``tests/support/v1_worker.py``: ``requests``,
+which follows redirects on GET) claims on A, lists on C, downloads through A (a
+redirect to the store), heart-beats on B and completes on C; C, set to proxy instead
+of redirect, serves one of its raws itself. A real worker process claims through B,
+fetches its raws from the store, stacks and completes. Nothing about a request
+depends on which process served the previous one.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.db_backends import create_server_database, drop_server_database
 from tests.e2e.conftest import PASSWORD, USERNAME, Deployment, WorkerLauncher, simulate_chunk
 from tests.support.live_server import LiveServer, start_live_server
 from tests.support.seaweedfs import SeaweedCluster
+from tests.support.v1_worker import V1Worker, spec_metadata
 from tests.support.webdav_server import WebDavServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -118,69 +119,38 @@ def _upload_across(servers: list[LiveServer], frames: list[Path]) -> list[int]:
             client.close()
 
 
-def _file_ids(database_url: str, job_id: int) -> list[tuple[int, str]]:
-    """(raw file id, client file name) of a job's frames."""
-    from sqlalchemy import select
-
-    from crowdsky.db import make_session_factory
-    from crowdsky.db.models import RawFile
-
-    engine = create_db_engine(database_url)
-    try:
-        with make_session_factory(engine)() as session, session.begin():
-            rows = session.execute(
-                select(RawFile.id, RawFile.filename)
-                .where(RawFile.stacking_job_id == job_id)
-                .order_by(RawFile.id)
-            ).all()
-            return [(int(r.id), str(r.filename)) for r in rows]
-    finally:
-        engine.dispose()
-
-
-def _v1_style_fetch(server: LiveServer, root: Path) -> tuple[int, dict[str, str]]:
-    """Claim and download the way the original worker does: ``requests``, Bearer key."""
-    import requests
-
-    headers = {"Authorization": f"Bearer {server.worker_key}"}
-    job = requests.get(
-        f"{server.api_url}/next_job.php", headers=headers, params={"worker_id": "v1"}, timeout=30
-    )
-    assert job.status_code == 200, job.text
-    job_id = int(job.json()["job_id"])
-    listing = requests.get(
-        f"{server.api_url}/job_files.php",
-        headers=headers,
-        params={"job_id": job_id, "worker_id": "v1", "lease_token": job.json()["lease_token"]},
-        timeout=30,
-    )
-    assert listing.status_code == 200, listing.text
-    hashes = {}
-    for entry in listing.json()["files"]:
-        target = root / "v1" / entry["filename"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with requests.get(
-            f"{server.api_url}/download_raw.php",
-            headers=headers,
-            params={"file_id": entry["id"]},
-            stream=True,
-            timeout=60,
-        ) as response:
-            response.raise_for_status()
-            # it came from the store, not from the API server
-            assert response.history and response.history[0].status_code == 307
-            assert response.url.startswith(server.env["AWS_ENDPOINT_URL"])
-            with open(target, "wb") as fh:
-                for chunk in response.iter_content(1024 * 1024):
-                    fh.write(chunk)
-        hashes[entry["filename"]] = hashlib.sha256(target.read_bytes()).hexdigest()
+def _v1_worker_across(servers: tuple[LiveServer, ...], root: Path) -> tuple[int, dict[str, str]]:
+    """The original v1 worker's calls (``requests``, no lease token), each on another
+    server: claim on A, list on C, download through A (a redirect to the store), heart-
+    beat on B, complete on C. Returns the job and the downloaded files' SHA-256."""
+    a, b, c = (V1Worker(s.api_url, s.worker_key) for s in servers)
+    job = a.get_next_job()
+    assert job is not None
+    job_id = int(job["job_id"])
+    files = c.get_job_files(job_id)["files"]
+    hashes = {
+        entry["filename"]: a.download_raw_file(int(entry["id"]), root / "v1" / entry["filename"])
+        for entry in files
+    }
+    # server C, set to proxy instead of redirect, serves the same bytes itself
+    with httpx.Client(base_url=servers[2].url, headers=servers[2].worker_headers) as proxy:
+        reply = proxy.get("/api/download_raw.php", params={"file_id": files[0]["id"]})
+    assert reply.status_code == 200 and not reply.history
+    assert hashlib.sha256(reply.content).hexdigest() == hashes[files[0]["filename"]]
+    # every file came from the store by redirect, not through the API server
+    assert a.downloads and all(status == 307 for status, _ in a.downloads)
+    assert all(url.startswith(servers[0].env["AWS_ENDPOINT_URL"]) for _, url in a.downloads)
+    assert "lease_expires_at" in b.heartbeat(job_id)
+    path = f"/crowdsky/stacks/user_1/unknown/stack_v1_{job_id}.fits"
+    reply = c.complete_job(job_id, spec_metadata(path, len(hashes), 123_456))
+    assert reply.status_code == 200 and reply.json()["ok"] is True, reply.text
     return job_id, hashes
 
 
 def test_three_servers_one_database_one_store(
     tmp_path: Path, cluster: Cluster, share: WebDavServer
 ) -> None:
-    server_a, server_b, server_c = cluster.servers
+    server_a, server_b, _ = cluster.servers
     deployment = Deployment(server_a, cluster.database_url, tmp_path)
     deployment.create_user()
     first = _frames(tmp_path, seed=11, minute=0)
@@ -190,17 +160,13 @@ def test_three_servers_one_database_one_store(
     assert len([k for k in cluster.objects() if "/." not in k]) == 2 * FRAMES_PER_JOB
     assert not any(server.data_dir.joinpath("uploads").exists() for server in cluster.servers)
 
-    # the original worker's code path, through server A: redirect, bytes from the store
-    v1_job, v1_hashes = _v1_style_fetch(server_a, tmp_path)
+    # the original v1 worker, one call per server: bytes from the store, job completed
+    v1_job, v1_hashes = _v1_worker_across(cluster.servers, tmp_path)
     uploaded = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in first + second}
-    assert v1_hashes and all(uploaded[name] == digest for name, digest in v1_hashes.items())
-
-    # server C serves the same bytes itself (no redirect)
-    file_id, file_name = _file_ids(cluster.database_url, v1_job)[0]
-    with httpx.Client(base_url=server_c.url, headers=server_c.worker_headers) as proxy:
-        reply = proxy.get("/api/download_raw.php", params={"file_id": file_id})
-    assert reply.status_code == 200 and not reply.history
-    assert hashlib.sha256(reply.content).hexdigest() == uploaded[file_name]
+    assert len(v1_hashes) == FRAMES_PER_JOB
+    assert all(uploaded[name] == digest for name, digest in v1_hashes.items())
+    v1_row = deployment.job(v1_job)
+    assert v1_row["status"] == "completed" and v1_row["stacked"]["file_size_bytes"] == 123_456
 
     # our worker process, through server B: claims the other job, stacks, completes
     server_b_deployment = Deployment(server_b, cluster.database_url, tmp_path)
@@ -215,8 +181,5 @@ def test_three_servers_one_database_one_store(
     assert row["status"] == "completed", (row["status"], row["attempt_history"], worker.log())
     assert row["stacked"] is not None and row["stacked"]["n_frames_input"] == FRAMES_PER_JOB
     assert worker.has_event("job_completed", job_id=stacked_job) or row["completed_at"]
-    # the completed job's raws were deleted from the store by server B
-    uploads = server_a.data_dir / "uploads"
-    v1_keys = {f"raws/{p.relative_to(uploads)}" for p, _ in deployment.job(v1_job)["raw_paths"]}
-    assert len(v1_keys) == FRAMES_PER_JOB
-    assert {k for k in cluster.objects() if "/." not in k} == v1_keys
+    # both completed jobs' raws were deleted from the store (by servers C and B)
+    assert not {k for k in cluster.objects() if "/." not in k}

@@ -26,6 +26,14 @@ from tests.web.conftest import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 XSS = "<img src=x onerror=alert(1)>"
+#: When the page scrolls sideways, the elements that reach beyond the viewport.
+SIDEWAYS_OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  if (document.documentElement.scrollWidth <= width) return [];
+  return [...document.querySelectorAll('body *')]
+    .filter((e) => e.getBoundingClientRect().right > width + 1)
+    .map((e) => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className);
+}"""
 PAGES = ["/", "/login", "/register", "/upload", "/jobs", "/stacks", "/account", "/ops"]
 
 
@@ -113,6 +121,8 @@ def test_real_night_upload_watch_find_download(
             p.screenshot(path=str(screenshot_dir / f"{name}-{size}.png"), full_page=True)
             violations = check_accessibility(p)
             assert violations == [], (path, size, violations)
+            # reflow (WCAG 1.4.10): the page never scrolls sideways, wide tables do inside
+            assert p.evaluate(SIDEWAYS_OVERFLOW) == [], (path, size)
         p.close()
     phone.close()
     context.close()

@@ -94,6 +94,28 @@ class FrameHeader:
     width: int
     height: int
 
+    def raw_file_columns(self, *, scrub_location: bool = False) -> dict[str, Any]:
+        """The ``raw_files`` columns this header fills (the observing site left out
+        with ``scrub_location``)."""
+        return {
+            "fits_date_obs": self.date_obs,
+            "fits_object": self.object_name,
+            "fits_exptime": self.exptime_s,
+            "fits_ra": self.ra_deg,
+            "fits_dec": self.dec_deg,
+            "fits_filter": self.filter_name,
+            "fits_telescop": self.telescop,
+            "fits_instrume": self.instrume,
+            "fits_gain": self.gain,
+            "fits_ccd_temp": self.ccd_temp_c,
+            "fits_bayerpat": self.bayerpat,
+            "fits_eqmode": self.eqmode,
+            "fits_sitelat": None if scrub_location else self.site_lat_deg,
+            "fits_sitelong": None if scrub_location else self.site_long_deg,
+            "image_width": self.width,
+            "image_height": self.height,
+        }
+
 
 def read_frame_header(
     path: str | os.PathLike[str], filename: str, *, now: datetime | None = None

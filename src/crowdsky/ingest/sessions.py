@@ -313,31 +313,15 @@ def _raw_file_row(
 ) -> RawFile:
     """The ``raw_files`` row of a published file, with every header value chunking needs
     (the chunk key is provisional until finalize)."""
-    header = arrival.header
     return RawFile(
         upload_session_id=ref.id,
         filename=arrival.client_name,
         storage_path=published,
         file_size_bytes=arrival.partial.size,
         sha256=arrival.sha256,
-        fits_date_obs=header.date_obs,
-        fits_object=header.object_name,
-        fits_exptime=header.exptime_s,
-        fits_ra=header.ra_deg,
-        fits_dec=header.dec_deg,
-        fits_filter=header.filter_name,
-        fits_telescop=header.telescop,
-        fits_instrume=header.instrume,
-        fits_gain=header.gain,
-        fits_ccd_temp=header.ccd_temp_c,
-        fits_bayerpat=header.bayerpat,
-        fits_eqmode=header.eqmode,
-        fits_sitelat=header.site_lat_deg,
-        fits_sitelong=header.site_long_deg,
-        image_width=header.width,
-        image_height=header.height,
         chunk_key=chunk_key,
         created_at=now,
+        **arrival.header.raw_file_columns(),
     )
 
 

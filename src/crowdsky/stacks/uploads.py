@@ -184,21 +184,9 @@ def _record_upload(
         storage_path=stored,
         file_size_bytes=size,
         sha256=checked.sha256,
-        fits_date_obs=header.date_obs,
-        fits_object=header.object_name,
-        fits_exptime=header.exptime_s,
-        fits_ra=header.ra_deg,
-        fits_dec=header.dec_deg,
-        fits_filter=header.filter_name,
-        fits_telescop=header.telescop,
-        fits_instrume=header.instrume,
-        fits_eqmode=header.eqmode,
-        fits_sitelat=None if upload.scrub_location else header.site_lat_deg,
-        fits_sitelong=None if upload.scrub_location else header.site_long_deg,
-        image_width=header.width,
-        image_height=header.height,
         chunk_key=checked.chunk_key,
         created_at=now,
+        **header.raw_file_columns(scrub_location=upload.scrub_location),
     )
     session.add(raw)
     session.flush()

@@ -27,6 +27,7 @@ from crowdsky.server import stack_files
 from crowdsky.server.auth import bearer_token
 from crowdsky.server.deps import DbSession, State
 from crowdsky.server.errors import BadRequest
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas.worker_api import ErrorResponse
 from crowdsky.server.user_auth import require_user
 
@@ -70,7 +71,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _download_url(request: Request, stack_id: int) -> str:
-    return str(request.url_for("download_frame_php").include_query_params(id=stack_id))
+    # the first route of that name is the .php path (add_php_route registers it first)
+    return str(request.url_for("download_frame").include_query_params(id=stack_id))
 
 
 def tile_query(
@@ -300,5 +302,4 @@ for _name, _handler, _replies in (
     _kwargs: dict[str, Any] = {"methods": ["GET"], "responses": _documented}
     if _replies is ECSV_REPLY:
         _kwargs["response_class"] = PlainTextResponse
-    router.add_api_route(f"/api/{_name}.php", _handler, name=f"{_name}_php", **_kwargs)
-    router.add_api_route(f"/api/{_name}", _handler, **_kwargs)
+    php_paths.add_php_route(router, _name, _handler, **_kwargs)

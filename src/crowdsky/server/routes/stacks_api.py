@@ -20,6 +20,7 @@ from crowdsky.db.types import utcnow
 from crowdsky.server import stack_files
 from crowdsky.server.deps import DbSession, State
 from crowdsky.server.errors import BadRequest, PayloadTooLarge, register_error_status
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas.worker_api import ErrorResponse
 from crowdsky.server.state import ServerState
 from crowdsky.server.user_auth import AuthenticatedUser
@@ -219,17 +220,13 @@ PNG_REPLY: dict[int | str, dict[str, Any]] = {
 #: File answers are not JSON: no application/json success body in the document.
 _FILE: dict[str, Any] = {"response_class": Response}
 
-for _url in ("/api/upload_stack.php", "/api/upload_stack"):
-    router.add_api_route(_url, upload_stack, methods=["POST"], responses=ERRORS)
-
 for _name, _handler, _method, _kwargs in (
+    ("upload_stack", upload_stack, "POST", {"responses": ERRORS}),
     ("download_stack", download_stack, "GET", {"responses": {**ERRORS, **FILE_REPLY}, **_FILE}),
     ("thumbnail", thumbnail, "GET", {"responses": {**ERRORS, **PNG_REPLY}, **_FILE}),
-    ("stack_privacy", stack_privacy, "POST", {}),
+    ("stack_privacy", stack_privacy, "POST", {"responses": ERRORS}),
 ):
-    for _url in (f"/api/{_name}.php", f"/api/{_name}"):
-        _kwargs.setdefault("responses", ERRORS)
-        router.add_api_route(_url, _handler, methods=[_method], **_kwargs)
+    php_paths.add_php_route(router, _name, _handler, methods=[_method], **_kwargs)
 router.add_api_route(
     "/thumbnail.php", thumbnail, methods=["GET"], responses={**ERRORS, **PNG_REPLY}, **_FILE
 )

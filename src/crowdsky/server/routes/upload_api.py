@@ -31,6 +31,7 @@ from crowdsky.config import ServerSettings
 from crowdsky.db.types import utcnow
 from crowdsky.server.deps import State
 from crowdsky.server.errors import BadRequest, PayloadTooLarge
+from crowdsky.server.routes import php_paths
 from crowdsky.server.schemas import fields
 from crowdsky.server.schemas.upload_api import (
     Action,
@@ -116,8 +117,7 @@ def _route(method: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
     """Register a handler at ``/api/raw_upload.php`` and the alias ``/api/raw_upload``."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-        for url in ("/api/raw_upload.php", "/api/raw_upload"):
-            router.add_api_route(url, func, methods=[method], **kwargs)
+        php_paths.add_php_route(router, "raw_upload", func, methods=[method], **kwargs)
         return func
 
     return decorator

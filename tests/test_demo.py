@@ -180,11 +180,13 @@ def test_demo_runs_in_a_temporary_folder_and_removes_it_unless_kept(tmp_path: Pa
     assert code == 0, out
     assert f"CrowdSky demo in {temp}" in out.replace("\n", "")
     assert "removed" in out and list(temp.iterdir()) == [], "nothing left behind"
+    assert "until the demo ends (--keep keeps them):" in out.replace("\n", "")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-output.txt", "frames", "tmp"]
     code, out = run_demo(tmp_path, *args, "--keep", extra_env={"TMPDIR": str(temp)})
     assert code == 0, out
     (kept,) = temp.iterdir()
     assert f"kept {kept}" in out and len(list(kept.glob("run-*/results/**/*.fits"))) == 1
+    assert "until the demo ends" not in out
 
 
 def test_demo_stopped_with_sigterm_stops_its_server_and_worker(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def demo(
     services = _Services()
     sigterm = _SigtermInterrupt()
     try:
-        rows = _run_demo(console, run, options, services)
+        rows = _run_demo(console, run, options, services, removed_at_end=temporary and not keep)
         if serve:
             _serve(console, run)
         if any(row.status != "completed" for row in rows):
@@ -119,8 +119,11 @@ class _Services:
             self.server.stop()
 
 
-def _run_demo(console: Console, run: Any, options: Any, services: _Services) -> list[Any]:
-    """Start the services, upload the frames, follow the jobs, check and show the stacks."""
+def _run_demo(
+    console: Console, run: Any, options: Any, services: _Services, *, removed_at_end: bool
+) -> list[Any]:
+    """Start the services, upload the frames, follow the jobs, check and show the stacks
+    (``removed_at_end``: the demo's temporary folder goes when it ends)."""
     from crowdsky import demo as demo_run
 
     started = time.monotonic()
@@ -138,7 +141,7 @@ def _run_demo(console: Console, run: Any, options: Any, services: _Services) -> 
         if row.fits_path is not None:
             demo_run.check_stack(row.fits_path)
     console.print(_results_table(rows))
-    _print_outputs(console, run, rows)
+    _print_outputs(console, run, rows, removed_at_end)
     console.print(f"done in {time.monotonic() - started:.1f} s")
     return rows
 
@@ -264,14 +267,15 @@ def _results_table(rows: list[Any]) -> Table:
     return table
 
 
-def _print_outputs(console: Console, run: Any, rows: list[Any]) -> None:
+def _print_outputs(console: Console, run: Any, rows: list[Any], removed_at_end: bool) -> None:
     from crowdsky import demo as demo_run
     from crowdsky.config import DEFAULT_RESTACK_WINDOW_HOURS
 
     def say(text: str) -> None:
         console.print(text, soft_wrap=True, highlight=False)
 
-    say(f"\nstacked FITS files and thumbnails are under {run.results_dir}:")
+    until = " until the demo ends (--keep keeps them)" if removed_at_end else ""
+    say(f"\nstacked FITS files and thumbnails are under {run.results_dir}{until}:")
     for row in rows:
         if row.fits_path is not None:
             say(f"  {row.fits_path}")

@@ -10,8 +10,9 @@ dropped. Positions are refined with sep's windowed centroid (``winpos``), which 
 markedly less biased than isophotal barycentres on undersampled stars; FWHM is taken
 as twice the half-flux radius (exact for a Gaussian).
 
-sep's global buffers are sized once in :func:`configure_sep` (the only place that
-touches them).
+sep is called through :mod:`crowdsky.stacking.sep_nogil`, which releases the GIL, so
+analysis threads detect in parallel. sep's global buffers are sized once in
+:func:`configure_sep` (the only place that touches them).
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from crowdsky.stacking import errors, kernels
+from crowdsky.stacking import errors, kernels, sep_nogil
 
 __all__ = [
     "STAR_DTYPE",
@@ -141,8 +141,6 @@ def measure_background(
     32 real M 94 frames within 1 % of the direct estimate, the model within 0.25 σ),
     not for a resampled stack.
     """
-    import sep
-
     rows, cols = image.shape
     if binned and rows >= 4 and cols >= 4:
         import cv2
@@ -159,18 +157,20 @@ def measure_background(
             small += image[1 : 2 * h : 2, 1 : 2 * w : 2]
             small *= np.float32(0.25)
         half = max(1, mesh_px // 2)
-        model = _sep_background(sep, small, half)
-        back = cv2.resize(model.back(), (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+        small_back, level, rms = _sep_background(small, half)
+        back = cv2.resize(small_back, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
         if back.shape != image.shape:  # odd size: repeat the last row / column
             back = cv2.copyMakeBorder(back, 0, rows - 2 * h, 0, cols - 2 * w, cv2.BORDER_REPLICATE)
-        return Sky(back, float(model.globalback), 2.0 * float(model.globalrms))
-    model = _sep_background(sep, image, mesh_px)
-    return Sky(model.back(), float(model.globalback), float(model.globalrms))
+        return Sky(back, level, 2.0 * rms)
+    back, level, rms = _sep_background(image, mesh_px)
+    return Sky(back, level, rms)
 
 
-def _sep_background(sep: Any, image: np.ndarray, mesh_px: int) -> Any:
+def _sep_background(image: np.ndarray, mesh_px: int) -> tuple[np.ndarray, float, float]:
     try:
-        return sep.Background(image, bw=mesh_px, bh=mesh_px, fw=3, fh=3)
+        return sep_nogil.background(image, mesh_px)
+    except MemoryError:
+        raise
     except Exception as exc:  # sep raises bare Exception
         raise errors.StackingError(f"background estimation failed: {exc}") from exc
 
@@ -209,7 +209,6 @@ def find_stars(
     -------
     Detection
     """
-    import sep
 
     configure_sep()
     if image.dtype != np.float32 or not image.flags.c_contiguous:
@@ -223,7 +222,9 @@ def find_stars(
     # that still yields target_stars is emulated by each source's peak significance:
     # one sep pass instead of up to five, and independent of frame order.
     try:
-        raw = sep.extract(data, min(sigmas), err=noise, minarea=minarea, mask=mask)
+        raw = sep_nogil.extract(data, min(sigmas), noise, minarea, mask)
+    except MemoryError:
+        raise
     except Exception as exc:  # sep raises bare Exception
         raise errors.StackingError(f"star detection failed: {exc}") from exc
     raw = raw[raw["b"] >= MIN_STAR_SIGMA_PX]
@@ -241,8 +242,6 @@ def find_stars(
 
 def _measure(data: np.ndarray, raw: np.ndarray) -> np.ndarray:
     """Windowed centroids and half-flux-radius FWHM for sep's raw catalogue."""
-    import sep
-
     stars = np.zeros(raw.size, dtype=STAR_DTYPE)
     if raw.size == 0:
         return stars
@@ -250,11 +249,11 @@ def _measure(data: np.ndarray, raw: np.ndarray) -> np.ndarray:
     y = raw["y"].astype(np.float64)
     a = np.maximum(raw["a"].astype(np.float64), MIN_STAR_SIGMA_PX)
     rmax = np.clip(6.0 * a, 3.0, 30.0)
-    r50, rflag = sep.flux_radius(data, x, y, rmax, 0.5, normflux=None, subpix=5)
+    r50, rflag = sep_nogil.flux_radius(data, x, y, rmax, 0.5)
     fwhm = 2.0 * np.asarray(r50, dtype=np.float64)
     sig = np.clip(fwhm / 2.3548, 0.5, 10.0)
     sig = np.where(np.isfinite(sig), sig, 1.0)
-    wx, wy, wflag = sep.winpos(data, x, y, sig)
+    wx, wy, wflag = sep_nogil.winpos(data, x, y, sig)
     moved = np.hypot(wx - x, wy - y)
     ok = (wflag == 0) & np.isfinite(wx) & np.isfinite(wy) & (moved < 2.0)
     stars["x"] = np.where(ok, wx, x)
